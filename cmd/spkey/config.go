@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+// config is every setting of the server, from flags and SPKEY_* variables
+// (a flag given on the command line wins).
+type config struct {
+	Addr             string
+	Data             string
+	DB               string
+	Sync             string
+	AdminAPIKey      string
+	AdminEmailDomain string
+	JWTIssuer        string
+	JWKSURL          string
+	JWTAudience      string
+	JWTUserClaim     string
+	CORSOrigins      string
+	LogLevel         string
+	ShutdownTimeout  time.Duration
+}
+
+// bind registers the flags of c on fs, each defaulting to its environment
+// twin when set.
+func (c *config) bind(fs *flag.FlagSet, env map[string]string) {
+	str := func(p *string, name, def, help string) {
+		envName := "SPKEY_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		if v, ok := env[envName]; ok {
+			def = v
+		}
+		fs.StringVar(p, name, def, help+" (env "+envName+")")
+	}
+	str(&c.Addr, "addr", "127.0.0.1:8787", "listen address")
+	str(&c.Data, "data", "./spkey-data", "data folder: the SQLite file and the local JWT signing key")
+	str(&c.DB, "db", "", "database: empty for SQLite in --data, or postgres://...")
+	str(&c.Sync, "sqlite-synchronous", "FULL", "SQLite synchronous pragma: FULL (survives power loss) or NORMAL")
+	str(&c.AdminAPIKey, "admin-api-key", "", "X-Admin-API-Key for admin routes; empty disables them (401)")
+	str(&c.AdminEmailDomain, "admin-email-domain", "", "admin routes also need a JWT whose email ends in @DOMAIN; empty: the admin key alone")
+	str(&c.JWTIssuer, "jwt-issuer", "", "outside OIDC issuer URL whose tokens are accepted (JWKS by discovery)")
+	str(&c.JWKSURL, "jwt-jwks-url", "", "JWKS URL of the outside issuer (skips discovery)")
+	str(&c.JWTAudience, "jwt-audience", "", "required aud of outside tokens")
+	str(&c.JWTUserClaim, "jwt-user-claim", "sub", "JWT claim that carries the user UUID")
+	str(&c.CORSOrigins, "cors-origins", "", "comma-separated origins allowed to call the API from a browser")
+	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	def := 15 * time.Second
+	if v, ok := env["SPKEY_SHUTDOWN_TIMEOUT"]; ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			def = d
+		}
+	}
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", def, "how long in-flight requests may take to finish on SIGTERM (env SPKEY_SHUTDOWN_TIMEOUT)")
+}
+
+func (c *config) validate() error {
+	switch strings.ToUpper(c.Sync) {
+	case "FULL", "NORMAL", "EXTRA":
+		c.Sync = strings.ToUpper(c.Sync)
+	default:
+		return fmt.Errorf("--sqlite-synchronous must be FULL, NORMAL or EXTRA")
+	}
+	if c.DB != "" && !strings.HasPrefix(c.DB, "postgres://") && !strings.HasPrefix(c.DB, "postgresql://") {
+		return fmt.Errorf("--db must be a postgres:// URL (leave it empty for SQLite)")
+	}
+	if c.AdminAPIKey != "" && len(c.AdminAPIKey) < 16 {
+		return fmt.Errorf("--admin-api-key must be at least 16 characters")
+	}
+	return nil
+}
+
+func (c *config) logger(w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
+}
+
+func (c *config) keyPath() string { return filepath.Join(c.Data, "jwt-signing-key.pem") }
+
+// openStore opens and migrates the configured database.
+func (c *config) openStore(ctx context.Context, log *slog.Logger) (*store.Store, error) {
+	var st *store.Store
+	var err error
+	if c.DB != "" {
+		st, err = store.OpenPostgres(ctx, c.DB, log)
+	} else {
+		st, err = store.OpenSQLite(ctx, filepath.Join(c.Data, "spkey.db"), store.SQLiteOptions{Synchronous: c.Sync}, log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// parse binds and parses flags for a subcommand.
+func parse(name string, args []string, env map[string]string, stderr io.Writer, extra func(fs *flag.FlagSet)) (*config, *flag.FlagSet, error) {
+	fs := flag.NewFlagSet("spkey "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &config{}
+	c.bind(fs, env)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, nil, err
+	}
+	return c, fs, nil
+}

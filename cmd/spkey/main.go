@@ -1,0 +1,80 @@
+// Command spkey is a self-hostable server that speaks the SmartphoneKey
+// access-control API.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "spkey:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `spkey — a self-hostable SmartphoneKey-compatible server
+
+Usage:
+  spkey serve     [flags]   run the API server
+  spkey migrate   [flags]   apply database migrations
+  spkey tenant create ORG_ID --name NAME [--super] [flags]
+                            register a tenant and print its new API key once
+  spkey token --sub USER_UUID [--email E] [--ttl 1h] [flags]
+                            print a JWT signed by the server's local key
+  spkey bench     [flags]   run the benchmarks (see docs/benchmarks.md)
+  spkey version             print the version
+
+Run "spkey COMMAND -h" for the flags of a command. Every flag has an
+environment twin: --admin-api-key is SPKEY_ADMIN_API_KEY, and so on.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// run is the whole program; tests call it directly.
+func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		return cmdServe(ctx, args[1:], env, stdout, stderr)
+	case "migrate":
+		return cmdMigrate(ctx, args[1:], env, stdout, stderr)
+	case "tenant":
+		return cmdTenant(ctx, args[1:], env, stdout, stderr)
+	case "token":
+		return cmdToken(ctx, args[1:], env, stdout, stderr)
+	case "bench":
+		return cmdBench(ctx, args[1:], env, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "spkey", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// envMap turns KEY=VALUE pairs into a map.
+func envMap(env []string) map[string]string {
+	m := make(map[string]string, len(env))
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/auth"
+	"github.com/spkey-dev/spkey/internal/httpapi"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	env := envMap(environ)
+	c, _, err := parse("serve", args, env, stderr, nil)
+	if err != nil {
+		return err
+	}
+	log := c.logger(stderr)
+	st, err := c.openStore(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	verifier, err := auth.NewVerifier(ctx, auth.Config{KeyPath: c.keyPath(), Issuer: c.JWTIssuer, JWKSURL: c.JWKSURL, Audience: c.JWTAudience, UserClaim: c.JWTUserClaim})
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	appends := prometheus.NewCounter(prometheus.CounterOpts{Name: "spkey_event_appends_total", Help: "Events appended to the event store."})
+	conflicts := prometheus.NewCounter(prometheus.CounterOpts{Name: "spkey_event_conflicts_total", Help: "Appends refused with a version conflict (retried)."})
+	reg.MustRegister(appends, conflicts)
+	st.SetHooks(store.Hooks{Appended: func(n int) { appends.Add(float64(n)) }, Conflict: conflicts.Inc})
+
+	svc := app.New(st, app.Options{}, log)
+	origins := map[string]bool{}
+	for _, o := range strings.Split(c.CORSOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins[strings.TrimSuffix(o, "/")] = true
+		}
+	}
+	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: c.AdminAPIKey, AdminEmailDomain: c.AdminEmailDomain, CORSOrigins: origins}, svc, verifier, st, reg, log)
+
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+	backend := "sqlite " + c.Data
+	if c.DB != "" {
+		backend = "postgres"
+	}
+	base := "http://" + ln.Addr().String()
+	log.Info("spkey listening", "addr", ln.Addr().String(), "backend", backend, "version", version)
+	fmt.Fprintf(stdout, `spkey %s listening on %s (%s)
+  a user token:  spkey token --sub <USER_UUID> --email <E>%s
+  an API key:    spkey tenant create <ORG_ID> --name <NAME>%s
+  admin routes:  %s
+  OpenAPI:       %s/openapi.json
+`, version, base, backend, dataFlag(c), dataFlag(c), adminHint(c), base)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", "timeout", c.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func dataFlag(c *config) string {
+	if c.DB != "" {
+		return " --db $SPKEY_DB"
+	}
+	if c.Data != "./spkey-data" {
+		return " --data " + c.Data
+	}
+	return ""
+}
+
+func adminHint(c *config) string {
+	if c.AdminAPIKey == "" {
+		return "disabled (set SPKEY_ADMIN_API_KEY to enable)"
+	}
+	return "enabled: send X-Admin-API-Key"
+}

@@ -1,0 +1,235 @@
+// Package app is the command and query layer: it authorizes a caller,
+// validates input, runs the pure decide step of an aggregate inside one
+// store transaction and shapes the answer. HTTP knows nothing of SQL and
+// the domain knows nothing of either.
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+// Kind says how a caller authenticated.
+type Kind int
+
+// The kinds of callers.
+const (
+	Anonymous Kind = iota
+	UserCaller
+	TenantCaller
+)
+
+// Principal is the authenticated caller of one request.
+type Principal struct {
+	Kind   Kind
+	UserID string // JWT user
+	Email  string // JWT e-mail claim, if any
+	OrgID  string // API key's tenant
+	KeyID  string
+	Super  bool
+	Admin  bool // passed the admin check (admin routes only)
+}
+
+func (p Principal) scope() string {
+	switch p.Kind {
+	case UserCaller:
+		return "user:" + p.UserID
+	case TenantCaller:
+		return "org:" + p.OrgID
+	}
+	if p.Admin {
+		return "admin"
+	}
+	return "anonymous"
+}
+
+func requireAuth(p Principal) error {
+	if p.Kind == Anonymous {
+		return domain.Errorf(domain.Unauthorized, "Authentication required: send a Bearer JWT or an X-API-Key")
+	}
+	return nil
+}
+
+// Service runs commands and queries against a store.
+type Service struct {
+	st      *store.Store
+	now     func() time.Time
+	newUUID func() string
+	random  func(n int) string
+	log     *slog.Logger
+}
+
+// Options carries the outside-world functions the service needs; tests
+// replace them.
+type Options struct {
+	Now     func() time.Time
+	NewUUID func() string
+	// Random returns n random alphanumeric characters (API keys).
+	Random func(n int) string
+}
+
+// New returns a Service over st.
+func New(st *store.Store, opt Options, log *slog.Logger) *Service {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.NewUUID == nil {
+		opt.NewUUID = NewUUID
+	}
+	if opt.Random == nil {
+		opt.Random = RandomAlnum
+	}
+	return &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log}
+}
+
+func (s *Service) stamp() string { return s.now().UTC().Format(domain.TimeLayout) }
+
+// EventOut is the event of a command answer: {type, data}.
+type EventOut struct {
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+}
+
+// Result is the answer of a command: upstream's envelope plus the route
+// extras some commands add.
+type Result struct {
+	Created     bool      `json:"created"`
+	AggregateID string    `json:"aggregateId"`
+	Version     int64     `json:"version"`
+	Event       *EventOut `json:"event"`
+	Email       string    `json:"email,omitempty"`
+	UserID      string    `json:"userId,omitempty"`
+	// Replayed is true when the answer came from an Idempotency-Key record.
+	Replayed bool `json:"-"`
+}
+
+// Call identifies one command call for the idempotency record.
+type Call struct {
+	P              Principal
+	Route          string
+	IdempotencyKey string
+	Input          any // the decoded request, hashed to recognise a changed body
+}
+
+const maxAttempts = 5
+
+// run executes fn in a write transaction with bounded retries on version
+// conflicts, honouring the Idempotency-Key of c.
+func (s *Service) run(ctx context.Context, c Call, fn func(ctx context.Context, tx *store.Tx) (Result, error)) (Result, error) {
+	var hash string
+	if c.IdempotencyKey != "" {
+		if len(c.IdempotencyKey) > 255 {
+			return Result{}, domain.InvalidField("Idempotency-Key", "Idempotency-Key must be at most 255 characters")
+		}
+		b, err := json.Marshal(c.Input)
+		if err != nil {
+			return Result{}, fmt.Errorf("hash request: %w", err)
+		}
+		sum := sha256.Sum256(append([]byte(c.Route+"\n"), b...))
+		hash = hex.EncodeToString(sum[:])
+	}
+	scope := c.P.scope() + " " + c.Route
+	for attempt := 1; ; attempt++ {
+		var res Result
+		err := s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+			if c.IdempotencyKey != "" {
+				h, resp, found, err := tx.Idempotent(ctx, scope, c.IdempotencyKey)
+				if err != nil {
+					return err
+				}
+				if found {
+					if h != hash {
+						return domain.Errorf(domain.Unprocessable, "Idempotency-Key was already used with a different request body")
+					}
+					if err := json.Unmarshal(resp, &res); err != nil {
+						return fmt.Errorf("decode idempotent answer: %w", err)
+					}
+					res.Replayed = true
+					return nil
+				}
+			}
+			r, err := fn(ctx, tx)
+			if err != nil {
+				return err
+			}
+			res = r
+			if c.IdempotencyKey != "" {
+				b, err := json.Marshal(res)
+				if err != nil {
+					return fmt.Errorf("encode idempotent answer: %w", err)
+				}
+				return tx.SaveIdempotent(ctx, scope, c.IdempotencyKey, hash, b, s.stamp())
+			}
+			return nil
+		})
+		var conflict *es.ConflictError
+		if errors.As(err, &conflict) && attempt < maxAttempts {
+			continue
+		}
+		return res, err
+	}
+}
+
+// aggregate describes how one aggregate type folds and which org owns it.
+type aggregate[S any] struct {
+	typ   string
+	apply func(S, domain.Event) S
+	org   func(S) string
+}
+
+// load reads the snapshot of one aggregate inside tx.
+func load[S any](ctx context.Context, tx *store.Tx, a aggregate[S], id string) (S, es.Snapshot, error) {
+	var st S
+	snap, found, err := tx.Snapshot(ctx, a.typ, id)
+	if err != nil {
+		return st, snap, err
+	}
+	if found {
+		if err := json.Unmarshal(snap.State, &st); err != nil {
+			return st, snap, fmt.Errorf("decode %s/%s state: %w", a.typ, id, err)
+		}
+	}
+	return st, snap, nil
+}
+
+// save appends evs after snap and stores the folded state. It returns the
+// new state, the new version and the first event as a command answer.
+func save[S any](ctx context.Context, tx *store.Tx, a aggregate[S], snap es.Snapshot, st S, evs []domain.Event, now string) (S, int64, *EventOut, error) {
+	if len(evs) == 0 {
+		return st, snap.Version, nil, nil
+	}
+	recs := make([]es.Record, len(evs))
+	var first *EventOut
+	for i, e := range evs {
+		data, err := json.Marshal(e)
+		if err != nil {
+			return st, 0, nil, fmt.Errorf("encode %s: %w", e.EventType(), err)
+		}
+		st = a.apply(st, e)
+		recs[i] = es.Record{AggregateType: a.typ, AggregateID: snap.AggregateID, Version: snap.Version + int64(i) + 1,
+			Type: e.EventType(), Timestamp: now, OrgID: a.org(st), Data: data}
+		if i == 0 {
+			first = &EventOut{Type: e.EventType(), Data: data}
+		}
+	}
+	state, err := json.Marshal(st)
+	if err != nil {
+		return st, 0, nil, fmt.Errorf("encode %s state: %w", a.typ, err)
+	}
+	expected := snap.Version
+	snap.OrgID, snap.State = a.org(st), state
+	if err := tx.Append(ctx, expected, snap, recs); err != nil {
+		return st, 0, nil, err
+	}
+	return st, recs[len(recs)-1].Version, first, nil
+}

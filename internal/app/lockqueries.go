@@ -1,0 +1,139 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/lock"
+	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+// LockView is a lock as the query routes show it.
+type LockView struct {
+	State     lock.State
+	Version   int64
+	UpdatedAt string
+}
+
+func (s *Service) readLock(ctx context.Context, id int64) (LockView, bool, error) {
+	snap, found, err := s.st.Snapshot(ctx, lock.AggregateType, lockKey(id))
+	if err != nil || !found {
+		return LockView{}, false, err
+	}
+	var st lock.State
+	if err := json.Unmarshal(snap.State, &st); err != nil {
+		return LockView{}, false, fmt.Errorf("decode lock %d: %w", id, err)
+	}
+	return LockView{State: st, Version: snap.Version, UpdatedAt: snap.UpdatedAt}, true, nil
+}
+
+// Lock returns lock id for an authorized caller. It returns NotFound,
+// Unauthorized or Forbidden.
+func (s *Service) Lock(ctx context.Context, p Principal, id int64) (LockView, error) {
+	if err := requireAuth(p); err != nil {
+		return LockView{}, err
+	}
+	v, found, err := s.readLock(ctx, id)
+	if err != nil {
+		return v, err
+	}
+	if !found {
+		return v, domain.Errorf(domain.NotFound, "Lock %d not found", id)
+	}
+	return v, authorizeLock(p, v.State)
+}
+
+// ResidentView is one resident with the contact facts the list shows.
+type ResidentView struct {
+	UserID   string
+	Name     string
+	Email    string
+	HasPhone bool
+}
+
+// Residents lists the doorbell residents of lock id. The route is public;
+// raw e-mail addresses are shown only to callers authorized on the lock.
+func (s *Service) Residents(ctx context.Context, p Principal, id int64) ([]ResidentView, error) {
+	v, found, err := s.readLock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, domain.Errorf(domain.NotFound, "Lock %d not found", id)
+	}
+	showEmail := p.Kind != Anonymous && authorizeLock(p, v.State) == nil
+	out := make([]ResidentView, 0, len(v.State.Residents))
+	for _, r := range v.State.Residents {
+		rv := ResidentView{UserID: r.UserID, Name: r.Name}
+		u, ok, err := s.st.User(ctx, store.ByID, r.UserID)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			rv.HasPhone = u.Phone != ""
+			if showEmail {
+				rv.Email = u.Email
+			}
+		}
+		out = append(out, rv)
+	}
+	return out, nil
+}
+
+// ResidentEmails returns the raw e-mail of each resident user id known to
+// the vault (for the details view of an authorized caller).
+func (s *Service) ResidentEmails(ctx context.Context, residents []lock.Resident) (map[string]string, error) {
+	out := map[string]string{}
+	for _, r := range residents {
+		u, ok, err := s.st.User(ctx, store.ByID, r.UserID)
+		if err != nil {
+			return nil, err
+		}
+		if ok && u.Email != "" {
+			out[r.UserID] = u.Email
+		}
+	}
+	return out, nil
+}
+
+// EventPage is one page of a lock's event history.
+type EventPage struct {
+	Total, Page, PageSize, TotalPages int64
+	Events                            []es.Record
+}
+
+// LockEventsPageSize is upstream's page size for GET /locks/{id}/events.
+const LockEventsPageSize = 10
+
+// LockEvents returns page (1-based; 0 = the last page) of lock id's events.
+func (s *Service) LockEvents(ctx context.Context, p Principal, id int64, page int64) (EventPage, error) {
+	if _, err := s.Lock(ctx, p, id); err != nil {
+		return EventPage{}, err
+	}
+	total, err := s.st.StreamLen(ctx, lock.AggregateType, lockKey(id))
+	if err != nil {
+		return EventPage{}, err
+	}
+	pages := (total + LockEventsPageSize - 1) / LockEventsPageSize
+	if pages == 0 {
+		pages = 1
+	}
+	if page == 0 {
+		page = pages
+	}
+	out := EventPage{Total: total, Page: page, PageSize: LockEventsPageSize, TotalPages: pages, Events: []es.Record{}}
+	if page > pages {
+		return out, nil
+	}
+	recs, err := s.st.Stream(ctx, lock.AggregateType, lockKey(id), (page-1)*LockEventsPageSize, LockEventsPageSize)
+	if err != nil {
+		return out, err
+	}
+	if recs != nil {
+		out.Events = recs
+	}
+	return out, nil
+}

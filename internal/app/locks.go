@@ -1,0 +1,270 @@
+package app
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/lock"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+var lockAgg = aggregate[lock.State]{typ: lock.AggregateType, apply: lock.Apply, org: func(s lock.State) string { return s.OrgID }}
+
+// authorizeLock applies upstream's rules: an API key's org must own the
+// lock (or the key is super); a JWT user must own it or hold a key on it.
+func authorizeLock(p Principal, st lock.State) error {
+	if err := requireAuth(p); err != nil {
+		return err
+	}
+	switch p.Kind {
+	case TenantCaller:
+		if p.Super || (st.OrgID != "" && st.OrgID == p.OrgID) {
+			return nil
+		}
+		return domain.Errorf(domain.Forbidden, "This API key's organization does not own lock %d", st.LockID)
+	case UserCaller:
+		if (st.OwnerID != "" && st.OwnerID == p.UserID) || st.HasKeyHolder(p.UserID) {
+			return nil
+		}
+		return domain.Errorf(domain.Forbidden, "Only the lock owner or a key holder may access lock %d", st.LockID)
+	}
+	return domain.Errorf(domain.Forbidden, "Not allowed")
+}
+
+// loadLockFor loads a lock inside tx and checks that p may act on it. It
+// returns NotFound for a missing lock.
+func loadLockFor(ctx context.Context, tx *store.Tx, p Principal, id int64) (lock.State, snapshotOf, error) {
+	if err := requireAuth(p); err != nil {
+		return lock.State{}, snapshotOf{}, err
+	}
+	st, snap, err := load(ctx, tx, lockAgg, lockKey(id))
+	if err != nil {
+		return st, snapshotOf{}, err
+	}
+	if !st.Exists() {
+		return st, snapshotOf{}, domain.Errorf(domain.NotFound, "Lock %d not found", id)
+	}
+	return st, snapshotOf{snap}, authorizeLock(p, st)
+}
+
+func lockKey(id int64) string { return strconv.FormatInt(id, 10) }
+
+// CreateLockInput is the body of CreateLock.
+type CreateLockInput struct {
+	Index        int64      `json:"index"`
+	UUID         string     `json:"uuid"`
+	SerialNumber string     `json:"serialNumber,omitempty"`
+	VendorName   string     `json:"vendorName,omitempty"`
+	OwnerID      string     `json:"ownerId,omitempty"`
+	Keys         []lock.Key `json:"keys,omitempty"`
+}
+
+// CreateLock creates lock id. A tenant's API key makes the tenant its org.
+// It answers Created=false with no event when the lock exists and the
+// caller may see it; Forbidden when it may not.
+func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLockInput) (Result, error) {
+	if err := requireAuth(c.P); err != nil {
+		return Result{}, err
+	}
+	u, err := domain.NormalizeUUID("uuid", in.UUID)
+	if err != nil {
+		return Result{}, err
+	}
+	for i, k := range in.Keys {
+		if k.UUID == "" {
+			return Result{}, domain.InvalidField("keys["+strconv.Itoa(i)+"].uuid", "Key uuid is required")
+		}
+	}
+	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
+		st, snap, err := load(ctx, tx, lockAgg, lockKey(id))
+		if err != nil {
+			return Result{}, err
+		}
+		if st.Exists() {
+			if err := authorizeLock(c.P, st); err != nil {
+				return Result{}, err
+			}
+			return Result{AggregateID: lockKey(id), Version: snap.Version}, nil
+		}
+		org := ""
+		if c.P.Kind == TenantCaller {
+			org = c.P.OrgID
+		}
+		now := s.stamp()
+		evs, err := lock.DecideCreate(st, lock.Create{LockID: id, UUID: u, SerialNumber: in.SerialNumber, OwnerID: in.OwnerID, Keys: in.Keys, OrgID: org, Now: now})
+		if err != nil {
+			return Result{}, err
+		}
+		_, v, ev, err := save(ctx, tx, lockAgg, snap, st, evs, now)
+		return Result{Created: true, AggregateID: lockKey(id), Version: v, Event: ev}, err
+	})
+}
+
+// lockCommand runs one decide function on an existing, authorized lock.
+func (s *Service) lockCommand(ctx context.Context, c Call, id int64, decide func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error)) (Result, error) {
+	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
+		st, snap, err := loadLockFor(ctx, tx, c.P, id)
+		if err != nil {
+			return Result{}, err
+		}
+		now := s.stamp()
+		evs, extra, err := decide(ctx, tx, st, now)
+		if err != nil {
+			return Result{}, err
+		}
+		_, v, ev, err := save(ctx, tx, lockAgg, snap.Snapshot, st, evs, now)
+		extra.AggregateID, extra.Version, extra.Event = lockKey(id), v, ev
+		return extra, err
+	})
+}
+
+// SetOrganization assigns lock id to a tenant. A non-super API key may only
+// claim the lock for its own org; anyone else must name a registered
+// tenant.
+func (s *Service) SetOrganization(ctx context.Context, c Call, id int64, orgID string) (Result, error) {
+	if orgID == "" {
+		return Result{}, domain.InvalidField("orgId", "orgId is required")
+	}
+	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
+		if c.P.Kind == TenantCaller && !c.P.Super && orgID != c.P.OrgID {
+			return nil, Result{}, domain.Errorf(domain.Forbidden, "An API key may only assign locks to its own organization")
+		}
+		t, _, err := load(ctx, tx, tenantAgg, orgID)
+		if err != nil {
+			return nil, Result{}, err
+		}
+		if !t.Exists() {
+			return nil, Result{}, domain.Errorf(domain.NotFound, "Tenant %q not registered", orgID)
+		}
+		evs, err := lock.DecideSetOrganization(st, orgID, now)
+		return evs, Result{}, err
+	})
+}
+
+// SetOwner makes userID the owner of lock id. The user must exist.
+func (s *Service) SetOwner(ctx context.Context, c Call, id int64, userID string) (Result, error) {
+	if userID == "" {
+		return Result{}, domain.InvalidField("userId", "userId is required")
+	}
+	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
+		if _, found, err := tx.User(ctx, store.ByID, userID); err != nil {
+			return nil, Result{}, err
+		} else if !found {
+			return nil, Result{}, domain.Errorf(domain.NotFound, "User %s not found: create it first (POST /users/{id}/CreateUser or GET /users/by-email)", userID)
+		}
+		evs, err := lock.DecideSetOwner(st, userID, now)
+		return evs, Result{}, err
+	})
+}
+
+// ResidentInput identifies a resident by user id, e-mail or phone number.
+type ResidentInput struct {
+	Name        string  `json:"name,omitempty"`
+	Email       *string `json:"email,omitempty"`
+	PhoneNumber *string `json:"phoneNumber,omitempty"`
+	UserID      *string `json:"userId,omitempty"`
+}
+
+// resolveResident finds the user a ResidentInput names. Every identifier
+// given must point at the same user.
+func resolveResident(ctx context.Context, tx *store.Tx, in ResidentInput) (store.User, error) {
+	type probe struct {
+		by    store.UserBy
+		field string
+		value string
+	}
+	var probes []probe
+	if in.UserID != nil {
+		id, err := domain.NormalizeUUID("userId", *in.UserID)
+		if err != nil {
+			return store.User{}, err
+		}
+		probes = append(probes, probe{store.ByID, "userId", id})
+	}
+	if in.Email != nil {
+		e, err := domain.NormalizeEmail("email", *in.Email)
+		if err != nil {
+			return store.User{}, err
+		}
+		probes = append(probes, probe{store.ByEmail, "email", e})
+	}
+	if in.PhoneNumber != nil {
+		p, err := domain.NormalizePhone("phoneNumber", *in.PhoneNumber)
+		if err != nil {
+			return store.User{}, err
+		}
+		probes = append(probes, probe{store.ByPhone, "phoneNumber", p})
+	}
+	if len(probes) == 0 {
+		return store.User{}, &domain.Error{Code: domain.Invalid, Message: "One of email, phoneNumber or userId is required",
+			Details: []domain.FieldError{{Field: "email", Message: "One of email, phoneNumber or userId is required"}}}
+	}
+	var found store.User
+	for i, pr := range probes {
+		u, ok, err := tx.User(ctx, pr.by, pr.value)
+		if err != nil {
+			return store.User{}, err
+		}
+		if !ok {
+			hint := "GET /users/by-email"
+			if pr.by == store.ByPhone {
+				hint = "GET /users/by-phone"
+			}
+			return store.User{}, domain.Errorf(domain.NotFound, "No user found for %s %s: call %s first to create the user", pr.field, pr.value, hint)
+		}
+		if i > 0 && u.UserID != found.UserID {
+			return store.User{}, domain.InvalidField(pr.field, "email, phoneNumber and userId name different users")
+		}
+		found = u
+	}
+	return found, nil
+}
+
+// AddResident puts a user on the doorbell list of lock id. It returns
+// NotFound when the user does not exist yet and Invalid for a duplicate.
+func (s *Service) AddResident(ctx context.Context, c Call, id int64, in ResidentInput) (Result, error) {
+	if in.Name == "" {
+		return Result{}, domain.InvalidField("name", "name is required")
+	}
+	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
+		u, err := resolveResident(ctx, tx, in)
+		if err != nil {
+			return nil, Result{}, err
+		}
+		masked := ""
+		if u.Email != "" {
+			masked = domain.MaskEmail(u.Email)
+		}
+		evs, err := lock.DecideAddResident(st, u.UserID, in.Name, masked, now)
+		if err != nil {
+			return nil, Result{}, err
+		}
+		if c.P.Kind == TenantCaller {
+			if err := tx.LinkUserTenant(ctx, u.UserID, c.P.OrgID); err != nil {
+				return nil, Result{}, err
+			}
+		}
+		return evs, Result{Email: u.Email}, nil
+	})
+}
+
+// RemoveResident takes a user off the doorbell list of lock id. It returns
+// Invalid when the user is not on the list.
+func (s *Service) RemoveResident(ctx context.Context, c Call, id int64, in ResidentInput) (Result, error) {
+	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
+		u, err := resolveResident(ctx, tx, in)
+		if err != nil {
+			var de *domain.Error
+			if in.UserID != nil && asDomain(err, &de) && de.Code == domain.NotFound {
+				// A user id that is on the list but gone from the vault can
+				// still be removed.
+				u = store.User{UserID: *in.UserID}
+			} else {
+				return nil, Result{}, err
+			}
+		}
+		evs, err := lock.DecideRemoveResident(st, u.UserID, now)
+		return evs, Result{Email: u.Email}, err
+	})
+}

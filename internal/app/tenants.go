@@ -1,0 +1,227 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/lock"
+	"github.com/spkey-dev/spkey/internal/domain/tenant"
+	"github.com/spkey-dev/spkey/internal/domain/user"
+	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+var tenantAgg = aggregate[tenant.State]{typ: tenant.AggregateType, apply: tenant.Apply, org: func(s tenant.State) string { return s.OrgID }}
+
+var orgIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
+
+func requireAdmin(p Principal) error {
+	if !p.Admin {
+		return domain.Errorf(domain.Unauthorized, "Admin credentials required")
+	}
+	return nil
+}
+
+// RegisterTenant registers orgID. It returns Conflict when it exists.
+func (s *Service) RegisterTenant(ctx context.Context, c Call, orgID, orgName, ownerEmail string) (Result, error) {
+	if err := requireAdmin(c.P); err != nil {
+		return Result{}, err
+	}
+	if !orgIDRE.MatchString(orgID) {
+		return Result{}, domain.InvalidField("orgId", "orgId must be 1-128 characters of letters, digits and . _ : @ -")
+	}
+	if orgName == "" {
+		orgName = orgID
+	}
+	email := ""
+	if ownerEmail != "" {
+		var err error
+		if email, err = domain.NormalizeEmail("ownerEmail", ownerEmail); err != nil {
+			return Result{}, err
+		}
+	}
+	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
+		st, snap, err := load(ctx, tx, tenantAgg, orgID)
+		if err != nil {
+			return Result{}, err
+		}
+		now := s.stamp()
+		evs, err := tenant.DecideRegister(st, tenant.Register{OrgID: orgID, OrgName: orgName, OwnerEmail: email, Now: now})
+		if err != nil {
+			return Result{}, err
+		}
+		if email != "" {
+			if err := tx.SetTenantContact(ctx, orgID, email); err != nil {
+				return Result{}, err
+			}
+		}
+		_, v, ev, err := save(ctx, tx, tenantAgg, snap, st, evs, now)
+		return Result{Created: true, AggregateID: orgID, Version: v, Event: ev}, err
+	})
+}
+
+// IssuedKey is an API key shown once, right after issue or rotation.
+type IssuedKey struct {
+	APIKey    string
+	OrgID     string
+	OrgName   string
+	CreatedAt string
+	CreatedBy string
+	ExpiresAt string
+	Super     bool
+}
+
+// IssueKeyInput is the body of POST /api-keys (and of rotation).
+type IssueKeyInput struct {
+	OrgID     string `json:"orgId"`
+	OrgName   string `json:"orgName,omitempty"`
+	ExpiresAt string `json:"expiresAt,omitempty"`
+	Super     bool   `json:"super,omitempty"`
+}
+
+// IssueKey issues the first API key of a tenant (rotate=false) or replaces
+// the current one, revoking it at once (rotate=true). It returns NotFound
+// for an unregistered tenant and Conflict when a key is active and rotate
+// is false.
+func (s *Service) IssueKey(ctx context.Context, p Principal, in IssueKeyInput, rotate bool) (IssuedKey, error) {
+	if err := requireAdmin(p); err != nil {
+		return IssuedKey{}, err
+	}
+	if in.OrgID == "" {
+		return IssuedKey{}, domain.InvalidField("orgId", "orgId is required")
+	}
+	expires := ""
+	if in.ExpiresAt != "" {
+		t, err := time.Parse(time.RFC3339Nano, in.ExpiresAt)
+		if err != nil {
+			return IssuedKey{}, domain.InvalidField("expiresAt", "expiresAt must be an ISO-8601 date-time, e.g. 2027-01-01T00:00:00Z")
+		}
+		if !t.After(s.now()) {
+			return IssuedKey{}, domain.InvalidField("expiresAt", "expiresAt must be in the future")
+		}
+		expires = t.UTC().Format(domain.TimeLayout)
+	}
+	key := s.random(40)
+	createdBy := p.Email
+	if createdBy == "" {
+		createdBy = "admin"
+	}
+	var out IssuedKey
+	_, err := s.run(ctx, Call{P: p}, func(ctx context.Context, tx *store.Tx) (Result, error) {
+		st, snap, err := load(ctx, tx, tenantAgg, in.OrgID)
+		if err != nil {
+			return Result{}, err
+		}
+		now := s.stamp()
+		super := in.Super
+		if rotate {
+			if k, ok := st.ActiveKey(now); ok && !in.Super {
+				super = k.Super
+			}
+		}
+		cmd := tenant.Issue{KeyID: s.newUUID(), Hash: HashAPIKey(key), Masked: MaskAPIKey(key), CreatedBy: createdBy, ExpiresAt: expires, Now: now, Super: super}
+		decide := tenant.DecideIssueKey
+		if rotate {
+			decide = tenant.DecideRotateKey
+		}
+		evs, err := decide(st, cmd)
+		if err != nil {
+			return Result{}, err
+		}
+		st, _, _, err = save(ctx, tx, tenantAgg, snap, st, evs, now)
+		name := in.OrgName
+		if name == "" {
+			name = st.OrgName
+		}
+		out = IssuedKey{APIKey: key, OrgID: in.OrgID, OrgName: name, CreatedAt: now, CreatedBy: createdBy, ExpiresAt: expires, Super: super}
+		return Result{}, err
+	})
+	return out, err
+}
+
+// TenantView is one tenant in the admin list.
+type TenantView struct {
+	OrgID, OrgName, OwnerEmail, RegisteredAt string
+	Key                                      *tenant.Key
+}
+
+// Tenants lists every tenant with its current key (masked).
+func (s *Service) Tenants(ctx context.Context, p Principal) ([]TenantView, error) {
+	if err := requireAdmin(p); err != nil {
+		return nil, err
+	}
+	snaps, err := s.st.Snapshots(ctx, tenant.AggregateType)
+	if err != nil {
+		return nil, err
+	}
+	now := s.stamp()
+	out := make([]TenantView, 0, len(snaps))
+	for _, sn := range snaps {
+		var st tenant.State
+		if err := json.Unmarshal(sn.State, &st); err != nil {
+			return nil, fmt.Errorf("decode tenant %s: %w", sn.AggregateID, err)
+		}
+		email, err := s.st.TenantContact(ctx, st.OrgID)
+		if err != nil {
+			return nil, err
+		}
+		tv := TenantView{OrgID: st.OrgID, OrgName: st.OrgName, OwnerEmail: email, RegisteredAt: st.RegisteredAt}
+		if k, ok := st.ActiveKey(now); ok {
+			k.Hash = ""
+			tv.Key = &k
+		}
+		out = append(out, tv)
+	}
+	return out, nil
+}
+
+// AuthenticateKey returns the principal of an API key. It returns
+// Unauthorized for an unknown, revoked or expired key.
+func (s *Service) AuthenticateKey(ctx context.Context, key string) (Principal, error) {
+	k, found, err := s.st.APIKeyByHash(ctx, HashAPIKey(key))
+	if err != nil {
+		return Principal{}, err
+	}
+	now := s.stamp()
+	if !found || k.RevokedAt != "" || (k.ExpiresAt != "" && k.ExpiresAt <= now) {
+		return Principal{}, domain.Errorf(domain.Unauthorized, "Invalid, revoked or expired API key")
+	}
+	return Principal{Kind: TenantCaller, OrgID: k.OrgID, KeyID: k.KeyID, Super: k.Super}, nil
+}
+
+// Fold is the store.Folder of every aggregate type: it decodes a stored
+// record and applies it, exactly as the command path does.
+func Fold(aggType string, state json.RawMessage, r es.Record) (json.RawMessage, string, error) {
+	switch aggType {
+	case lock.AggregateType:
+		return foldWith(lockAgg, lock.Decode, state, r)
+	case user.AggregateType:
+		return foldWith(userAgg, user.Decode, state, r)
+	case tenant.AggregateType:
+		return foldWith(tenantAgg, tenant.Decode, state, r)
+	}
+	return nil, "", fmt.Errorf("unknown aggregate type %q", aggType)
+}
+
+func foldWith[S any](a aggregate[S], decode func(string, []byte) (domain.Event, error), state json.RawMessage, r es.Record) (json.RawMessage, string, error) {
+	var st S
+	if state != nil {
+		if err := json.Unmarshal(state, &st); err != nil {
+			return nil, "", err
+		}
+	}
+	e, err := decode(r.Type, r.Data)
+	if err != nil {
+		return nil, "", err
+	}
+	st = a.apply(st, e)
+	b, err := json.Marshal(st)
+	return b, a.org(st), err
+}
+
+// Rebuild recomputes every event-derived read model from the event log.
+func (s *Service) Rebuild(ctx context.Context) error { return s.st.Rebuild(ctx, Fold) }

@@ -1,0 +1,200 @@
+// Package lock is the lock aggregate: a numeric id, a device UUID, an owner,
+// an organization, key slots and the doorbell resident list. Decide and Apply
+// are pure: time and ids come in with the command.
+package lock
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+)
+
+// AggregateType is the stream type of locks in the event store.
+const AggregateType = "lock"
+
+// Event type names. They are stored forever; never rename one.
+const (
+	TypeLockCreated     = "LockCreated"
+	TypeOwnerSet        = "OwnerSet"
+	TypeOrganizationSet = "OrganizationSet"
+	TypeResidentAdded   = "ResidentAdded"
+	TypeResidentRemoved = "ResidentRemoved"
+)
+
+// Key is a key slot on the lock.
+type Key struct {
+	UUID        string `json:"uuid"`
+	IndexNumber *int64 `json:"indexNumber,omitempty"`
+	UserID      string `json:"userId,omitempty"`
+}
+
+// Resident is one entry of the doorbell list. Email is masked: the raw
+// address lives only in the user read model.
+type Resident struct {
+	UserID      string `json:"userId"`
+	Name        string `json:"name"`
+	MaskedEmail string `json:"maskedEmail,omitempty"`
+}
+
+// State is the lock as folded from its events.
+type State struct {
+	LockID       int64      `json:"lockId"`
+	UUID         string     `json:"uuid"`
+	SerialNumber string     `json:"serialNumber,omitempty"`
+	OwnerID      string     `json:"ownerId,omitempty"`
+	OrgID        string     `json:"orgId,omitempty"`
+	Keys         []Key      `json:"keys"`
+	Residents    []Resident `json:"residents"`
+	CreatedAt    string     `json:"createdAt"`
+	UpdatedAt    string     `json:"updatedAt"`
+}
+
+// Exists reports whether the lock has been created.
+func (s State) Exists() bool { return s.LockID != 0 }
+
+// HasKeyHolder reports whether userID holds a key slot on the lock.
+func (s State) HasKeyHolder(userID string) bool {
+	for _, k := range s.Keys {
+		if k.UserID != "" && k.UserID == userID {
+			return true
+		}
+	}
+	return false
+}
+
+// Resident returns the resident entry of userID, if any.
+func (s State) Resident(userID string) (Resident, bool) {
+	for _, r := range s.Residents {
+		if r.UserID == userID {
+			return r, true
+		}
+	}
+	return Resident{}, false
+}
+
+// LockCreated is recorded when a lock aggregate is created.
+type LockCreated struct {
+	LockID       int64  `json:"lockId"`
+	UUID         string `json:"uuid"`
+	SerialNumber string `json:"serialNumber,omitempty"`
+	Keys         []Key  `json:"keys"`
+	OwnerID      string `json:"ownerId,omitempty"`
+	Timestamp    string `json:"timestamp"`
+}
+
+// OwnerSet is recorded when a user becomes the lock's owner.
+type OwnerSet struct {
+	LockID    int64  `json:"lockId"`
+	UUID      string `json:"uuid"`
+	Timestamp string `json:"timestamp"`
+	UserID    string `json:"userId"`
+}
+
+// OrganizationSet is recorded when the lock is assigned to a tenant.
+type OrganizationSet struct {
+	LockID    int64  `json:"lockId"`
+	UUID      string `json:"uuid"`
+	Timestamp string `json:"timestamp"`
+	OrgID     string `json:"orgId"`
+}
+
+// ResidentAdded is recorded when a user joins the doorbell list. Email is
+// the masked address (a***@example.com), never the raw one.
+type ResidentAdded struct {
+	LockID    int64  `json:"lockId"`
+	UUID      string `json:"uuid"`
+	Timestamp string `json:"timestamp"`
+	UserID    string `json:"userId"`
+	Name      string `json:"name"`
+	Email     string `json:"email,omitempty"`
+}
+
+// ResidentRemoved is recorded when a user leaves the doorbell list.
+type ResidentRemoved struct {
+	LockID    int64  `json:"lockId"`
+	UUID      string `json:"uuid"`
+	Timestamp string `json:"timestamp"`
+	UserID    string `json:"userId"`
+	Email     string `json:"email,omitempty"`
+}
+
+// EventType implements domain.Event.
+func (LockCreated) EventType() string { return TypeLockCreated }
+
+// EventType implements domain.Event.
+func (OwnerSet) EventType() string { return TypeOwnerSet }
+
+// EventType implements domain.Event.
+func (OrganizationSet) EventType() string { return TypeOrganizationSet }
+
+// EventType implements domain.Event.
+func (ResidentAdded) EventType() string { return TypeResidentAdded }
+
+// EventType implements domain.Event.
+func (ResidentRemoved) EventType() string { return TypeResidentRemoved }
+
+// Decode turns a stored payload back into its event. It returns an error for
+// an unknown type or a malformed payload.
+func Decode(typ string, data []byte) (domain.Event, error) {
+	var e domain.Event
+	switch typ {
+	case TypeLockCreated:
+		e = &LockCreated{}
+	case TypeOwnerSet:
+		e = &OwnerSet{}
+	case TypeOrganizationSet:
+		e = &OrganizationSet{}
+	case TypeResidentAdded:
+		e = &ResidentAdded{}
+	case TypeResidentRemoved:
+		e = &ResidentRemoved{}
+	default:
+		return nil, fmt.Errorf("lock: unknown event type %q", typ)
+	}
+	if err := json.Unmarshal(data, e); err != nil {
+		return nil, fmt.Errorf("lock: decode %s: %w", typ, err)
+	}
+	return deref(e), nil
+}
+
+func deref(e domain.Event) domain.Event {
+	switch v := e.(type) {
+	case *LockCreated:
+		return *v
+	case *OwnerSet:
+		return *v
+	case *OrganizationSet:
+		return *v
+	case *ResidentAdded:
+		return *v
+	case *ResidentRemoved:
+		return *v
+	}
+	return e
+}
+
+// Apply returns the state after e. Unknown events leave the state as it is.
+func Apply(s State, e domain.Event) State {
+	switch v := e.(type) {
+	case LockCreated:
+		s = State{LockID: v.LockID, UUID: v.UUID, SerialNumber: v.SerialNumber, OwnerID: v.OwnerID,
+			Keys: append([]Key{}, v.Keys...), Residents: []Resident{}, CreatedAt: v.Timestamp, UpdatedAt: v.Timestamp}
+	case OwnerSet:
+		s.OwnerID, s.UpdatedAt = v.UserID, v.Timestamp
+	case OrganizationSet:
+		s.OrgID, s.UpdatedAt = v.OrgID, v.Timestamp
+	case ResidentAdded:
+		s.Residents = append(append([]Resident{}, s.Residents...), Resident{UserID: v.UserID, Name: v.Name, MaskedEmail: v.Email})
+		s.UpdatedAt = v.Timestamp
+	case ResidentRemoved:
+		out := make([]Resident, 0, len(s.Residents))
+		for _, r := range s.Residents {
+			if r.UserID != v.UserID {
+				out = append(out, r)
+			}
+		}
+		s.Residents, s.UpdatedAt = out, v.Timestamp
+	}
+	return s
+}

@@ -1,0 +1,204 @@
+// Package tenant is the tenant (partner organization) aggregate, keyed by
+// orgId: registration and its API keys. Only a key's SHA-256 hash and masked
+// form are ever recorded; the key itself is shown once and forgotten.
+package tenant
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+)
+
+// AggregateType is the stream type of tenants in the event store.
+const AggregateType = "tenant"
+
+// Event type names. They are stored forever; never rename one.
+const (
+	TypeTenantRegistered = "TenantRegistered"
+	TypeAPIKeyIssued     = "ApiKeyIssued"
+	TypeAPIKeyRevoked    = "ApiKeyRevoked"
+)
+
+// Key is an API key as the tenant knows it: never the key itself.
+type Key struct {
+	KeyID     string `json:"keyId"`
+	Hash      string `json:"hash"`
+	Masked    string `json:"masked"`
+	Super     bool   `json:"super"`
+	CreatedAt string `json:"createdAt"`
+	CreatedBy string `json:"createdBy"`
+	ExpiresAt string `json:"expiresAt,omitempty"`
+	RevokedAt string `json:"revokedAt,omitempty"`
+}
+
+// Active reports whether the key can still authenticate at now (an ISO
+// timestamp in domain.TimeLayout, which sorts lexically).
+func (k Key) Active(now string) bool {
+	return k.RevokedAt == "" && (k.ExpiresAt == "" || k.ExpiresAt > now)
+}
+
+// State is the tenant as folded from its events.
+type State struct {
+	OrgID            string `json:"orgId"`
+	OrgName          string `json:"orgName"`
+	MaskedOwnerEmail string `json:"maskedOwnerEmail,omitempty"`
+	RegisteredAt     string `json:"registeredAt"`
+	Keys             []Key  `json:"keys"`
+}
+
+// Exists reports whether the tenant is registered.
+func (s State) Exists() bool { return s.OrgID != "" }
+
+// ActiveKey returns the key that can authenticate at now, if any.
+func (s State) ActiveKey(now string) (Key, bool) {
+	for _, k := range s.Keys {
+		if k.Active(now) {
+			return k, true
+		}
+	}
+	return Key{}, false
+}
+
+// TenantRegistered is recorded when a partner organization is registered.
+type TenantRegistered struct {
+	OrgID        string `json:"orgId"`
+	OrgName      string `json:"orgName"`
+	OwnerEmail   string `json:"ownerEmail,omitempty"`
+	RegisteredAt string `json:"registeredAt"`
+}
+
+// APIKeyIssued is recorded when a key is issued; it carries the hash only.
+type APIKeyIssued struct {
+	OrgID     string `json:"orgId"`
+	KeyID     string `json:"keyId"`
+	Hash      string `json:"hash"`
+	Masked    string `json:"masked"`
+	Super     bool   `json:"super"`
+	CreatedAt string `json:"createdAt"`
+	CreatedBy string `json:"createdBy"`
+	ExpiresAt string `json:"expiresAt,omitempty"`
+}
+
+// APIKeyRevoked is recorded when a key stops working at once (rotation).
+type APIKeyRevoked struct {
+	OrgID     string `json:"orgId"`
+	KeyID     string `json:"keyId"`
+	Reason    string `json:"reason"`
+	RevokedAt string `json:"revokedAt"`
+}
+
+// EventType implements domain.Event.
+func (TenantRegistered) EventType() string { return TypeTenantRegistered }
+
+// EventType implements domain.Event.
+func (APIKeyIssued) EventType() string { return TypeAPIKeyIssued }
+
+// EventType implements domain.Event.
+func (APIKeyRevoked) EventType() string { return TypeAPIKeyRevoked }
+
+// Decode turns a stored payload back into its event. It returns an error for
+// an unknown type or a malformed payload.
+func Decode(typ string, data []byte) (domain.Event, error) {
+	var err error
+	switch typ {
+	case TypeTenantRegistered:
+		var e TenantRegistered
+		err = json.Unmarshal(data, &e)
+		return e, wrap(typ, err)
+	case TypeAPIKeyIssued:
+		var e APIKeyIssued
+		err = json.Unmarshal(data, &e)
+		return e, wrap(typ, err)
+	case TypeAPIKeyRevoked:
+		var e APIKeyRevoked
+		err = json.Unmarshal(data, &e)
+		return e, wrap(typ, err)
+	}
+	return nil, fmt.Errorf("tenant: unknown event type %q", typ)
+}
+
+func wrap(typ string, err error) error {
+	if err != nil {
+		return fmt.Errorf("tenant: decode %s: %w", typ, err)
+	}
+	return nil
+}
+
+// Apply returns the state after e. Unknown events leave the state as it is.
+func Apply(s State, e domain.Event) State {
+	switch v := e.(type) {
+	case TenantRegistered:
+		s = State{OrgID: v.OrgID, OrgName: v.OrgName, MaskedOwnerEmail: v.OwnerEmail, RegisteredAt: v.RegisteredAt, Keys: []Key{}}
+	case APIKeyIssued:
+		s.Keys = append(append([]Key{}, s.Keys...), Key{KeyID: v.KeyID, Hash: v.Hash, Masked: v.Masked, Super: v.Super,
+			CreatedAt: v.CreatedAt, CreatedBy: v.CreatedBy, ExpiresAt: v.ExpiresAt})
+	case APIKeyRevoked:
+		keys := append([]Key{}, s.Keys...)
+		for i := range keys {
+			if keys[i].KeyID == v.KeyID {
+				keys[i].RevokedAt = v.RevokedAt
+			}
+		}
+		s.Keys = keys
+	}
+	return s
+}
+
+// Register asks for a new tenant; OwnerEmail is raw and only its mask is
+// recorded.
+type Register struct {
+	OrgID, OrgName, OwnerEmail, Now string
+}
+
+// DecideRegister returns TenantRegistered. It returns Conflict when the org
+// is already registered.
+func DecideRegister(s State, c Register) ([]domain.Event, error) {
+	if s.Exists() {
+		return nil, domain.Errorf(domain.Conflict, "Tenant already registered")
+	}
+	masked := ""
+	if c.OwnerEmail != "" {
+		masked = domain.MaskEmail(c.OwnerEmail)
+	}
+	return []domain.Event{TenantRegistered{OrgID: c.OrgID, OrgName: c.OrgName, OwnerEmail: masked, RegisteredAt: c.Now}}, nil
+}
+
+// Issue asks for a new key; the caller generated the key and passes only
+// its identity, hash and masked form.
+type Issue struct {
+	KeyID, Hash, Masked, CreatedBy, ExpiresAt, Now string
+	Super                                          bool
+}
+
+func (c Issue) event(orgID string) APIKeyIssued {
+	return APIKeyIssued{OrgID: orgID, KeyID: c.KeyID, Hash: c.Hash, Masked: c.Masked, Super: c.Super,
+		CreatedAt: c.Now, CreatedBy: c.CreatedBy, ExpiresAt: c.ExpiresAt}
+}
+
+// DecideIssueKey returns APIKeyIssued. It returns NotFound when the tenant
+// is not registered and Conflict when it already has an active key.
+func DecideIssueKey(s State, c Issue) ([]domain.Event, error) {
+	if !s.Exists() {
+		return nil, domain.Errorf(domain.NotFound, "Tenant not registered")
+	}
+	if _, ok := s.ActiveKey(c.Now); ok {
+		return nil, domain.Errorf(domain.Conflict, "Organization already has an active API key; rotate it instead")
+	}
+	return []domain.Event{c.event(s.OrgID)}, nil
+}
+
+// DecideRotateKey revokes the active key (if any) and issues a new one in
+// the same step. It returns NotFound when the tenant is not registered.
+func DecideRotateKey(s State, c Issue) ([]domain.Event, error) {
+	if !s.Exists() {
+		return nil, domain.Errorf(domain.NotFound, "Tenant not registered")
+	}
+	var evs []domain.Event
+	for _, k := range s.Keys {
+		if k.RevokedAt == "" {
+			evs = append(evs, APIKeyRevoked{OrgID: s.OrgID, KeyID: k.KeyID, Reason: "rotated", RevokedAt: c.Now})
+		}
+	}
+	return append(evs, c.event(s.OrgID)), nil
+}

@@ -1,0 +1,122 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+)
+
+// APIError is the one error envelope of every route:
+// {"error","message","code","details":[{"field","message"}]}, plus
+// "success": false on command routes and upstream's "errors" list on the
+// 404s of query routes.
+type APIError struct {
+	Success *bool               `json:"success,omitempty"`
+	Err     string              `json:"error"`
+	Message string              `json:"message"`
+	Code    int                 `json:"code"`
+	Details []domain.FieldError `json:"details"`
+	Errors  []legacyError       `json:"errors,omitempty"`
+}
+
+type legacyError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// GetStatus implements huma.StatusError.
+func (e *APIError) GetStatus() int { return e.Code }
+
+func newAPIError(status int, msg string, details []domain.FieldError) *APIError {
+	if details == nil {
+		details = []domain.FieldError{}
+	}
+	return &APIError{Err: http.StatusText(status), Message: msg, Code: status, Details: details}
+}
+
+// statusOf is the one table from domain error codes to HTTP statuses.
+var statusOf = map[domain.Code]int{
+	domain.Invalid:       http.StatusBadRequest,
+	domain.NotFound:      http.StatusNotFound,
+	domain.Conflict:      http.StatusConflict,
+	domain.Unauthorized:  http.StatusUnauthorized,
+	domain.Forbidden:     http.StatusForbidden,
+	domain.Unprocessable: http.StatusUnprocessableEntity,
+	domain.Internal:      http.StatusInternalServerError,
+}
+
+// toAPIError turns any error into the envelope. Domain errors keep their
+// client-safe message; everything else is logged with the request id and
+// answered with a generic 500.
+func toAPIError(ctx context.Context, log *slog.Logger, err error) *APIError {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var de *domain.Error
+	if errors.As(err, &de) {
+		st := statusOf[de.Code]
+		if st == 0 || st == http.StatusInternalServerError {
+			log.ErrorContext(ctx, "request failed", "request_id", requestID(ctx), "err", err)
+			return newAPIError(http.StatusInternalServerError, "Internal server error", nil)
+		}
+		return newAPIError(st, de.Message, de.Details)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		log.WarnContext(ctx, "request cancelled", "request_id", requestID(ctx), "err", err)
+		return newAPIError(http.StatusServiceUnavailable, "Request cancelled or timed out", nil)
+	}
+	log.ErrorContext(ctx, "request failed", "request_id", requestID(ctx), "err", err)
+	return newAPIError(http.StatusInternalServerError, "Internal server error", nil)
+}
+
+// hookHumaErrors makes huma's own errors (validation, bad JSON, body too
+// large) use our envelope and upstream's 400 instead of 422/413. huma
+// exposes this hook only as a package variable; it is set once, the same
+// way, by every server.
+func hookHumaErrors() {
+	huma.NewErrorWithContext = func(_ huma.Context, status int, msg string, errs ...error) huma.StatusError {
+		var details []domain.FieldError
+		for _, e := range errs {
+			if e == nil {
+				continue
+			}
+			var d *huma.ErrorDetail
+			if errors.As(e, &d) {
+				field := d.Location
+				for _, p := range []string{"body.", "path.", "query.", "header."} {
+					field = strings.TrimPrefix(field, p)
+				}
+				if field == "body" {
+					field = ""
+				}
+				details = append(details, domain.FieldError{Field: field, Message: d.Message})
+				continue
+			}
+			details = append(details, domain.FieldError{Message: e.Error()})
+		}
+		switch status {
+		case http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge:
+			status = http.StatusBadRequest
+		}
+		if status == http.StatusBadRequest {
+			if len(details) > 0 && details[0].Field != "" {
+				msg = "Invalid request: " + details[0].Field + ": " + details[0].Message
+			} else if len(details) > 0 {
+				msg = "Invalid request: " + details[0].Message
+			}
+		}
+		return newAPIError(status, msg, details)
+	}
+	huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
+		return huma.NewErrorWithContext(nil, status, msg, errs...)
+	}
+}

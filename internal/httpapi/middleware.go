@@ -1,0 +1,256 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/auth"
+	"github.com/spkey-dev/spkey/internal/domain"
+)
+
+type ctxKey int
+
+const (
+	keyRequestID ctxKey = iota
+	keyPrincipal
+	keyAdminKeyOK
+	keyAdminDenied
+)
+
+func requestID(ctx context.Context) string {
+	s, _ := ctx.Value(keyRequestID).(string)
+	return s
+}
+
+func principal(ctx context.Context) app.Principal {
+	p, _ := ctx.Value(keyPrincipal).(app.Principal)
+	return p
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, r := range s {
+		if r > unicode.MaxASCII || !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusRecorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusRecorder) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// observe gives every request an id, logs one line for it and records
+// metrics; it also turns a panic into a logged 500.
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		ctx := context.WithValue(r.Context(), keyRequestID, id)
+		r = r.WithContext(ctx)
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.ErrorContext(ctx, "panic", "request_id", id, "err", v)
+				if rec.status == 0 {
+					writeError(rec, r, newAPIError(http.StatusInternalServerError, "Internal server error", nil))
+				}
+			}
+			route := r.Pattern
+			if route == "" {
+				route = "unmatched"
+			}
+			status := rec.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			d := time.Since(start)
+			s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
+			s.metrics.latency.WithLabelValues(route).Observe(d.Seconds())
+			s.log.InfoContext(ctx, "request", "request_id", id, "method", r.Method, "path", r.URL.Path,
+				"route", route, "status", status, "duration_ms", float64(d.Microseconds())/1000)
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// cors answers preflights for the configured origins and marks their
+// answers readable by the page.
+func (s *Server) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		allowed := s.cfg.CORSOrigins[origin] || s.cfg.CORSOrigins["*"]
+		w.Header().Add("Vary", "Origin")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			if !allowed {
+				writeError(w, r, newAPIError(http.StatusForbidden, "Origin not allowed: add it to SPKEY_CORS_ORIGINS", nil))
+				return
+			}
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-API-Key, Idempotency-Key, X-Request-Id, X-Admin-API-Key")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if allowed {
+			w.Header().Set("Access-Control-Allow-Origin", origin)
+			w.Header().Set("Access-Control-Expose-Headers", "X-Request-Id, Idempotent-Replayed")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authenticate turns the credentials of a request into a Principal. Bad
+// credentials are refused here, for every route; a request without any is
+// anonymous and each route decides whether that is enough.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if r.Header.Get("X-Org-Id") != "" || r.Header.Get("X-User-Id") != "" {
+			writeError(w, r, newAPIError(http.StatusBadRequest, "X-Org-Id and X-User-Id are internal headers and must not be sent by clients", nil))
+			return
+		}
+		bearer := r.Header.Get("Authorization")
+		apiKey := r.Header.Get("X-API-Key")
+		if bearer != "" && apiKey != "" {
+			writeError(w, r, newAPIError(http.StatusUnauthorized, "Send either a Bearer JWT or an X-API-Key, not both", nil))
+			return
+		}
+		// Every body this API takes is JSON; clients (curl -d) often omit
+		// the header or send the form default.
+		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+			if ct := r.Header.Get("Content-Type"); ct == "" || strings.HasPrefix(ct, "application/x-www-form-urlencoded") || strings.HasPrefix(ct, "text/plain") {
+				r.Header.Set("Content-Type", "application/json")
+			}
+		}
+		var p app.Principal
+		var claims auth.Claims
+		switch {
+		case bearer != "":
+			tok, ok := strings.CutPrefix(bearer, "Bearer ")
+			if !ok || tok == "" {
+				writeError(w, r, newAPIError(http.StatusUnauthorized, "Authorization header must be 'Bearer <jwt>'", nil))
+				return
+			}
+			c, err := s.jwt.Verify(ctx, strings.TrimSpace(tok))
+			if err != nil {
+				msg := "Invalid token"
+				if errors.Is(err, auth.ErrInvalid) {
+					msg = "Invalid token: " + strings.TrimPrefix(err.Error(), auth.ErrInvalid.Error()+": ")
+				}
+				writeError(w, r, newAPIError(http.StatusUnauthorized, msg, nil))
+				return
+			}
+			claims = c
+			p = app.Principal{Kind: app.UserCaller, UserID: c.UserID, Email: c.Email}
+		case apiKey != "":
+			kp, err := s.svc.AuthenticateKey(ctx, apiKey)
+			if err != nil {
+				writeError(w, r, toAPIError(ctx, s.log, err))
+				return
+			}
+			p = kp
+		}
+		if adminKey := r.Header.Get("X-Admin-API-Key"); adminKey != "" {
+			if s.cfg.AdminAPIKey == "" || subtle.ConstantTimeCompare([]byte(adminKey), []byte(s.cfg.AdminAPIKey)) != 1 {
+				writeError(w, r, newAPIError(http.StatusUnauthorized, "Invalid admin API key", nil))
+				return
+			}
+			ctx = context.WithValue(ctx, keyAdminKeyOK, true)
+			switch {
+			case s.cfg.AdminEmailDomain == "":
+				p.Admin = true
+			case claims.Email != "" && strings.HasSuffix(claims.Email, "@"+strings.ToLower(s.cfg.AdminEmailDomain)):
+				p.Admin = true
+			case bearer != "":
+				ctx = context.WithValue(ctx, keyAdminDenied, true)
+			}
+		}
+		ctx = context.WithValue(ctx, keyPrincipal, p)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// adminCheck returns nil when the request passed the admin check, else the
+// right refusal: 403 for a valid JWT outside the admin domain, 401
+// otherwise.
+func adminCheck(ctx context.Context) error {
+	if principal(ctx).Admin {
+		return nil
+	}
+	if denied, _ := ctx.Value(keyAdminDenied).(bool); denied {
+		return domain.Errorf(domain.Forbidden, "This account's e-mail domain is not allowed to use admin routes")
+	}
+	return domain.Errorf(domain.Unauthorized, "Admin credentials required: X-Admin-API-Key and an admin JWT")
+}
+
+func isCommandPath(path string) bool {
+	i := strings.LastIndexByte(path, '/')
+	return i >= 0 && i+1 < len(path) && path[i+1] >= 'A' && path[i+1] <= 'Z'
+}
+
+// writeError writes e outside huma (middleware refusals).
+func writeError(w http.ResponseWriter, r *http.Request, e *APIError) {
+	if isCommandPath(r.URL.Path) {
+		f := false
+		e.Success = &f
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.Code)
+	_ = json.NewEncoder(w).Encode(e)
+}

@@ -1,0 +1,52 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+)
+
+var (
+	secUser   = []map[string][]string{{"BearerAuth": {}}, {"ApiKeyAuth": {}}}
+	secAdmin  = []map[string][]string{{"AdminApiKey": {}, "BearerAuth": {}}}
+	secPublic = []map[string][]string{{}}
+)
+
+func op(method, path, id, summary string, status int, sec []map[string][]string, tags ...string) huma.Operation {
+	return huma.Operation{Method: method, Path: path, OperationID: id, Summary: summary, DefaultStatus: status, Security: sec, Tags: tags}
+}
+
+// routes is the whole HTTP surface at a glance.
+func (s *Server) routes(mux *http.ServeMux) {
+	a := s.api
+	// Locks: commands.
+	huma.Register(a, op(http.MethodPost, "/locks/{id}/CreateLock", "post_CreateLockRoute", "Create new lock", 201, secUser, "Lock", "Command"), s.createLock)
+	huma.Register(a, op(http.MethodPost, "/locks/{id}/SetOrganization", "post_SetOrganizationRoute", "Assign the lock to an organization", 200, secUser, "Lock", "Command"), s.setOrganization)
+	huma.Register(a, op(http.MethodPost, "/locks/{id}/SetOwner", "post_SetOwnerRoute", "Make a user the owner of the lock", 200, secUser, "Lock", "Command"), s.setOwner)
+	// Locks: queries.
+	huma.Register(a, op(http.MethodGet, "/locks/{id}/basic-info", "get_GetLockBasicInfoRoute", "Lightweight lock info", 200, secUser, "Lock", "Query"), s.lockBasicInfo)
+	huma.Register(a, op(http.MethodGet, "/locks/{id}/details", "get_GetLockDetailsRoute", "Full lock state", 200, secUser, "Lock", "Query"), s.lockDetails)
+	huma.Register(a, op(http.MethodGet, "/locks/{id}/events", "get_GetLockEventsRoute", "Paginated lock event history (10 per page, default the last page)", 200, secUser, "Lock", "Query"), s.lockEvents)
+	// Doorbell residents.
+	huma.Register(a, op(http.MethodPost, "/locks/{id}/AddResident", "post_AddResidentRoute", "Add resident to doorbell list", 200, secUser, "Lock", "Command", "Doorbell"), s.addResident)
+	huma.Register(a, op(http.MethodPost, "/locks/{id}/RemoveResident", "post_RemoveResidentRoute", "Remove resident from doorbell list", 200, secUser, "Lock", "Command", "Doorbell"), s.removeResident)
+	huma.Register(a, op(http.MethodGet, "/locks/{id}/residents", "get_GetResidentsRoute", "Get residents list (public; e-mails only for callers authorized on the lock)", 200, secPublic, "Lock", "Query"), s.residents)
+	// Users.
+	huma.Register(a, op(http.MethodPost, "/users", "post_EnsureUserRoute", "Sign-up hook: ensure a user exists (X-Admin-API-Key)", 200, secAdmin, "User"), s.ensureUser)
+	huma.Register(a, op(http.MethodGet, "/users/by-email", "get_GetUserByEmailRoute", "Find (or create) user by email address", 200, secUser, "User", "Query"), s.userByEmail)
+	huma.Register(a, op(http.MethodGet, "/users/by-phone", "get_GetUserByPhoneRoute", "Find (or create) user by phone number", 200, secUser, "User", "Query"), s.userByPhone)
+	huma.Register(a, op(http.MethodPost, "/users/{id}/CreateUser", "post_CreateUserRoute", "Create user", 201, secUser, "User", "Command"), s.createUser)
+	huma.Register(a, op(http.MethodPost, "/users/{id}/UpdateEmail", "post_UpdateEmailRoute", "Set an email on a user that has none", 200, secUser, "User", "Command"), s.updateEmail)
+	huma.Register(a, op(http.MethodPost, "/users/{id}/UpdatePhoneNumber", "post_UpdatePhoneNumberRoute", "Set or remove a user's phone number", 200, secUser, "User", "Command"), s.updatePhoneNumber)
+	huma.Register(a, op(http.MethodGet, "/users/{id}/profile", "get_GetUserProfileRoute", "User profile", 200, secUser, "User", "Query"), s.userProfile)
+	huma.Register(a, op(http.MethodGet, "/users/{id}/phone-number", "get_GetUserPhoneNumberRoute", "User's phone number", 200, secUser, "User", "Query"), s.userPhoneNumber)
+	// Admin API: tenants and API keys.
+	huma.Register(a, op(http.MethodPost, "/tenants/{orgId}/register", "post_RegisterTenant", "Register a partner tenant", 201, secAdmin, "Admin"), s.registerTenant)
+	huma.Register(a, op(http.MethodGet, "/tenants", "get_ListTenants", "List tenants with masked key info", 200, secAdmin, "Admin"), s.listTenants)
+	huma.Register(a, op(http.MethodPost, "/api-keys", "post_IssueApiKey", "Issue the organization's API key (shown once)", 201, secAdmin, "Admin"), s.issueKey)
+	huma.Register(a, op(http.MethodPost, "/api-keys/{orgId}/rotate", "post_RotateApiKey", "Rotate: issue a new key and revoke the old one at once", 201, secAdmin, "Admin"), s.rotateKey)
+	// Operations.
+	huma.Register(a, op(http.MethodGet, "/healthz", "get_Healthz", "Liveness", 200, secPublic, "Ops"), s.healthz)
+	huma.Register(a, op(http.MethodGet, "/readyz", "get_Readyz", "Readiness: the database answers", 200, secPublic, "Ops"), s.readyz)
+	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
+}

@@ -1,0 +1,120 @@
+// Package httpapi is spkey's HTTP face: the SmartphoneKey-compatible JSON
+// API (routes.go lists all of it), health and metrics. Handlers decode,
+// call the app layer and encode; huma generates the OpenAPI document and
+// validates requests.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/auth"
+)
+
+// Config is what the HTTP layer needs from the server configuration.
+type Config struct {
+	Version          string
+	AdminAPIKey      string
+	AdminEmailDomain string
+	CORSOrigins      map[string]bool
+}
+
+// Pinger reports whether the database answers.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// Server is the HTTP handler of the API.
+type Server struct {
+	cfg     Config
+	svc     *app.Service
+	jwt     *auth.Verifier
+	db      Pinger
+	log     *slog.Logger
+	metrics metrics
+	handler http.Handler
+	api     huma.API
+}
+
+var hookOnce sync.Once
+
+// New builds the handler. reg receives the HTTP metrics; /metrics serves
+// everything registered in it.
+func New(cfg Config, svc *app.Service, jwt *auth.Verifier, db Pinger, reg *prometheus.Registry, log *slog.Logger) *Server {
+	hookOnce.Do(hookHumaErrors)
+	s := &Server{cfg: cfg, svc: svc, jwt: jwt, db: db, log: log}
+	s.metrics.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spkey_http_requests_total", Help: "HTTP requests by route, method and status.",
+	}, []string{"route", "method", "status"})
+	s.metrics.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "spkey_http_request_duration_seconds", Help: "HTTP request latency by route.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"route"})
+	reg.MustRegister(s.metrics.requests, s.metrics.latency)
+
+	mux := http.NewServeMux()
+	hc := huma.DefaultConfig("spkey — SmartphoneKey-compatible API", cfg.Version)
+	hc.CreateHooks = nil // no $schema member in answers: upstream has none
+	hc.DocsPath = ""
+	hc.SchemasPath = ""
+	hc.OpenAPIPath = "/openapi"
+	hc.Info.Description = "Self-hostable server speaking the SmartphoneKey B2C and Admin APIs."
+	hc.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		"BearerAuth":  {Type: "http", Scheme: "bearer", BearerFormat: "JWT"},
+		"ApiKeyAuth":  {Type: "apiKey", In: "header", Name: "X-API-Key"},
+		"AdminApiKey": {Type: "apiKey", In: "header", Name: "X-Admin-API-Key"},
+	}
+	hc.Transformers = append(hc.Transformers, envelopeTransformer)
+	s.api = humago.New(mux, hc)
+	s.routes(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.handler = s.observe(s.cors(s.authenticate(mux)))
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// OpenAPI returns the generated OpenAPI document.
+func (s *Server) OpenAPI() *huma.OpenAPI { return s.api.OpenAPI() }
+
+// envelopeTransformer adds upstream's per-route error extras: success:false
+// on commands, and the errors list on the 404s of queries.
+func envelopeTransformer(ctx huma.Context, status string, v any) (any, error) {
+	e, ok := v.(*APIError)
+	if !ok {
+		return v, nil
+	}
+	op := ctx.Operation()
+	if op == nil {
+		return v, nil
+	}
+	cp := *e
+	for _, t := range op.Tags {
+		switch t {
+		case "Command":
+			f := false
+			cp.Success = &f
+		case "Query":
+			if e.Code == http.StatusNotFound {
+				f := false
+				cp.Success = &f
+				cp.Errors = []legacyError{{Code: e.Code, Message: e.Message}}
+			}
+		}
+	}
+	return &cp, nil
+}

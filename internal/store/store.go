@@ -1,0 +1,179 @@
+// Package store is the SQL home of spkey: the event store, the read models
+// updated in the same transaction, the outbox, the PII vault and the
+// idempotency records, on SQLite (embedded default) or PostgreSQL. All SQL
+// lives here. Queries are written once with $N placeholders; the SQLite
+// dialect rewrites them to ?N.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/spkey-dev/spkey/internal/es"
+)
+
+//go:embed migrations
+var migrationsFS embed.FS
+
+// Dialect names a SQL backend.
+type Dialect string
+
+// The supported dialects.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// querier is what a transaction and a single connection have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// writer runs write transactions: a group-committing single writer on
+// SQLite, one transaction per call on PostgreSQL.
+type writer interface {
+	update(ctx context.Context, fn func(ctx context.Context, q querier) error) error
+	close() error
+}
+
+// Store is an opened database. It is safe for concurrent use.
+type Store struct {
+	dialect Dialect
+	rdb     *sql.DB // reads
+	w       writer
+	log     *slog.Logger
+	hooks   Hooks
+
+	qmu    sync.RWMutex
+	qcache map[string]string
+}
+
+// Hooks lets the caller observe the store (metrics) without the store
+// knowing about a metrics library. Nil fields are skipped.
+type Hooks struct {
+	Appended func(n int)
+	Conflict func()
+}
+
+// Dialect reports which backend the store runs on.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// SetHooks installs observation hooks; call it before serving.
+func (s *Store) SetHooks(h Hooks) { s.hooks = h }
+
+var placeholderRE = regexp.MustCompile(`\$(\d+)`)
+
+// sql adapts a $N query to the store's dialect.
+func (s *Store) sql(q string) string {
+	if s.dialect != SQLite {
+		return q
+	}
+	s.qmu.RLock()
+	r, ok := s.qcache[q]
+	s.qmu.RUnlock()
+	if ok {
+		return r
+	}
+	r = placeholderRE.ReplaceAllString(q, "?$1")
+	s.qmu.Lock()
+	s.qcache[q] = r
+	s.qmu.Unlock()
+	return r
+}
+
+// Close stops the writer and closes every connection.
+func (s *Store) Close() error {
+	return errors.Join(s.w.close(), s.rdb.Close())
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
+// Migrate applies the embedded migrations that have not run yet, in order.
+func (s *Store) Migrate(ctx context.Context) error {
+	return s.w.update(ctx, func(ctx context.Context, q querier) error {
+		if _, err := q.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)`); err != nil {
+			return fmt.Errorf("create schema_migrations: %w", err)
+		}
+		dir := "migrations/" + string(s.dialect)
+		entries, err := fs.ReadDir(migrationsFS, dir)
+		if err != nil {
+			return fmt.Errorf("read migrations: %w", err)
+		}
+		names := make([]string, 0, len(entries))
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			version := strings.TrimSuffix(name, ".sql")
+			var n int
+			if err := q.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM schema_migrations WHERE version = $1`), version).Scan(&n); err != nil {
+				return fmt.Errorf("check migration %s: %w", name, err)
+			}
+			if n > 0 {
+				continue
+			}
+			body, err := migrationsFS.ReadFile(dir + "/" + name)
+			if err != nil {
+				return fmt.Errorf("read migration %s: %w", name, err)
+			}
+			for _, stmt := range strings.Split(string(body), ";\n") {
+				if strings.TrimSpace(stmt) == "" {
+					continue
+				}
+				if _, err := q.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("apply migration %s: %w", name, err)
+				}
+			}
+			if _, err := q.ExecContext(ctx, s.sql(`INSERT INTO schema_migrations (version) VALUES ($1)`), version); err != nil {
+				return fmt.Errorf("record migration %s: %w", name, err)
+			}
+			s.log.Info("migration applied", "version", version, "dialect", s.dialect)
+		}
+		return nil
+	})
+}
+
+// Write runs fn in one write transaction. Everything fn does through tx
+// commits together, or nothing does when fn returns an error (returned as
+// is). On SQLite concurrent calls are batched into one commit.
+func (s *Store) Write(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
+	return s.w.update(ctx, func(ctx context.Context, q querier) error {
+		return fn(ctx, &Tx{s: s, q: q})
+	})
+}
+
+// Update implements es.Store.
+func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx es.Appender) error) error {
+	return s.Write(ctx, func(ctx context.Context, tx *Tx) error { return fn(ctx, tx) })
+}
+
+// isUniqueViolation recognises a unique-constraint failure by its driver
+// code, never by its text.
+func isUniqueViolation(err error) bool {
+	var sqliteErr interface{ Code() int }
+	if errors.As(err, &sqliteErr) {
+		// SQLITE_CONSTRAINT_UNIQUE and SQLITE_CONSTRAINT_PRIMARYKEY
+		return sqliteErr.Code() == 2067 || sqliteErr.Code() == 1555
+	}
+	var pgErr interface{ SQLState() string }
+	if errors.As(err, &pgErr) {
+		return pgErr.SQLState() == "23505"
+	}
+	return false
+}

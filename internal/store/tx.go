@@ -1,0 +1,159 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/spkey-dev/spkey/internal/domain/tenant"
+	"github.com/spkey-dev/spkey/internal/es"
+)
+
+// Tx is one write transaction, handed to the function given to Write.
+type Tx struct {
+	s *Store
+	q querier
+}
+
+// Snapshot returns the stored state of one aggregate, reading inside the
+// transaction. found is false when the aggregate has no events yet.
+func (tx *Tx) Snapshot(ctx context.Context, aggType, aggID string) (es.Snapshot, bool, error) {
+	return tx.s.snapshot(ctx, tx.q, aggType, aggID)
+}
+
+// Append implements es.Appender: it inserts recs, moves the snapshot from
+// version expected to the last record's version, updates the projections
+// of special tables and writes outbox rows, all in this transaction. It
+// returns *es.ConflictError when the stream has moved past expected.
+func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs []es.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	s := tx.s
+	conflict := &es.ConflictError{AggregateType: snap.AggregateType, AggregateID: snap.AggregateID, Expected: expected}
+	for i, r := range recs {
+		if r.AggregateType != snap.AggregateType || r.AggregateID != snap.AggregateID || r.Version != expected+int64(i)+1 {
+			return fmt.Errorf("append %s/%s: record %d does not continue the stream", snap.AggregateType, snap.AggregateID, i)
+		}
+		var seq int64
+		err := tx.q.QueryRowContext(ctx, s.sql(`INSERT INTO events (aggregate_type, aggregate_id, version, type, ts, org_id, data)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`),
+			r.AggregateType, r.AggregateID, r.Version, r.Type, r.Timestamp, r.OrgID, string(r.Data)).Scan(&seq)
+		if err != nil {
+			if isUniqueViolation(err) {
+				s.conflict()
+				return conflict
+			}
+			return fmt.Errorf("insert event %s/%s v%d: %w", r.AggregateType, r.AggregateID, r.Version, err)
+		}
+		recs[i].Seq = seq
+		if err := s.project(ctx, tx.q, r); err != nil {
+			return err
+		}
+		if r.OrgID != "" {
+			if _, err := tx.q.ExecContext(ctx, s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)`), es.ConsumerWebhooks, seq, r.AggregateType, r.AggregateID, r.Version, r.OrgID, r.Timestamp); err != nil {
+				return fmt.Errorf("insert outbox row: %w", err)
+			}
+		}
+	}
+	last := recs[len(recs)-1]
+	snap.Version = last.Version
+	if err := s.putSnapshot(ctx, tx.q, expected, snap, recs[0].Timestamp, last.Timestamp); err != nil {
+		if errors.Is(err, errStale) {
+			s.conflict()
+			return conflict
+		}
+		return err
+	}
+	if s.hooks.Appended != nil {
+		s.hooks.Appended(len(recs))
+	}
+	return nil
+}
+
+func (s *Store) conflict() {
+	if s.hooks.Conflict != nil {
+		s.hooks.Conflict()
+	}
+}
+
+var errStale = errors.New("stale snapshot")
+
+func (s *Store) putSnapshot(ctx context.Context, q querier, expected int64, snap es.Snapshot, firstTS, lastTS string) error {
+	if expected == 0 {
+		_, err := q.ExecContext(ctx, s.sql(`INSERT INTO aggregates (aggregate_type, aggregate_id, version, org_id, state, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`), snap.AggregateType, snap.AggregateID, snap.Version, snap.OrgID, string(snap.State), firstTS, lastTS)
+		if isUniqueViolation(err) {
+			return errStale
+		}
+		if err != nil {
+			return fmt.Errorf("insert snapshot: %w", err)
+		}
+		return nil
+	}
+	res, err := q.ExecContext(ctx, s.sql(`UPDATE aggregates SET version = $1, org_id = $2, state = $3, updated_at = $4
+		WHERE aggregate_type = $5 AND aggregate_id = $6 AND version = $7`),
+		snap.Version, snap.OrgID, string(snap.State), lastTS, snap.AggregateType, snap.AggregateID, expected)
+	if err != nil {
+		return fmt.Errorf("update snapshot: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return errStale
+	}
+	return nil
+}
+
+// project keeps the tables that are not snapshots (API keys) in step with
+// the events. Rebuild runs the same code.
+func (s *Store) project(ctx context.Context, q querier, r es.Record) error {
+	switch r.Type {
+	case tenant.TypeAPIKeyIssued:
+		var e tenant.APIKeyIssued
+		if err := json.Unmarshal(r.Data, &e); err != nil {
+			return fmt.Errorf("project %s: %w", r.Type, err)
+		}
+		super := 0
+		if e.Super {
+			super = 1
+		}
+		_, err := q.ExecContext(ctx, s.sql(`INSERT INTO api_keys (key_id, org_id, hash, masked, super, created_at, created_by, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), e.KeyID, e.OrgID, e.Hash, e.Masked, super, e.CreatedAt, e.CreatedBy, nullable(e.ExpiresAt))
+		if err != nil {
+			return fmt.Errorf("project %s: %w", r.Type, err)
+		}
+	case tenant.TypeAPIKeyRevoked:
+		var e tenant.APIKeyRevoked
+		if err := json.Unmarshal(r.Data, &e); err != nil {
+			return fmt.Errorf("project %s: %w", r.Type, err)
+		}
+		if _, err := q.ExecContext(ctx, s.sql(`UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2`), e.RevokedAt, e.KeyID); err != nil {
+			return fmt.Errorf("project %s: %w", r.Type, err)
+		}
+	}
+	return nil
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (s *Store) snapshot(ctx context.Context, q querier, aggType, aggID string) (es.Snapshot, bool, error) {
+	snap := es.Snapshot{AggregateType: aggType, AggregateID: aggID}
+	var state string
+	err := q.QueryRowContext(ctx, s.sql(`SELECT version, org_id, state, created_at, updated_at FROM aggregates
+		WHERE aggregate_type = $1 AND aggregate_id = $2`), aggType, aggID).Scan(&snap.Version, &snap.OrgID, &state, &snap.CreatedAt, &snap.UpdatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return snap, false, nil
+	}
+	if err != nil {
+		return snap, false, fmt.Errorf("load snapshot %s/%s: %w", aggType, aggID, err)
+	}
+	snap.State = json.RawMessage(state)
+	return snap, true, nil
+}

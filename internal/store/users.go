@@ -1,0 +1,159 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// User is a row of the PII vault: the raw identifiers the user events only
+// mention masked. It is primary data, not a projection: deleting a row
+// erases the person while the event log stays intact.
+type User struct {
+	UserID    string
+	Email     string
+	Phone     string
+	FirstName string
+	LastName  string
+	CreatedAt string
+}
+
+// UserBy selects which column identifies a user.
+type UserBy string
+
+// The columns a user can be found by.
+const (
+	ByID    UserBy = "user_id"
+	ByEmail UserBy = "email"
+	ByPhone UserBy = "phone"
+)
+
+func (s *Store) user(ctx context.Context, q querier, by UserBy, v string) (User, bool, error) {
+	switch by {
+	case ByID, ByEmail, ByPhone:
+	default:
+		return User{}, false, fmt.Errorf("find user: bad column %q", by)
+	}
+	var u User
+	var email, phone sql.NullString
+	err := q.QueryRowContext(ctx, s.sql(`SELECT user_id, email, phone, first_name, last_name, created_at FROM users WHERE `+string(by)+` = $1`), v).
+		Scan(&u.UserID, &email, &phone, &u.FirstName, &u.LastName, &u.CreatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, false, nil
+	}
+	if err != nil {
+		return User{}, false, fmt.Errorf("find user by %s: %w", by, err)
+	}
+	u.Email, u.Phone = email.String, phone.String
+	return u, true, nil
+}
+
+// User finds a user in the PII vault by one identifier.
+func (s *Store) User(ctx context.Context, by UserBy, v string) (User, bool, error) {
+	return s.user(ctx, s.rdb, by, v)
+}
+
+// User finds a user in the PII vault inside the transaction.
+func (tx *Tx) User(ctx context.Context, by UserBy, v string) (User, bool, error) {
+	return tx.s.user(ctx, tx.q, by, v)
+}
+
+// InsertUser adds a user to the PII vault. It returns an error wrapping
+// ErrTaken when the id, e-mail or phone is already used.
+func (tx *Tx) InsertUser(ctx context.Context, u User) error {
+	_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO users (user_id, email, phone, first_name, last_name, created_at) VALUES ($1, $2, $3, $4, $5, $6)`),
+		u.UserID, nullable(u.Email), nullable(u.Phone), u.FirstName, u.LastName, u.CreatedAt)
+	if isUniqueViolation(err) {
+		return fmt.Errorf("insert user: %w", ErrTaken)
+	}
+	if err != nil {
+		return fmt.Errorf("insert user: %w", err)
+	}
+	return nil
+}
+
+// ErrTaken reports a unique identifier already used by another row.
+var ErrTaken = errors.New("already taken")
+
+// SetUserContact sets one contact column (ByEmail or ByPhone) of a user; an
+// empty value clears it. It returns an error wrapping ErrTaken when another
+// user has that value.
+func (tx *Tx) SetUserContact(ctx context.Context, userID string, col UserBy, v string) error {
+	if col != ByEmail && col != ByPhone {
+		return fmt.Errorf("set user contact: bad column %q", col)
+	}
+	_, err := tx.q.ExecContext(ctx, tx.s.sql(`UPDATE users SET `+string(col)+` = $1 WHERE user_id = $2`), nullable(v), userID)
+	if isUniqueViolation(err) {
+		return fmt.Errorf("set user %s: %w", col, ErrTaken)
+	}
+	if err != nil {
+		return fmt.Errorf("set user %s: %w", col, err)
+	}
+	return nil
+}
+
+// LinkUserTenant records that a tenant created, found or added this user,
+// which lets its API key read and change the user.
+func (tx *Tx) LinkUserTenant(ctx context.Context, userID, orgID string) error {
+	_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO user_tenants (user_id, org_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`), userID, orgID)
+	if err != nil {
+		return fmt.Errorf("link user to tenant: %w", err)
+	}
+	return nil
+}
+
+// UserLinked reports whether the tenant orgID is linked to the user.
+func (s *Store) UserLinked(ctx context.Context, userID, orgID string) (bool, error) {
+	var n int
+	err := s.rdb.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM user_tenants WHERE user_id = $1 AND org_id = $2`), userID, orgID).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("check user tenant link: %w", err)
+	}
+	return n > 0, nil
+}
+
+// UserLinked reports, inside the transaction, whether orgID is linked.
+func (tx *Tx) UserLinked(ctx context.Context, userID, orgID string) (bool, error) {
+	var n int
+	err := tx.q.QueryRowContext(ctx, tx.s.sql(`SELECT COUNT(*) FROM user_tenants WHERE user_id = $1 AND org_id = $2`), userID, orgID).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("check user tenant link: %w", err)
+	}
+	return n > 0, nil
+}
+
+// SetTenantContact stores a tenant's raw owner e-mail (its events carry a
+// masked one).
+func (tx *Tx) SetTenantContact(ctx context.Context, orgID, email string) error {
+	_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO tenant_contacts (org_id, owner_email) VALUES ($1, $2)
+		ON CONFLICT (org_id) DO UPDATE SET owner_email = excluded.owner_email`), orgID, email)
+	if err != nil {
+		return fmt.Errorf("set tenant contact: %w", err)
+	}
+	return nil
+}
+
+// Idempotent looks up a stored answer for (scope, key). found is false when
+// the key is new.
+func (tx *Tx) Idempotent(ctx context.Context, scope, key string) (bodyHash string, response []byte, found bool, err error) {
+	var resp string
+	err = tx.q.QueryRowContext(ctx, tx.s.sql(`SELECT body_hash, response FROM idempotency WHERE scope = $1 AND key = $2`), scope, key).Scan(&bodyHash, &resp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil, false, nil
+	}
+	if err != nil {
+		return "", nil, false, fmt.Errorf("load idempotency key: %w", err)
+	}
+	return bodyHash, []byte(resp), true, nil
+}
+
+// SaveIdempotent stores the answer given for (scope, key).
+func (tx *Tx) SaveIdempotent(ctx context.Context, scope, key, bodyHash string, response []byte, now string) error {
+	_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO idempotency (scope, key, body_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)`),
+		scope, key, bodyHash, string(response), now)
+	if err != nil {
+		return fmt.Errorf("save idempotency key: %w", err)
+	}
+	return nil
+}
