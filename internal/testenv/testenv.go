@@ -1,0 +1,199 @@
+// Package testenv gives tests real backends: a fresh SQLite file and, when
+// SPKEY_TEST_POSTGRES_URL is set (scripts/test.sh sets it), a fresh
+// PostgreSQL schema; and a real spkey HTTP server on 127.0.0.1:0.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/auth"
+	"github.com/spkey-dev/spkey/internal/httpapi"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+// Backend names a database to run a test on.
+type Backend string
+
+// The backends.
+const (
+	SQLite   Backend = "sqlite"
+	Postgres Backend = "postgres"
+)
+
+// Backends returns the backends available here: SQLite always, PostgreSQL
+// when SPKEY_TEST_POSTGRES_URL is set. With SPKEY_TEST_REQUIRE_POSTGRES=1
+// and no URL the test fails instead of quietly skipping PostgreSQL.
+func Backends(t testing.TB) []Backend {
+	if os.Getenv("SPKEY_TEST_POSTGRES_URL") != "" {
+		return []Backend{SQLite, Postgres}
+	}
+	if os.Getenv("SPKEY_TEST_REQUIRE_POSTGRES") == "1" {
+		t.Fatal("SPKEY_TEST_REQUIRE_POSTGRES=1 but SPKEY_TEST_POSTGRES_URL is empty: run the suite with scripts/test.sh")
+	}
+	t.Log("PostgreSQL not configured (SPKEY_TEST_POSTGRES_URL): running on SQLite only; scripts/test.sh runs both")
+	return []Backend{SQLite}
+}
+
+// Logger returns a logger that writes into the test log.
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// Discard is a logger that drops everything.
+func Discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func randomName() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "t_" + hex.EncodeToString(b[:])
+}
+
+// PostgresURL creates a fresh schema in the test database and returns a URL
+// whose connections use it; the schema is dropped when the test ends.
+func PostgresURL(t testing.TB) string {
+	base := os.Getenv("SPKEY_TEST_POSTGRES_URL")
+	if base == "" {
+		t.Skip("SPKEY_TEST_POSTGRES_URL not set")
+	}
+	schema := randomName()
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", base)
+		if err == nil {
+			_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
+			db.Close()
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// OpenStore opens a fresh, migrated store on backend b, closed at the end
+// of the test.
+func OpenStore(t testing.TB, b Backend) *store.Store {
+	t.Helper()
+	ctx := context.Background()
+	var st *store.Store
+	var err error
+	switch b {
+	case SQLite:
+		st, err = store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "spkey.db"), store.SQLiteOptions{}, Discard())
+	case Postgres:
+		st, err = store.OpenPostgres(ctx, PostgresURL(t), Discard())
+	}
+	if err != nil {
+		t.Fatalf("open %s store: %v", b, err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return st
+}
+
+// AdminKey is the X-Admin-API-Key of every test server.
+const AdminKey = "test-admin-key-0123456789"
+
+// Server is a real spkey HTTP server on a loopback port.
+type Server struct {
+	URL   string
+	Store *store.Store
+	Svc   *app.Service
+	JWT   *auth.Verifier
+	Reg   *prometheus.Registry
+}
+
+// Options tunes NewServer.
+type Options struct {
+	CORSOrigins      []string
+	AdminEmailDomain string
+	Now              func() time.Time
+	Log              *slog.Logger
+	JWT              *auth.Config // nil: local issuer only
+}
+
+// NewServer starts spkey's handler on 127.0.0.1:0 over a fresh store.
+func NewServer(t testing.TB, b Backend, opt Options) *Server {
+	t.Helper()
+	st := OpenStore(t, b)
+	log := opt.Log
+	if log == nil {
+		log = Logger(t)
+	}
+	cfg := auth.Config{KeyPath: filepath.Join(t.TempDir(), "key.pem")}
+	if opt.JWT != nil {
+		cfg = *opt.JWT
+		if cfg.KeyPath == "" {
+			cfg.KeyPath = filepath.Join(t.TempDir(), "key.pem")
+		}
+	}
+	v, err := auth.NewVerifier(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := app.New(st, app.Options{Now: opt.Now}, log)
+	origins := map[string]bool{}
+	for _, o := range opt.CORSOrigins {
+		origins[o] = true
+	}
+	reg := prometheus.NewRegistry()
+	h := httpapi.New(httpapi.Config{Version: "test", AdminAPIKey: AdminKey, AdminEmailDomain: opt.AdminEmailDomain, CORSOrigins: origins}, svc, v, st, reg, log)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &Server{URL: srv.URL, Store: st, Svc: svc, JWT: v, Reg: reg}
+}
+
+// Token mints a local JWT for sub valid for an hour.
+func (s *Server) Token(t testing.TB, sub, email string) string {
+	tok, err := s.JWT.Mint(sub, email, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// Tenant registers orgID and returns its new API key.
+func (s *Server) Tenant(t testing.TB, orgID string, super bool) string {
+	t.Helper()
+	ctx := context.Background()
+	admin := app.Principal{Admin: true, Email: "test"}
+	if _, err := s.Svc.RegisterTenant(ctx, app.Call{P: admin, Route: "register " + orgID}, orgID, orgID+" Inc", ""); err != nil {
+		t.Fatalf("register tenant: %v", err)
+	}
+	k, err := s.Svc.IssueKey(ctx, admin, app.IssueKeyInput{OrgID: orgID, Super: super}, false)
+	if err != nil {
+		t.Fatalf("issue key: %v", err)
+	}
+	return k.APIKey
+}
