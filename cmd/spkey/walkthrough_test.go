@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"testing"
+)
+
+// TestWalkthrough runs the README's walkthrough against a real `spkey
+// serve` (the same run() as the binary), then stops it with a cancelled
+// context as SIGTERM would.
+func TestWalkthrough(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	admin := "walkthrough-admin-key-123"
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", t.TempDir()}, []string{"SPKEY_ADMIN_API_KEY=" + admin, "SPKEY_LOG_LEVEL=warn"}, pw, io.Discard)
+		pw.Close()
+	}()
+	base := waitForURL(t, pr)
+	c := client{t: t, base: base}
+	ac := c.with("X-Admin-API-Key", admin)
+
+	// 1. tenant and key
+	if st, body := ac.do("POST", "/tenants/acme/register", map[string]any{"orgName": "Acme Rentals", "ownerEmail": "ops@acme.example"}); st != 201 || body["aggregateId"] != "acme" {
+		t.Fatalf("register: %d %v", st, body)
+	}
+	st, body := ac.do("POST", "/api-keys", map[string]any{"orgId": "acme", "orgName": "Acme Rentals"})
+	key, _ := body["apiKey"].(string)
+	if st != 201 || len(key) != 40 {
+		t.Fatalf("api key: %d %v", st, body)
+	}
+	kc := c.with("X-API-Key", key)
+	// 2. lock
+	if st, body := kc.do("POST", "/locks/123/CreateLock", map[string]any{"index": 1, "uuid": "6f1c2a9e-0b7e-4d3e-9a55-2f0c5e4b1a11", "serialNumber": "SN-0001"}); st != 201 || body["aggregateId"] != "123" {
+		t.Fatalf("create lock: %d %v", st, body)
+	}
+	// 3. organization (already set: nothing changes)
+	if st, body := kc.do("POST", "/locks/123/SetOrganization", map[string]any{"orgId": "acme"}); st != 200 || body["event"] != nil {
+		t.Fatalf("set organization: %d %v", st, body)
+	}
+	// 4. user
+	st, body = kc.do("GET", "/users/by-email?email=user@example.com", nil)
+	uid, _ := body["uuid"].(string)
+	if st != 200 || uid == "" || body["email"] != "user@example.com" {
+		t.Fatalf("by-email: %d %v", st, body)
+	}
+	// 5. resident
+	st, body = kc.do("POST", "/locks/123/AddResident", map[string]any{"email": "user@example.com", "name": "John Doe"})
+	ev, _ := body["event"].(map[string]any)
+	if st != 200 || body["email"] != "user@example.com" || ev["type"] != "ResidentAdded" {
+		t.Fatalf("add resident: %d %v", st, body)
+	}
+	// 6. public list
+	st, body = c.do("GET", "/locks/123/residents", nil)
+	rs, _ := body["residents"].([]any)
+	if st != 200 || len(rs) != 1 {
+		t.Fatalf("residents: %d %v", st, body)
+	}
+	r0 := rs[0].(map[string]any)
+	if r0["userId"] != uid || r0["name"] != "John Doe" || r0["hasPhone"] != false || r0["email"] != nil {
+		t.Fatalf("resident entry: %v", r0)
+	}
+	if st, _ := c.do("GET", "/healthz", nil); st != http.StatusOK {
+		t.Fatalf("healthz: %d", st)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve returned %v after shutdown", err)
+	}
+}
