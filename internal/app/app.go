@@ -173,8 +173,11 @@ func (s *Service) run(ctx context.Context, c Call, fn func(ctx context.Context, 
 			return nil
 		})
 		var conflict *es.ConflictError
-		if errors.As(err, &conflict) && attempt < maxAttempts {
-			continue
+		if errors.As(err, &conflict) {
+			if attempt < maxAttempts {
+				continue
+			}
+			return res, domain.Errorf(domain.Conflict, "Too many concurrent changes to %s %s; retry the request", conflict.AggregateType, conflict.AggregateID)
 		}
 		return res, err
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/user"
+	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -46,17 +47,10 @@ type UserView struct {
 	Status string
 }
 
-// createUser writes a new user to the vault and its events. It returns
-// Conflict when the id, e-mail or phone is taken.
-func (s *Service) createUser(ctx context.Context, tx *store.Tx, p Principal, u store.User) (*EventOut, int64, error) {
+// appendUserCreated records the events of a user just put in the vault and
+// links it to the calling tenant.
+func (s *Service) appendUserCreated(ctx context.Context, tx *store.Tx, p Principal, u store.User) (*EventOut, int64, error) {
 	now := s.stamp()
-	u.CreatedAt = now
-	if err := tx.InsertUser(ctx, u); err != nil {
-		if errors.Is(err, store.ErrTaken) {
-			return nil, 0, domain.Errorf(domain.Conflict, "A user with this id, email or phone number already exists")
-		}
-		return nil, 0, err
-	}
 	st, snap, err := load(ctx, tx, userAgg, u.UserID)
 	if err != nil {
 		return nil, 0, err
@@ -148,7 +142,14 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 			}
 		}
 		u = store.User{UserID: id, Email: email, Phone: phone}
-		if _, _, err := s.createUser(ctx, tx, p, u); err != nil {
+		if err := tx.InsertUser(ctx, store.User{UserID: id, Email: email, Phone: phone, CreatedAt: s.stamp()}); errors.Is(err, store.ErrTaken) {
+			// Another node created this user between our find and our
+			// insert (PostgreSQL): run again, and the find will see it.
+			return Result{}, &es.ConflictError{AggregateType: user.AggregateType, AggregateID: key}
+		} else if err != nil {
+			return Result{}, err
+		}
+		if _, _, err := s.appendUserCreated(ctx, tx, p, u); err != nil {
 			return Result{}, err
 		}
 		u.CreatedAt = s.stamp()
@@ -223,7 +224,21 @@ func (s *Service) CreateUser(ctx context.Context, c Call, id string, in CreateUs
 			}
 			return Result{AggregateID: pathID, Version: snap.Version, UserID: pathID}, nil
 		}
-		ev, v, err := s.createUser(ctx, tx, c.P, store.User{UserID: pathID, Email: email, FirstName: in.FirstName, LastName: in.LastName})
+		if email != "" {
+			if _, taken, err := tx.User(ctx, store.ByEmail, email); err != nil {
+				return Result{}, err
+			} else if taken {
+				return Result{}, domain.Errorf(domain.Conflict, "Email already belongs to another user")
+			}
+		}
+		u := store.User{UserID: pathID, Email: email, FirstName: in.FirstName, LastName: in.LastName, CreatedAt: s.stamp()}
+		if err := tx.InsertUser(ctx, u); errors.Is(err, store.ErrTaken) {
+			// Created concurrently (another node): run again and answer 200.
+			return Result{}, &es.ConflictError{AggregateType: user.AggregateType, AggregateID: pathID}
+		} else if err != nil {
+			return Result{}, err
+		}
+		ev, v, err := s.appendUserCreated(ctx, tx, c.P, u)
 		return Result{Created: true, AggregateID: pathID, Version: v, Event: ev, UserID: pathID}, err
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/spkey-dev/spkey/internal/es"
 )
 
 // User is a row of the PII vault: the raw identifiers the user events only
@@ -152,6 +154,11 @@ func (tx *Tx) Idempotent(ctx context.Context, scope, key string) (bodyHash strin
 func (tx *Tx) SaveIdempotent(ctx context.Context, scope, key, bodyHash string, response []byte, now string) error {
 	_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO idempotency (scope, key, body_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)`),
 		scope, key, bodyHash, string(response), now)
+	if isUniqueViolation(err) {
+		// A concurrent request with the same key committed first: the
+		// caller retries and then finds its answer.
+		return &es.ConflictError{AggregateType: "idempotency", AggregateID: key}
+	}
 	if err != nil {
 		return fmt.Errorf("save idempotency key: %w", err)
 	}
