@@ -11,7 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	mrand "math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/spkey-dev/spkey/internal/domain"
@@ -63,6 +66,7 @@ func requireAuth(p Principal) error {
 // Service runs commands and queries against a store.
 type Service struct {
 	st      *store.Store
+	stripes *stripes
 	now     func() time.Time
 	newUUID func() string
 	random  func(n int) string
@@ -89,7 +93,14 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 	if opt.Random == nil {
 		opt.Random = RandomAlnum
 	}
-	return &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log}
+	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log}
+	if st.Dialect() == store.Postgres {
+		// SQLite has one writer already; on PostgreSQL commands run in
+		// parallel, so keep one writer per aggregate inside this node and
+		// leave optimistic versions to settle races between nodes.
+		s.stripes = &stripes{}
+	}
+	return s
 }
 
 func (s *Service) stamp() string { return s.now().UTC().Format(domain.TimeLayout) }
@@ -115,13 +126,30 @@ type Result struct {
 
 // Call identifies one command call for the idempotency record.
 type Call struct {
+	// Aggregate is the stream the command writes ("lock/123"), used to
+	// serialise commands on one aggregate inside this node.
+	Aggregate      string
 	P              Principal
 	Route          string
 	IdempotencyKey string
 	Input          any // the decoded request, hashed to recognise a changed body
 }
 
-const maxAttempts = 5
+const maxAttempts = 8
+
+// stripes serialises commands per aggregate within one node.
+type stripes [256]sync.Mutex
+
+func (s *stripes) lock(key string) func() {
+	if s == nil || key == "" {
+		return func() {}
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	m := &s[h.Sum32()%uint32(len(s))]
+	m.Lock()
+	return m.Unlock
+}
 
 // run executes fn in a write transaction with bounded retries on version
 // conflicts, honouring the Idempotency-Key of c.
@@ -139,7 +167,13 @@ func (s *Service) run(ctx context.Context, c Call, fn func(ctx context.Context, 
 		hash = hex.EncodeToString(sum[:])
 	}
 	scope := c.P.scope() + " " + c.Route
+	unlock := s.stripes.lock(c.Aggregate)
+	defer unlock()
 	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			// Another node won the race: back off a little, with jitter.
+			time.Sleep(time.Duration(attempt*attempt) * time.Duration(100+mrand.IntN(400)) * time.Microsecond)
+		}
 		var res Result
 		err := s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 			if c.IdempotencyKey != "" {

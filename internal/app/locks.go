@@ -76,6 +76,7 @@ func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLoc
 			return Result{}, domain.InvalidField("keys["+strconv.Itoa(i)+"].uuid", "Key uuid is required")
 		}
 	}
+	c.Aggregate = "lock/" + lockKey(id)
 	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
 		st, snap, err := load(ctx, tx, lockAgg, lockKey(id))
 		if err != nil {
@@ -103,6 +104,7 @@ func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLoc
 
 // lockCommand runs one decide function on an existing, authorized lock.
 func (s *Service) lockCommand(ctx context.Context, c Call, id int64, decide func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error)) (Result, error) {
+	c.Aggregate = "lock/" + lockKey(id)
 	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
 		st, snap, err := loadLockFor(ctx, tx, c.P, id)
 		if err != nil {

@@ -44,6 +44,7 @@ func (s *Service) RegisterTenant(ctx context.Context, c Call, orgID, orgName, ow
 			return Result{}, err
 		}
 	}
+	c.Aggregate = "tenant/" + orgID
 	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
 		st, snap, err := load(ctx, tx, tenantAgg, orgID)
 		if err != nil {
@@ -111,7 +112,7 @@ func (s *Service) IssueKey(ctx context.Context, p Principal, in IssueKeyInput, r
 		createdBy = "admin"
 	}
 	var out IssuedKey
-	_, err := s.run(ctx, Call{P: p}, func(ctx context.Context, tx *store.Tx) (Result, error) {
+	_, err := s.run(ctx, Call{P: p, Aggregate: "tenant/" + in.OrgID}, func(ctx context.Context, tx *store.Tx) (Result, error) {
 		st, snap, err := load(ctx, tx, tenantAgg, in.OrgID)
 		if err != nil {
 			return Result{}, err

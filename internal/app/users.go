@@ -109,7 +109,11 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 		}
 	}
 	var out UserView
-	_, err = s.run(ctx, Call{P: p}, func(ctx context.Context, tx *store.Tx) (Result, error) {
+	agg := "email/" + email
+	if byPhone {
+		agg = "phone/" + phone
+	}
+	_, err = s.run(ctx, Call{P: p, Aggregate: agg}, func(ctx context.Context, tx *store.Tx) (Result, error) {
 		by, key := store.ByEmail, email
 		if byPhone {
 			by, key = store.ByPhone, phone
@@ -207,6 +211,7 @@ func (s *Service) CreateUser(ctx context.Context, c Call, id string, in CreateUs
 			return Result{}, err
 		}
 	}
+	c.Aggregate = "user/" + pathID
 	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
 		if _, found, err := tx.User(ctx, store.ByID, pathID); err != nil {
 			return Result{}, err
@@ -245,6 +250,7 @@ func (s *Service) CreateUser(ctx context.Context, c Call, id string, in CreateUs
 
 // userCommand runs a decide step on an existing user the caller may touch.
 func (s *Service) userCommand(ctx context.Context, c Call, id string, decide func(ctx context.Context, tx *store.Tx, st user.State, u store.User, now string) ([]domain.Event, error)) (Result, error) {
+	c.Aggregate = "user/" + id
 	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
 		if err := authorizeUser(ctx, c.P, id, tx.UserLinked); err != nil {
 			return Result{}, err
