@@ -6,6 +6,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
+	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -34,18 +35,18 @@ func authorizeLock(p Principal, st lock.State) error {
 
 // loadLockFor loads a lock inside tx and checks that p may act on it. It
 // returns NotFound for a missing lock.
-func loadLockFor(ctx context.Context, tx *store.Tx, p Principal, id int64) (lock.State, snapshotOf, error) {
+func loadLockFor(ctx context.Context, tx *store.Tx, p Principal, id int64) (lock.State, es.Snapshot, error) {
 	if err := requireAuth(p); err != nil {
-		return lock.State{}, snapshotOf{}, err
+		return lock.State{}, es.Snapshot{}, err
 	}
 	st, snap, err := load(ctx, tx, lockAgg, lockKey(id))
 	if err != nil {
-		return st, snapshotOf{}, err
+		return st, snap, err
 	}
 	if !st.Exists() {
-		return st, snapshotOf{}, domain.Errorf(domain.NotFound, "Lock %d not found", id)
+		return st, snap, domain.Errorf(domain.NotFound, "Lock %d not found", id)
 	}
-	return st, snapshotOf{snap}, authorizeLock(p, st)
+	return st, snap, authorizeLock(p, st)
 }
 
 func lockKey(id int64) string { return strconv.FormatInt(id, 10) }
@@ -115,7 +116,7 @@ func (s *Service) lockCommand(ctx context.Context, c Call, id int64, decide func
 		if err != nil {
 			return Result{}, err
 		}
-		_, v, ev, err := save(ctx, tx, lockAgg, snap.Snapshot, st, evs, now)
+		_, v, ev, err := save(ctx, tx, lockAgg, snap, st, evs, now)
 		extra.AggregateID, extra.Version, extra.Event = lockKey(id), v, ev
 		return extra, err
 	})
@@ -257,8 +258,7 @@ func (s *Service) RemoveResident(ctx context.Context, c Call, id int64, in Resid
 	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
 		u, err := resolveResident(ctx, tx, in)
 		if err != nil {
-			var de *domain.Error
-			if in.UserID != nil && asDomain(err, &de) && de.Code == domain.NotFound {
+			if in.UserID != nil && domain.ErrorCode(err) == domain.NotFound {
 				// A user id that is on the list but gone from the vault can
 				// still be removed.
 				u = store.User{UserID: *in.UserID}

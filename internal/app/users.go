@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 
 	"github.com/spkey-dev/spkey/internal/domain"
@@ -341,7 +342,7 @@ func (s *Service) Profile(ctx context.Context, p Principal, id string) (UserView
 	status := user.StatusActive
 	if snap, ok, err := s.st.Snapshot(ctx, user.AggregateType, id); err == nil && ok {
 		var st user.State
-		if jsonErr := unmarshalState(snap.State, &st); jsonErr == nil && st.Status != "" {
+		if jsonErr := json.Unmarshal(snap.State, &st); jsonErr == nil && st.Status != "" {
 			status = st.Status
 		}
 	}
