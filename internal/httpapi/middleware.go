@@ -25,7 +25,22 @@ const (
 	keyPrincipal
 	keyAdminKeyOK
 	keyAdminDenied
+	keyRoute
 )
+
+// routeHolder carries the matched route pattern back out to observe: the
+// mux sets it on the request copy it receives, not on observe's.
+type routeHolder struct{ pattern string }
+
+// recordRoute wraps the mux and notes which pattern served the request.
+func recordRoute(mux http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r)
+		if h, ok := r.Context().Value(keyRoute).(*routeHolder); ok {
+			h.pattern = r.Pattern
+		}
+	})
+}
 
 func requestID(ctx context.Context) string {
 	s, _ := ctx.Value(keyRequestID).(string)
@@ -92,7 +107,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			id = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", id)
-		ctx := context.WithValue(r.Context(), keyRequestID, id)
+		holder := &routeHolder{}
+		ctx := context.WithValue(context.WithValue(r.Context(), keyRequestID, id), keyRoute, holder)
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
@@ -105,7 +121,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					writeError(rec, r, newAPIError(http.StatusInternalServerError, "Internal server error", nil))
 				}
 			}
-			route := r.Pattern
+			route := holder.pattern
 			if route == "" {
 				route = "unmatched"
 			}

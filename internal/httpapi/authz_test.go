@@ -1,0 +1,394 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/auth"
+	"github.com/spkey-dev/spkey/internal/testenv"
+)
+
+// authzClass groups routes by who may call them.
+type authzClass int
+
+const (
+	authzLock   authzClass = iota // owner org's key, owner or key holder's JWT
+	authzUser                     // /users/{id}/...: the user's own JWT, a linked tenant's key
+	authzLookup                   // find-or-create: any authenticated caller
+	authzPublic                   // GET /locks/{id}/residents
+	authzAdmin                    // admin API: X-Admin-API-Key + admin-domain JWT
+	authzHook                     // POST /users: X-Admin-API-Key
+)
+
+// authzRoute is one route of routes.go with a request that succeeds for a
+// caller allowed to make it.
+type authzRoute struct {
+	pattern  string
+	class    authzClass
+	kind     wireKind
+	req      func(f *authzFixture) wireReq // without credentials
+	okStatus int
+	okKey    string // a member of the success answer
+}
+
+const (
+	authzLockUUID = "0d8e4a3c-2b1f-4e6d-9c8b-7a6f5e4d3c2b"
+	msgNoAuth     = "Authentication required: send a Bearer JWT or an X-API-Key"
+	msgAdmin      = "Admin credentials required: X-Admin-API-Key and an admin JWT"
+	msgHook       = "X-Admin-API-Key required"
+	msgNotOwner   = "This API key's organization does not own lock 1"
+	msgNotHolder  = "Only the lock owner or a key holder may access lock 1"
+	msgNotLinked  = "This user is not linked to your organization"
+	msgNotOwnUser = "You can only access your own user record"
+	msgDomain     = "This account's e-mail domain is not allowed to use admin routes"
+	msgExpired    = "Invalid token: expired"
+	msgBadToken   = "Invalid token: verification failed"
+	msgBoth       = "Send either a Bearer JWT or an X-API-Key, not both"
+	msgInternal   = "X-Org-Id and X-User-Id are internal headers and must not be sent by clients"
+	msgBadKey     = "Invalid, revoked or expired API key"
+	msgBadAdmin   = "Invalid admin API key"
+)
+
+func authzRoutes() []authzRoute {
+	post := func(path string, body func(f *authzFixture) any) func(f *authzFixture) wireReq {
+		return func(f *authzFixture) wireReq {
+			return wireReq{Method: "POST", Path: strings.ReplaceAll(path, "{user}", f.owner), Body: body(f)}
+		}
+	}
+	get := func(path string) func(f *authzFixture) wireReq {
+		return func(f *authzFixture) wireReq {
+			return wireReq{Method: "GET", Path: strings.ReplaceAll(path, "{user}", f.owner)}
+		}
+	}
+	// The order matters once, in the success pass after the refusals:
+	// AddResident comes before RemoveResident.
+	return []authzRoute{
+		{"POST /locks/{id}/CreateLock", authzLock, wireCommand,
+			post("/locks/1/CreateLock", func(*authzFixture) any { return map[string]any{"index": 1, "uuid": authzLockUUID} }), 200, "aggregateId"},
+		{"POST /locks/{id}/SetOrganization", authzLock, wireCommand,
+			post("/locks/1/SetOrganization", func(*authzFixture) any { return map[string]any{"orgId": "org-a"} }), 200, "aggregateId"},
+		{"POST /locks/{id}/SetOwner", authzLock, wireCommand,
+			post("/locks/1/SetOwner", func(f *authzFixture) any { return map[string]any{"userId": f.owner} }), 200, "aggregateId"},
+		{"GET /locks/{id}/basic-info", authzLock, wireQuery, get("/locks/1/basic-info"), 200, "lockId"},
+		{"GET /locks/{id}/details", authzLock, wireQuery, get("/locks/1/details"), 200, "residents"},
+		{"GET /locks/{id}/events", authzLock, wireQuery, get("/locks/1/events"), 200, "events"},
+		{"POST /locks/{id}/AddResident", authzLock, wireCommand,
+			post("/locks/1/AddResident", func(*authzFixture) any { return map[string]any{"name": "Resident", "email": "resident@users.test"} }), 200, "event"},
+		{"POST /locks/{id}/RemoveResident", authzLock, wireCommand,
+			post("/locks/1/RemoveResident", func(*authzFixture) any { return map[string]any{"email": "resident@users.test"} }), 200, "event"},
+		{"GET /locks/{id}/residents", authzPublic, wireQuery, get("/locks/1/residents"), 200, "residents"},
+		{"POST /users", authzHook, wirePlain,
+			post("/users", func(*authzFixture) any {
+				return map[string]any{"detail": map[string]any{"data": map[string]any{"user_name": "signup@users.test", "user_id": "auth0|signup"}}}
+			}), 200, "userId"},
+		{"GET /users/by-email", authzLookup, wireQuery, get("/users/by-email?email=owner@users.test"), 200, "uuid"},
+		{"GET /users/by-phone", authzLookup, wireQuery, get("/users/by-phone?phoneNumber=%2B48111222333"), 200, "uuid"},
+		{"POST /users/{id}/CreateUser", authzUser, wireCommand,
+			post("/users/{user}/CreateUser", func(f *authzFixture) any { return map[string]any{"userId": f.owner} }), 200, "userId"},
+		{"POST /users/{id}/UpdateEmail", authzUser, wireCommand,
+			func(f *authzFixture) wireReq {
+				// The one fixture user without an e-mail.
+				return wireReq{Method: "POST", Path: "/users/" + f.noEmail + "/UpdateEmail", Body: map[string]any{"email": "phone-only@users.test"}}
+			}, 200, "event"},
+		{"POST /users/{id}/UpdatePhoneNumber", authzUser, wireCommand,
+			post("/users/{user}/UpdatePhoneNumber", func(*authzFixture) any { return map[string]any{"phoneNumber": "+48500600700"} }), 200, "event"},
+		{"GET /users/{id}/profile", authzUser, wireQuery, get("/users/{user}/profile"), 200, "userId"},
+		{"GET /users/{id}/phone-number", authzUser, wireQuery, get("/users/{user}/phone-number"), 200, "phoneNumber"},
+		{"POST /tenants/{orgId}/register", authzAdmin, wirePlain,
+			post("/tenants/org-new/register", func(*authzFixture) any { return map[string]any{"orgName": "New Org"} }), 201, "aggregateId"},
+		{"GET /tenants", authzAdmin, wirePlain, get("/tenants"), 200, "tenants"},
+		{"POST /api-keys", authzAdmin, wirePlain,
+			post("/api-keys", func(*authzFixture) any { return map[string]any{"orgId": "org-c"} }), 201, "apiKey"},
+		{"POST /api-keys/{orgId}/rotate", authzAdmin, wirePlain,
+			func(*authzFixture) wireReq { return wireReq{Method: "POST", Path: "/api-keys/org-d/rotate"} }, 201, "apiKey"},
+	}
+}
+
+// authzFixture: tenants org-a (owns lock 1), org-b, org-c (no key) and
+// org-d; users owner (lock owner, resident), resident and noEmail, all
+// linked to org-a.
+type authzFixture struct {
+	srv                 *testenv.Server
+	keyA, keyB          string
+	owner, noEmail      string
+	ownerJWT, otherJWT  string
+	adminJWT, outsider  string
+	publicResidents     any // GET /locks/1/residents for a caller not authorized on the lock
+	authorizedResidents any
+}
+
+func newAuthzFixture(t *testing.T, b testenv.Backend) *authzFixture {
+	t.Helper()
+	srv := testenv.NewServer(t, b, testenv.Options{AdminEmailDomain: "example.com"})
+	f := &authzFixture{srv: srv}
+	f.keyA = srv.Tenant(t, "org-a", false)
+	f.keyB = srv.Tenant(t, "org-b", false)
+	srv.Tenant(t, "org-d", false)
+	if _, err := srv.Svc.RegisterTenant(context.Background(), app.Call{P: app.Principal{Admin: true, Email: "test"}, Route: "register org-c"}, "org-c", "Org C", ""); err != nil {
+		t.Fatalf("register org-c: %v", err)
+	}
+	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/CreateLock", Key: f.keyA, Body: map[string]any{"index": 1, "uuid": authzLockUUID}}, http.StatusCreated)
+	f.owner, _ = wireOK(t, srv, wireReq{Method: "GET", Path: "/users/by-email?email=owner@users.test", Key: f.keyA}, http.StatusOK)["uuid"].(string)
+	wireOK(t, srv, wireReq{Method: "GET", Path: "/users/by-email?email=resident@users.test", Key: f.keyA}, http.StatusOK)
+	f.noEmail, _ = wireOK(t, srv, wireReq{Method: "GET", Path: "/users/by-phone?phoneNumber=%2B48999888777", Key: f.keyA}, http.StatusOK)["uuid"].(string)
+	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/SetOwner", Key: f.keyA, Body: map[string]any{"userId": f.owner}}, http.StatusOK)
+	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/AddResident", Key: f.keyA, Body: map[string]any{"name": "Owner", "email": "owner@users.test"}}, http.StatusOK)
+	f.ownerJWT = srv.Token(t, f.owner, "owner@users.test")
+	f.otherJWT = srv.Token(t, app.NewUUID(), "other@users.test")
+	f.adminJWT = srv.Token(t, app.NewUUID(), "a@example.com")
+	f.outsider = srv.Token(t, app.NewUUID(), "a@other.com")
+	f.publicResidents = map[string]any{"residents": []any{map[string]any{"userId": f.owner, "name": "Owner", "hasPhone": false}}}
+	f.authorizedResidents = map[string]any{"residents": []any{map[string]any{"userId": f.owner, "name": "Owner", "email": "owner@users.test", "hasPhone": false}}}
+	// The positive control of "shows no e-mails": the owner's org sees it.
+	got := wireOK(t, srv, wireReq{Method: "GET", Path: "/locks/1/residents", Key: f.keyA}, http.StatusOK)
+	if diff := cmp.Diff(f.authorizedResidents, any(got)); diff != "" {
+		t.Fatalf("residents for the owner's org (-want +got):\n%s", diff)
+	}
+	return f
+}
+
+// authzTokens mints the bad tokens of one subject: expired, signed by a
+// key the server does not know, and unsigned (alg none).
+func authzTokens(t *testing.T, f *authzFixture, sub, email string) (expired, foreign, none string) {
+	t.Helper()
+	var err error
+	if expired, err = f.srv.JWT.Mint(sub, email, time.Hour, time.Now().Add(-2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	other, err := auth.NewVerifier(context.Background(), auth.Config{KeyPath: filepath.Join(t.TempDir(), "other-key.pem")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if foreign, err = other.Mint(sub, email, time.Hour, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(map[string]any{"iss": auth.LocalIssuer, "sub": sub, "email": email, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
+	none = "eyJhbGciOiJub25lIn0." + base64.RawURLEncoding.EncodeToString(payload) + "."
+	return expired, foreign, none
+}
+
+type authzCase struct {
+	name   string
+	req    wireReq
+	status int
+	want   any
+}
+
+// authzRefusals lists every refusal (and, for the public route, every
+// anonymous-level answer) of one route.
+func authzRefusals(t *testing.T, f *authzFixture, r authzRoute) []authzCase {
+	base := r.req(f)
+	with := func(mod func(q *wireReq)) wireReq {
+		q := base
+		q.Header = map[string]string{}
+		mod(&q)
+		return q
+	}
+	refusal := func(status int, msg string) map[string]any { return wireErr(r.kind, status, msg) }
+	// Middleware refusals carry success:false on command paths only.
+	mw := func(status int, msg string) map[string]any {
+		k := wirePlain
+		if r.kind == wireCommand {
+			k = wireCommand
+		}
+		return wireErr(k, status, msg)
+	}
+
+	admin := r.class == authzAdmin || r.class == authzHook
+	sub, email, adminHeader := f.owner, "owner@users.test", ""
+	if admin {
+		sub, email, adminHeader = "admin-user", "a@example.com", testenv.AdminKey
+	}
+	expired, foreign, none := authzTokens(t, f, sub, email)
+	bearer := func(tok string) wireReq {
+		return with(func(q *wireReq) {
+			q.JWT = tok
+			if adminHeader != "" {
+				q.Header["X-Admin-API-Key"] = adminHeader
+			}
+		})
+	}
+	good := func(q *wireReq) {
+		if admin {
+			q.JWT = f.adminJWT
+			q.Header["X-Admin-API-Key"] = testenv.AdminKey
+		} else {
+			q.Key = f.keyA
+		}
+	}
+	cases := []authzCase{
+		{name: "expired JWT", req: bearer(expired), status: 401, want: mw(401, msgExpired)},
+		{name: "JWT signed by another key", req: bearer(foreign), status: 401, want: mw(401, msgBadToken)},
+		{name: "alg none JWT", req: bearer(none), status: 401, want: mw(401, msgBadToken)},
+		{name: "JWT and X-API-Key together", req: with(func(q *wireReq) { good(q); q.JWT, q.Key = f.ownerJWT, f.keyA }), status: 401, want: mw(401, msgBoth)},
+		{name: "X-Org-Id sent", req: with(func(q *wireReq) { good(q); q.Header["X-Org-Id"] = "org-a" }), status: 400, want: mw(400, msgInternal)},
+		{name: "X-User-Id sent", req: with(func(q *wireReq) { good(q); q.Header["X-User-Id"] = f.owner }), status: 400, want: mw(400, msgInternal)},
+	}
+	anon := with(func(*wireReq) {})
+	wrongTenant := with(func(q *wireReq) { q.Key = f.keyB })
+	otherUser := with(func(q *wireReq) { q.JWT = f.otherJWT })
+	switch r.class {
+	case authzLock:
+		cases = append(cases,
+			authzCase{name: "no credentials", req: anon, status: 401, want: refusal(401, msgNoAuth)},
+			authzCase{name: "another tenant's API key", req: wrongTenant, status: 403, want: refusal(403, msgNotOwner)},
+			authzCase{name: "another user's JWT", req: otherUser, status: 403, want: refusal(403, msgNotHolder)})
+	case authzUser:
+		tenantStatus, tenantMsg, userMsg := 403, msgNotLinked, msgNotOwnUser
+		if r.pattern == "POST /users/{id}/CreateUser" {
+			// CreateUser of an existing user the key's org is not linked
+			// to answers 409, not 403 (app.CreateUser).
+			tenantStatus, tenantMsg, userMsg = 409, "A user with this id already exists", "You can only create your own user record"
+		}
+		cases = append(cases,
+			authzCase{name: "no credentials", req: anon, status: 401, want: refusal(401, msgNoAuth)},
+			authzCase{name: "API key of a tenant the user is not linked to", req: wrongTenant, status: tenantStatus, want: refusal(tenantStatus, tenantMsg)},
+			authzCase{name: "another user's JWT", req: otherUser, status: 403, want: refusal(403, userMsg)})
+	case authzLookup:
+		// Find-or-create is open to every authenticated caller (upstream):
+		// there is no other tenant or user to refuse.
+		cases = append(cases, authzCase{name: "no credentials", req: anon, status: 401, want: refusal(401, msgNoAuth)})
+	case authzPublic:
+		cases = append(cases,
+			authzCase{name: "no credentials is public, without e-mails", req: anon, status: 200, want: f.publicResidents},
+			authzCase{name: "another tenant's API key sees no e-mails", req: wrongTenant, status: 200, want: f.publicResidents},
+			authzCase{name: "another user's JWT sees no e-mails", req: otherUser, status: 200, want: f.publicResidents})
+	case authzAdmin, authzHook:
+		msg := msgAdmin
+		if r.class == authzHook {
+			msg = msgHook
+		}
+		cases = append(cases,
+			authzCase{name: "no credentials", req: anon, status: 401, want: refusal(401, msg)},
+			authzCase{name: "wrong admin key", req: with(func(q *wireReq) { q.JWT = f.adminJWT; q.Header["X-Admin-API-Key"] = "wrong-admin-key" }), status: 401, want: mw(401, msgBadAdmin)},
+			authzCase{name: "tenant API key only", req: with(func(q *wireReq) { q.Key = f.keyA }), status: 401, want: refusal(401, msg)},
+			authzCase{name: "admin-domain JWT without the admin key", req: with(func(q *wireReq) { q.JWT = f.adminJWT }), status: 401, want: refusal(401, msg)},
+		)
+		outside := authzCase{name: "admin key with a JWT outside the admin domain", status: 403, want: refusal(403, msgDomain),
+			req: with(func(q *wireReq) { q.JWT = f.outsider; q.Header["X-Admin-API-Key"] = testenv.AdminKey })}
+		if r.class != authzHook {
+			// Without a JWT the admin key alone is not enough once an
+			// admin domain is configured.
+			cases = append(cases, authzCase{name: "admin key without a JWT", req: with(func(q *wireReq) { q.Header["X-Admin-API-Key"] = testenv.AdminKey }), status: 401, want: refusal(401, msg)})
+		}
+		cases = append(cases, outside)
+	}
+	return cases
+}
+
+func authzRun(t *testing.T, f *authzFixture, c authzCase) {
+	t.Helper()
+	before := wireSnapshot(t, f.srv)
+	resp := wireDo(t, f.srv, c.req)
+	if resp.Status != c.status {
+		t.Errorf("status %d, want %d; body %s", resp.Status, c.status, resp.Raw)
+	}
+	if diff := cmp.Diff(c.want, resp.JSON); diff != "" {
+		t.Errorf("body (-want +got):\n%s", diff)
+	}
+	wireUnchanged(t, f.srv, before)
+}
+
+// TestAuthzMatrix runs every route of routes.go (but the ops ones) through
+// every way of calling it without the right credentials, then through the
+// right ones, then rotates a tenant's key.
+func TestAuthzMatrix(t *testing.T) {
+	routes := authzRoutes()
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			f := newAuthzFixture(t, b)
+
+			t.Run("every route is in the matrix", func(t *testing.T) {
+				var doc struct {
+					Paths map[string]map[string]json.RawMessage `json:"paths"`
+				}
+				if err := json.Unmarshal(wireDo(t, f.srv, wireReq{Method: "GET", Path: "/openapi.json"}).Raw, &doc); err != nil {
+					t.Fatal(err)
+				}
+				var served, covered []string
+				for p, ops := range doc.Paths {
+					for m := range ops {
+						if p != "/healthz" && p != "/readyz" {
+							served = append(served, strings.ToUpper(m)+" "+p)
+						}
+					}
+				}
+				for _, r := range routes {
+					covered = append(covered, r.pattern)
+				}
+				sort.Strings(served)
+				sort.Strings(covered)
+				if diff := cmp.Diff(served, covered); diff != "" {
+					t.Errorf("served routes vs matrix (-served +matrix):\n%s", diff)
+				}
+			})
+
+			for _, r := range routes {
+				t.Run(r.pattern, func(t *testing.T) {
+					for _, c := range authzRefusals(t, f, r) {
+						t.Run(c.name, func(t *testing.T) { authzRun(t, f, c) })
+					}
+				})
+			}
+
+			t.Run("admin routes with admin credentials", func(t *testing.T) {
+				for _, r := range routes {
+					if r.class != authzAdmin && r.class != authzHook {
+						continue
+					}
+					q := r.req(f)
+					q.JWT, q.Header = f.adminJWT, map[string]string{"X-Admin-API-Key": testenv.AdminKey}
+					got := wireOK(t, f.srv, q, r.okStatus)
+					if _, ok := got[r.okKey]; !ok || got["error"] != nil {
+						t.Errorf("%s: answer %v lacks %q", r.pattern, got, r.okKey)
+					}
+				}
+			})
+
+			t.Run("rotated key", func(t *testing.T) {
+				q := wireReq{Method: "POST", Path: "/api-keys/org-a/rotate", JWT: f.adminJWT, Header: map[string]string{"X-Admin-API-Key": testenv.AdminKey}}
+				got := wireOK(t, f.srv, q, http.StatusCreated)
+				newKey, _ := got["apiKey"].(string)
+				if len(newKey) != 40 || newKey == f.keyA {
+					t.Fatalf("rotation gave key %q", newKey)
+				}
+				delete(got, "apiKey")
+				delete(got, "createdAt")
+				want := map[string]any{"orgId": "org-a", "orgName": "org-a Inc", "createdBy": "a@example.com", "expiresAt": nil, "super": false}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("rotation answer (-want +got):\n%s", diff)
+				}
+				for _, r := range routes {
+					t.Run(r.pattern, func(t *testing.T) {
+						old := r.req(f)
+						old.Key = f.keyA
+						mk := wirePlain
+						if r.kind == wireCommand {
+							mk = wireCommand
+						}
+						authzRun(t, f, authzCase{req: old, status: 401, want: wireErr(mk, 401, msgBadKey)})
+						if r.class == authzAdmin || r.class == authzHook {
+							return
+						}
+						fresh := r.req(f)
+						fresh.Key = newKey
+						got := wireOK(t, f.srv, fresh, r.okStatus)
+						if _, ok := got[r.okKey]; !ok || got["error"] != nil {
+							t.Errorf("answer %v lacks %q", got, r.okKey)
+						}
+					})
+				}
+			})
+		})
+	}
+}
