@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/auth"
+	"github.com/spkey-dev/spkey/internal/httpapi"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+// httpTarget is an http.Server on a loopback port.
+type httpTarget struct {
+	base string
+	srv  *http.Server
+}
+
+// listen serves h on 127.0.0.1:0 with serve.go's timeouts.
+func listen(h http.Handler) (*httpTarget, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("bench: listen: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return &httpTarget{base: "http://" + ln.Addr().String(), srv: srv}, nil
+}
+
+func (t *httpTarget) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := t.srv.Shutdown(ctx); err != nil {
+		_ = t.srv.Close()
+	}
+}
+
+// bareBody is the fixed answer of the HTTP ceiling: 100 bytes of JSON.
+var bareBody = func() []byte {
+	b := []byte(`{"success":true,"message":"spkey bench bare handler","pad":"`)
+	for len(b) < 98 {
+		b = append(b, 'x')
+	}
+	return append(b, '"', '}')
+}()
+
+// bareServer is scenario (a): a net/http handler that does nothing but
+// answer bareBody.
+type bareServer struct {
+	*httpTarget
+	url string
+}
+
+func startBare() (*bareServer, error) {
+	length := strconv.Itoa(len(bareBody))
+	t, err := listen(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h["Content-Type"] = []string{"application/json"}
+		h["Content-Length"] = []string{length}
+		_, _ = w.Write(bareBody)
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return &bareServer{httpTarget: t, url: t.base + "/bare"}, nil
+}
+
+func (b *bareServer) get() *http.Request { return newRequest(http.MethodGet, b.url, nil, nil) }
+
+func (b *bareServer) close() { b.shutdown() }
+
+// spkeyServer is a real spkey assembled as serve.go does it: SQLite at the
+// default durability (WAL, synchronous=FULL), app, verifier, httpapi and
+// an http.Server on a loopback port.
+type spkeyServer struct {
+	*httpTarget
+	st     *store.Store
+	svc    *app.Service
+	apiKey string
+	json   http.Header // Content-Type and X-API-Key of the tenant
+
+	residentsLock int64 // the lock of scenario (b), with two residents
+	residentsURL  string
+	users         []string // users[i] is the resident of lock i+1 in scenario (c)
+}
+
+func startSpkey(ctx context.Context, dir string) (*spkeyServer, error) {
+	// Request lines are formatted as in production and thrown away: the
+	// cost of building them counts, the terminal's does not.
+	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "spkey.db"), store.SQLiteOptions{}, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	verifier, err := auth.NewVerifier(ctx, auth.Config{KeyPath: filepath.Join(dir, "jwt-signing-key.pem")})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	appends := prometheus.NewCounter(prometheus.CounterOpts{Name: "spkey_event_appends_total", Help: "Events appended to the event store."})
+	conflicts := prometheus.NewCounter(prometheus.CounterOpts{Name: "spkey_event_conflicts_total", Help: "Appends refused with a version conflict (retried)."})
+	reg.MustRegister(appends, conflicts)
+	st.SetHooks(store.Hooks{Appended: func(n int) { appends.Add(float64(n)) }, Conflict: conflicts.Inc})
+	svc := app.New(st, app.Options{}, log)
+	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: app.RandomAlnum(32), CORSOrigins: map[string]bool{}}, svc, verifier, st, reg, log)
+	t, err := listen(h)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &spkeyServer{httpTarget: t, st: st, svc: svc}, nil
+}
+
+func (s *spkeyServer) close() {
+	s.shutdown()
+	s.st.Close()
+}
+
+// call sends one setup request and fails unless it answers 2xx.
+func (s *spkeyServer) call(client *http.Client, method, path string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return httpDo(client, newRequest(method, s.base+path, b, s.json))
+}
+
+// seed registers a tenant (in-process, as `spkey tenant create` does) and,
+// through the HTTP API with the tenant's key, creates locks 1..locks and
+// one user per lock for scenario (c), plus a lock with two residents for
+// scenario (b).
+func (s *spkeyServer) seed(ctx context.Context, locks, conns int) error {
+	const org = "bench-org"
+	admin := app.Principal{Admin: true, Email: "bench"}
+	if _, err := s.svc.RegisterTenant(ctx, app.Call{P: admin, Route: "register " + org}, org, "Bench Org", ""); err != nil {
+		return fmt.Errorf("bench: register tenant: %w", err)
+	}
+	k, err := s.svc.IssueKey(ctx, admin, app.IssueKeyInput{OrgID: org}, false)
+	if err != nil {
+		return fmt.Errorf("bench: issue key: %w", err)
+	}
+	s.apiKey = k.APIKey
+	s.json = http.Header{"Content-Type": {"application/json"}, "X-Api-Key": {k.APIKey}}
+
+	client := newLoadClient(conns)
+	defer client.CloseIdleConnections()
+	s.users = make([]string, locks)
+	for i := range s.users {
+		s.users[i] = app.NewUUID()
+	}
+	errs := make([]error, conns)
+	var wg sync.WaitGroup
+	for w := range conns {
+		wg.Go(func() {
+			for i := w; i < locks && errs[w] == nil && ctx.Err() == nil; i += conns {
+				id := strconv.Itoa(i + 1)
+				errs[w] = s.call(client, http.MethodPost, "/locks/"+id+"/CreateLock", map[string]any{"index": 1, "uuid": app.NewUUID(), "serialNumber": "BENCH-" + id})
+				if errs[w] == nil {
+					u := s.users[i]
+					errs[w] = s.call(client, http.MethodPost, "/users/"+u+"/CreateUser", map[string]any{"userId": u, "email": "bench-" + id + "@example.com"})
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		return fmt.Errorf("bench: seed: %w", err)
+	}
+
+	s.residentsLock = int64(locks + 1)
+	id := strconv.FormatInt(s.residentsLock, 10)
+	if err := s.call(client, http.MethodPost, "/locks/"+id+"/CreateLock", map[string]any{"index": 1, "uuid": app.NewUUID()}); err != nil {
+		return fmt.Errorf("bench: seed: %w", err)
+	}
+	for _, name := range []string{"Alice", "Bob"} {
+		u := app.NewUUID()
+		if err := s.call(client, http.MethodPost, "/users/"+u+"/CreateUser", map[string]any{"userId": u, "email": strings.ToLower(name) + "@example.com"}); err != nil {
+			return fmt.Errorf("bench: seed: %w", err)
+		}
+		if err := s.call(client, http.MethodPost, "/locks/"+id+"/AddResident", map[string]any{"name": name, "userId": u}); err != nil {
+			return fmt.Errorf("bench: seed: %w", err)
+		}
+	}
+	s.residentsURL = s.base + "/locks/" + id + "/residents"
+	// Check the answer once, so that (b) measures what it claims to.
+	resp, err := client.Get(s.residentsURL)
+	if err != nil {
+		return fmt.Errorf("bench: seed: %w", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Residents []json.RawMessage `json:"residents"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || len(out.Residents) != 2 {
+		return fmt.Errorf("bench: seed: residents of lock %s: status %d, %d residents, %v", id, resp.StatusCode, len(out.Residents), err)
+	}
+	return nil
+}
+
+// residentsReq is scenario (b): the public residents list, anonymous.
+func (s *spkeyServer) residentsReq() *http.Request {
+	return newRequest(http.MethodGet, s.residentsURL, nil, nil)
+}
+
+// residentToggler drives scenario (c): lock i+1 alternates between adding
+// users[i] as a resident and removing it, so every request succeeds. It
+// remembers where each lock stands across rounds.
+type residentToggler struct {
+	s        *spkeyServer
+	present  []bool // present[i]: users[i] is on lock i+1 now
+	add, rm  [][]byte
+	addURL   []string
+	rmURL    []string
+	cursor   []int // closed loop: per worker, how many of its locks it visited
+	mu       sync.Mutex
+	rrCursor int // constant rate: the next lock
+}
+
+func newResidentToggler(s *spkeyServer, locks, workers int) *residentToggler {
+	t := &residentToggler{s: s, cursor: make([]int, workers), present: make([]bool, locks), add: make([][]byte, locks), rm: make([][]byte, locks), addURL: make([]string, locks), rmURL: make([]string, locks)}
+	for i := range locks {
+		id := strconv.Itoa(i + 1)
+		t.add[i] = []byte(`{"name":"Resident ` + id + `","userId":"` + s.users[i] + `"}`)
+		t.rm[i] = []byte(`{"userId":"` + s.users[i] + `"}`)
+		t.addURL[i] = s.base + "/locks/" + id + "/AddResident"
+		t.rmURL[i] = s.base + "/locks/" + id + "/RemoveResident"
+	}
+	return t
+}
+
+// flip returns the request that moves lock i to its other state.
+func (t *residentToggler) flip(i int) (url string, body []byte) {
+	if t.present[i] {
+		url, body = t.rmURL[i], t.rm[i]
+	} else {
+		url, body = t.addURL[i], t.add[i]
+	}
+	t.present[i] = !t.present[i]
+	return url, body
+}
+
+// next is the closed loop's request for worker w of workers: the worker
+// owns the locks i with i%workers == w and walks them round robin, so no
+// two requests for one lock are ever in flight together.
+func (t *residentToggler) next(w int) *http.Request {
+	workers := len(t.cursor)
+	owned := (len(t.present) - w + workers - 1) / workers
+	i := w + (t.cursor[w]%owned)*workers
+	t.cursor[w]++
+	url, body := t.flip(i)
+	return newRequest(http.MethodPost, url, body, t.s.json)
+}
+
+// targeter is the constant-rate run's: all locks round robin. At 1,000
+// locks and 1,000 req/s a lock comes round once a second, far longer than
+// one request takes, so its add and remove never overlap.
+func (t *residentToggler) targeter() vegeta.Targeter {
+	return func(tgt *vegeta.Target) error {
+		t.mu.Lock()
+		i := t.rrCursor % len(t.present)
+		t.rrCursor++
+		url, body := t.flip(i)
+		t.mu.Unlock()
+		*tgt = vegeta.Target{Method: http.MethodPost, URL: url, Body: body, Header: t.s.json}
+		return nil
+	}
+}
