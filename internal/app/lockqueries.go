@@ -65,14 +65,14 @@ func (s *Service) Residents(ctx context.Context, p Principal, id int64) ([]Resid
 		return nil, domain.Errorf(domain.NotFound, "Lock %d not found", id)
 	}
 	showEmail := p.Kind != Anonymous && authorizeLock(p, v.State) == nil
+	users, err := s.residentUsers(ctx, v.State.Residents)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]ResidentView, 0, len(v.State.Residents))
 	for _, r := range v.State.Residents {
 		rv := ResidentView{UserID: r.UserID, Name: r.Name}
-		u, ok, err := s.st.User(ctx, store.ByID, r.UserID)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
+		if u, ok := users[r.UserID]; ok {
 			rv.HasPhone = u.Phone != ""
 			if showEmail {
 				rv.Email = u.Email
@@ -86,17 +86,25 @@ func (s *Service) Residents(ctx context.Context, p Principal, id int64) ([]Resid
 // ResidentEmails returns the raw e-mail of each resident user id known to
 // the vault (for the details view of an authorized caller).
 func (s *Service) ResidentEmails(ctx context.Context, residents []lock.Resident) (map[string]string, error) {
+	users, err := s.residentUsers(ctx, residents)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]string{}
-	for _, r := range residents {
-		u, ok, err := s.st.User(ctx, store.ByID, r.UserID)
-		if err != nil {
-			return nil, err
-		}
-		if ok && u.Email != "" {
-			out[r.UserID] = u.Email
+	for id, u := range users {
+		if u.Email != "" {
+			out[id] = u.Email
 		}
 	}
 	return out, nil
+}
+
+func (s *Service) residentUsers(ctx context.Context, residents []lock.Resident) (map[string]store.User, error) {
+	ids := make([]string, len(residents))
+	for i, r := range residents {
+		ids[i] = r.UserID
+	}
+	return s.st.Users(ctx, ids)
 }
 
 // EventPage is one page of a lock's event history.

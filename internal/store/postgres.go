@@ -21,7 +21,7 @@ func OpenPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, er
 		db.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	return &Store{dialect: Postgres, rdb: db, w: pgWriter{db: db}, log: log, qcache: map[string]string{}}, nil
+	return &Store{dialect: Postgres, rdb: db, r: db, w: pgWriter{db: db}, log: log, qcache: map[string]string{}}, nil
 }
 
 // pgWriter runs each write in its own transaction; concurrent writers to one

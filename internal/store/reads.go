@@ -12,12 +12,12 @@ import (
 // Snapshot returns the stored state of one aggregate. found is false when
 // the aggregate has no events.
 func (s *Store) Snapshot(ctx context.Context, aggType, aggID string) (es.Snapshot, bool, error) {
-	return s.snapshot(ctx, s.rdb, aggType, aggID)
+	return s.snapshot(ctx, s.r, aggType, aggID)
 }
 
 // Snapshots returns every snapshot of one aggregate type, ordered by id.
 func (s *Store) Snapshots(ctx context.Context, aggType string) ([]es.Snapshot, error) {
-	rows, err := s.rdb.QueryContext(ctx, s.sql(`SELECT aggregate_id, version, org_id, state, created_at, updated_at FROM aggregates
+	rows, err := s.r.QueryContext(ctx, s.sql(`SELECT aggregate_id, version, org_id, state, created_at, updated_at FROM aggregates
 		WHERE aggregate_type = $1 ORDER BY aggregate_id`), aggType)
 	if err != nil {
 		return nil, fmt.Errorf("list %s snapshots: %w", aggType, err)
@@ -44,7 +44,7 @@ func (s *Store) Stream(ctx context.Context, aggType, aggID string, after int64, 
 		q += ` LIMIT $4`
 		args = append(args, limit)
 	}
-	rows, err := s.rdb.QueryContext(ctx, s.sql(q), args...)
+	rows, err := s.r.QueryContext(ctx, s.sql(q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("read stream %s/%s: %w", aggType, aggID, err)
 	}
@@ -65,7 +65,7 @@ func (s *Store) Stream(ctx context.Context, aggType, aggID string, after int64, 
 // StreamLen implements es.Store.
 func (s *Store) StreamLen(ctx context.Context, aggType, aggID string) (int64, error) {
 	var v sql.NullInt64
-	err := s.rdb.QueryRowContext(ctx, s.sql(`SELECT MAX(version) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2`), aggType, aggID).Scan(&v)
+	err := s.r.QueryRowContext(ctx, s.sql(`SELECT MAX(version) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2`), aggType, aggID).Scan(&v)
 	if err != nil {
 		return 0, fmt.Errorf("stream length %s/%s: %w", aggType, aggID, err)
 	}
@@ -74,7 +74,7 @@ func (s *Store) StreamLen(ctx context.Context, aggType, aggID string) (int64, er
 
 // Outbox implements es.Store.
 func (s *Store) Outbox(ctx context.Context, consumer string, limit int) ([]es.OutboxRow, error) {
-	rows, err := s.rdb.QueryContext(ctx, s.sql(`SELECT id, consumer, event_seq, aggregate_type, aggregate_id, version, org_id FROM outbox
+	rows, err := s.r.QueryContext(ctx, s.sql(`SELECT id, consumer, event_seq, aggregate_type, aggregate_id, version, org_id FROM outbox
 		WHERE consumer = $1 AND done_at IS NULL ORDER BY id LIMIT $2`), consumer, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
@@ -108,7 +108,7 @@ func (s *Store) APIKeyByHash(ctx context.Context, hash string) (APIKey, bool, er
 	var k APIKey
 	var super int
 	var exp, rev sql.NullString
-	err := s.rdb.QueryRowContext(ctx, s.sql(`SELECT key_id, org_id, masked, super, created_at, created_by, expires_at, revoked_at FROM api_keys WHERE hash = $1`), hash).
+	err := s.r.QueryRowContext(ctx, s.sql(`SELECT key_id, org_id, masked, super, created_at, created_by, expires_at, revoked_at FROM api_keys WHERE hash = $1`), hash).
 		Scan(&k.KeyID, &k.OrgID, &k.Masked, &super, &k.CreatedAt, &k.CreatedBy, &exp, &rev)
 	if errors.Is(err, sql.ErrNoRows) {
 		return APIKey{}, false, nil
@@ -123,7 +123,7 @@ func (s *Store) APIKeyByHash(ctx context.Context, hash string) (APIKey, bool, er
 // TenantContact returns a tenant's raw owner e-mail ("" when none).
 func (s *Store) TenantContact(ctx context.Context, orgID string) (string, error) {
 	var e string
-	err := s.rdb.QueryRowContext(ctx, s.sql(`SELECT owner_email FROM tenant_contacts WHERE org_id = $1`), orgID).Scan(&e)
+	err := s.r.QueryRowContext(ctx, s.sql(`SELECT owner_email FROM tenant_contacts WHERE org_id = $1`), orgID).Scan(&e)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}

@@ -91,7 +91,7 @@ func (s *Store) DumpReadModels(ctx context.Context) (string, error) {
 		`SELECT aggregate_type, aggregate_id, version, org_id, state, created_at, updated_at FROM aggregates`,
 		`SELECT key_id, org_id, hash, masked, super, created_at, created_by, COALESCE(expires_at, ''), COALESCE(revoked_at, '') FROM api_keys`,
 	} {
-		rows, err := s.rdb.QueryContext(ctx, q)
+		rows, err := s.r.QueryContext(ctx, q)
 		if err != nil {
 			return "", fmt.Errorf("dump: %w", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -62,10 +63,11 @@ func OpenSQLite(ctx context.Context, path string, opt SQLiteOptions, log *slog.L
 	n := 2 * runtime.GOMAXPROCS(0)
 	rdb.SetMaxOpenConns(n)
 	rdb.SetMaxIdleConns(n)
-	w := &sqliteWriter{db: wdb, conn: conn, jobs: make(chan *job, 1024), maxBatch: opt.MaxBatch, stop: make(chan struct{}), log: log}
+	w := &sqliteWriter{db: wdb, conn: conn, q: newStmtCache(conn, conn), jobs: make(chan *job, 1024), maxBatch: opt.MaxBatch, stop: make(chan struct{}), log: log}
 	w.wg.Add(1)
 	go w.loop()
-	s := &Store{dialect: SQLite, rdb: rdb, w: w, log: log, qcache: map[string]string{}}
+	rc := newStmtCache(rdb, rdb)
+	s := &Store{dialect: SQLite, rdb: rdb, r: rc, rcache: rc, w: w, log: log, qcache: map[string]string{}}
 	return s, nil
 }
 
@@ -83,12 +85,15 @@ type job struct {
 type sqliteWriter struct {
 	db       *sql.DB
 	conn     *sql.Conn
+	q        *stmtCache // conn, with prepared statements
 	jobs     chan *job
 	maxBatch int
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 	log      *slog.Logger
+	batches  atomic.Int64
+	jobsRun  atomic.Int64
 }
 
 var errClosed = errors.New("store: closed")
@@ -139,9 +144,11 @@ func (w *sqliteWriter) loop() {
 }
 
 func (w *sqliteWriter) run(batch []*job) {
+	w.batches.Add(1)
+	w.jobsRun.Add(int64(len(batch)))
 	ctx := context.Background()
 	results := make([]error, len(batch))
-	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+	if _, err := w.q.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		for _, j := range batch {
 			j.done <- fmt.Errorf("begin: %w", err)
 		}
@@ -152,23 +159,23 @@ func (w *sqliteWriter) run(batch []*job) {
 			results[i] = err
 			continue
 		}
-		if _, err := w.conn.ExecContext(ctx, "SAVEPOINT cmd"); err != nil {
+		if _, err := w.q.ExecContext(ctx, "SAVEPOINT cmd"); err != nil {
 			results[i] = fmt.Errorf("savepoint: %w", err)
 			continue
 		}
-		err := j.fn(context.WithoutCancel(j.ctx), w.conn)
+		err := j.fn(context.WithoutCancel(j.ctx), w.q)
 		if err != nil {
-			if _, rerr := w.conn.ExecContext(ctx, "ROLLBACK TO cmd"); rerr != nil {
+			if _, rerr := w.q.ExecContext(ctx, "ROLLBACK TO cmd"); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr))
 			}
 		}
-		if _, rerr := w.conn.ExecContext(ctx, "RELEASE cmd"); rerr != nil && err == nil {
+		if _, rerr := w.q.ExecContext(ctx, "RELEASE cmd"); rerr != nil && err == nil {
 			err = fmt.Errorf("release savepoint: %w", rerr)
 		}
 		results[i] = err
 	}
-	if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
-		_, _ = w.conn.ExecContext(ctx, "ROLLBACK")
+	if _, err := w.q.ExecContext(ctx, "COMMIT"); err != nil {
+		_, _ = w.q.ExecContext(ctx, "ROLLBACK")
 		for i := range results {
 			if results[i] == nil {
 				results[i] = fmt.Errorf("commit: %w", err)
@@ -183,5 +190,8 @@ func (w *sqliteWriter) run(batch []*job) {
 func (w *sqliteWriter) close() error {
 	w.stopOnce.Do(func() { close(w.stop) })
 	w.wg.Wait()
-	return errors.Join(w.conn.Close(), w.db.Close())
+	if os.Getenv("SPKEY_DEBUG_BATCH") != "" {
+		fmt.Fprintf(os.Stderr, "batches %d jobs %d avg %.1f\n", w.batches.Load(), w.jobsRun.Load(), float64(w.jobsRun.Load())/float64(max(1, w.batches.Load())))
+	}
+	return errors.Join(w.q.close(), w.conn.Close(), w.db.Close())
 }

@@ -51,6 +51,8 @@ type writer interface {
 type Store struct {
 	dialect Dialect
 	rdb     *sql.DB // reads
+	r       querier // rdb, through a statement cache on SQLite
+	rcache  *stmtCache
 	w       writer
 	log     *slog.Logger
 	hooks   Hooks
@@ -94,13 +96,17 @@ func (s *Store) sql(q string) string {
 
 // Close stops the writer and closes every connection.
 func (s *Store) Close() error {
-	return errors.Join(s.w.close(), s.rdb.Close())
+	var err error
+	if s.rcache != nil {
+		err = s.rcache.close()
+	}
+	return errors.Join(err, s.w.close(), s.rdb.Close())
 }
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
-	return s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+	return s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one)
 }
 
 // Migrate applies the embedded migrations that have not run yet, in order.

@@ -33,10 +33,24 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 	}
 	s := tx.s
 	conflict := &es.ConflictError{AggregateType: snap.AggregateType, AggregateID: snap.AggregateID, Expected: expected}
+	// Check the whole batch, then move the snapshot (which proves the stream
+	// is at expected), and only then insert: a refused append writes
+	// nothing even if the caller ignores the error.
 	for i, r := range recs {
 		if r.AggregateType != snap.AggregateType || r.AggregateID != snap.AggregateID || r.Version != expected+int64(i)+1 {
 			return fmt.Errorf("append %s/%s: record %d does not continue the stream", snap.AggregateType, snap.AggregateID, i)
 		}
+	}
+	last := recs[len(recs)-1]
+	snap.Version = last.Version
+	if err := s.putSnapshot(ctx, tx.q, expected, snap, recs[0].Timestamp, last.Timestamp); err != nil {
+		if errors.Is(err, errStale) {
+			s.conflict()
+			return conflict
+		}
+		return err
+	}
+	for i, r := range recs {
 		var seq int64
 		err := tx.q.QueryRowContext(ctx, s.sql(`INSERT INTO events (aggregate_type, aggregate_id, version, type, ts, org_id, data)
 			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`),
@@ -58,15 +72,6 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 				return fmt.Errorf("insert outbox row: %w", err)
 			}
 		}
-	}
-	last := recs[len(recs)-1]
-	snap.Version = last.Version
-	if err := s.putSnapshot(ctx, tx.q, expected, snap, recs[0].Timestamp, last.Timestamp); err != nil {
-		if errors.Is(err, errStale) {
-			s.conflict()
-			return conflict
-		}
-		return err
 	}
 	if s.hooks.Appended != nil {
 		s.hooks.Appended(len(recs))

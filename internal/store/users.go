@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spkey-dev/spkey/internal/es"
 )
@@ -53,7 +54,7 @@ func (s *Store) user(ctx context.Context, q querier, by UserBy, v string) (User,
 
 // User finds a user in the PII vault by one identifier.
 func (s *Store) User(ctx context.Context, by UserBy, v string) (User, bool, error) {
-	return s.user(ctx, s.rdb, by, v)
+	return s.user(ctx, s.r, by, v)
 }
 
 // User finds a user in the PII vault inside the transaction.
@@ -108,7 +109,7 @@ func (tx *Tx) LinkUserTenant(ctx context.Context, userID, orgID string) error {
 // UserLinked reports whether the tenant orgID is linked to the user.
 func (s *Store) UserLinked(ctx context.Context, userID, orgID string) (bool, error) {
 	var n int
-	err := s.rdb.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM user_tenants WHERE user_id = $1 AND org_id = $2`), userID, orgID).Scan(&n)
+	err := s.r.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM user_tenants WHERE user_id = $1 AND org_id = $2`), userID, orgID).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("check user tenant link: %w", err)
 	}
@@ -163,4 +164,37 @@ func (tx *Tx) SaveIdempotent(ctx context.Context, scope, key, bodyHash string, r
 		return fmt.Errorf("save idempotency key: %w", err)
 	}
 	return nil
+}
+
+// Users returns the vault rows of the given user ids that exist, by id, in
+// one query.
+func (s *Store) Users(ctx context.Context, ids []string) (map[string]User, error) {
+	out := make(map[string]User, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var b strings.Builder
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", i+1)
+		args[i] = id
+	}
+	rows, err := s.r.QueryContext(ctx, s.sql(`SELECT user_id, email, phone, first_name, last_name, created_at FROM users WHERE user_id IN (`+b.String()+`)`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("find users: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u User
+		var email, phone sql.NullString
+		if err := rows.Scan(&u.UserID, &email, &phone, &u.FirstName, &u.LastName, &u.CreatedAt); err != nil {
+			return nil, fmt.Errorf("scan user: %w", err)
+		}
+		u.Email, u.Phone = email.String, phone.String
+		out[u.UserID] = u
+	}
+	return out, rows.Err()
 }

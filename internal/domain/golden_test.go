@@ -1,0 +1,308 @@
+package domain_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/lock"
+	"github.com/spkey-dev/spkey/internal/domain/tenant"
+	"github.com/spkey-dev/spkey/internal/domain/user"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/golden/*.json from the fixtures")
+
+const goldenDir = "testdata/golden"
+
+// upstreamSchemas is upstream's event schema file, beside the repository.
+const upstreamSchemas = "../../../shared/upstream/event-schemas.json"
+
+// fixture is one fixed instance of a stored event.
+type fixture struct {
+	pkg      string // the aggregate package that owns the event
+	upstream bool   // upstream defines the event (lock, user); tenant events are spkey's own
+	ev       domain.Event
+	decode   func(typ string, data []byte) (domain.Event, error)
+}
+
+func i64(n int64) *int64 { return &n }
+
+const (
+	ts     = "2026-01-02T03:04:05.678Z"
+	lockID = int64(1001)
+	lockU  = "6f1c2e9a-0b3d-4c5e-8f7a-9b0c1d2e3f40"
+	userA  = "8d0f6e52-3b1a-4c9d-9e7f-0a1b2c3d4e5f"
+	userB  = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+)
+
+// fixtures holds one instance of every event type, every optional field
+// filled, so the golden files pin every field name.
+func fixtures() []fixture {
+	l := func(e domain.Event) fixture { return fixture{"lock", true, e, lock.Decode} }
+	u := func(e domain.Event) fixture { return fixture{"user", true, e, user.Decode} }
+	tn := func(e domain.Event) fixture { return fixture{"tenant", false, e, tenant.Decode} }
+	return []fixture{
+		l(lock.LockCreated{LockID: lockID, UUID: lockU, SerialNumber: "SN-0001001",
+			Keys:    []lock.Key{{UUID: "0b9f1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d", IndexNumber: i64(0), UserID: userA}, {UUID: "5c6d7e8f-9a0b-4c1d-8e2f-3a4b5c6d7e8f", IndexNumber: i64(1)}},
+			OwnerID: userA, Timestamp: ts}),
+		l(lock.OwnerSet{LockID: lockID, UUID: lockU, Timestamp: ts, UserID: userB}),
+		l(lock.OrganizationSet{LockID: lockID, UUID: lockU, Timestamp: ts, OrgID: "acme"}),
+		l(lock.ResidentAdded{LockID: lockID, UUID: lockU, Timestamp: ts, UserID: userB, Name: "Bob Example", Email: "b***@example.com"}),
+		l(lock.ResidentRemoved{LockID: lockID, UUID: lockU, Timestamp: ts, UserID: userB, Email: "b***@example.com"}),
+		u(user.UserCreated{UserID: userA, Status: user.StatusActive}),
+		u(user.UserEmailUpdated{UserID: userA, Action: "set", MaskedEmail: "a***@example.com", Timestamp: ts}),
+		u(user.UserPhoneNumberUpdated{UserID: userA, Action: "set", MaskedPhoneNumber: "***4567", Timestamp: ts}),
+		tn(tenant.TenantRegistered{OrgID: "acme", OrgName: "Acme Ltd", OwnerEmail: "o***@acme.example", RegisteredAt: ts}),
+		tn(tenant.APIKeyIssued{OrgID: "acme", KeyID: "3f2e1d0c-9b8a-4765-8432-10fedcba9876",
+			Hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Masked: "sk_l***wxyz",
+			Super: true, CreatedAt: ts, CreatedBy: "admin@spkey.example", ExpiresAt: "2027-01-01T00:00:00.000Z"}),
+		tn(tenant.APIKeyRevoked{OrgID: "acme", KeyID: "3f2e1d0c-9b8a-4765-8432-10fedcba9876", Reason: "rotated", RevokedAt: ts}),
+	}
+}
+
+// decided returns more events the schema must accept: the ones the decide
+// functions make with optional fields left out.
+func decided(t *testing.T) []domain.Event {
+	t.Helper()
+	var out []domain.Event
+	add := func(evs []domain.Event, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, evs...)
+	}
+	add(lock.DecideCreate(lock.State{}, lock.Create{LockID: 7, UUID: lockU, Now: ts}))
+	created := lock.Apply(lock.State{}, out[0])
+	add(lock.DecideAddResident(created, userA, "Ann", "", ts))
+	withAnn := lock.Apply(created, out[len(out)-1])
+	add(lock.DecideRemoveResident(withAnn, userA, ts))
+	add(user.DecideCreate(user.State{}, user.Create{UserID: userA, Now: ts}))
+	u := user.Apply(user.State{}, user.UserCreated{UserID: userA, Status: user.StatusActive})
+	add(user.DecideUpdatePhone(u, "+48123454567", "", ts))
+	add(user.DecideUpdateEmail(u, "ann@example.com", ts))
+	return out
+}
+
+func goldenPath(typ string) string { return filepath.Join(goldenDir, typ+".json") }
+
+func TestGoldenEvents(t *testing.T) {
+	fx := fixtures()
+	if *update {
+		if err := os.MkdirAll(goldenDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("every event type has a fixture", func(t *testing.T) {
+		declared := declaredEventTypes(t)
+		var have []string
+		for _, f := range fx {
+			have = append(have, f.pkg+"."+f.ev.EventType())
+		}
+		sort.Strings(have)
+		if diff := cmp.Diff(declared, have); diff != "" {
+			t.Errorf("event types declared in the aggregate packages vs fixtures here (-declared +fixtures):\n%s", diff)
+		}
+	})
+
+	for _, f := range fx {
+		typ := f.ev.EventType()
+		t.Run(typ, func(t *testing.T) {
+			b, err := json.Marshal(f.ev)
+			if err != nil {
+				t.Fatalf("marshal: %v", err)
+			}
+			got := append(b, '\n')
+			path := goldenPath(typ)
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("read golden file: %v (run `go test ./internal/domain -run TestGoldenEvents -update` to create it)", err)
+			}
+			if diff := cmp.Diff(string(want), string(got)); diff != "" {
+				t.Errorf("stored encoding of %s changed (-golden +now):\n%s\nStored events are forever: keep the old encoding decodable, or run with -update only if the change is intended.", typ, diff)
+			}
+			// The golden payload, as stored in old databases, decodes to
+			// the same event.
+			dec, err := f.decode(typ, want)
+			if err != nil {
+				t.Fatalf("decode golden %s: %v", typ, err)
+			}
+			if diff := cmp.Diff(f.ev, dec); diff != "" {
+				t.Errorf("golden %s decodes differently (-want +got):\n%s", typ, diff)
+			}
+		})
+	}
+
+	t.Run("no stale golden files", func(t *testing.T) {
+		known := map[string]bool{}
+		for _, f := range fx {
+			known[f.ev.EventType()+".json"] = true
+		}
+		entries, err := os.ReadDir(goldenDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if !known[e.Name()] {
+				t.Errorf("%s has no fixture: an event type was renamed or removed (stored events must stay decodable)", filepath.Join(goldenDir, e.Name()))
+			}
+		}
+	})
+
+	t.Run("upstream schema", func(t *testing.T) {
+		doc, err := os.ReadFile(upstreamSchemas)
+		if errors.Is(err, fs.ErrNotExist) {
+			t.Skipf("upstream event schemas not found at %s (the shared/upstream checkout beside the repository): not validating lock and user events against upstream", upstreamSchemas)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		schemas := compileUpstream(t, doc)
+		// The validator does reject: a payload with an unknown field and
+		// without a required one fails.
+		if sch, ok := schemas[lock.TypeOwnerSet]; ok {
+			inst, err := jsonschema.UnmarshalJSON(strings.NewReader(`{"lockId":1,"uuid":"u","userId":"x","rawEmail":"ann@example.com"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sch.Validate(inst); err == nil {
+				t.Fatalf("upstream's %s schema accepted a payload with an unknown field and no timestamp: validation is not wired", lock.TypeOwnerSet)
+			}
+		}
+		events := decided(t)
+		for _, f := range fx {
+			if f.upstream {
+				events = append(events, f.ev)
+			}
+		}
+		for i, e := range events {
+			typ := e.EventType()
+			t.Run(typ+"/"+strconv.Itoa(i), func(t *testing.T) {
+				sch, ok := schemas[typ]
+				if !ok {
+					t.Fatalf("upstream has no schema for %s", typ)
+				}
+				b, err := json.Marshal(e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := sch.Validate(inst); err != nil {
+					t.Errorf("%s %s breaks upstream's schema:\n%v", typ, b, err)
+				}
+			})
+		}
+	})
+}
+
+// compileUpstream compiles every event schema of upstream's file.
+func compileUpstream(t *testing.T, doc []byte) map[string]*jsonschema.Schema {
+	t.Helper()
+	var file struct {
+		Version     string                     `json:"version"`
+		SchemaDraft string                     `json:"schemaDraft"`
+		Events      map[string]json.RawMessage `json:"events"`
+	}
+	if err := json.Unmarshal(doc, &file); err != nil {
+		t.Fatalf("parse %s: %v", upstreamSchemas, err)
+	}
+	if len(file.Events) == 0 {
+		t.Fatalf("%s has no events", upstreamSchemas)
+	}
+	t.Logf("upstream event schemas version %s, draft %s", file.Version, file.SchemaDraft)
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	out := map[string]*jsonschema.Schema{}
+	for name, raw := range file.Events {
+		v, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatalf("schema %s: %v", name, err)
+		}
+		url := "mem://upstream/events/" + name + ".json"
+		if err := c.AddResource(url, v); err != nil {
+			t.Fatalf("add schema %s: %v", name, err)
+		}
+		sch, err := c.Compile(url)
+		if err != nil {
+			t.Fatalf("compile schema %s: %v", name, err)
+		}
+		out[name] = sch
+	}
+	return out
+}
+
+// declaredEventTypes reads the Type* string constants of the aggregate
+// packages from their source, so that a new event type without a fixture
+// (and so without a golden file) fails this test.
+func declaredEventTypes(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, pkg := range []string{"lock", "user", "tenant"} {
+		fset := token.NewFileSet()
+		files, err := filepath.Glob(filepath.Join(pkg, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range files {
+			if strings.HasSuffix(name, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(fset, name, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range f.Decls {
+				gd, ok := d.(*ast.GenDecl)
+				if !ok || gd.Tok != token.CONST {
+					continue
+				}
+				for _, spec := range gd.Specs {
+					vs := spec.(*ast.ValueSpec)
+					for i, n := range vs.Names {
+						if !strings.HasPrefix(n.Name, "Type") || i >= len(vs.Values) {
+							continue
+						}
+						lit, ok := vs.Values[i].(*ast.BasicLit)
+						if !ok || lit.Kind != token.STRING {
+							continue
+						}
+						v, err := strconv.Unquote(lit.Value)
+						if err != nil {
+							t.Fatal(err)
+						}
+						out = append(out, pkg+"."+v)
+					}
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		t.Fatal("found no Type* event constants in lock, user and tenant")
+	}
+	return out
+}
