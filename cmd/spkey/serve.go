@@ -39,8 +39,10 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	appends := prometheus.NewCounter(prometheus.CounterOpts{Name: "spkey_event_appends_total", Help: "Events appended to the event store."})
 	conflicts := prometheus.NewCounter(prometheus.CounterOpts{Name: "spkey_event_conflicts_total", Help: "Appends refused with a version conflict (retried)."})
-	reg.MustRegister(appends, conflicts)
-	st.SetHooks(store.Hooks{Appended: func(n int) { appends.Add(float64(n)) }, Conflict: conflicts.Inc})
+	batches := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spkey_store_batch_size", Help: "Commands committed together by the SQLite writer (group commit).",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}})
+	reg.MustRegister(appends, conflicts, batches)
+	st.SetHooks(store.Hooks{Appended: func(n int) { appends.Add(float64(n)) }, Conflict: conflicts.Inc, Batch: func(n int) { batches.Observe(float64(n)) }})
 
 	svc := app.New(st, app.Options{}, log)
 	origins := map[string]bool{}

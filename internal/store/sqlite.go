@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"sync/atomic"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -64,10 +63,11 @@ func OpenSQLite(ctx context.Context, path string, opt SQLiteOptions, log *slog.L
 	rdb.SetMaxOpenConns(n)
 	rdb.SetMaxIdleConns(n)
 	w := &sqliteWriter{db: wdb, conn: conn, q: newStmtCache(conn, conn), jobs: make(chan *job, 1024), maxBatch: opt.MaxBatch, stop: make(chan struct{}), log: log}
-	w.wg.Add(1)
-	go w.loop()
 	rc := newStmtCache(rdb, rdb)
 	s := &Store{dialect: SQLite, rdb: rdb, r: rc, rcache: rc, w: w, log: log, qcache: map[string]string{}}
+	w.hooks = &s.hooks
+	w.wg.Add(1)
+	go w.loop()
 	return s, nil
 }
 
@@ -78,10 +78,9 @@ type job struct {
 }
 
 // sqliteWriter owns the one write connection. A goroutine drains queued
-// jobs in batches: one BEGIN IMMEDIATE, a SAVEPOINT per job (a failing job
-// rolls back alone), one COMMIT, then every caller of the batch is
-// answered. One fsync covers the batch; a batch closes as soon as the queue
-// is empty, so a lone request waits for nobody.
+// jobs in batches and commits each batch once (see run): one fsync covers
+// the batch, and a batch closes as soon as the queue is empty, so a lone
+// request waits for nobody.
 type sqliteWriter struct {
 	db       *sql.DB
 	conn     *sql.Conn
@@ -92,8 +91,7 @@ type sqliteWriter struct {
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 	log      *slog.Logger
-	batches  atomic.Int64
-	jobsRun  atomic.Int64
+	hooks    *Hooks // the store's; read only after a job arrives
 }
 
 var errClosed = errors.New("store: closed")
@@ -143,55 +141,64 @@ func (w *sqliteWriter) loop() {
 	}
 }
 
+// run commits one batch. Every job runs in one transaction, without
+// savepoints (they cost two statements a command). When a job fails, the
+// transaction is rolled back, that job gets its error, and the rest of the
+// batch runs again from the start: nothing of it was committed, and every
+// job reads the database afresh. One COMMIT answers all the others; a batch
+// that fails at BEGIN or COMMIT answers each of its jobs with that error.
 func (w *sqliteWriter) run(batch []*job) {
-	w.batches.Add(1)
-	w.jobsRun.Add(int64(len(batch)))
+	if w.hooks.Batch != nil {
+		w.hooks.Batch(len(batch))
+	}
 	ctx := context.Background()
-	results := make([]error, len(batch))
-	if _, err := w.q.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+	for len(batch) > 0 {
+		live := make([]*job, 0, len(batch))
 		for _, j := range batch {
-			j.done <- fmt.Errorf("begin: %w", err)
+			if err := j.ctx.Err(); err != nil {
+				j.done <- err
+				continue
+			}
+			live = append(live, j)
+		}
+		if len(live) == 0 {
+			return
+		}
+		if _, err := w.q.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			for _, j := range live {
+				j.done <- fmt.Errorf("begin: %w", err)
+			}
+			return
+		}
+		failed, ferr := -1, error(nil)
+		for i, j := range live {
+			if err := j.fn(context.WithoutCancel(j.ctx), w.q); err != nil {
+				failed, ferr = i, err
+				break
+			}
+		}
+		if failed >= 0 {
+			if _, err := w.q.ExecContext(ctx, "ROLLBACK"); err != nil {
+				ferr = errors.Join(ferr, fmt.Errorf("rollback: %w", err))
+			}
+			live[failed].done <- ferr
+			batch = append(live[:failed:failed], live[failed+1:]...)
+			continue
+		}
+		_, err := w.q.ExecContext(ctx, "COMMIT")
+		if err != nil {
+			_, _ = w.q.ExecContext(ctx, "ROLLBACK")
+			err = fmt.Errorf("commit: %w", err)
+		}
+		for _, j := range live {
+			j.done <- err
 		}
 		return
-	}
-	for i, j := range batch {
-		if err := j.ctx.Err(); err != nil {
-			results[i] = err
-			continue
-		}
-		if _, err := w.q.ExecContext(ctx, "SAVEPOINT cmd"); err != nil {
-			results[i] = fmt.Errorf("savepoint: %w", err)
-			continue
-		}
-		err := j.fn(context.WithoutCancel(j.ctx), w.q)
-		if err != nil {
-			if _, rerr := w.q.ExecContext(ctx, "ROLLBACK TO cmd"); rerr != nil {
-				err = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr))
-			}
-		}
-		if _, rerr := w.q.ExecContext(ctx, "RELEASE cmd"); rerr != nil && err == nil {
-			err = fmt.Errorf("release savepoint: %w", rerr)
-		}
-		results[i] = err
-	}
-	if _, err := w.q.ExecContext(ctx, "COMMIT"); err != nil {
-		_, _ = w.q.ExecContext(ctx, "ROLLBACK")
-		for i := range results {
-			if results[i] == nil {
-				results[i] = fmt.Errorf("commit: %w", err)
-			}
-		}
-	}
-	for i, j := range batch {
-		j.done <- results[i]
 	}
 }
 
 func (w *sqliteWriter) close() error {
 	w.stopOnce.Do(func() { close(w.stop) })
 	w.wg.Wait()
-	if os.Getenv("SPKEY_DEBUG_BATCH") != "" {
-		fmt.Fprintf(os.Stderr, "batches %d jobs %d avg %.1f\n", w.batches.Load(), w.jobsRun.Load(), float64(w.jobsRun.Load())/float64(max(1, w.batches.Load())))
-	}
 	return errors.Join(w.q.close(), w.conn.Close(), w.db.Close())
 }

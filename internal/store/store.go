@@ -66,6 +66,8 @@ type Store struct {
 type Hooks struct {
 	Appended func(n int)
 	Conflict func()
+	// Batch receives the number of commands committed together (SQLite).
+	Batch func(n int)
 }
 
 // Dialect reports which backend the store runs on.
