@@ -12,7 +12,14 @@ import (
 // Snapshot returns the stored state of one aggregate. found is false when
 // the aggregate has no events.
 func (s *Store) Snapshot(ctx context.Context, aggType, aggID string) (es.Snapshot, bool, error) {
-	return s.snapshot(ctx, s.r, aggType, aggID)
+	if sn, ok := s.cache.snapshot(aggType, aggID); ok {
+		return sn, true, nil
+	}
+	sn, found, err := s.snapshot(ctx, s.r, aggType, aggID)
+	if err == nil && found {
+		s.cache.putSnapshot(sn)
+	}
+	return sn, found, err
 }
 
 // Snapshots returns every snapshot of one aggregate type, ordered by id.
@@ -105,6 +112,18 @@ type APIKey struct {
 
 // APIKeyByHash finds a key by the SHA-256 hex of its value.
 func (s *Store) APIKeyByHash(ctx context.Context, hash string) (APIKey, bool, error) {
+	if k, ok := s.cache.key(hash); ok {
+		return k, true, nil
+	}
+	gen := s.cache.generation()
+	k, found, err := s.apiKeyByHash(ctx, hash)
+	if err == nil && found {
+		s.cache.putKey(hash, k, gen)
+	}
+	return k, found, err
+}
+
+func (s *Store) apiKeyByHash(ctx context.Context, hash string) (APIKey, bool, error) {
 	var k APIKey
 	var super int
 	var exp, rev sql.NullString

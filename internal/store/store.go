@@ -53,6 +53,7 @@ type Store struct {
 	rdb     *sql.DB // reads
 	r       querier // rdb, through a statement cache on SQLite
 	rcache  *stmtCache
+	cache   *readCache // SQLite only; nil on PostgreSQL
 	w       writer
 	log     *slog.Logger
 	hooks   Hooks
@@ -161,9 +162,18 @@ func (s *Store) Migrate(ctx context.Context) error {
 // commits together, or nothing does when fn returns an error (returned as
 // is). On SQLite concurrent calls are batched into one commit.
 func (s *Store) Write(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
-	return s.w.update(ctx, func(ctx context.Context, q querier) error {
-		return fn(ctx, &Tx{s: s, q: q})
+	var tx *Tx
+	err := s.w.update(ctx, func(ctx context.Context, q querier) error {
+		// A batch may run fn again after another job failed: start clean.
+		tx = &Tx{s: s, q: q}
+		return fn(ctx, tx)
 	})
+	if err == nil && tx != nil {
+		for _, f := range tx.after {
+			f()
+		}
+	}
+	return err
 }
 
 // Update implements es.Store.

@@ -15,6 +15,8 @@ import (
 type Tx struct {
 	s *Store
 	q querier
+	// after runs once the transaction has committed (cache upkeep).
+	after []func()
 }
 
 // Snapshot returns the stored state of one aggregate, reading inside the
@@ -42,7 +44,10 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 		}
 	}
 	last := recs[len(recs)-1]
-	snap.Version = last.Version
+	snap.Version, snap.UpdatedAt = last.Version, last.Timestamp
+	if expected == 0 {
+		snap.CreatedAt = recs[0].Timestamp
+	}
 	if err := s.putSnapshot(ctx, tx.q, expected, snap, recs[0].Timestamp, last.Timestamp); err != nil {
 		if errors.Is(err, errStale) {
 			s.conflict()
@@ -70,6 +75,15 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 			if _, err := tx.q.ExecContext(ctx, s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, created_at)
 				VALUES ($1, $2, $3, $4, $5, $6, $7)`), es.ConsumerWebhooks, seq, r.AggregateType, r.AggregateID, r.Version, r.OrgID, r.Timestamp); err != nil {
 				return fmt.Errorf("insert outbox row: %w", err)
+			}
+		}
+	}
+	if s.cache != nil {
+		tx.after = append(tx.after, func() { s.cache.putSnapshot(snap) })
+		for _, r := range recs {
+			if r.Type == tenant.TypeAPIKeyIssued || r.Type == tenant.TypeAPIKeyRevoked {
+				tx.after = append(tx.after, s.cache.dropKeys)
+				break
 			}
 		}
 	}

@@ -54,7 +54,24 @@ func (s *Store) user(ctx context.Context, q querier, by UserBy, v string) (User,
 
 // User finds a user in the PII vault by one identifier.
 func (s *Store) User(ctx context.Context, by UserBy, v string) (User, bool, error) {
-	return s.user(ctx, s.r, by, v)
+	if by != ByID {
+		return s.user(ctx, s.r, by, v)
+	}
+	if u, ok := s.cache.user(v); ok {
+		return u, true, nil
+	}
+	gen := s.cache.generation()
+	u, found, err := s.user(ctx, s.r, by, v)
+	if err == nil && found {
+		s.cache.putUser(u, gen)
+	}
+	return u, found, err
+}
+
+func (tx *Tx) dropUserAfter(id string) {
+	if c := tx.s.cache; c != nil {
+		tx.after = append(tx.after, func() { c.dropUser(id) })
+	}
 }
 
 // User finds a user in the PII vault inside the transaction.
@@ -65,6 +82,7 @@ func (tx *Tx) User(ctx context.Context, by UserBy, v string) (User, bool, error)
 // InsertUser adds a user to the PII vault. It returns an error wrapping
 // ErrTaken when the id, e-mail or phone is already used.
 func (tx *Tx) InsertUser(ctx context.Context, u User) error {
+	tx.dropUserAfter(u.UserID)
 	_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO users (user_id, email, phone, first_name, last_name, created_at) VALUES ($1, $2, $3, $4, $5, $6)`),
 		u.UserID, nullable(u.Email), nullable(u.Phone), u.FirstName, u.LastName, u.CreatedAt)
 	if isUniqueViolation(err) {
@@ -86,6 +104,7 @@ func (tx *Tx) SetUserContact(ctx context.Context, userID string, col UserBy, v s
 	if col != ByEmail && col != ByPhone {
 		return fmt.Errorf("set user contact: bad column %q", col)
 	}
+	tx.dropUserAfter(userID)
 	_, err := tx.q.ExecContext(ctx, tx.s.sql(`UPDATE users SET `+string(col)+` = $1 WHERE user_id = $2`), nullable(v), userID)
 	if isUniqueViolation(err) {
 		return fmt.Errorf("set user %s: %w", col, ErrTaken)
@@ -170,9 +189,19 @@ func (tx *Tx) SaveIdempotent(ctx context.Context, scope, key, bodyHash string, r
 // one query.
 func (s *Store) Users(ctx context.Context, ids []string) (map[string]User, error) {
 	out := make(map[string]User, len(ids))
-	if len(ids) == 0 {
+	missing := ids[:0:0]
+	for _, id := range ids {
+		if u, ok := s.cache.user(id); ok {
+			out[id] = u
+		} else {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
 		return out, nil
 	}
+	ids = missing
+	gen := s.cache.generation()
 	var b strings.Builder
 	args := make([]any, len(ids))
 	for i, id := range ids {
@@ -195,6 +224,7 @@ func (s *Store) Users(ctx context.Context, ids []string) (map[string]User, error
 		}
 		u.Email, u.Phone = email.String, phone.String
 		out[u.UserID] = u
+		s.cache.putUser(u, gen)
 	}
 	return out, rows.Err()
 }
