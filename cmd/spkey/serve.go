@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -26,6 +28,16 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		return err
 	}
 	log := c.logger(stderr)
+	if c.DB == "" {
+		if err := os.MkdirAll(c.Data, 0o700); err != nil {
+			return fmt.Errorf("create data folder: %w", err)
+		}
+		unlock, err := lockData(filepath.Join(c.Data, "serve.lock"))
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	st, err := c.openStore(ctx, log)
 	if err != nil {
 		return err

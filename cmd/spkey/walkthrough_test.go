@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -69,5 +70,28 @@ func TestWalkthrough(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("serve returned %v after shutdown", err)
+	}
+}
+
+// TestOneServerPerSQLiteFolder: a second `spkey serve` on the same data
+// folder refuses to start and says why.
+func TestOneServerPerSQLiteFolder(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	data := t.TempDir()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", data}, nil, pw, io.Discard)
+		pw.Close()
+	}()
+	waitForURL(t, pr)
+	err := run(context.Background(), []string{"serve", "--addr", "127.0.0.1:0", "--data", data}, nil, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "another spkey serve") {
+		t.Fatalf("second serve on one folder: want a refusal, got %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

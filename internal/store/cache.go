@@ -57,6 +57,16 @@ func (c *readCache) putSnapshot(s es.Snapshot) {
 	c.snaps[k] = s
 }
 
+// dropSnapshot forgets one aggregate; dropping is always safe.
+func (c *readCache) dropSnapshot(typ, id string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.snaps, [2]string{typ, id})
+}
+
 func (c *readCache) generation() uint64 {
 	if c == nil {
 		return 0

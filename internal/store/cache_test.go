@@ -113,3 +113,54 @@ func TestReadCacheMatchesDatabase(t *testing.T) {
 		t.Errorf("users: cached differs from disk (-disk +cached):\n%s", diff)
 	}
 }
+
+// TestStaleCacheRecovers writes one lock from a second store on the same
+// SQLite file (another process, such as the CLI) behind the first store's
+// cache: the first store's next command meets a version conflict, forgets
+// what it cached, retries on fresh data and keeps both writes.
+func TestStaleCacheRecovers(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "spkey.db")
+	open := func() (*store.Store, *app.Service) {
+		st, err := store.OpenSQLite(ctx, path, store.SQLiteOptions{}, testenv.Discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		if err := st.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return st, app.New(st, app.Options{}, testenv.Discard())
+	}
+	_, a := open()
+	if _, err := a.RegisterTenant(ctx, app.Call{P: app.Principal{Admin: true}}, "acme", "Acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	p := app.Principal{Kind: app.TenantCaller, OrgID: "acme"}
+	if _, err := a.CreateLock(ctx, app.Call{P: p}, 3, app.CreateLockInput{Index: 1, UUID: "11111111-2222-4333-8444-555555555555"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []string{"x@example.com", "y@example.com"} {
+		if _, err := a.FindOrCreate(ctx, p, false, app.FindInput{Email: e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, b := open()
+	x, y := "x@example.com", "y@example.com"
+	if _, err := b.AddResident(ctx, app.Call{P: p}, 3, app.ResidentInput{Name: "X", Email: &x}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.AddResident(ctx, app.Call{P: p}, 3, app.ResidentInput{Name: "Y", Email: &y}); err != nil {
+		t.Fatalf("write behind a stale cache: %v", err)
+	}
+	// Read through a cold store: b's own cache is as stale now as a's was,
+	// which is why one SQLite file must be served by one process.
+	_, cold := open()
+	v, err := cold.Lock(ctx, p, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.State.Residents) != 2 || v.Version != 4 {
+		t.Fatalf("want both residents at version 4, got %+v at %d", v.State.Residents, v.Version)
+	}
+}

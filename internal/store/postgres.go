@@ -29,18 +29,20 @@ func OpenPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, er
 // versions), so several nodes can share a database.
 type pgWriter struct{ db *sql.DB }
 
-func (w pgWriter) update(ctx context.Context, fn func(ctx context.Context, q querier) error) error {
+func (w pgWriter) update(ctx context.Context, fn txFunc) error {
 	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(ctx, tx); err != nil {
+	b := newBatch()
+	if err := fn(ctx, tx, b); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	b.committed()
 	return nil
 }
 

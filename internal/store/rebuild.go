@@ -19,7 +19,7 @@ type Folder func(aggType string, state json.RawMessage, r es.Record) (json.RawMe
 func (s *Store) Rebuild(ctx context.Context, fold Folder) error {
 	return s.Write(ctx, func(ctx context.Context, tx *Tx) error {
 		if s.cache != nil {
-			tx.after = append(tx.after, s.cache.clear)
+			tx.b.after = append(tx.b.after, s.cache.clear)
 		}
 		for _, t := range []string{"aggregates", "api_keys"} {
 			if _, err := tx.q.ExecContext(ctx, "DELETE FROM "+t); err != nil {

@@ -73,7 +73,7 @@ func OpenSQLite(ctx context.Context, path string, opt SQLiteOptions, log *slog.L
 
 type job struct {
 	ctx  context.Context
-	fn   func(ctx context.Context, q querier) error
+	fn   txFunc
 	done chan error
 }
 
@@ -96,7 +96,7 @@ type sqliteWriter struct {
 
 var errClosed = errors.New("store: closed")
 
-func (w *sqliteWriter) update(ctx context.Context, fn func(ctx context.Context, q querier) error) error {
+func (w *sqliteWriter) update(ctx context.Context, fn txFunc) error {
 	j := &job{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case w.jobs <- j:
@@ -171,8 +171,9 @@ func (w *sqliteWriter) run(batch []*job) {
 			return
 		}
 		failed, ferr := -1, error(nil)
+		b := newBatch()
 		for i, j := range live {
-			if err := j.fn(context.WithoutCancel(j.ctx), w.q); err != nil {
+			if err := j.fn(context.WithoutCancel(j.ctx), w.q, b); err != nil {
 				failed, ferr = i, err
 				break
 			}
@@ -189,6 +190,9 @@ func (w *sqliteWriter) run(batch []*job) {
 		if err != nil {
 			_, _ = w.q.ExecContext(ctx, "ROLLBACK")
 			err = fmt.Errorf("commit: %w", err)
+		} else {
+			// Before any answer and before the next batch reads it.
+			b.committed()
 		}
 		for _, j := range live {
 			j.done <- err

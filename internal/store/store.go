@@ -40,10 +40,30 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// txFunc is the body of one write job.
+type txFunc func(ctx context.Context, q querier, b *batch) error
+
+// batch is what the jobs of one transaction share: the snapshots written so
+// far (not committed yet, so not in the read cache) and the cache upkeep to
+// run once the transaction commits.
+type batch struct {
+	snaps map[[2]string]es.Snapshot
+	after []func()
+}
+
+func newBatch() *batch { return &batch{snaps: map[[2]string]es.Snapshot{}} }
+
+// committed runs the upkeep of a committed transaction.
+func (b *batch) committed() {
+	for _, f := range b.after {
+		f()
+	}
+}
+
 // writer runs write transactions: a group-committing single writer on
 // SQLite, one transaction per call on PostgreSQL.
 type writer interface {
-	update(ctx context.Context, fn func(ctx context.Context, q querier) error) error
+	update(ctx context.Context, fn txFunc) error
 	close() error
 }
 
@@ -114,7 +134,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Migrate applies the embedded migrations that have not run yet, in order.
 func (s *Store) Migrate(ctx context.Context) error {
-	return s.w.update(ctx, func(ctx context.Context, q querier) error {
+	return s.w.update(ctx, func(ctx context.Context, q querier, _ *batch) error {
 		if _, err := q.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)`); err != nil {
 			return fmt.Errorf("create schema_migrations: %w", err)
 		}
@@ -162,18 +182,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 // commits together, or nothing does when fn returns an error (returned as
 // is). On SQLite concurrent calls are batched into one commit.
 func (s *Store) Write(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
-	var tx *Tx
-	err := s.w.update(ctx, func(ctx context.Context, q querier) error {
-		// A batch may run fn again after another job failed: start clean.
-		tx = &Tx{s: s, q: q}
-		return fn(ctx, tx)
+	return s.w.update(ctx, func(ctx context.Context, q querier, b *batch) error {
+		return fn(ctx, &Tx{s: s, q: q, b: b})
 	})
-	if err == nil && tx != nil {
-		for _, f := range tx.after {
-			f()
-		}
-	}
-	return err
 }
 
 // Update implements es.Store.

@@ -15,13 +15,22 @@ import (
 type Tx struct {
 	s *Store
 	q querier
-	// after runs once the transaction has committed (cache upkeep).
-	after []func()
+	b *batch
 }
 
 // Snapshot returns the stored state of one aggregate, reading inside the
 // transaction. found is false when the aggregate has no events yet.
 func (tx *Tx) Snapshot(ctx context.Context, aggType, aggID string) (es.Snapshot, bool, error) {
+	if tx.s.cache != nil {
+		// What this transaction wrote, else what was last committed: the
+		// writer keeps both current, so the database need not be asked.
+		if sn, ok := tx.b.snaps[[2]string{aggType, aggID}]; ok {
+			return sn, true, nil
+		}
+		if sn, ok := tx.s.cache.snapshot(aggType, aggID); ok {
+			return sn, true, nil
+		}
+	}
 	return tx.s.snapshot(ctx, tx.q, aggType, aggID)
 }
 
@@ -35,6 +44,14 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 	}
 	s := tx.s
 	conflict := &es.ConflictError{AggregateType: snap.AggregateType, AggregateID: snap.AggregateID, Expected: expected}
+	refuse := func() error {
+		// Whatever we believed about this stream was wrong (another
+		// process wrote it): let the retry read it from the database.
+		s.cache.dropSnapshot(snap.AggregateType, snap.AggregateID)
+		delete(tx.b.snaps, [2]string{snap.AggregateType, snap.AggregateID})
+		s.conflict()
+		return conflict
+	}
 	// Check the whole batch, then move the snapshot (which proves the stream
 	// is at expected), and only then insert: a refused append writes
 	// nothing even if the caller ignores the error.
@@ -50,8 +67,7 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 	}
 	if err := s.putSnapshot(ctx, tx.q, expected, snap, recs[0].Timestamp, last.Timestamp); err != nil {
 		if errors.Is(err, errStale) {
-			s.conflict()
-			return conflict
+			return refuse()
 		}
 		return err
 	}
@@ -62,8 +78,7 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 			r.AggregateType, r.AggregateID, r.Version, r.Type, r.Timestamp, r.OrgID, string(r.Data)).Scan(&seq)
 		if err != nil {
 			if isUniqueViolation(err) {
-				s.conflict()
-				return conflict
+				return refuse()
 			}
 			return fmt.Errorf("insert event %s/%s v%d: %w", r.AggregateType, r.AggregateID, r.Version, err)
 		}
@@ -79,10 +94,11 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 		}
 	}
 	if s.cache != nil {
-		tx.after = append(tx.after, func() { s.cache.putSnapshot(snap) })
+		tx.b.snaps[[2]string{snap.AggregateType, snap.AggregateID}] = snap
+		tx.b.after = append(tx.b.after, func() { s.cache.putSnapshot(snap) })
 		for _, r := range recs {
 			if r.Type == tenant.TypeAPIKeyIssued || r.Type == tenant.TypeAPIKeyRevoked {
-				tx.after = append(tx.after, s.cache.dropKeys)
+				tx.b.after = append(tx.b.after, s.cache.dropKeys)
 				break
 			}
 		}

@@ -70,7 +70,7 @@ func (s *Store) User(ctx context.Context, by UserBy, v string) (User, bool, erro
 
 func (tx *Tx) dropUserAfter(id string) {
 	if c := tx.s.cache; c != nil {
-		tx.after = append(tx.after, func() { c.dropUser(id) })
+		tx.b.after = append(tx.b.after, func() { c.dropUser(id) })
 	}
 }
 

@@ -1,5 +1,5 @@
 CREATE TABLE events (
-  seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+  seq            INTEGER PRIMARY KEY, -- rowid: grows by one, events are never deleted
   aggregate_type TEXT    NOT NULL,
   aggregate_id   TEXT    NOT NULL,
   version        INTEGER NOT NULL,
@@ -20,7 +20,7 @@ CREATE TABLE aggregates (
   PRIMARY KEY (aggregate_type, aggregate_id)
 );
 CREATE TABLE outbox (
-  id              INTEGER PRIMARY KEY AUTOINCREMENT,
+  id              INTEGER PRIMARY KEY, -- rowid: rows are marked done, never deleted
   consumer        TEXT    NOT NULL,
   event_seq       INTEGER NOT NULL,
   aggregate_type  TEXT    NOT NULL,
