@@ -16,7 +16,9 @@ type readCache struct {
 	mu    sync.RWMutex
 	snaps map[[2]string]es.Snapshot
 	users map[string]User
-	keys  map[string]APIKey
+	// contacts maps "email:<e>" and "phone:<p>" to a user id.
+	contacts map[string]string
+	keys     map[string]APIKey
 	// gen moves whenever users or keys are dropped, so a reader that
 	// started before the drop does not put back the row it read.
 	gen uint64
@@ -26,7 +28,7 @@ type readCache struct {
 const maxCached = 100_000
 
 func newReadCache() *readCache {
-	return &readCache{snaps: map[[2]string]es.Snapshot{}, users: map[string]User{}, keys: map[string]APIKey{}}
+	return &readCache{snaps: map[[2]string]es.Snapshot{}, users: map[string]User{}, contacts: map[string]string{}, keys: map[string]APIKey{}}
 }
 
 func (c *readCache) snapshot(typ, id string) (es.Snapshot, bool) {
@@ -76,15 +78,7 @@ func (c *readCache) generation() uint64 {
 	return c.gen
 }
 
-func (c *readCache) user(id string) (User, bool) {
-	if c == nil {
-		return User{}, false
-	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	u, ok := c.users[id]
-	return u, ok
-}
+func (c *readCache) user(id string) (User, bool) { return c.userBy(ByID, id) }
 
 // putUser stores u if nothing was dropped since gen was read.
 func (c *readCache) putUser(u User, gen uint64) {
@@ -96,10 +90,37 @@ func (c *readCache) putUser(u User, gen uint64) {
 	if c.gen != gen {
 		return
 	}
-	if len(c.users) >= maxCached {
-		c.users = map[string]User{}
+	if len(c.users) >= maxCached || len(c.contacts) >= maxCached {
+		c.users, c.contacts = map[string]User{}, map[string]string{}
 	}
 	c.users[u.UserID] = u
+	if u.Email != "" {
+		c.contacts["email:"+u.Email] = u.UserID
+	}
+	if u.Phone != "" {
+		c.contacts["phone:"+u.Phone] = u.UserID
+	}
+}
+
+// userBy finds a cached user by id, e-mail or phone.
+func (c *readCache) userBy(by UserBy, v string) (User, bool) {
+	if c == nil {
+		return User{}, false
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	id := v
+	switch by {
+	case ByEmail:
+		id = c.contacts["email:"+v]
+	case ByPhone:
+		id = c.contacts["phone:"+v]
+	}
+	u, ok := c.users[id]
+	if ok && ((by == ByEmail && u.Email != v) || (by == ByPhone && u.Phone != v)) {
+		return User{}, false
+	}
+	return u, ok
 }
 
 func (c *readCache) dropUser(id string) {
@@ -108,6 +129,10 @@ func (c *readCache) dropUser(id string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if u, ok := c.users[id]; ok {
+		delete(c.contacts, "email:"+u.Email)
+		delete(c.contacts, "phone:"+u.Phone)
+	}
 	delete(c.users, id)
 	c.gen++
 }
@@ -153,6 +178,6 @@ func (c *readCache) clear() {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.snaps, c.users, c.keys = map[[2]string]es.Snapshot{}, map[string]User{}, map[string]APIKey{}
+	c.snaps, c.users, c.contacts, c.keys = map[[2]string]es.Snapshot{}, map[string]User{}, map[string]string{}, map[string]APIKey{}
 	c.gen++
 }

@@ -101,6 +101,22 @@ func TestReadCacheMatchesDatabase(t *testing.T) {
 			t.Errorf("snapshot %v: cached differs from disk (-disk +cached):\n%s", k, diff)
 		}
 	}
+	for _, by := range []struct {
+		by store.UserBy
+		v  string
+	}{{store.ByPhone, phone}, {store.ByEmail, "c3@example.com"}, {store.ByID, ids[2]}} {
+		h, hok, err := hot.User(ctx, by.by, by.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, cok, err := cold.User(ctx, by.by, by.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hok != cok || h != c {
+			t.Errorf("user by %s %s: cached %v %+v, disk %v %+v", by.by, by.v, hok, h, cok, c)
+		}
+	}
 	hu, err := hot.Users(ctx, ids)
 	if err != nil {
 		t.Fatal(err)

@@ -49,6 +49,9 @@ type txFunc func(ctx context.Context, q querier, b *batch) error
 type batch struct {
 	snaps map[[2]string]es.Snapshot
 	after []func()
+	// usersTouched: a job of this batch changed the users table, so user
+	// lookups go to the database until the batch commits.
+	usersTouched bool
 }
 
 func newBatch() *batch { return &batch{snaps: map[[2]string]es.Snapshot{}} }

@@ -72,10 +72,7 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 		return err
 	}
 	for i, r := range recs {
-		var seq int64
-		err := tx.q.QueryRowContext(ctx, s.sql(`INSERT INTO events (aggregate_type, aggregate_id, version, type, ts, org_id, data)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`),
-			r.AggregateType, r.AggregateID, r.Version, r.Type, r.Timestamp, r.OrgID, string(r.Data)).Scan(&seq)
+		seq, err := tx.insertEvent(ctx, r)
 		if err != nil {
 			if isUniqueViolation(err) {
 				return refuse()
@@ -116,6 +113,23 @@ func (s *Store) conflict() {
 }
 
 var errStale = errors.New("stale snapshot")
+
+// insertEvent stores one record and returns its global position.
+func (tx *Tx) insertEvent(ctx context.Context, r es.Record) (int64, error) {
+	const cols = `INSERT INTO events (aggregate_type, aggregate_id, version, type, ts, org_id, data) VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	args := []any{r.AggregateType, r.AggregateID, r.Version, r.Type, r.Timestamp, r.OrgID, string(r.Data)}
+	if tx.s.dialect == SQLite {
+		// Exec is cheaper than a query for RETURNING; seq is the rowid.
+		res, err := tx.q.ExecContext(ctx, tx.s.sql(cols), args...)
+		if err != nil {
+			return 0, err
+		}
+		return res.LastInsertId()
+	}
+	var seq int64
+	err := tx.q.QueryRowContext(ctx, cols+` RETURNING seq`, args...).Scan(&seq)
+	return seq, err
+}
 
 func (s *Store) putSnapshot(ctx context.Context, q querier, expected int64, snap es.Snapshot, firstTS, lastTS string) error {
 	if expected == 0 {

@@ -54,10 +54,7 @@ func (s *Store) user(ctx context.Context, q querier, by UserBy, v string) (User,
 
 // User finds a user in the PII vault by one identifier.
 func (s *Store) User(ctx context.Context, by UserBy, v string) (User, bool, error) {
-	if by != ByID {
-		return s.user(ctx, s.r, by, v)
-	}
-	if u, ok := s.cache.user(v); ok {
+	if u, ok := s.cache.userBy(by, v); ok {
 		return u, true, nil
 	}
 	gen := s.cache.generation()
@@ -69,6 +66,7 @@ func (s *Store) User(ctx context.Context, by UserBy, v string) (User, bool, erro
 }
 
 func (tx *Tx) dropUserAfter(id string) {
+	tx.b.usersTouched = true
 	if c := tx.s.cache; c != nil {
 		tx.b.after = append(tx.b.after, func() { c.dropUser(id) })
 	}
@@ -76,7 +74,21 @@ func (tx *Tx) dropUserAfter(id string) {
 
 // User finds a user in the PII vault inside the transaction.
 func (tx *Tx) User(ctx context.Context, by UserBy, v string) (User, bool, error) {
-	return tx.s.user(ctx, tx.q, by, v)
+	c := tx.s.cache
+	if c == nil || tx.b.usersTouched {
+		return tx.s.user(ctx, tx.q, by, v)
+	}
+	// Nothing in this batch changed users yet: what is committed (and
+	// cached) is what the transaction would read.
+	if u, ok := c.userBy(by, v); ok {
+		return u, true, nil
+	}
+	gen := c.generation()
+	u, found, err := tx.s.user(ctx, tx.q, by, v)
+	if err == nil && found {
+		tx.b.after = append(tx.b.after, func() { c.putUser(u, gen) })
+	}
+	return u, found, err
 }
 
 // InsertUser adds a user to the PII vault. It returns an error wrapping
