@@ -2,13 +2,13 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strconv"
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
+	"github.com/spkey-dev/spkey/internal/es"
 )
 
 type LockPath struct {
@@ -259,25 +259,15 @@ type lockEventsInput struct {
 	Page string `query:"page" doc:"1-based page; default the last (most recent) page"`
 }
 
-type storedEvent struct {
-	AggregateType string          `json:"aggregateType"`
-	AggregateID   string          `json:"aggregateId"`
-	Version       int64           `json:"version"`
-	Type          string          `json:"type"`
-	Timestamp     string          `json:"timestamp"`
-	OrgID         string          `json:"orgId"`
-	Event         json.RawMessage `json:"event"`
-}
-
 // EventsOutput is GET /locks/{id}/events.
 type EventsOutput struct {
 	Body struct {
-		AggregateID string        `json:"aggregateId"`
-		TotalEvents int64         `json:"totalEvents"`
-		Page        int64         `json:"page"`
-		PageSize    int64         `json:"pageSize"`
-		TotalPages  int64         `json:"totalPages"`
-		Events      []storedEvent `json:"events"`
+		AggregateID string      `json:"aggregateId"`
+		TotalEvents int64       `json:"totalEvents"`
+		Page        int64       `json:"page"`
+		PageSize    int64       `json:"pageSize"`
+		TotalPages  int64       `json:"totalPages"`
+		Events      []es.Record `json:"events"`
 	}
 }
 
@@ -297,10 +287,7 @@ func (s *Server) lockEvents(ctx context.Context, in *lockEventsInput) (*EventsOu
 	out := &EventsOutput{}
 	b := &out.Body
 	b.AggregateID, b.TotalEvents, b.Page, b.PageSize, b.TotalPages = strconv.FormatInt(in.ID, 10), pg.Total, pg.Page, pg.PageSize, pg.TotalPages
-	b.Events = make([]storedEvent, 0, len(pg.Events))
-	for _, r := range pg.Events {
-		b.Events = append(b.Events, storedEvent{r.AggregateType, r.AggregateID, r.Version, r.Type, r.Timestamp, r.OrgID, r.Data})
-	}
+	b.Events = pg.Events
 	return out, nil
 }
 

@@ -3,15 +3,14 @@ package lock_test
 import (
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"pgregory.net/rapid"
 
 	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/domaintest"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/domain/user"
 )
@@ -39,6 +38,11 @@ type model struct {
 	keys      []lock.Key
 	residents []lock.Resident // in the order they were added
 }
+
+var (
+	expect = domaintest.Expect
+	diff   = domaintest.Diff
+)
 
 func (m *model) resident(u string) (lock.Resident, bool) {
 	for _, r := range m.residents {
@@ -73,17 +77,7 @@ func cloneState(s lock.State) lock.State {
 // the state it was given untouched.
 func (mc *machine) apply(t *rapid.T, evs []domain.Event) {
 	for _, e := range evs {
-		b, err := json.Marshal(e)
-		if err != nil {
-			t.Fatalf("marshal %s: %v", e.EventType(), err)
-		}
-		got, err := lock.Decode(e.EventType(), b)
-		if err != nil {
-			t.Fatalf("decode %s %s: %v", e.EventType(), b, err)
-		}
-		if diff := diff(e, got); diff != "" {
-			t.Fatalf("%s does not survive JSON (-want +got):\n%s", e.EventType(), diff)
-		}
+		_, got := domaintest.RoundTrip(t, e, lock.Decode)
 		before := cloneState(mc.s)
 		old := mc.s
 		mc.s = lock.Apply(mc.s, e)
@@ -92,26 +86,6 @@ func (mc *machine) apply(t *rapid.T, evs []domain.Event) {
 		}
 		mc.events = append(mc.events, e)
 		mc.decoded = append(mc.decoded, got)
-	}
-}
-
-// expect checks a decision against the model's answer.
-func expect(t *rapid.T, what string, gotEvs []domain.Event, gotErr error, wantEvs []domain.Event, wantCode domain.Code) {
-	t.Helper()
-	if wantCode != "" {
-		if code := domain.ErrorCode(gotErr); code != wantCode {
-			t.Fatalf("%s: error %v (code %s), want code %s", what, gotErr, code, wantCode)
-		}
-		if len(gotEvs) != 0 {
-			t.Fatalf("%s: failed with %v but returned events %v", what, gotErr, gotEvs)
-		}
-		return
-	}
-	if gotErr != nil {
-		t.Fatalf("%s: unexpected error %v", what, gotErr)
-	}
-	if diff := diff(wantEvs, gotEvs); diff != "" {
-		t.Fatalf("%s: events mismatch (-want +got):\n%s", what, diff)
 	}
 }
 
@@ -348,13 +322,4 @@ func TestApplyIgnoresForeignEvents(t *testing.T) {
 	if diff := diff(s, got); diff != "" {
 		t.Errorf("Apply of a user event changed the lock (-want +got):\n%s", diff)
 	}
-}
-
-// diff is cmp.Diff with a cheap equality test first: the property tests
-// compare thousands of states.
-func diff(want, got any) string {
-	if reflect.DeepEqual(want, got) {
-		return ""
-	}
-	return cmp.Diff(want, got)
 }

@@ -3,14 +3,13 @@ package tenant_test
 import (
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"pgregory.net/rapid"
 
 	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/domaintest"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
 )
@@ -21,6 +20,11 @@ const orgID = "acme"
 
 // at renders tick as a timestamp; ticks are seconds after base, so the
 // strings sort as the times do.
+var (
+	expect = domaintest.Expect
+	diff   = domaintest.Diff
+)
+
 func at(tick int) string {
 	return base.Add(time.Duration(tick) * time.Second).Format(domain.TimeLayout)
 }
@@ -55,38 +59,9 @@ func (mc *machine) now() string { return at(mc.tick) }
 
 func (mc *machine) apply(t *rapid.T, evs []domain.Event) {
 	for _, e := range evs {
-		b, err := json.Marshal(e)
-		if err != nil {
-			t.Fatalf("marshal %s: %v", e.EventType(), err)
-		}
-		got, err := tenant.Decode(e.EventType(), b)
-		if err != nil {
-			t.Fatalf("decode %s %s: %v", e.EventType(), b, err)
-		}
-		if diff := diff(e, got); diff != "" {
-			t.Fatalf("%s does not survive JSON (-want +got):\n%s", e.EventType(), diff)
-		}
+		domaintest.RoundTrip(t, e, tenant.Decode)
 		mc.s = tenant.Apply(mc.s, e)
 		mc.events = append(mc.events, e)
-	}
-}
-
-func expect(t *rapid.T, what string, gotEvs []domain.Event, gotErr error, wantEvs []domain.Event, wantCode domain.Code) {
-	t.Helper()
-	if wantCode != "" {
-		if code := domain.ErrorCode(gotErr); code != wantCode {
-			t.Fatalf("%s: error %v (code %s), want code %s", what, gotErr, code, wantCode)
-		}
-		if len(gotEvs) != 0 {
-			t.Fatalf("%s: failed with %v but returned events %v", what, gotErr, gotEvs)
-		}
-		return
-	}
-	if gotErr != nil {
-		t.Fatalf("%s: unexpected error %v", what, gotErr)
-	}
-	if diff := diff(wantEvs, gotEvs); diff != "" {
-		t.Fatalf("%s: events mismatch (-want +got):\n%s", what, diff)
 	}
 }
 
@@ -303,13 +278,4 @@ func TestDecodeRejects(t *testing.T) {
 			}
 		})
 	}
-}
-
-// diff is cmp.Diff with a cheap equality test first: the property tests
-// compare thousands of states.
-func diff(want, got any) string {
-	if reflect.DeepEqual(want, got) {
-		return ""
-	}
-	return cmp.Diff(want, got)
 }

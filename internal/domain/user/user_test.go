@@ -2,15 +2,14 @@ package user_test
 
 import (
 	"encoding/json"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"pgregory.net/rapid"
 
 	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/domaintest"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/domain/user"
 )
@@ -38,6 +37,11 @@ type machine struct {
 	clock  int
 }
 
+var (
+	expect = domaintest.Expect
+	diff   = domaintest.Diff
+)
+
 func (mc *machine) now() string {
 	mc.clock++
 	return base.Add(time.Duration(mc.clock) * time.Second).Format(domain.TimeLayout)
@@ -45,44 +49,15 @@ func (mc *machine) now() string {
 
 func (mc *machine) apply(t *rapid.T, evs []domain.Event) {
 	for _, e := range evs {
-		b, err := json.Marshal(e)
-		if err != nil {
-			t.Fatalf("marshal %s: %v", e.EventType(), err)
-		}
+		b, _ := domaintest.RoundTrip(t, e, user.Decode)
 		// No raw identifier ever reaches an event.
 		for _, raw := range append(append([]string{}, emails...), phones...) {
 			if strings.Contains(string(b), raw) {
 				t.Fatalf("event %s carries the raw identifier %q", b, raw)
 			}
 		}
-		got, err := user.Decode(e.EventType(), b)
-		if err != nil {
-			t.Fatalf("decode %s %s: %v", e.EventType(), b, err)
-		}
-		if diff := diff(e, got); diff != "" {
-			t.Fatalf("%s does not survive JSON (-want +got):\n%s", e.EventType(), diff)
-		}
 		mc.s = user.Apply(mc.s, e)
 		mc.events = append(mc.events, e)
-	}
-}
-
-func expect(t *rapid.T, what string, gotEvs []domain.Event, gotErr error, wantEvs []domain.Event, wantCode domain.Code) {
-	t.Helper()
-	if wantCode != "" {
-		if code := domain.ErrorCode(gotErr); code != wantCode {
-			t.Fatalf("%s: error %v (code %s), want code %s", what, gotErr, code, wantCode)
-		}
-		if len(gotEvs) != 0 {
-			t.Fatalf("%s: failed with %v but returned events %v", what, gotErr, gotEvs)
-		}
-		return
-	}
-	if gotErr != nil {
-		t.Fatalf("%s: unexpected error %v", what, gotErr)
-	}
-	if diff := diff(wantEvs, gotEvs); diff != "" {
-		t.Fatalf("%s: events mismatch (-want +got):\n%s", what, diff)
 	}
 }
 
@@ -214,13 +189,4 @@ func TestDecodeRejects(t *testing.T) {
 			}
 		})
 	}
-}
-
-// diff is cmp.Diff with a cheap equality test first: the property tests
-// compare thousands of states.
-func diff(want, got any) string {
-	if reflect.DeepEqual(want, got) {
-		return ""
-	}
-	return cmp.Diff(want, got)
 }
