@@ -61,7 +61,8 @@ type CreateLockInput struct {
 	Keys         []lock.Key `json:"keys,omitempty"`
 }
 
-// CreateLock creates lock id. A tenant's API key makes the tenant its org.
+// CreateLock creates lock id. A tenant's API key makes the tenant its org;
+// a JWT user who names no owner becomes the owner.
 // It answers Created=false with no event when the lock exists and the
 // caller may see it; Forbidden when it may not.
 func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLockInput) (Result, error) {
@@ -89,12 +90,19 @@ func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLoc
 			}
 			return Result{AggregateID: lockKey(id), Version: snap.Version}, nil
 		}
-		org := ""
-		if c.P.Kind == TenantCaller {
+		org, owner := "", in.OwnerID
+		switch c.P.Kind {
+		case TenantCaller:
 			org = c.P.OrgID
+		case UserCaller:
+			// A user who creates a lock without naming an owner owns it;
+			// otherwise nobody could ever act on it with a JWT.
+			if owner == "" {
+				owner = c.P.UserID
+			}
 		}
 		now := s.stamp()
-		evs, err := lock.DecideCreate(st, lock.Create{LockID: id, UUID: u, SerialNumber: in.SerialNumber, OwnerID: in.OwnerID, Keys: in.Keys, OrgID: org, Now: now})
+		evs, err := lock.DecideCreate(st, lock.Create{LockID: id, UUID: u, SerialNumber: in.SerialNumber, OwnerID: owner, Keys: in.Keys, OrgID: org, Now: now})
 		if err != nil {
 			return Result{}, err
 		}

@@ -32,9 +32,28 @@ const (
 // mux sets it on the request copy it receives, not on observe's.
 type routeHolder struct{ pattern string }
 
-// recordRoute wraps the mux and notes which pattern served the request.
-func recordRoute(mux http.Handler) http.Handler {
+// route wraps the mux: it answers unknown paths (404) and wrong methods
+// (405, with Allow) in our envelope instead of the mux's plain text, and
+// notes which pattern served the request.
+func route(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			var allow []string
+			for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+				probe := r.Clone(r.Context())
+				probe.Method = m
+				if _, p := mux.Handler(probe); p != "" {
+					allow = append(allow, m)
+				}
+			}
+			if len(allow) == 0 {
+				writeError(w, r, newAPIError(http.StatusNotFound, "No such route: "+r.Method+" "+r.URL.Path, nil))
+				return
+			}
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, r, newAPIError(http.StatusMethodNotAllowed, "Method "+r.Method+" not allowed here; use "+strings.Join(allow, " or "), nil))
+			return
+		}
 		mux.ServeHTTP(w, r)
 		if h, ok := r.Context().Value(keyRoute).(*routeHolder); ok {
 			h.pattern = r.Pattern

@@ -81,7 +81,7 @@ func New(cfg Config, svc *app.Service, jwt *auth.Verifier, db Pinger, reg *prome
 	s.api = humago.New(mux, hc)
 	s.routes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	s.handler = s.observe(s.cors(s.authenticate(recordRoute(mux))))
+	s.handler = s.observe(s.cors(s.authenticate(route(mux))))
 	return s
 }
 
