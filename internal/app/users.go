@@ -350,13 +350,11 @@ func (s *Service) Profile(ctx context.Context, p Principal, id string) (UserView
 }
 
 // EnsureUser is the sign-up hook (POST /users): find the user with this
-// e-mail or create one.
-func (s *Service) EnsureUser(ctx context.Context, p Principal, email string) (UserView, error) {
+// e-mail or create one. The caller has passed the hook's admin-key check.
+func (s *Service) EnsureUser(ctx context.Context, email string) (UserView, error) {
 	e, err := domain.NormalizeEmail("detail.data.user_name", email)
 	if err != nil {
 		return UserView{}, err
 	}
-	// The hook is an admin-authenticated machine call: run as a user-less
-	// caller that may create.
-	return s.FindOrCreate(ctx, Principal{Kind: UserCaller, UserID: "signup-hook"}, false, FindInput{Email: e})
+	return s.FindOrCreate(ctx, Principal{Admin: true}, false, FindInput{Email: e})
 }

@@ -99,7 +99,7 @@ func (s *Server) ensureUser(ctx context.Context, in *ensureUserInput) (*EnsureUs
 	if denied, _ := ctx.Value(keyAdminDenied).(bool); denied {
 		return nil, toAPIError(ctx, s.log, domain.Errorf(domain.Forbidden, "This account's e-mail domain is not allowed to use admin routes"))
 	}
-	u, err := s.svc.EnsureUser(ctx, principal(ctx), in.Body.Detail.Data.UserName)
+	u, err := s.svc.EnsureUser(ctx, in.Body.Detail.Data.UserName)
 	if err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}
