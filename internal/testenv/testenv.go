@@ -141,6 +141,7 @@ type Options struct {
 	Now              func() time.Time
 	Log              *slog.Logger
 	JWT              *auth.Config // nil: local issuer only
+	NoAdminKey       bool         // run without an admin key configured
 }
 
 // NewServer starts spkey's handler on 127.0.0.1:0 over a fresh store.
@@ -168,7 +169,11 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 		origins[o] = true
 	}
 	reg := prometheus.NewRegistry()
-	h := httpapi.New(httpapi.Config{Version: "test", AdminAPIKey: AdminKey, AdminEmailDomain: opt.AdminEmailDomain, CORSOrigins: origins}, svc, v, st, reg, log)
+	adminKey := AdminKey
+	if opt.NoAdminKey {
+		adminKey = ""
+	}
+	h := httpapi.New(httpapi.Config{Version: "test", AdminAPIKey: adminKey, AdminEmailDomain: opt.AdminEmailDomain, CORSOrigins: origins}, svc, v, st, reg, log)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &Server{URL: srv.URL, Store: st, Svc: svc, JWT: v, Reg: reg}
