@@ -113,6 +113,10 @@ func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLoc
 
 // lockCommand runs one decide function on an existing, authorized lock.
 func (s *Service) lockCommand(ctx context.Context, c Call, id int64, decide func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error)) (Result, error) {
+	// Refuse anonymous callers before queueing anything for the writer.
+	if err := requireAuth(c.P); err != nil {
+		return Result{}, err
+	}
 	c.Aggregate = "lock/" + lockKey(id)
 	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
 		st, snap, err := loadLockFor(ctx, tx, c.P, id)

@@ -251,6 +251,9 @@ func (s *Service) CreateUser(ctx context.Context, c Call, id string, in CreateUs
 
 // userCommand runs a decide step on an existing user the caller may touch.
 func (s *Service) userCommand(ctx context.Context, c Call, id string, decide func(ctx context.Context, tx *store.Tx, st user.State, u store.User, now string) ([]domain.Event, error)) (Result, error) {
+	if err := requireAuth(c.P); err != nil {
+		return Result{}, err
+	}
 	c.Aggregate = "user/" + id
 	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
 		if err := authorizeUser(ctx, c.P, id, tx.UserLinked); err != nil {

@@ -138,6 +138,12 @@ func (s *Store) Ping(ctx context.Context) error {
 // Migrate applies the embedded migrations that have not run yet, in order.
 func (s *Store) Migrate(ctx context.Context) error {
 	return s.w.update(ctx, func(ctx context.Context, q querier, _ *batch) error {
+		if s.dialect == Postgres {
+			// Nodes starting together migrate one at a time.
+			if _, err := q.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7302541)`); err != nil {
+				return fmt.Errorf("lock migrations: %w", err)
+			}
+		}
 		if _, err := q.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)`); err != nil {
 			return fmt.Errorf("create schema_migrations: %w", err)
 		}
