@@ -139,8 +139,12 @@ func (tx *Tx) LinkUserTenant(ctx context.Context, userID, orgID string) error {
 
 // UserLinked reports whether the tenant orgID is linked to the user.
 func (s *Store) UserLinked(ctx context.Context, userID, orgID string) (bool, error) {
+	return s.userLinked(ctx, s.r, userID, orgID)
+}
+
+func (s *Store) userLinked(ctx context.Context, q querier, userID, orgID string) (bool, error) {
 	var n int
-	err := s.r.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM user_tenants WHERE user_id = $1 AND org_id = $2`), userID, orgID).Scan(&n)
+	err := q.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM user_tenants WHERE user_id = $1 AND org_id = $2`), userID, orgID).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("check user tenant link: %w", err)
 	}
@@ -149,12 +153,7 @@ func (s *Store) UserLinked(ctx context.Context, userID, orgID string) (bool, err
 
 // UserLinked reports, inside the transaction, whether orgID is linked.
 func (tx *Tx) UserLinked(ctx context.Context, userID, orgID string) (bool, error) {
-	var n int
-	err := tx.q.QueryRowContext(ctx, tx.s.sql(`SELECT COUNT(*) FROM user_tenants WHERE user_id = $1 AND org_id = $2`), userID, orgID).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("check user tenant link: %w", err)
-	}
-	return n > 0, nil
+	return tx.s.userLinked(ctx, tx.q, userID, orgID)
 }
 
 // SetTenantContact stores a tenant's raw owner e-mail (its events carry a
