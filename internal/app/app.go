@@ -71,6 +71,15 @@ type Service struct {
 	newUUID func() string
 	random  func(n int) string
 	log     *slog.Logger
+	chans   Channels
+	queued  func(consumers []string)
+}
+
+// Channels says which operator-configured doorbell channels exist: a ring
+// queues e-mail and hook deliveries only when they do.
+type Channels struct {
+	Email bool // an SMTP relay is configured
+	Hook  bool // an outgoing notification hook is configured
 }
 
 // Options carries the outside-world functions the service needs; tests
@@ -80,6 +89,11 @@ type Options struct {
 	NewUUID func() string
 	// Random returns n random alphanumeric characters (API keys).
 	Random func(n int) string
+	// Channels lists the configured doorbell channels.
+	Channels Channels
+	// Queued, if set, is told after commit which outbox consumers got new
+	// rows, so their dispatchers can start at once instead of polling.
+	Queued func(consumers []string)
 }
 
 // New returns a Service over st.
@@ -93,7 +107,7 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 	if opt.Random == nil {
 		opt.Random = RandomAlnum
 	}
-	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log}
+	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log, chans: opt.Channels, queued: opt.Queued}
 	if st.Dialect() == store.Postgres {
 		// SQLite has one writer already; on PostgreSQL commands run in
 		// parallel, so keep one writer per aggregate inside this node and
@@ -120,6 +134,10 @@ type Result struct {
 	Event       *EventOut `json:"event"`
 	Email       string    `json:"email,omitempty"`
 	UserID      string    `json:"userId,omitempty"`
+	// RingDoorbell's extras.
+	RingID   string `json:"ringId,omitempty"`
+	LockID   int64  `json:"lockId,omitempty"`
+	Notified int    `json:"notified,omitempty"`
 	// Replayed is true when the answer came from an Idempotency-Key record.
 	Replayed bool `json:"-"`
 }
@@ -242,15 +260,22 @@ func load[S any](ctx context.Context, tx *store.Tx, a aggregate[S], id string) (
 // save appends evs after snap and stores the folded state. It returns the
 // new state, the new version and the first event as a command answer.
 func save[S any](ctx context.Context, tx *store.Tx, a aggregate[S], snap es.Snapshot, st S, evs []domain.Event, now string) (S, int64, *EventOut, error) {
+	st, v, ev, _, err := saveRecs(ctx, tx, a, snap, st, evs, now)
+	return st, v, ev, err
+}
+
+// saveRecs is save that also returns the stored records (with their global
+// positions), for callers that queue outbox work about them.
+func saveRecs[S any](ctx context.Context, tx *store.Tx, a aggregate[S], snap es.Snapshot, st S, evs []domain.Event, now string) (S, int64, *EventOut, []es.Record, error) {
 	if len(evs) == 0 {
-		return st, snap.Version, nil, nil
+		return st, snap.Version, nil, nil, nil
 	}
 	recs := make([]es.Record, len(evs))
 	var first *EventOut
 	for i, e := range evs {
 		data, err := json.Marshal(e)
 		if err != nil {
-			return st, 0, nil, fmt.Errorf("encode %s: %w", e.EventType(), err)
+			return st, 0, nil, nil, fmt.Errorf("encode %s: %w", e.EventType(), err)
 		}
 		st = a.apply(st, e)
 		recs[i] = es.Record{AggregateType: a.typ, AggregateID: snap.AggregateID, Version: snap.Version + int64(i) + 1,
@@ -261,12 +286,12 @@ func save[S any](ctx context.Context, tx *store.Tx, a aggregate[S], snap es.Snap
 	}
 	state, err := json.Marshal(st)
 	if err != nil {
-		return st, 0, nil, fmt.Errorf("encode %s state: %w", a.typ, err)
+		return st, 0, nil, nil, fmt.Errorf("encode %s state: %w", a.typ, err)
 	}
 	expected := snap.Version
 	snap.OrgID, snap.State = a.org(st), state
 	if err := tx.Append(ctx, expected, snap, recs); err != nil {
-		return st, 0, nil, err
+		return st, 0, nil, nil, err
 	}
-	return st, recs[len(recs)-1].Version, first, nil
+	return st, recs[len(recs)-1].Version, first, recs, nil
 }

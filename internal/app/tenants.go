@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
 	"github.com/spkey-dev/spkey/internal/domain/user"
@@ -204,6 +205,8 @@ func Fold(aggType string, state json.RawMessage, r es.Record) (json.RawMessage, 
 		return foldWith(userAgg, user.Decode, state, r)
 	case tenant.AggregateType:
 		return foldWith(tenantAgg, tenant.Decode, state, r)
+	case doorbell.AggregateType:
+		return foldWith(ringAgg, doorbell.Decode, state, r)
 	}
 	return nil, "", fmt.Errorf("unknown aggregate type %q", aggType)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
 	"github.com/spkey-dev/spkey/internal/domain/user"
@@ -48,6 +49,7 @@ const (
 	lockU  = "6f1c2e9a-0b3d-4c5e-8f7a-9b0c1d2e3f40"
 	userA  = "8d0f6e52-3b1a-4c9d-9e7f-0a1b2c3d4e5f"
 	userB  = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+	ringID = "7e57d004-4a1b-4c2d-9e3f-5a6b7c8d9e0f"
 )
 
 // fixtures holds one instance of every event type, every optional field
@@ -56,6 +58,7 @@ func fixtures() []fixture {
 	l := func(e domain.Event) fixture { return fixture{"lock", true, e, lock.Decode} }
 	u := func(e domain.Event) fixture { return fixture{"user", true, e, user.Decode} }
 	tn := func(e domain.Event) fixture { return fixture{"tenant", false, e, tenant.Decode} }
+	d := func(e domain.Event) fixture { return fixture{"doorbell", false, e, doorbell.Decode} }
 	return []fixture{
 		l(lock.LockCreated{LockID: lockID, UUID: lockU, SerialNumber: "SN-0001001",
 			Keys:    []lock.Key{{UUID: "0b9f1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d", IndexNumber: i64(0), UserID: userA}, {UUID: "5c6d7e8f-9a0b-4c1d-8e2f-3a4b5c6d7e8f", IndexNumber: i64(1)}},
@@ -72,6 +75,13 @@ func fixtures() []fixture {
 			Hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Masked: "sk_l***wxyz",
 			Super: true, CreatedAt: ts, CreatedBy: "admin@spkey.example", ExpiresAt: "2027-01-01T00:00:00.000Z"}),
 		tn(tenant.APIKeyRevoked{OrgID: "acme", KeyID: "3f2e1d0c-9b8a-4765-8432-10fedcba9876", Reason: "rotated", RevokedAt: ts}),
+		fixture{"user", false, user.NotificationPreferencesSet{UserID: userA, Timestamp: ts,
+			Preferences: user.Preferences{Live: true, Email: false, Hook: true, QuietHours: &user.QuietHours{Start: "22:00", End: "07:00", TimeZone: "Europe/Warsaw"}}}, user.Decode},
+		d(doorbell.DoorbellRang{RingID: ringID, LockID: lockID, UUID: lockU, OrgID: "acme", Timestamp: ts,
+			Residents: []doorbell.Target{{UserID: userA, Name: "Ann"}, {UserID: userB, Name: "Bob Example"}},
+			Source: doorbell.SourceVisitorPage, VisitorName: "Courier", Message: "Parcel for flat 4"}),
+		d(doorbell.DoorbellAnswered{RingID: ringID, LockID: lockID, Timestamp: ts, UserID: userA, Name: "Ann"}),
+		d(doorbell.DoorbellDeclined{RingID: ringID, LockID: lockID, Timestamp: ts, UserID: userB, Name: "Bob Example"}),
 	}
 }
 
@@ -261,7 +271,7 @@ func compileUpstream(t *testing.T, doc []byte) map[string]*jsonschema.Schema {
 func declaredEventTypes(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	for _, pkg := range []string{"lock", "user", "tenant"} {
+	for _, pkg := range []string{"lock", "user", "tenant", "doorbell"} {
 		fset := token.NewFileSet()
 		files, err := filepath.Glob(filepath.Join(pkg, "*.go"))
 		if err != nil {

@@ -78,8 +78,19 @@ type OutboxRow struct {
 	AggregateID   string
 	Version       int64
 	OrgID         string
+	// Target is the recipient a row is meant for (a user id for doorbell
+	// notifications), or empty.
+	Target string
 }
 
 // ConsumerWebhooks is the outbox consumer for partner webhook deliveries:
 // it gets one row per event of an aggregate that belongs to a tenant.
 const ConsumerWebhooks = "webhooks"
+
+// The doorbell notification consumers: one row per targeted resident per
+// channel, Target being the resident's user id.
+const (
+	ConsumerDoorbellLive  = "doorbell.live"
+	ConsumerDoorbellEmail = "doorbell.email"
+	ConsumerDoorbellHook  = "doorbell.hook"
+)

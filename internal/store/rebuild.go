@@ -21,7 +21,7 @@ func (s *Store) Rebuild(ctx context.Context, fold Folder) error {
 		if s.cache != nil {
 			tx.b.after = append(tx.b.after, s.cache.clear)
 		}
-		for _, t := range []string{"aggregates", "api_keys"} {
+		for _, t := range []string{"aggregates", "api_keys", "doorbell_rings", "doorbell_ring_targets"} {
 			if _, err := tx.q.ExecContext(ctx, "DELETE FROM "+t); err != nil {
 				return fmt.Errorf("clear %s: %w", t, err)
 			}
@@ -93,6 +93,8 @@ func (s *Store) DumpReadModels(ctx context.Context) (string, error) {
 	for _, q := range []string{
 		`SELECT aggregate_type, aggregate_id, version, org_id, state, created_at, updated_at FROM aggregates`,
 		`SELECT key_id, org_id, hash, masked, super, created_at, created_by, COALESCE(expires_at, ''), COALESCE(revoked_at, '') FROM api_keys`,
+		`SELECT ring_id, lock_id, org_id, rang_at, event_seq FROM doorbell_rings`,
+		`SELECT user_id, ring_id, lock_id, event_seq FROM doorbell_ring_targets`,
 	} {
 		rows, err := s.r.QueryContext(ctx, q)
 		if err != nil {

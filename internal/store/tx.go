@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
 	"github.com/spkey-dev/spkey/internal/es"
 )
@@ -80,7 +81,7 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 			return fmt.Errorf("insert event %s/%s v%d: %w", r.AggregateType, r.AggregateID, r.Version, err)
 		}
 		recs[i].Seq = seq
-		if err := s.project(ctx, tx.q, r); err != nil {
+		if err := s.project(ctx, tx.q, recs[i]); err != nil {
 			return err
 		}
 		if r.OrgID != "" {
@@ -158,6 +159,9 @@ func (s *Store) putSnapshot(ctx context.Context, q querier, expected int64, snap
 // project keeps the tables that are not snapshots (API keys) in step with
 // the events. Rebuild runs the same code.
 func (s *Store) project(ctx context.Context, q querier, r es.Record) error {
+	if r.AggregateType == doorbell.AggregateType {
+		return s.projectDoorbell(ctx, q, r)
+	}
 	switch r.Type {
 	case tenant.TypeAPIKeyIssued:
 		var e tenant.APIKeyIssued

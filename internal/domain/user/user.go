@@ -29,6 +29,8 @@ type State struct {
 	Status      string `json:"status"`
 	MaskedEmail string `json:"maskedEmail,omitempty"`
 	MaskedPhone string `json:"maskedPhone,omitempty"`
+	// Preferences is nil until the user first sets them (see Prefs).
+	Preferences *Preferences `json:"preferences,omitempty"`
 }
 
 // Exists reports whether the user has been created.
@@ -81,6 +83,10 @@ func Decode(typ string, data []byte) (domain.Event, error) {
 		var e UserPhoneNumberUpdated
 		err := unmarshal(typ, data, &e)
 		return e, err
+	case TypeNotificationPreferencesSet:
+		var e NotificationPreferencesSet
+		err := unmarshal(typ, data, &e)
+		return e, err
 	}
 	return nil, fmt.Errorf("user: unknown event type %q", typ)
 }
@@ -101,6 +107,13 @@ func Apply(s State, e domain.Event) State {
 		s.MaskedEmail = v.MaskedEmail
 	case UserPhoneNumberUpdated:
 		s.MaskedPhone = v.MaskedPhoneNumber
+	case NotificationPreferencesSet:
+		p := v.Preferences
+		if p.QuietHours != nil {
+			q := *p.QuietHours
+			p.QuietHours = &q
+		}
+		s.Preferences = &p
 	}
 	return s
 }

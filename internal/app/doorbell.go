@@ -1,0 +1,330 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/doorbell"
+	"github.com/spkey-dev/spkey/internal/domain/lock"
+	"github.com/spkey-dev/spkey/internal/domain/user"
+	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+var ringAgg = aggregate[doorbell.State]{typ: doorbell.AggregateType, apply: doorbell.Apply, org: func(s doorbell.State) string { return s.OrgID }}
+
+// RingInput is the optional body of RingDoorbell.
+type RingInput struct {
+	ResidentUserID string `json:"residentUserId,omitempty"`
+	VisitorName    string `json:"visitorName,omitempty"`
+	Message        string `json:"message,omitempty"`
+	Source         string `json:"source,omitempty"`
+}
+
+// authorizeRing: the lock's tenant key (or a super key) and the lock's
+// owner may ring it through the API.
+func authorizeRing(p Principal, l lock.State) error {
+	if err := requireAuth(p); err != nil {
+		return err
+	}
+	switch p.Kind {
+	case TenantCaller:
+		if p.Super || (l.OrgID != "" && l.OrgID == p.OrgID) {
+			return nil
+		}
+		return domain.Errorf(domain.Forbidden, "This API key's organization does not own lock %d", l.LockID)
+	case UserCaller:
+		if l.OwnerID != "" && l.OwnerID == p.UserID {
+			return nil
+		}
+		return domain.Errorf(domain.Forbidden, "Only the lock owner or the lock's organization may ring lock %d", l.LockID)
+	}
+	return domain.Errorf(domain.Forbidden, "Not allowed")
+}
+
+// RingDoorbell rings lock id for an authorized caller: it records
+// DoorbellRang on a new ring stream and queues, in the same transaction, one
+// delivery per targeted resident per enabled channel. It returns NotFound
+// for an unknown lock, Invalid for bad input, Unauthorized or Forbidden.
+func (s *Service) RingDoorbell(ctx context.Context, c Call, id int64, in RingInput) (Result, error) {
+	if err := requireAuth(c.P); err != nil {
+		return Result{}, err
+	}
+	return s.ring(ctx, c, id, in, false)
+}
+
+// RingFromVisitor rings lock id from its public doorbell page: no caller,
+// source "visitor-page". The page's rate limit is the caller's job.
+func (s *Service) RingFromVisitor(ctx context.Context, id int64, residentUserID, visitorName, message string) (Result, error) {
+	in := RingInput{ResidentUserID: residentUserID, VisitorName: visitorName, Message: message, Source: doorbell.SourceVisitorPage}
+	return s.ring(ctx, Call{Route: "visitor-ring"}, id, in, true)
+}
+
+func (s *Service) ring(ctx context.Context, c Call, id int64, in RingInput, public bool) (Result, error) {
+	in.VisitorName, in.Message = strings.TrimSpace(in.VisitorName), strings.TrimSpace(in.Message)
+	if in.ResidentUserID != "" {
+		u, err := domain.NormalizeUUID("residentUserId", in.ResidentUserID)
+		if err != nil {
+			return Result{}, err
+		}
+		in.ResidentUserID = u
+	}
+	cmd := doorbell.Ring{ResidentUserID: in.ResidentUserID, VisitorName: in.VisitorName, Message: in.Message, Source: in.Source}
+	if err := cmd.Validate(); err != nil {
+		return Result{}, err
+	}
+	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
+		l, _, err := load(ctx, tx, lockAgg, lockKey(id))
+		if err != nil {
+			return Result{}, err
+		}
+		if !l.Exists() {
+			return Result{}, domain.Errorf(domain.NotFound, "Lock %d not found", id)
+		}
+		if !public {
+			if err := authorizeRing(c.P, l); err != nil {
+				return Result{}, err
+			}
+		}
+		now := s.stamp()
+		cmd.RingID, cmd.Now = s.newUUID(), now
+		evs, err := doorbell.DecideRing(l, cmd)
+		if err != nil {
+			return Result{}, err
+		}
+		st, v, ev, recs, err := saveRecs(ctx, tx, ringAgg, es.Snapshot{AggregateType: doorbell.AggregateType, AggregateID: cmd.RingID}, doorbell.State{}, evs, now)
+		if err != nil {
+			return Result{}, err
+		}
+		if err := s.queueRing(ctx, tx, st, recs[0], now); err != nil {
+			return Result{}, err
+		}
+		return Result{Created: true, AggregateID: st.RingID, Version: v, Event: ev, RingID: st.RingID, LockID: id, Notified: len(st.Residents)}, nil
+	})
+}
+
+// queueRing queues the deliveries of a DoorbellRang: one row per targeted
+// resident per channel that is configured, switched on by the resident and
+// has somewhere to go (e-mail needs an address on file).
+func (s *Service) queueRing(ctx context.Context, tx *store.Tx, st doorbell.State, rec es.Record, now string) error {
+	var consumers []string
+	seen := map[string]bool{}
+	for _, t := range st.Residents {
+		prefs, err := userPrefs(ctx, tx, t.UserID)
+		if err != nil {
+			return err
+		}
+		var chans []string
+		if prefs.Live {
+			chans = append(chans, es.ConsumerDoorbellLive)
+		}
+		if s.chans.Email && prefs.Email {
+			u, found, err := tx.User(ctx, store.ByID, t.UserID)
+			if err != nil {
+				return err
+			}
+			if found && u.Email != "" {
+				chans = append(chans, es.ConsumerDoorbellEmail)
+			}
+		}
+		if s.chans.Hook && prefs.Hook {
+			chans = append(chans, es.ConsumerDoorbellHook)
+		}
+		for _, ch := range chans {
+			row := es.OutboxRow{Consumer: ch, EventSeq: rec.Seq, AggregateType: rec.AggregateType, AggregateID: rec.AggregateID, Version: rec.Version, OrgID: rec.OrgID, Target: t.UserID}
+			if err := tx.Enqueue(ctx, row, now); err != nil {
+				return err
+			}
+			if !seen[ch] {
+				seen[ch] = true
+				consumers = append(consumers, ch)
+			}
+		}
+	}
+	s.afterCommitQueued(tx, consumers)
+	return nil
+}
+
+func (s *Service) afterCommitQueued(tx *store.Tx, consumers []string) {
+	if s.queued != nil && len(consumers) > 0 {
+		tx.AfterCommit(func() { s.queued(consumers) })
+	}
+}
+
+// userPrefs reads a user's notification preferences inside tx (the
+// defaults for a user without a stream).
+func userPrefs(ctx context.Context, tx *store.Tx, userID string) (user.Preferences, error) {
+	u, _, err := load(ctx, tx, userAgg, userID)
+	if err != nil {
+		return user.Preferences{}, err
+	}
+	return u.Prefs(), nil
+}
+
+// AnswerRing records that the calling resident answers ring ringID: the
+// first answer wins and every targeted resident's live stream hears of it.
+// It returns NotFound for an unknown ring, Forbidden for a caller the ring
+// did not target (API keys included) and Conflict once it is answered.
+func (s *Service) AnswerRing(ctx context.Context, c Call, ringID string) (Result, error) {
+	return s.respond(ctx, c, ringID, doorbell.DecideAnswer)
+}
+
+// DeclineRing records that the calling resident declines ring ringID, with
+// the errors of AnswerRing.
+func (s *Service) DeclineRing(ctx context.Context, c Call, ringID string) (Result, error) {
+	return s.respond(ctx, c, ringID, doorbell.DecideDecline)
+}
+
+func (s *Service) respond(ctx context.Context, c Call, ringID string, decide func(doorbell.State, string, string) ([]domain.Event, error)) (Result, error) {
+	if err := requireAuth(c.P); err != nil {
+		return Result{}, err
+	}
+	id, err := domain.NormalizeUUID("ringId", ringID)
+	if err != nil {
+		return Result{}, domain.Errorf(domain.NotFound, "Ring %s not found", ringID)
+	}
+	c.Aggregate = "ring/" + id
+	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
+		st, snap, err := load(ctx, tx, ringAgg, id)
+		if err != nil {
+			return Result{}, err
+		}
+		if !st.Exists() {
+			return Result{}, domain.Errorf(domain.NotFound, "Ring %s not found", id)
+		}
+		if c.P.Kind != UserCaller {
+			return Result{}, domain.Errorf(domain.Forbidden, "Only a resident the ring notified may answer it, with their own token")
+		}
+		now := s.stamp()
+		evs, err := decide(st, c.P.UserID, now)
+		if err != nil {
+			return Result{}, err
+		}
+		st, v, ev, recs, err := saveRecs(ctx, tx, ringAgg, snap, st, evs, now)
+		if err != nil {
+			return Result{}, err
+		}
+		// Every targeted resident's live stream shows the answer.
+		queued := false
+		for _, t := range st.Residents {
+			prefs, err := userPrefs(ctx, tx, t.UserID)
+			if err != nil {
+				return Result{}, err
+			}
+			if !prefs.Live {
+				continue
+			}
+			r := recs[0]
+			row := es.OutboxRow{Consumer: es.ConsumerDoorbellLive, EventSeq: r.Seq, AggregateType: r.AggregateType, AggregateID: r.AggregateID, Version: r.Version, OrgID: r.OrgID, Target: t.UserID}
+			if err := tx.Enqueue(ctx, row, now); err != nil {
+				return Result{}, err
+			}
+			queued = true
+		}
+		if queued {
+			s.afterCommitQueued(tx, []string{es.ConsumerDoorbellLive})
+		}
+		return Result{AggregateID: id, Version: v, Event: ev}, nil
+	})
+}
+
+// PreferencesInput is the body of SetNotificationPreferences: channels
+// left out keep their current setting; quietHours null clears them.
+type PreferencesInput struct {
+	Channels   map[string]bool  `json:"channels,omitempty"`
+	QuietHours *user.QuietHours `json:"quietHours"`
+	// ClearQuietHours is true when the body had "quietHours": null.
+	ClearQuietHours bool `json:"-"`
+}
+
+// SetNotificationPreferences changes how the doorbell reaches user id. It
+// returns Invalid for an unknown channel, malformed quiet hours or an
+// unknown time zone, NotFound, Unauthorized or Forbidden.
+func (s *Service) SetNotificationPreferences(ctx context.Context, c Call, id string, in PreferencesInput) (Result, error) {
+	for ch := range in.Channels {
+		if ch != user.ChannelLive && ch != user.ChannelEmail && ch != user.ChannelHook {
+			return Result{}, domain.InvalidField("channels."+ch, "Unknown channel "+strconv.Quote(ch)+": use live, email or hook")
+		}
+	}
+	if q := in.QuietHours; q != nil {
+		if err := q.Validate(); err != nil {
+			return Result{}, err
+		}
+		if _, err := LoadZone(q.TimeZone); err != nil {
+			return Result{}, domain.InvalidField("quietHours.timeZone", "Unknown time zone "+strconv.Quote(q.TimeZone)+": use an IANA name such as Europe/Warsaw")
+		}
+	}
+	return s.userCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st user.State, _ store.User, now string) ([]domain.Event, error) {
+		p := st.Prefs()
+		for ch, on := range in.Channels {
+			switch ch {
+			case user.ChannelLive:
+				p.Live = on
+			case user.ChannelEmail:
+				p.Email = on
+			case user.ChannelHook:
+				p.Hook = on
+			}
+		}
+		if in.QuietHours != nil {
+			q := *in.QuietHours
+			p.QuietHours = &q
+		} else if in.ClearQuietHours {
+			p.QuietHours = nil
+		}
+		return user.DecideSetPreferences(st, p, now)
+	})
+}
+
+// NotificationPreferences returns user id's preferences (the defaults when
+// never set). It returns NotFound, Unauthorized or Forbidden.
+func (s *Service) NotificationPreferences(ctx context.Context, p Principal, id string) (user.Preferences, error) {
+	if err := authorizeUser(ctx, p, id, s.st.UserLinked); err != nil {
+		return user.Preferences{}, err
+	}
+	st, err := s.userState(ctx, id)
+	if err != nil {
+		return user.Preferences{}, err
+	}
+	return st.Prefs(), nil
+}
+
+func (s *Service) userState(ctx context.Context, id string) (user.State, error) {
+	var st user.State
+	snap, found, err := s.st.Snapshot(ctx, user.AggregateType, id)
+	if err != nil {
+		return st, err
+	}
+	if !found {
+		return st, domain.Errorf(domain.NotFound, "User %s not found", id)
+	}
+	if err := json.Unmarshal(snap.State, &st); err != nil {
+		return st, fmt.Errorf("decode user %s: %w", id, err)
+	}
+	return st, nil
+}
+
+// LoadZone loads an IANA time zone (the binary embeds the zone database, so
+// this works on machines without one).
+func LoadZone(name string) (*time.Location, error) {
+	if name == "" || strings.HasPrefix(name, "/") || strings.Contains(name, "..") {
+		return nil, fmt.Errorf("bad time zone %q", name)
+	}
+	return time.LoadLocation(name)
+}
+
+// AuthorizeUserStream checks that p may read user id's notifications (the
+// user's own token, or the key of a tenant the user is linked to). It
+// returns NotFound for an unknown user, Unauthorized or Forbidden.
+func (s *Service) AuthorizeUserStream(ctx context.Context, p Principal, id string) error {
+	if err := authorizeUser(ctx, p, id, s.st.UserLinked); err != nil {
+		return err
+	}
+	_, err := s.userState(ctx, id)
+	return err
+}

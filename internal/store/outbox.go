@@ -1,0 +1,209 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/es"
+)
+
+// Delivery statuses of an outbox row.
+const (
+	StatusPending   = "pending"   // not delivered yet; may be retrying
+	StatusDelivered = "delivered" // done
+	StatusFailed    = "failed"    // gave up: attempts exhausted or a final refusal
+	StatusSkipped   = "skipped"   // nothing to send any more (resident removed, channel off, quiet hours)
+)
+
+// OutcomeRetry asks Finish to keep a row pending and try again later.
+const OutcomeRetry = "retry"
+
+func stamp(t time.Time) string { return t.UTC().Format(domain.TimeLayout) }
+
+// Enqueue adds one outbox row in this transaction. The consumer claims it
+// after commit.
+func (tx *Tx) Enqueue(ctx context.Context, row es.OutboxRow, createdAt string) error {
+	_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), row.Consumer, row.EventSeq, row.AggregateType, row.AggregateID, row.Version, row.OrgID, row.Target, createdAt)
+	if err != nil {
+		return fmt.Errorf("enqueue %s row: %w", row.Consumer, err)
+	}
+	return nil
+}
+
+// AfterCommit runs f once this transaction has committed (never when it
+// rolls back). f must not block.
+func (tx *Tx) AfterCommit(f func()) { tx.b.after = append(tx.b.after, f) }
+
+// Claim is one outbox row leased to a node for delivery.
+type Claim struct {
+	es.OutboxRow
+	Attempts  int    // attempts already recorded
+	CreatedAt string // when the row was queued
+}
+
+// Claim leases up to limit due rows of consumer to node until now+lease and
+// returns them oldest first. Rows whose lease ran out (a node died while
+// delivering) are due again. On PostgreSQL concurrent claimers skip each
+// other's rows (FOR UPDATE SKIP LOCKED), so every row goes to one node.
+func (s *Store) Claim(ctx context.Context, consumer, node string, now time.Time, lease time.Duration, limit int) ([]Claim, error) {
+	var out []Claim
+	lockClause := ""
+	if s.dialect == Postgres {
+		lockClause = " FOR UPDATE SKIP LOCKED"
+	}
+	n := stamp(now)
+	q := s.sql(`UPDATE outbox SET claimed_by = $1, claimed_until = $2
+		WHERE id IN (SELECT id FROM outbox WHERE consumer = $3 AND done_at IS NULL
+			AND (next_attempt_at IS NULL OR next_attempt_at <= $4)
+			AND (claimed_until IS NULL OR claimed_until <= $4)
+			ORDER BY id LIMIT $5` + lockClause + `)
+		RETURNING id, consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, attempts, created_at`)
+	err := s.w.update(ctx, func(ctx context.Context, tx querier, _ *batch) error {
+		out = out[:0]
+		rows, err := tx.QueryContext(ctx, q, node, stamp(now.Add(lease)), consumer, n, limit)
+		if err != nil {
+			return fmt.Errorf("claim %s rows: %w", consumer, err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c Claim
+			if err := rows.Scan(&c.ID, &c.Consumer, &c.EventSeq, &c.AggregateType, &c.AggregateID, &c.Version, &c.OrgID, &c.Target, &c.Attempts, &c.CreatedAt); err != nil {
+				return fmt.Errorf("scan claim: %w", err)
+			}
+			out = append(out, c)
+		}
+		return rows.Err()
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, err
+}
+
+// Outcome is the result of one delivery attempt.
+type Outcome struct {
+	// Status is StatusDelivered, StatusFailed or StatusSkipped (final), or
+	// OutcomeRetry (stay pending until NextAttempt).
+	Status      string
+	At          time.Time
+	NextAttempt time.Time
+	StatusCode  int // HTTP or SMTP reply code, when there was one
+	Error       string
+	Latency     time.Duration
+}
+
+// ErrLeaseLost reports that a row's lease passed to another node before the
+// attempt was recorded; the attempt is not recorded.
+var ErrLeaseLost = errors.New("store: outbox lease lost")
+
+// Finish records one attempt on a claimed row and moves the row on: done
+// (delivered, failed, skipped) or back to pending until o.NextAttempt. It
+// returns ErrLeaseLost when node no longer holds the row.
+func (tx *Tx) Finish(ctx context.Context, c Claim, node string, o Outcome) error {
+	var doneAt, next any
+	status := o.Status
+	if status == OutcomeRetry {
+		status, next = StatusPending, stamp(o.NextAttempt)
+	} else {
+		doneAt = stamp(o.At)
+	}
+	var lastErr any
+	if o.Error != "" {
+		lastErr = truncate(o.Error, 500)
+	}
+	var attempts int
+	err := tx.q.QueryRowContext(ctx, tx.s.sql(`UPDATE outbox SET attempts = attempts + 1, status = $1, done_at = $2, next_attempt_at = $3,
+		last_error = $4, claimed_by = NULL, claimed_until = NULL
+		WHERE id = $5 AND claimed_by = $6 AND done_at IS NULL RETURNING attempts`), status, doneAt, next, lastErr, c.ID, node).Scan(&attempts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrLeaseLost
+	}
+	if err != nil {
+		return fmt.Errorf("finish outbox row %d: %w", c.ID, err)
+	}
+	outcome := o.Status
+	_, err = tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO delivery_attempts (outbox_id, attempt, at, node, outcome, status_code, error, latency_ms)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), c.ID, attempts, stamp(o.At), node, outcome, o.StatusCode, truncate(o.Error, 500), o.Latency.Milliseconds())
+	if err != nil {
+		return fmt.Errorf("record attempt on outbox row %d: %w", c.ID, err)
+	}
+	return nil
+}
+
+// Finish is Tx.Finish in a transaction of its own.
+func (s *Store) Finish(ctx context.Context, c Claim, node string, o Outcome) error {
+	return s.Write(ctx, func(ctx context.Context, tx *Tx) error { return tx.Finish(ctx, c, node, o) })
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
+
+// ReleaseClaims returns every leased row to the queue. Only for a store no
+// other process uses (SQLite, at start-up): the leases of the process that
+// stopped are void.
+func (s *Store) ReleaseClaims(ctx context.Context) error {
+	return s.w.update(ctx, func(ctx context.Context, q querier, _ *batch) error {
+		_, err := q.ExecContext(ctx, `UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE done_at IS NULL AND claimed_by IS NOT NULL`)
+		if err != nil {
+			return fmt.Errorf("release outbox claims: %w", err)
+		}
+		return nil
+	})
+}
+
+// Event returns the stored event at global position seq. found is false
+// when there is none.
+func (s *Store) Event(ctx context.Context, seq int64) (es.Record, bool, error) {
+	r := es.Record{Seq: seq}
+	var data string
+	err := s.r.QueryRowContext(ctx, s.sql(`SELECT aggregate_type, aggregate_id, version, type, ts, org_id, data FROM events WHERE seq = $1`), seq).
+		Scan(&r.AggregateType, &r.AggregateID, &r.Version, &r.Type, &r.Timestamp, &r.OrgID, &data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, false, nil
+	}
+	if err != nil {
+		return r, false, fmt.Errorf("read event %d: %w", seq, err)
+	}
+	r.Data = []byte(data)
+	return r, true, nil
+}
+
+// Attempt is one recorded delivery attempt.
+type Attempt struct {
+	OutboxID   int64
+	Attempt    int
+	At         string
+	Node       string
+	Outcome    string
+	StatusCode int
+	Error      string
+	LatencyMS  int64
+}
+
+// Attempts returns the recorded attempts of one outbox row, oldest first.
+func (s *Store) Attempts(ctx context.Context, outboxID int64) ([]Attempt, error) {
+	rows, err := s.r.QueryContext(ctx, s.sql(`SELECT outbox_id, attempt, at, node, outcome, status_code, error, latency_ms
+		FROM delivery_attempts WHERE outbox_id = $1 ORDER BY attempt`), outboxID)
+	if err != nil {
+		return nil, fmt.Errorf("read attempts: %w", err)
+	}
+	defer rows.Close()
+	var out []Attempt
+	for rows.Next() {
+		var a Attempt
+		if err := rows.Scan(&a.OutboxID, &a.Attempt, &a.At, &a.Node, &a.Outcome, &a.StatusCode, &a.Error, &a.LatencyMS); err != nil {
+			return nil, fmt.Errorf("scan attempt: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
