@@ -79,7 +79,7 @@ func fixtures() []fixture {
 			Preferences: user.Preferences{Live: true, Email: false, Hook: true, QuietHours: &user.QuietHours{Start: "22:00", End: "07:00", TimeZone: "Europe/Warsaw"}}}, user.Decode},
 		d(doorbell.DoorbellRang{RingID: ringID, LockID: lockID, UUID: lockU, OrgID: "acme", Timestamp: ts,
 			Residents: []doorbell.Target{{UserID: userA, Name: "Ann"}, {UserID: userB, Name: "Bob Example"}},
-			Source: doorbell.SourceVisitorPage, VisitorName: "Courier", Message: "Parcel for flat 4"}),
+			Source:    doorbell.SourceVisitorPage, VisitorName: "Courier", Message: "Parcel for flat 4"}),
 		d(doorbell.DoorbellAnswered{RingID: ringID, LockID: lockID, Timestamp: ts, UserID: userA, Name: "Ann"}),
 		d(doorbell.DoorbellDeclined{RingID: ringID, LockID: lockID, Timestamp: ts, UserID: userB, Name: "Bob Example"}),
 	}
