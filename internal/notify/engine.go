@@ -1,0 +1,456 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/doorbell"
+	"github.com/spkey-dev/spkey/internal/domain/lock"
+	"github.com/spkey-dev/spkey/internal/domain/user"
+	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+// PostgreSQL notification channels between nodes.
+const (
+	pgOutbox = "spkey_outbox" // payload: a consumer with new rows
+	pgLive   = "spkey_live"   // payload: a user whose feed grew
+)
+
+// Delivery is one claimed row with everything a channel needs to send it,
+// loaded and checked by the engine.
+type Delivery struct {
+	store.Claim
+	Event    es.Record       // the event the row is about
+	Ring     doorbell.State  // the ring as it is now
+	Resident doorbell.Target // the recipient, as the ring named them
+	User     store.User      // the recipient's contact details now
+}
+
+// Result is a channel's verdict on one attempt.
+type Result struct {
+	// Status is store.StatusDelivered, store.StatusFailed (final: do not
+	// retry) or store.OutcomeRetry.
+	Status     string
+	StatusCode int
+	Err        error
+	// RetryAfter, when > 0, is the receiver's own wish (429 Retry-After).
+	RetryAfter time.Duration
+}
+
+// Channel sends deliveries of one outbox consumer (e-mail, hook).
+type Channel interface {
+	// Consumer is the outbox consumer the channel serves.
+	Consumer() string
+	// Name is the preference channel (user.ChannelEmail, ...).
+	Name() string
+	// Deliver makes one attempt. It must honour ctx.
+	Deliver(ctx context.Context, d Delivery) Result
+}
+
+// Config tunes the engine. Zero values take the defaults.
+type Config struct {
+	Node         string        // this node's id in leases and attempts (random)
+	Lease        time.Duration // how long a claimed row stays with a node (60s)
+	RetryBase    time.Duration // first retry delay (2s); doubles each attempt
+	RetryMax     time.Duration // longest retry delay (10m)
+	MaxAttempts  int           // attempts before a row fails for good (8)
+	PollInterval time.Duration // safety-net poll when no wake-up comes (2s)
+	Batch        int           // rows claimed at a time (64)
+	Workers      int           // concurrent sends per channel (8)
+	Now          func() time.Time
+	// Observe, if set, receives every attempt (metrics).
+	Observe func(consumer, outcome string, latency time.Duration)
+}
+
+// Engine runs the dispatchers of every channel.
+type Engine struct {
+	st       *store.Store
+	hub      *Hub
+	cfg      Config
+	log      *slog.Logger
+	channels []Channel
+	kicks    map[string]chan struct{}
+}
+
+// New returns an engine delivering the live channel and every channel in
+// chans. Run starts it.
+func New(st *store.Store, hub *Hub, cfg Config, log *slog.Logger, chans ...Channel) *Engine {
+	if cfg.Node == "" {
+		cfg.Node = "node-" + strconv.FormatUint(mrand.Uint64(), 36)
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = time.Minute
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = 2 * time.Second
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 10 * time.Minute
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 8
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 2 * time.Second
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 64
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	e := &Engine{st: st, hub: hub, cfg: cfg, log: log, channels: chans, kicks: map[string]chan struct{}{}}
+	e.kicks[es.ConsumerDoorbellLive] = make(chan struct{}, 1)
+	for _, c := range chans {
+		e.kicks[c.Consumer()] = make(chan struct{}, 1)
+	}
+	return e
+}
+
+// Node returns the engine's node id.
+func (e *Engine) Node() string { return e.cfg.Node }
+
+// Queued wakes the local dispatchers of consumers and, on PostgreSQL, the
+// other nodes' (app.Options.Queued). It never blocks for long.
+func (e *Engine) Queued(consumers []string) {
+	for _, c := range consumers {
+		e.kick(c)
+		go func(c string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := e.st.Notify(ctx, pgOutbox, c); err != nil {
+				e.log.Warn("notify other nodes", "err", err)
+			}
+		}(c)
+	}
+}
+
+func (e *Engine) kick(consumer string) {
+	if ch, ok := e.kicks[consumer]; ok {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run delivers until ctx ends, then waits for the attempts in flight.
+func (e *Engine) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = e.st.Listen(ctx, []string{pgOutbox, pgLive}, func() {
+			// (Re)connected: whatever was announced meanwhile is found by
+			// looking again.
+			for c := range e.kicks {
+				e.kick(c)
+			}
+		}, func(channel, payload string) {
+			switch channel {
+			case pgOutbox:
+				e.kick(payload)
+			case pgLive:
+				for _, u := range strings.Split(payload, ",") {
+					e.hub.Publish(u)
+				}
+			}
+		})
+	}()
+	wg.Add(1)
+	go func() { defer wg.Done(); e.loop(ctx, es.ConsumerDoorbellLive, nil, e.deliverLive, 1) }()
+	for _, c := range e.channels {
+		wg.Add(1)
+		go func(c Channel) {
+			defer wg.Done()
+			e.loop(ctx, c.Consumer(), func(ctx context.Context, cl store.Claim) { e.deliverVia(ctx, c, cl) }, nil, e.cfg.Workers)
+		}(c)
+	}
+	wg.Wait()
+	return nil
+}
+
+// loop claims and delivers rows of consumer whenever kicked or polled,
+// until ctx ends: one row at a time on up to workers goroutines (deliver),
+// or each claimed batch at once (batch). Deliveries in flight finish (with
+// their own timeouts) after ctx ends; their rows are recorded.
+func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context.Context, store.Claim), batch func(context.Context, []store.Claim), workers int) {
+	tick := time.NewTicker(e.cfg.PollInterval)
+	defer tick.Stop()
+	sem := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	work := context.WithoutCancel(ctx)
+	for {
+		for ctx.Err() == nil {
+			claims, err := e.st.Claim(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, e.cfg.Batch)
+			if err != nil {
+				if ctx.Err() == nil {
+					e.log.Error("claim outbox rows", "consumer", consumer, "err", err)
+				}
+				break
+			}
+			if batch != nil && len(claims) > 0 {
+				batch(work, claims)
+			}
+			for _, cl := range claims {
+				if batch != nil {
+					break
+				}
+				sem <- struct{}{}
+				wg.Add(1)
+				go func(cl store.Claim) {
+					defer func() { <-sem; wg.Done() }()
+					deliver(work, cl)
+				}(cl)
+			}
+			if len(claims) < e.cfg.Batch {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.kicks[consumer]:
+		case <-tick.C:
+		}
+	}
+}
+
+// backoff is the delay before retry number attempt (1-based): doubling
+// from RetryBase, capped at RetryMax, with "equal jitter" (half fixed, half
+// random) so that retries of many rows spread out.
+func (e *Engine) backoff(attempt int) time.Duration {
+	d := e.cfg.RetryBase
+	for i := 1; i < attempt && d < e.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, e.cfg.RetryMax)
+	return d/2 + time.Duration(mrand.Int64N(int64(d/2)+1))
+}
+
+// finish records an attempt; a retry past MaxAttempts becomes a failure.
+func (e *Engine) finish(ctx context.Context, cl store.Claim, r Result, started time.Time) {
+	now := e.cfg.Now()
+	o := store.Outcome{Status: r.Status, At: now, StatusCode: r.StatusCode, Latency: now.Sub(started)}
+	if r.Err != nil {
+		o.Error = r.Err.Error()
+	}
+	if o.Status == store.OutcomeRetry {
+		if cl.Attempts+1 >= e.cfg.MaxAttempts {
+			o.Status = store.StatusFailed
+			o.Error = fmt.Sprintf("gave up after %d attempts: %s", cl.Attempts+1, o.Error)
+		} else {
+			wait := e.backoff(cl.Attempts + 1)
+			if r.RetryAfter > 0 {
+				wait = min(max(wait, r.RetryAfter), e.cfg.RetryMax)
+			}
+			o.NextAttempt = now.Add(wait)
+		}
+	}
+	if err := e.st.Finish(ctx, cl, e.cfg.Node, o); err != nil {
+		if errors.Is(err, store.ErrLeaseLost) {
+			e.log.Warn("delivery outlived its lease; another node owns the row now", "consumer", cl.Consumer, "outbox_id", cl.ID)
+		} else {
+			e.log.Error("record delivery attempt", "consumer", cl.Consumer, "outbox_id", cl.ID, "err", err)
+		}
+		return
+	}
+	if e.cfg.Observe != nil {
+		e.cfg.Observe(cl.Consumer, o.Status, o.Latency)
+	}
+	e.log.Debug("delivery attempt", "consumer", cl.Consumer, "outbox_id", cl.ID, "outcome", o.Status, "user_id", cl.Target, "err", o.Error)
+}
+
+// prepare loads what a delivery needs and decides whether it is still
+// wanted. skip is a reason when it is not (recorded as skipped).
+func (e *Engine) prepare(ctx context.Context, cl store.Claim, channel string) (d Delivery, skip string, err error) {
+	d.Claim = cl
+	rec, found, err := e.st.Event(ctx, cl.EventSeq)
+	if err != nil {
+		return d, "", err
+	}
+	if !found {
+		return d, "event not found", nil
+	}
+	d.Event = rec
+	snap, found, err := e.st.Snapshot(ctx, doorbell.AggregateType, cl.AggregateID)
+	if err != nil {
+		return d, "", err
+	}
+	if !found {
+		return d, "ring not found", nil
+	}
+	if err := json.Unmarshal(snap.State, &d.Ring); err != nil {
+		return d, "", fmt.Errorf("decode ring %s: %w", cl.AggregateID, err)
+	}
+	t, ok := d.Ring.Target(cl.Target)
+	if !ok {
+		return d, "not a recipient of this ring", nil
+	}
+	d.Resident = t
+	// A resident taken off the list after the ring is not told any more.
+	lsnap, found, err := e.st.Snapshot(ctx, lock.AggregateType, strconv.FormatInt(d.Ring.LockID, 10))
+	if err != nil {
+		return d, "", err
+	}
+	var l lock.State
+	if found {
+		if err := json.Unmarshal(lsnap.State, &l); err != nil {
+			return d, "", fmt.Errorf("decode lock %d: %w", d.Ring.LockID, err)
+		}
+	}
+	if _, ok := l.Resident(cl.Target); !ok {
+		return d, "resident removed from the lock", nil
+	}
+	var prefs user.Preferences = user.DefaultPreferences()
+	if usnap, found, err := e.st.Snapshot(ctx, user.AggregateType, cl.Target); err != nil {
+		return d, "", err
+	} else if found {
+		var us user.State
+		if err := json.Unmarshal(usnap.State, &us); err != nil {
+			return d, "", fmt.Errorf("decode user %s: %w", cl.Target, err)
+		}
+		prefs = us.Prefs()
+	}
+	if !prefs.Enabled(channel) {
+		return d, "channel switched off by the resident", nil
+	}
+	if channel != user.ChannelLive && prefs.QuietHours != nil {
+		if loc, err := time.LoadLocation(prefs.QuietHours.TimeZone); err == nil && prefs.QuietHours.Contains(e.cfg.Now().In(loc)) {
+			return d, "quiet hours", nil
+		}
+	}
+	u, found, err := e.st.User(ctx, store.ByID, cl.Target)
+	if err != nil {
+		return d, "", err
+	}
+	if !found {
+		return d, "user not found", nil
+	}
+	d.User = u
+	return d, "", nil
+}
+
+func (e *Engine) deliverVia(ctx context.Context, c Channel, cl store.Claim) {
+	started := e.cfg.Now()
+	d, skip, err := e.prepare(ctx, cl, c.Name())
+	switch {
+	case err != nil:
+		e.finish(ctx, cl, Result{Status: store.OutcomeRetry, Err: err}, started)
+	case skip != "":
+		e.finish(ctx, cl, Result{Status: store.StatusSkipped, Err: errors.New(skip)}, started)
+	default:
+		e.finish(ctx, cl, c.Deliver(ctx, d), started)
+	}
+}
+
+// FeedData is what a live-feed entry (and an SSE event's data) holds: the
+// event's own fields plus its type.
+func FeedData(rec es.Record) (json.RawMessage, error) {
+	var m map[string]any
+	if err := json.Unmarshal(rec.Data, &m); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", rec.Type, err)
+	}
+	m["type"] = rec.Type
+	return json.Marshal(m)
+}
+
+// deliverLive appends each event to its resident's feed and records the
+// deliveries, all in one transaction, then wakes the residents' streams
+// here and on every other node.
+func (e *Engine) deliverLive(ctx context.Context, claims []store.Claim) {
+	started := e.cfg.Now()
+	type item struct {
+		cl   store.Claim
+		kind string
+		data json.RawMessage
+	}
+	var ready []item
+	for _, cl := range claims {
+		d, skip, err := e.prepare(ctx, cl, user.ChannelLive)
+		if err == nil && skip == "" {
+			var data json.RawMessage
+			if data, err = FeedData(d.Event); err == nil {
+				ready = append(ready, item{cl, d.Event.Type, data})
+				continue
+			}
+		}
+		switch {
+		case err != nil:
+			e.finish(ctx, cl, Result{Status: store.OutcomeRetry, Err: err}, started)
+		default:
+			e.finish(ctx, cl, Result{Status: store.StatusSkipped, Err: errors.New(skip)}, started)
+		}
+	}
+	if len(ready) == 0 {
+		return
+	}
+	// One lock order for every node: the feeds' per-user locks cannot
+	// deadlock.
+	sort.Slice(ready, func(i, j int) bool { return ready[i].cl.Target < ready[j].cl.Target })
+	now := e.cfg.Now()
+	at := now.UTC().Format(domain.TimeLayout)
+	var lost map[int64]bool
+	err := e.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+		lost = map[int64]bool{}
+		for _, it := range ready {
+			err := tx.Finish(ctx, it.cl, e.cfg.Node, store.Outcome{Status: store.StatusDelivered, At: now, Latency: now.Sub(started)})
+			if errors.Is(err, store.ErrLeaseLost) {
+				lost[it.cl.ID] = true // another node has it now
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tx.AppendFeed(ctx, store.FeedEntry{UserID: it.cl.Target, Kind: it.kind, RingID: it.cl.AggregateID, OutboxID: it.cl.ID, Data: it.data, CreatedAt: at}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for _, it := range ready {
+			e.finish(ctx, it.cl, Result{Status: store.OutcomeRetry, Err: err}, started)
+		}
+		return
+	}
+	woken := map[string]bool{}
+	var users []string
+	for _, it := range ready {
+		if lost[it.cl.ID] {
+			continue
+		}
+		if e.cfg.Observe != nil {
+			e.cfg.Observe(it.cl.Consumer, store.StatusDelivered, now.Sub(started))
+		}
+		if !woken[it.cl.Target] {
+			woken[it.cl.Target] = true
+			e.hub.Publish(it.cl.Target)
+			users = append(users, it.cl.Target)
+		}
+	}
+	// Other nodes' streams: one NOTIFY per 100 users (payloads stay far
+	// below PostgreSQL's 8000-byte limit).
+	for len(users) > 0 {
+		n := min(len(users), 100)
+		if err := e.st.Notify(ctx, pgLive, strings.Join(users[:n], ",")); err != nil {
+			e.log.Warn("notify other nodes of live entries", "err", err)
+		}
+		users = users[n:]
+	}
+}
