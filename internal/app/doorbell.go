@@ -233,13 +233,11 @@ func (s *Service) respond(ctx context.Context, c Call, ringID string, decide fun
 	})
 }
 
-// PreferencesInput is the body of SetNotificationPreferences: channels
-// left out keep their current setting; quietHours null clears them.
+// PreferencesInput is the body of SetNotificationPreferences. It replaces
+// the whole set: a channel left out is on, no quietHours means none.
 type PreferencesInput struct {
 	Channels   map[string]bool  `json:"channels,omitempty"`
-	QuietHours *user.QuietHours `json:"quietHours"`
-	// ClearQuietHours is true when the body had "quietHours": null.
-	ClearQuietHours bool `json:"-"`
+	QuietHours *user.QuietHours `json:"quietHours,omitempty"`
 }
 
 // SetNotificationPreferences changes how the doorbell reaches user id. It
@@ -260,7 +258,7 @@ func (s *Service) SetNotificationPreferences(ctx context.Context, c Call, id str
 		}
 	}
 	return s.userCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st user.State, _ store.User, now string) ([]domain.Event, error) {
-		p := st.Prefs()
+		p := user.DefaultPreferences()
 		for ch, on := range in.Channels {
 			switch ch {
 			case user.ChannelLive:
@@ -274,8 +272,6 @@ func (s *Service) SetNotificationPreferences(ctx context.Context, c Call, id str
 		if in.QuietHours != nil {
 			q := *in.QuietHours
 			p.QuietHours = &q
-		} else if in.ClearQuietHours {
-			p.QuietHours = nil
 		}
 		return user.DecideSetPreferences(st, p, now)
 	})
@@ -328,3 +324,6 @@ func (s *Service) AuthorizeUserStream(ctx context.Context, p Principal, id strin
 	_, err := s.userState(ctx, id)
 	return err
 }
+
+// ConfiguredChannels reports which operator channels exist on this server.
+func (s *Service) ConfiguredChannels() Channels { return s.chans }

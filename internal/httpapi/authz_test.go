@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -28,6 +29,7 @@ const (
 	authzPublic                   // GET /locks/{id}/residents
 	authzAdmin                    // admin API: X-Admin-API-Key + admin-domain JWT
 	authzHook                     // POST /users: X-Admin-API-Key
+	authzRing                     // answer/decline: a targeted resident's JWT only
 )
 
 // authzRoute is one route of routes.go with a request that succeeds for a
@@ -39,6 +41,15 @@ type authzRoute struct {
 	req      func(f *authzFixture) wireReq // without credentials
 	okStatus int
 	okKey    string // a member of the success answer
+}
+
+// authzQuirks lists the routes that differ from their class.
+var authzQuirks = map[string]struct {
+	userMsg string // replaces the class's refusal message for another user's JWT
+	stream  bool   // the success answer is an endless event stream
+}{
+	"POST /locks/{id}/RingDoorbell":        {userMsg: "Only the lock owner or the lock's organization may ring lock 1"},
+	"GET /users/{id}/notifications/stream": {stream: true},
 }
 
 const (
@@ -62,7 +73,7 @@ const (
 func authzRoutes() []authzRoute {
 	post := func(path string, body func(f *authzFixture) any) func(f *authzFixture) wireReq {
 		return func(f *authzFixture) wireReq {
-			return wireReq{Method: "POST", Path: strings.ReplaceAll(path, "{user}", f.owner), Body: body(f)}
+			return wireReq{Method: "POST", Path: strings.ReplaceAll(strings.ReplaceAll(path, "{user}", f.owner), "{ring}", f.ringID), Body: body(f)}
 		}
 	}
 	get := func(path string) func(f *authzFixture) wireReq {
@@ -87,6 +98,18 @@ func authzRoutes() []authzRoute {
 		{"POST /locks/{id}/RemoveResident", authzLock, wireCommand,
 			post("/locks/1/RemoveResident", func(*authzFixture) any { return map[string]any{"email": "resident@users.test"} }), 200, "event"},
 		{"GET /locks/{id}/residents", authzPublic, wireQuery, get("/locks/1/residents"), 200, "residents"},
+		{"POST /locks/{id}/RingDoorbell", authzLock, wireCommand,
+			post("/locks/1/RingDoorbell", func(*authzFixture) any { return map[string]any{"visitorName": "Courier"} }), 200, "ringId"},
+		{"GET /locks/{id}/doorbell/rings", authzLock, wireQuery, get("/locks/1/doorbell/rings"), 200, "rings"},
+		{"POST /doorbell/rings/{ringId}/answer", authzRing, wireCommand,
+			post("/doorbell/rings/{ring}/answer", func(*authzFixture) any { return nil }), 200, "event"},
+		{"POST /doorbell/rings/{ringId}/decline", authzRing, wireCommand,
+			post("/doorbell/rings/{ring}/decline", func(*authzFixture) any { return nil }), 200, "event"},
+		{"POST /users/{id}/SetNotificationPreferences", authzUser, wireCommand,
+			post("/users/{user}/SetNotificationPreferences", func(*authzFixture) any { return map[string]any{"channels": map[string]any{"email": false}} }), 200, "aggregateId"},
+		{"GET /users/{id}/notification-preferences", authzUser, wireQuery, get("/users/{user}/notification-preferences"), 200, "channels"},
+		{"GET /users/{id}/notifications", authzUser, wireQuery, get("/users/{user}/notifications"), 200, "notifications"},
+		{"GET /users/{id}/notifications/stream", authzUser, wirePlain, get("/users/{user}/notifications/stream"), 200, ""},
 		{"POST /users", authzHook, wirePlain,
 			post("/users", func(*authzFixture) any {
 				return map[string]any{"detail": map[string]any{"data": map[string]any{"user_name": "signup@users.test", "user_id": "auth0|signup"}}}
@@ -119,6 +142,7 @@ func authzRoutes() []authzRoute {
 // linked to org-a.
 type authzFixture struct {
 	srv                 *testenv.Server
+	ringID              string // a ring of lock 1 that targeted owner
 	keyA, keyB          string
 	owner, noEmail      string
 	ownerJWT, otherJWT  string
@@ -143,6 +167,7 @@ func newAuthzFixture(t *testing.T, b testenv.Backend) *authzFixture {
 	f.noEmail, _ = wireOK(t, srv, wireReq{Method: "GET", Path: "/users/by-phone?phoneNumber=%2B48999888777", Key: f.keyA}, http.StatusOK)["uuid"].(string)
 	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/SetOwner", Key: f.keyA, Body: map[string]any{"userId": f.owner}}, http.StatusOK)
 	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/AddResident", Key: f.keyA, Body: map[string]any{"name": "Owner", "email": "owner@users.test"}}, http.StatusOK)
+	f.ringID, _ = wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/RingDoorbell", Key: f.keyA}, http.StatusOK)["ringId"].(string)
 	f.ownerJWT = srv.Token(t, f.owner, "owner@users.test")
 	f.otherJWT = srv.Token(t, app.NewUUID(), "other@users.test")
 	f.adminJWT = srv.Token(t, app.NewUUID(), "a@example.com")
@@ -239,10 +264,21 @@ func authzRefusals(t *testing.T, f *authzFixture, r authzRoute) []authzCase {
 	otherUser := with(func(q *wireReq) { q.JWT = f.otherJWT })
 	switch r.class {
 	case authzLock:
+		userMsg := msgNotHolder
+		if m := authzQuirks[r.pattern].userMsg; m != "" {
+			userMsg = m
+		}
 		cases = append(cases,
 			authzCase{name: "no credentials", req: anon, status: 401, want: refusal(401, msgNoAuth)},
 			authzCase{name: "another tenant's API key", req: wrongTenant, status: 403, want: refusal(403, msgNotOwner)},
-			authzCase{name: "another user's JWT", req: otherUser, status: 403, want: refusal(403, msgNotHolder)})
+			authzCase{name: "another user's JWT", req: otherUser, status: 403, want: refusal(403, userMsg)})
+	case authzRing:
+		const onlyResident = "Only a resident the ring notified may answer it, with their own token"
+		cases = append(cases,
+			authzCase{name: "no credentials", req: anon, status: 401, want: refusal(401, msgNoAuth)},
+			authzCase{name: "another tenant's API key", req: wrongTenant, status: 403, want: refusal(403, onlyResident)},
+			authzCase{name: "the lock's own tenant key", req: with(func(q *wireReq) { q.Key = f.keyA }), status: 403, want: refusal(403, onlyResident)},
+			authzCase{name: "another user's JWT", req: otherUser, status: 403, want: refusal(403, "Only a resident this ring notified may answer it")})
 	case authzUser:
 		tenantStatus, tenantMsg, userMsg := 403, msgNotLinked, msgNotOwnUser
 		if r.pattern == "POST /users/{id}/CreateUser" {
@@ -377,11 +413,15 @@ func TestAuthzMatrix(t *testing.T) {
 							mk = wireCommand
 						}
 						authzRun(t, f, authzCase{req: old, status: 401, want: wireErr(mk, 401, msgBadKey)})
-						if r.class == authzAdmin || r.class == authzHook {
-							return
+						if r.class == authzAdmin || r.class == authzHook || r.class == authzRing {
+							return // no API key may call these
 						}
 						fresh := r.req(f)
 						fresh.Key = newKey
+						if authzQuirks[r.pattern].stream {
+							wireStreamOK(t, f.srv, fresh)
+							return
+						}
 						got := wireOK(t, f.srv, fresh, r.okStatus)
 						if _, ok := got[r.okKey]; !ok || got["error"] != nil {
 							t.Errorf("answer %v lacks %q", got, r.okKey)
@@ -390,5 +430,35 @@ func TestAuthzMatrix(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// wireStreamOK opens an event stream, checks that it starts as one, and
+// leaves.
+func wireStreamOK(t *testing.T, srv *testenv.Server, r wireReq) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, r.Method, srv.URL+r.Path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Key != "" {
+		req.Header.Set("X-API-Key", r.Key)
+	}
+	if r.JWT != "" {
+		req.Header.Set("Authorization", "Bearer "+r.JWT)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream: status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "retry: 2000\n" {
+		t.Fatalf("stream's first line %q, %v", line, err)
 	}
 }

@@ -275,6 +275,9 @@ func adminCheck(ctx context.Context) error {
 }
 
 func isCommandPath(path string) bool {
+	if strings.HasPrefix(path, "/doorbell/rings/") && (strings.HasSuffix(path, "/answer") || strings.HasSuffix(path, "/decline")) {
+		return true // the ring commands are named in lower case
+	}
 	i := strings.LastIndexByte(path, '/')
 	return i >= 0 && i+1 < len(path) && path[i+1] >= 'A' && path[i+1] <= 'Z'
 }

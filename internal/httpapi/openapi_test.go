@@ -26,8 +26,17 @@ const openapiUpstreamURL = "https://upstream.spkey.test/openapi.json"
 
 // openapiOnlyOurs says whether an operation is ours alone: operations and
 // the Admin API are not part of upstream's B2C document.
+// openapiExtensions are spkey's own B2C routes (the doorbell), which
+// upstream does not have.
+var openapiExtensions = map[string]bool{
+	"/locks/{id}/RingDoorbell": true, "/locks/{id}/doorbell/rings": true,
+	"/doorbell/rings/{ringId}/answer": true, "/doorbell/rings/{ringId}/decline": true,
+	"/users/{id}/SetNotificationPreferences": true, "/users/{id}/notification-preferences": true,
+	"/users/{id}/notifications": true, "/users/{id}/notifications/stream": true,
+}
+
 func openapiOnlyOurs(path string) bool {
-	return path == "/healthz" || path == "/readyz" || path == "/tenants" ||
+	return openapiExtensions[path] || path == "/healthz" || path == "/readyz" || path == "/tenants" ||
 		strings.HasPrefix(path, "/tenants/") || path == "/api-keys" || strings.HasPrefix(path, "/api-keys/")
 }
 

@@ -31,6 +31,15 @@ func (s *Server) routes(mux *http.ServeMux) {
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/AddResident", "post_AddResidentRoute", "Add resident to doorbell list", 200, secUser, "Lock", "Command", "Doorbell"), s.addResident)
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/RemoveResident", "post_RemoveResidentRoute", "Remove resident from doorbell list", 200, secUser, "Lock", "Command", "Doorbell"), s.removeResident)
 	huma.Register(a, op(http.MethodGet, "/locks/{id}/residents", "get_GetResidentsRoute", "Get residents list (public; e-mails only for callers authorized on the lock)", 200, secPublic, "Lock", "Query"), s.residents)
+	// Doorbell: ringing, answering, history (spkey extensions).
+	huma.Register(a, op(http.MethodPost, "/locks/{id}/RingDoorbell", "post_RingDoorbellRoute", "Ring the lock's doorbell: notify every resident (or one) on every enabled channel", 200, secUser, "Lock", "Command", "Doorbell"), s.ringDoorbell)
+	huma.Register(a, op(http.MethodGet, "/locks/{id}/doorbell/rings", "get_GetLockDoorbellRingsRoute", "Rings of the lock with each resident's delivery state per channel", 200, secUser, "Lock", "Query", "Doorbell"), s.lockRings)
+	huma.Register(a, op(http.MethodPost, "/doorbell/rings/{ringId}/answer", "post_AnswerRingRoute", "Answer a ring (a targeted resident's JWT; the first answer wins)", 200, secUser, "Command", "Doorbell"), s.answerRing)
+	huma.Register(a, op(http.MethodPost, "/doorbell/rings/{ringId}/decline", "post_DeclineRingRoute", "Decline a ring (a targeted resident's JWT)", 200, secUser, "Command", "Doorbell"), s.declineRing)
+	huma.Register(a, op(http.MethodPost, "/users/{id}/SetNotificationPreferences", "post_SetNotificationPreferencesRoute", "Set how the doorbell reaches the user: channels and quiet hours", 200, secUser, "User", "Command", "Doorbell"), s.setPreferences)
+	huma.Register(a, op(http.MethodGet, "/users/{id}/notification-preferences", "get_GetNotificationPreferencesRoute", "The user's notification preferences", 200, secUser, "User", "Query", "Doorbell"), s.getPreferences)
+	huma.Register(a, op(http.MethodGet, "/users/{id}/notifications", "get_GetUserNotificationsRoute", "Rings that notified the user, newest first (cursor pagination)", 200, secUser, "User", "Query", "Doorbell"), s.notifications)
+	huma.Register(a, streamOp(), s.notificationStream)
 	// Users.
 	huma.Register(a, op(http.MethodPost, "/users", "post_EnsureUserRoute", "Sign-up hook: ensure a user exists (X-Admin-API-Key)", 200, secAdmin, "User"), s.ensureUser)
 	huma.Register(a, op(http.MethodGet, "/users/by-email", "get_GetUserByEmailRoute", "Find (or create) user by email address", 200, secUser, "User", "Query"), s.userByEmail)

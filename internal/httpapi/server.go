@@ -25,6 +25,12 @@ type Config struct {
 	AdminAPIKey      string
 	AdminEmailDomain string
 	CORSOrigins      map[string]bool
+	// Feed and Waker serve the live notification stream (nil: the stream
+	// answers 500).
+	Feed  FeedReader
+	Waker Waker
+	// Mount, if set, adds routes served outside the JSON API (HTML pages).
+	Mount func(mux *http.ServeMux)
 }
 
 // Pinger reports whether the database answers.
@@ -80,6 +86,9 @@ func New(cfg Config, svc *app.Service, jwt *auth.Verifier, db Pinger, reg *prome
 	hc.Transformers = append(hc.Transformers, envelopeTransformer)
 	s.api = humago.New(mux, hc)
 	s.routes(mux)
+	if cfg.Mount != nil {
+		cfg.Mount(mux)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.handler = s.observe(s.cors(s.authenticate(route(mux))))
 	return s

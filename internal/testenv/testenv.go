@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -21,7 +22,9 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
+	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/httpapi"
+	"github.com/spkey-dev/spkey/internal/notify"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -132,6 +135,10 @@ type Server struct {
 	Svc   *app.Service
 	JWT   *auth.Verifier
 	Reg   *prometheus.Registry
+	// Engine delivers this server's doorbell notifications; Hub wakes its
+	// live streams.
+	Engine *notify.Engine
+	Hub    *notify.Hub
 }
 
 // Options tunes NewServer.
@@ -142,12 +149,25 @@ type Options struct {
 	Log              *slog.Logger
 	JWT              *auth.Config // nil: local issuer only
 	NoAdminKey       bool         // run without an admin key configured
+	// Channels are the doorbell channels besides the live stream (e-mail,
+	// hook) the server's notification engine delivers.
+	Channels []notify.Channel
+	// Notify tunes the notification engine (zero: fast test defaults).
+	Notify notify.Config
+	// Mount adds HTML routes (pages) to the server's mux.
+	Mount func(mux *http.ServeMux, svc *app.Service)
+	// Store, if set, is used instead of a fresh one (several nodes on one
+	// database).
+	Store *store.Store
 }
 
 // NewServer starts spkey's handler on 127.0.0.1:0 over a fresh store.
 func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	t.Helper()
-	st := OpenStore(t, b)
+	st := opt.Store
+	if st == nil {
+		st = OpenStore(t, b)
+	}
 	log := opt.Log
 	if log == nil {
 		log = Logger(t)
@@ -163,7 +183,29 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := app.New(st, app.Options{Now: opt.Now}, log)
+	ncfg := opt.Notify
+	if ncfg.PollInterval == 0 {
+		ncfg.PollInterval = 200 * time.Millisecond
+	}
+	if ncfg.RetryBase == 0 {
+		ncfg.RetryBase, ncfg.RetryMax = 50*time.Millisecond, time.Second
+	}
+	hub := notify.NewHub()
+	engine := notify.New(st, hub, ncfg, log, opt.Channels...)
+	var chans app.Channels
+	for _, c := range opt.Channels {
+		switch c.Consumer() {
+		case es.ConsumerDoorbellEmail:
+			chans.Email = true
+		case es.ConsumerDoorbellHook:
+			chans.Hook = true
+		}
+	}
+	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Queued: engine.Queued}, log)
+	ectx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = engine.Run(ectx) }()
+	t.Cleanup(func() { stop(); <-done })
 	origins := map[string]bool{}
 	for _, o := range opt.CORSOrigins {
 		origins[o] = true
@@ -173,10 +215,16 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	if opt.NoAdminKey {
 		adminKey = ""
 	}
-	h := httpapi.New(httpapi.Config{Version: "test", AdminAPIKey: adminKey, AdminEmailDomain: opt.AdminEmailDomain, CORSOrigins: origins}, svc, v, st, reg, log)
+	var mount func(*http.ServeMux)
+	if opt.Mount != nil {
+		mount = func(mux *http.ServeMux) { opt.Mount(mux, svc) }
+	}
+	h := httpapi.New(httpapi.Config{Version: "test", AdminAPIKey: adminKey, AdminEmailDomain: opt.AdminEmailDomain, CORSOrigins: origins,
+		Feed: st, Waker: hub, Mount: mount}, svc, v, st, reg, log)
 	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return &Server{URL: srv.URL, Store: st, Svc: svc, JWT: v, Reg: reg}
+	// Live streams never end by themselves: cut them before closing.
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	return &Server{URL: srv.URL, Store: st, Svc: svc, JWT: v, Reg: reg, Engine: engine, Hub: hub}
 }
 
 // Token mints a local JWT for sub valid for an hour.

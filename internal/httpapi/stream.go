@@ -1,0 +1,146 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+// FeedReader reads users' live feeds (the store).
+type FeedReader interface {
+	Feed(ctx context.Context, userID string, after int64, limit int) ([]store.FeedEntry, error)
+	FeedHead(ctx context.Context, userID string) (int64, error)
+}
+
+// Waker wakes a user's streams on this node (notify.Hub).
+type Waker interface {
+	Subscribe(userID string) (<-chan struct{}, func())
+}
+
+// How the stream keeps itself alive: a comment line every heartbeat so
+// proxies and clients see a live connection, and a re-read of the feed
+// every poll in case a wake-up was lost (it never carries data).
+const (
+	streamHeartbeat = 15 * time.Second
+	streamPoll      = 5 * time.Second
+	streamPage      = 100
+)
+
+type streamInput struct {
+	UserPath
+	LastEventID string `header:"Last-Event-ID" doc:"Resume after this event id (EventSource sends it on reconnect)"`
+	After       string `query:"after" doc:"Resume after this event id when the header cannot be set; 0 replays the whole feed. Default: only new events"`
+}
+
+func (s *Server) notificationStream(ctx context.Context, in *streamInput) (*huma.StreamResponse, error) {
+	if s.cfg.Feed == nil || s.cfg.Waker == nil {
+		return nil, toAPIError(ctx, s.log, fmt.Errorf("live stream not configured"))
+	}
+	if err := s.svc.AuthorizeUserStream(ctx, principal(ctx), in.ID); err != nil {
+		return nil, toAPIError(ctx, s.log, err)
+	}
+	resume := in.LastEventID
+	if resume == "" {
+		resume = in.After
+	}
+	// Subscribe before reading the head: an entry added in between wakes
+	// us instead of being skipped.
+	wake, cancel := s.cfg.Waker.Subscribe(in.ID)
+	var last int64
+	if resume != "" {
+		n, err := strconv.ParseInt(resume, 10, 64)
+		if err != nil || n < 0 {
+			cancel()
+			return nil, toAPIError(ctx, s.log, domain.InvalidField("Last-Event-ID", "Last-Event-ID (or after) must be an event id from this stream"))
+		}
+		last = n
+	} else {
+		n, err := s.cfg.Feed.FeedHead(ctx, in.ID)
+		if err != nil {
+			cancel()
+			return nil, toAPIError(ctx, s.log, err)
+		}
+		last = n
+	}
+	return &huma.StreamResponse{Body: func(hctx huma.Context) {
+		defer cancel()
+		r, w := humago.Unwrap(hctx)
+		s.stream(r.Context(), w, in.ID, last, wake)
+	}}, nil
+}
+
+// stream writes the user's feed after `last` as Server-Sent Events until the
+// client leaves: id is the per-user entry number, event the event type,
+// data the entry's JSON.
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID string, last int64, wake <-chan struct{}) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	write := func(b []byte) bool {
+		// The server's write timeout is for ordinary answers; a stream
+		// extends its deadline at every write.
+		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !write([]byte("retry: 2000\n: connected\n\n")) {
+		return
+	}
+	heartbeat := time.NewTicker(streamHeartbeat)
+	defer heartbeat.Stop()
+	poll := time.NewTicker(streamPoll)
+	defer poll.Stop()
+	for {
+		entries, err := s.cfg.Feed.Feed(ctx, userID, last, streamPage)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("read live feed", "user_id", userID, "err", err)
+			}
+			return
+		}
+		if len(entries) > 0 {
+			var buf []byte
+			for _, e := range entries {
+				buf = fmt.Appendf(buf, "id: %d\nevent: %s\ndata: %s\n\n", e.N, e.Kind, e.Data)
+				last = e.N
+			}
+			if !write(buf) {
+				return
+			}
+			if len(entries) == streamPage {
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-poll.C:
+		case <-heartbeat.C:
+			if !write([]byte(": ping\n\n")) {
+				return
+			}
+		}
+	}
+}
+
+func streamOp() huma.Operation {
+	o := op(http.MethodGet, "/users/{id}/notifications/stream", "get_GetUserNotificationStreamRoute",
+		"Live notifications as Server-Sent Events (id: per-user event number; event: DoorbellRang, DoorbellAnswered or DoorbellDeclined; data: the event's JSON with its type)",
+		200, secUser, "User", "Doorbell")
+	o.Responses = map[string]*huma.Response{"200": {Description: "An endless text/event-stream", Content: map[string]*huma.MediaType{"text/event-stream": {Schema: &huma.Schema{Type: "string"}}}}}
+	return o
+}
