@@ -140,7 +140,7 @@ func (s *Server) getPreferences(ctx context.Context, in *UserPath) (*Preferences
 	return out, nil
 }
 
-type pageQuery struct {
+type PageQuery struct {
 	Cursor string `query:"cursor" doc:"nextCursor of the previous page"`
 	Limit  int    `query:"limit" minimum:"1" maximum:"100" default:"20"`
 }
@@ -155,7 +155,7 @@ type NotificationsOutput struct {
 
 type notificationsInput struct {
 	UserPath
-	pageQuery
+	PageQuery
 }
 
 func (s *Server) notifications(ctx context.Context, in *notificationsInput) (*NotificationsOutput, error) {
@@ -178,7 +178,7 @@ type RingsOutput struct {
 
 type lockRingsInput struct {
 	LockPath
-	pageQuery
+	PageQuery
 }
 
 func (s *Server) lockRings(ctx context.Context, in *lockRingsInput) (*RingsOutput, error) {

@@ -1,0 +1,321 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spkey-dev/spkey/internal/testenv"
+)
+
+// sseEvent is one Server-Sent Event.
+type sseEvent struct {
+	ID, Event string
+	Data      map[string]any
+}
+
+// sseStream is a live-stream client reading events in the background.
+type sseStream struct {
+	events chan sseEvent
+	cancel func()
+}
+
+// openStream connects to a user's notification stream with the given
+// credentials (and Last-Event-ID, when not empty) and fails the test unless
+// it starts as an event stream.
+func openStream(t testing.TB, srv *testenv.Server, userID, jwt, key, lastID string) *sseStream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/users/"+userID+"/notifications/stream", nil)
+	if jwt != "" {
+		req.Header.Set("Authorization", "Bearer "+jwt)
+	}
+	if key != "" {
+		req.Header.Set("X-API-Key", key)
+	}
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatalf("open stream: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		resp.Body.Close()
+		cancel()
+		t.Fatalf("stream: status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	s := &sseStream{events: make(chan sseEvent, 256), cancel: func() { cancel(); resp.Body.Close() }}
+	t.Cleanup(s.cancel)
+	ready := make(chan struct{})
+	go func() {
+		defer close(s.events)
+		sc := bufio.NewScanner(resp.Body)
+		var ev sseEvent
+		var data string
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == ": connected":
+				close(ready)
+			case line == "":
+				if data != "" {
+					_ = json.Unmarshal([]byte(data), &ev.Data)
+					s.events <- ev
+				}
+				ev, data = sseEvent{}, ""
+			case strings.HasPrefix(line, "id: "):
+				ev.ID = strings.TrimPrefix(line, "id: ")
+			case strings.HasPrefix(line, "event: "):
+				ev.Event = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				data = strings.TrimPrefix(line, "data: ")
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stream did not start")
+	}
+	return s
+}
+
+// next waits for the stream's next event.
+func (s *sseStream) next(t testing.TB, within time.Duration) sseEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-s.events:
+		if !ok {
+			t.Fatal("stream ended")
+		}
+		return ev
+	case <-time.After(within):
+		t.Fatalf("no event within %s", within)
+	}
+	return sseEvent{}
+}
+
+// quiet checks that no event arrives for a while (used after the events a
+// test expects, to catch extras).
+func (s *sseStream) quiet(t testing.TB, d time.Duration) {
+	t.Helper()
+	select {
+	case ev := <-s.events:
+		t.Fatalf("unexpected event %+v", ev)
+	case <-time.After(d):
+	}
+}
+
+// doorbellSetup: tenant acme with lock 7 and residents Alice (e-mail) and
+// Bob (phone); returns the key, the two user ids and their tokens.
+func doorbellSetup(t *testing.T, srv *testenv.Server) (key, alice, bob, aliceJWT, bobJWT string) {
+	t.Helper()
+	key = srv.Tenant(t, "acme", false)
+	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/CreateLock", Key: key, Body: map[string]any{"index": 1, "uuid": "7a7a7a7a-2b1f-4e6d-9c8b-7a6f5e4d3c2b"}}, http.StatusCreated)
+	alice, _ = wireOK(t, srv, wireReq{Method: "GET", Path: "/users/by-email?email=alice@example.com", Key: key}, http.StatusOK)["uuid"].(string)
+	bob, _ = wireOK(t, srv, wireReq{Method: "GET", Path: "/users/by-phone?phoneNumber=%2B48600700800", Key: key}, http.StatusOK)["uuid"].(string)
+	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/AddResident", Key: key, Body: map[string]any{"name": "Alice", "email": "alice@example.com"}}, http.StatusOK)
+	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/AddResident", Key: key, Body: map[string]any{"name": "Bob", "userId": bob}}, http.StatusOK)
+	return key, alice, bob, srv.Token(t, alice, "alice@example.com"), srv.Token(t, bob, "")
+}
+
+// TestDoorbellOverHTTP: a ring reaches both residents' live streams, an
+// answer reaches both, a late answer is refused, a stream resumed with
+// Last-Event-ID misses nothing, and the histories show it all.
+func TestDoorbellOverHTTP(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			srv := testenv.NewServer(t, b, testenv.Options{})
+			key, alice, bob, aliceJWT, bobJWT := doorbellSetup(t, srv)
+			as := openStream(t, srv, alice, aliceJWT, "", "")
+			bs := openStream(t, srv, bob, "", key, "") // the org's key may stream too
+
+			rang := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: key,
+				Body: map[string]any{"visitorName": "Courier", "message": "Parcel for flat 4", "source": "panel"}}, http.StatusOK)
+			ringID, _ := rang["ringId"].(string)
+			if rang["success"] != true || rang["aggregateId"] != ringID || rang["notified"] != float64(2) || rang["lockId"] != float64(7) {
+				t.Fatalf("ring answer: %v", rang)
+			}
+			ev, _ := rang["event"].(map[string]any)
+			if data, _ := ev["data"].(map[string]any); ev["type"] != "DoorbellRang" || data["ringId"] != ringID || data["source"] != "panel" || data["orgId"] != "acme" {
+				t.Fatalf("ring event: %v", ev)
+			}
+			for _, s := range []*sseStream{as, bs} {
+				e := s.next(t, 5*time.Second)
+				if e.Event != "DoorbellRang" || e.ID != "1" || e.Data["ringId"] != ringID || e.Data["visitorName"] != "Courier" || e.Data["type"] != "DoorbellRang" {
+					t.Fatalf("stream event: %+v", e)
+				}
+			}
+
+			// Answering: bad ring ids, a stranger, the org key, then Alice.
+			strangerJWT := srv.Token(t, "5e5e5e5e-2b1f-4e6d-9c8b-7a6f5e4d3c2b", "")
+			for _, c := range []struct {
+				name   string
+				req    wireReq
+				status int
+				msg    string
+			}{
+				{"unknown ring", wireReq{Method: "POST", Path: "/doorbell/rings/00000000-2b1f-4e6d-9c8b-7a6f5e4d3c2b/answer", JWT: aliceJWT}, 404, "Ring 00000000-2b1f-4e6d-9c8b-7a6f5e4d3c2b not found"},
+				{"malformed ring id", wireReq{Method: "POST", Path: "/doorbell/rings/nope/answer", JWT: aliceJWT}, 404, "Ring nope not found"},
+				{"non-resident", wireReq{Method: "POST", Path: "/doorbell/rings/" + ringID + "/answer", JWT: strangerJWT}, 403, "Only a resident this ring notified may answer it"},
+				{"unknown lock ring", wireReq{Method: "POST", Path: "/locks/999/RingDoorbell", Key: key}, 404, "Lock 999 not found"},
+				{"oversized message", wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: key, Body: map[string]any{"message": strings.Repeat("x", 281)}}, 400, ""},
+				{"resident of another lock", wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: key, Body: map[string]any{"residentUserId": "5e5e5e5e-2b1f-4e6d-9c8b-7a6f5e4d3c2b"}}, 400, "residentUserId is not a resident of this lock"},
+				{"bad source", wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: key, Body: map[string]any{"source": "Bad Source!"}}, 400, ""},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					before := wireSnapshot(t, srv)
+					resp := wireDo(t, srv, c.req)
+					got := resp.Obj(t)
+					if resp.Status != c.status || got["success"] != false || got["code"] != float64(c.status) || (c.msg != "" && got["message"] != c.msg) {
+						t.Fatalf("status %d body %s; want %d %q", resp.Status, resp.Raw, c.status, c.msg)
+					}
+					wireUnchanged(t, srv, before)
+				})
+			}
+			ans := wireOK(t, srv, wireReq{Method: "POST", Path: "/doorbell/rings/" + ringID + "/answer", JWT: aliceJWT}, http.StatusOK)
+			if e, _ := ans["event"].(map[string]any); e["type"] != "DoorbellAnswered" || ans["aggregateId"] != ringID || ans["version"] != float64(2) {
+				t.Fatalf("answer: %v", ans)
+			}
+			late := wireDo(t, srv, wireReq{Method: "POST", Path: "/doorbell/rings/" + ringID + "/decline", JWT: bobJWT})
+			if late.Status != http.StatusConflict {
+				t.Fatalf("late decline: %d %s", late.Status, late.Raw)
+			}
+			for _, s := range []*sseStream{as, bs} {
+				e := s.next(t, 5*time.Second)
+				if e.Event != "DoorbellAnswered" || e.ID != "2" || e.Data["userId"] != alice || e.Data["name"] != "Alice" {
+					t.Fatalf("answer on stream: %+v", e)
+				}
+			}
+			as.quiet(t, 300*time.Millisecond)
+
+			// Bob leaves; two rings meanwhile; he resumes from id 2.
+			bs.cancel()
+			second := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: key}, http.StatusOK)["ringId"]
+			third := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: key, Body: map[string]any{"residentUserId": bob}}, http.StatusOK)
+			if third["notified"] != float64(1) {
+				t.Fatalf("one-resident ring notified %v", third["notified"])
+			}
+			if e := as.next(t, 5*time.Second); e.Data["ringId"] != second {
+				t.Fatalf("alice got %+v, want ring %v only", e, second)
+			}
+			resumed := openStream(t, srv, bob, bobJWT, "", "2")
+			for i, want := range []any{second, third["ringId"]} {
+				e := resumed.next(t, 5*time.Second)
+				if e.Data["ringId"] != want || e.ID != []string{"3", "4"}[i] {
+					t.Fatalf("resumed event %d: %+v, want ring %v", i, e, want)
+				}
+			}
+			as.quiet(t, 200*time.Millisecond)
+
+			// Histories: the lock's (newest first, per-channel state) and Bob's.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				rings := wireOK(t, srv, wireReq{Method: "GET", Path: "/locks/7/doorbell/rings?limit=2", Key: key}, http.StatusOK)
+				list, _ := rings["rings"].([]any)
+				first, _ := list[0].(map[string]any)
+				res, _ := first["residents"].([]any)
+				r0, _ := res[0].(map[string]any)
+				ds, _ := r0["deliveries"].([]any)
+				d0, _ := ds[0].(map[string]any)
+				if len(list) != 2 || first["ringId"] != third["ringId"] || len(res) != 1 || rings["nextCursor"] == nil || len(ds) != 1 {
+					t.Fatalf("lock rings page: %v", rings)
+				}
+				if d0["channel"] == "live" && d0["status"] == "delivered" && d0["attempts"] == float64(1) {
+					cursor := rings["nextCursor"].(string)
+					older := wireOK(t, srv, wireReq{Method: "GET", Path: "/locks/7/doorbell/rings?limit=2&cursor=" + cursor, Key: key}, http.StatusOK)
+					ol, _ := older["rings"].([]any)
+					o0, _ := ol[0].(map[string]any)
+					ab, _ := o0["answeredBy"].(map[string]any)
+					if len(ol) != 1 || o0["ringId"] != ringID || o0["status"] != "answered" || ab["name"] != "Alice" || older["nextCursor"] != nil {
+						t.Fatalf("second page: %v", older)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("delivery state never became delivered: %v", d0)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			mine := wireOK(t, srv, wireReq{Method: "GET", Path: "/users/" + bob + "/notifications", JWT: bobJWT}, http.StatusOK)
+			if n, _ := mine["notifications"].([]any); len(n) != 3 {
+				t.Fatalf("bob's notifications: %v", mine)
+			}
+			bad := wireDo(t, srv, wireReq{Method: "GET", Path: "/users/" + bob + "/notifications?cursor=abc", JWT: bobJWT})
+			if bad.Status != 400 {
+				t.Fatalf("bad cursor: %d %s", bad.Status, bad.Raw)
+			}
+			if r := wireDo(t, srv, wireReq{Method: "GET", Path: "/locks/999/doorbell/rings", Key: key}); r.Status != 404 {
+				t.Fatalf("unknown lock history: %d", r.Status)
+			}
+		})
+	}
+}
+
+// TestNotificationPreferencesOverHTTP: set, read back, refuse bad input
+// without recording anything, and a switched-off live channel keeps rings
+// off the stream.
+func TestNotificationPreferencesOverHTTP(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			srv := testenv.NewServer(t, b, testenv.Options{})
+			key, alice, _, aliceJWT, _ := doorbellSetup(t, srv)
+			path := "/users/" + alice + "/SetNotificationPreferences"
+			for _, c := range []struct {
+				name string
+				body any
+			}{
+				{"bad time", map[string]any{"quietHours": map[string]any{"start": "25:00", "end": "07:00", "timeZone": "UTC"}}},
+				{"unknown zone", map[string]any{"quietHours": map[string]any{"start": "22:00", "end": "07:00", "timeZone": "Mars/Olympus"}}},
+				{"same start and end", map[string]any{"quietHours": map[string]any{"start": "22:00", "end": "22:00", "timeZone": "UTC"}}},
+				{"unknown member", map[string]any{"channels": map[string]any{"pigeon": true}}},
+				{"not a bool", map[string]any{"channels": map[string]any{"email": "no"}}},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					before := wireSnapshot(t, srv)
+					resp := wireDo(t, srv, wireReq{Method: "POST", Path: path, JWT: aliceJWT, Body: c.body})
+					if resp.Status != 400 || resp.Obj(t)["success"] != false {
+						t.Fatalf("%d %s", resp.Status, resp.Raw)
+					}
+					wireUnchanged(t, srv, before)
+				})
+			}
+			set := wireOK(t, srv, wireReq{Method: "POST", Path: path, JWT: aliceJWT,
+				Body: map[string]any{"channels": map[string]any{"live": false, "email": true}, "quietHours": map[string]any{"start": "22:00", "end": "07:00", "timeZone": "Europe/Warsaw"}}}, http.StatusOK)
+			if e, _ := set["event"].(map[string]any); e["type"] != "NotificationPreferencesSet" {
+				t.Fatalf("set: %v", set)
+			}
+			got := wireOK(t, srv, wireReq{Method: "GET", Path: "/users/" + alice + "/notification-preferences", Key: key}, http.StatusOK)
+			want := map[string]any{"userId": alice, "channels": map[string]any{"live": false, "email": true, "hook": true},
+				"quietHours": map[string]any{"start": "22:00", "end": "07:00", "timeZone": "Europe/Warsaw"}, "availableChannels": []any{"live"}}
+			if js, _ := json.Marshal(got); string(js) != string(mustJSON(t, want)) {
+				t.Fatalf("preferences: %s", js)
+			}
+			// Live off: a ring leaves Alice's stream empty.
+			as := openStream(t, srv, alice, aliceJWT, "", "")
+			wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: key}, http.StatusOK)
+			as.quiet(t, 500*time.Millisecond)
+			// Setting the same again records nothing.
+			again := wireOK(t, srv, wireReq{Method: "POST", Path: path, JWT: aliceJWT,
+				Body: map[string]any{"channels": map[string]any{"live": false}, "quietHours": map[string]any{"start": "22:00", "end": "07:00", "timeZone": "Europe/Warsaw"}}}, http.StatusOK)
+			if again["event"] != nil {
+				t.Fatalf("unchanged preferences recorded %v", again["event"])
+			}
+		})
+	}
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
