@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +32,17 @@ type config struct {
 	CORSOrigins      string
 	LogLevel         string
 	ShutdownTimeout  time.Duration
+	// Doorbell notifications.
+	PublicURL   string
+	SMTPURL     string
+	SMTPFrom    string
+	HookURL     string
+	HookSecret  string
+	NodeID      string
+	OutboxLease time.Duration
+	RetryBase   time.Duration
+	MaxAttempts int
+	TrustProxy  bool
 }
 
 // bind registers the flags of c on fs, each defaulting to its environment
@@ -53,13 +67,33 @@ func (c *config) bind(fs *flag.FlagSet, env map[string]string) {
 	str(&c.JWTUserClaim, "jwt-user-claim", "sub", "JWT claim that carries the user UUID")
 	str(&c.CORSOrigins, "cors-origins", "", "comma-separated origins allowed to call the API from a browser")
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	def := 15 * time.Second
-	if v, ok := env["SPKEY_SHUTDOWN_TIMEOUT"]; ok {
-		if d, err := time.ParseDuration(v); err == nil {
-			def = d
+	dur := func(p *time.Duration, name string, def time.Duration, help string) {
+		envName := "SPKEY_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		if v, ok := env[envName]; ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				def = d
+			}
+		}
+		fs.DurationVar(p, name, def, help+" (env "+envName+")")
+	}
+	dur(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM")
+	str(&c.PublicURL, "public-url", "", "the server's public base URL, for doorbell QR codes and e-mails (default: from each request)")
+	str(&c.SMTPURL, "smtp-url", "", "SMTP relay for doorbell e-mails: smtp://user:pass@host:587?starttls=true, smtps://..., empty disables e-mail")
+	str(&c.SMTPFrom, "smtp-from", "", "From address of doorbell e-mails (needed with --smtp-url)")
+	str(&c.HookURL, "notify-hook-url", "", "URL that receives a signed POST per ring and resident (SMS/push gateway); empty disables it")
+	str(&c.HookSecret, "notify-hook-secret", "", "Standard Webhooks secret (whsec_...) signing the notify hook's requests")
+	str(&c.NodeID, "node-id", "", "this node's name in outbox leases and delivery attempts (default: host name and a random suffix)")
+	dur(&c.OutboxLease, "outbox-lease", time.Minute, "how long a node keeps a claimed delivery before another node may take it over")
+	dur(&c.RetryBase, "notify-retry-base", 2*time.Second, "first retry delay of a failed notification; doubles per attempt (with jitter), at most 10m")
+	maxAttempts := 8
+	if v, ok := env["SPKEY_NOTIFY_MAX_ATTEMPTS"]; ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			maxAttempts = n
 		}
 	}
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", def, "how long in-flight requests may take to finish on SIGTERM (env SPKEY_SHUTDOWN_TIMEOUT)")
+	fs.IntVar(&c.MaxAttempts, "notify-max-attempts", maxAttempts, "attempts per notification before it is marked failed (env SPKEY_NOTIFY_MAX_ATTEMPTS)")
+	trust := env["SPKEY_TRUST_PROXY"] == "true"
+	fs.BoolVar(&c.TrustProxy, "trust-proxy", trust, "take client addresses and scheme from X-Forwarded-For/-Proto (behind a reverse proxy) (env SPKEY_TRUST_PROXY)")
 }
 
 func (c *config) validate() error {
@@ -74,6 +108,26 @@ func (c *config) validate() error {
 	}
 	if c.AdminAPIKey != "" && len(c.AdminAPIKey) < 16 {
 		return fmt.Errorf("--admin-api-key must be at least 16 characters")
+	}
+	if c.SMTPURL != "" && c.SMTPFrom == "" {
+		return fmt.Errorf("--smtp-from (SPKEY_SMTP_FROM) is required with --smtp-url")
+	}
+	if c.MaxAttempts < 1 || c.MaxAttempts > 100 {
+		return fmt.Errorf("--notify-max-attempts must be between 1 and 100")
+	}
+	if c.OutboxLease < time.Second || c.RetryBase <= 0 {
+		return fmt.Errorf("--outbox-lease must be at least 1s and --notify-retry-base positive")
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--public-url must be an absolute http(s) URL")
+		}
+		c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+	}
+	if c.NodeID == "" {
+		host, _ := os.Hostname()
+		c.NodeID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
 	"github.com/spkey-dev/spkey/internal/httpapi"
+	"github.com/spkey-dev/spkey/internal/notify"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -56,20 +57,49 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	reg.MustRegister(appends, conflicts, batches)
 	st.SetHooks(store.Hooks{Appended: func(n int) { appends.Add(float64(n)) }, Conflict: conflicts.Inc, Batch: func(n int) { batches.Observe(float64(n)) }})
 
-	svc := app.New(st, app.Options{}, log)
+	if c.DB == "" {
+		// This process owns the SQLite folder (serve.lock): deliveries
+		// leased by a process that died are free again at once.
+		if err := st.ReleaseClaims(ctx); err != nil {
+			return err
+		}
+	}
+	hub := notify.NewHub()
+	chans, appChans, err := c.channels()
+	if err != nil {
+		return err
+	}
+	attempts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spkey_notify_attempts_total", Help: "Doorbell notification attempts by channel and outcome."}, []string{"consumer", "outcome"})
+	attemptLatency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "spkey_notify_attempt_seconds", Help: "Doorbell notification attempt latency by channel.",
+		Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 15}}, []string{"consumer"})
+	streams := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "spkey_live_streams", Help: "Open live notification streams on this node."}, func() float64 { return float64(hub.Streams()) })
+	reg.MustRegister(attempts, attemptLatency, streams)
+	engine := notify.New(st, hub, notify.Config{Node: c.NodeID, Lease: c.OutboxLease, RetryBase: c.RetryBase, MaxAttempts: c.MaxAttempts,
+		Observe: func(consumer, outcome string, d time.Duration) {
+			attempts.WithLabelValues(consumer, outcome).Inc()
+			attemptLatency.WithLabelValues(consumer).Observe(d.Seconds())
+		}}, log, chans...)
+	svc := app.New(st, app.Options{Channels: appChans, Queued: engine.Queued}, log)
 	origins := map[string]bool{}
 	for _, o := range strings.Split(c.CORSOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			origins[strings.TrimSuffix(o, "/")] = true
 		}
 	}
-	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: c.AdminAPIKey, AdminEmailDomain: c.AdminEmailDomain, CORSOrigins: origins}, svc, verifier, st, reg, log)
+	streamStop := make(chan struct{})
+	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: c.AdminAPIKey, AdminEmailDomain: c.AdminEmailDomain, CORSOrigins: origins,
+		Feed: st, Waker: hub, StreamStop: streamStop, Mount: c.pages(svc, log)}, svc, verifier, st, reg, log)
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+	srv.RegisterOnShutdown(func() { close(streamStop) })
+	ectx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	engineDone := make(chan struct{})
+	go func() { defer close(engineDone); _ = engine.Run(ectx) }()
+	defer func() { stopEngine(); <-engineDone }()
 	backend := "sqlite " + c.Data
 	if c.DB != "" {
 		backend = "postgres"

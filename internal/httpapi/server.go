@@ -29,6 +29,9 @@ type Config struct {
 	// answers 500).
 	Feed  FeedReader
 	Waker Waker
+	// StreamStop, when closed, ends every live stream (server shutdown:
+	// streams never finish by themselves).
+	StreamStop <-chan struct{}
 	// Mount, if set, adds routes served outside the JSON API (HTML pages).
 	Mount func(mux *http.ServeMux)
 }

@@ -127,6 +127,8 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID strin
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.cfg.StreamStop:
+			return
 		case <-wake:
 		case <-poll.C:
 		case <-heartbeat.C:
