@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestWalkthrough runs the README's walkthrough against a real `spkey
@@ -16,8 +19,9 @@ func TestWalkthrough(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	admin := "walkthrough-admin-key-123"
+	data := t.TempDir()
 	go func() {
-		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", t.TempDir()}, []string{"SPKEY_ADMIN_API_KEY=" + admin, "SPKEY_LOG_LEVEL=warn"}, pw, io.Discard)
+		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", data}, []string{"SPKEY_ADMIN_API_KEY=" + admin, "SPKEY_LOG_LEVEL=warn"}, pw, io.Discard)
 		pw.Close()
 	}()
 	base := waitForURL(t, pr)
@@ -64,6 +68,41 @@ func TestWalkthrough(t *testing.T) {
 	if r0["userId"] != uid || r0["name"] != "John Doe" || r0["hasPhone"] != false || r0["email"] != nil {
 		t.Fatalf("resident entry: %v", r0)
 	}
+	// 7. the resident's live stream, with a token from `spkey token`
+	var tok strings.Builder
+	if err := run(ctx, []string{"token", "--data", data, "--sub", uid, "--email", "user@example.com"}, nil, &tok, io.Discard); err != nil {
+		t.Fatalf("spkey token: %v", err)
+	}
+	jwt := strings.TrimSpace(tok.String())
+	events := streamLines(t, base+"/users/"+uid+"/notifications/stream", jwt)
+	// 8. ring
+	st, body = kc.do("POST", "/locks/123/RingDoorbell", map[string]any{"visitorName": "Courier", "message": "Parcel"})
+	ringID, _ := body["ringId"].(string)
+	if st != 200 || body["notified"] != float64(1) || ringID == "" {
+		t.Fatalf("ring: %d %v", st, body)
+	}
+	select {
+	case ev := <-events:
+		if ev.event != "DoorbellRang" || ev.data["ringId"] != ringID || ev.data["visitorName"] != "Courier" {
+			t.Fatalf("stream: %+v", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the ring never reached the resident's stream")
+	}
+	// 9. answer
+	uc := c.with("Authorization", "Bearer "+jwt)
+	if st, body := uc.do("POST", "/doorbell/rings/"+ringID+"/answer", nil); st != 200 || body["success"] != true {
+		t.Fatalf("answer: %d %v", st, body)
+	}
+	if st, body := uc.do("POST", "/doorbell/rings/"+ringID+"/answer", nil); st != 409 {
+		t.Fatalf("second answer: %d %v", st, body)
+	}
+	// 10. history
+	st, body = kc.do("GET", "/locks/123/doorbell/rings", nil)
+	rings, _ := body["rings"].([]any)
+	if st != 200 || len(rings) != 1 || rings[0].(map[string]any)["status"] != "answered" {
+		t.Fatalf("rings: %d %v", st, body)
+	}
 	if st, _ := c.do("GET", "/healthz", nil); st != http.StatusOK {
 		t.Fatalf("healthz: %d", st)
 	}
@@ -94,4 +133,52 @@ func TestOneServerPerSQLiteFolder(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+type streamEvent struct {
+	id, event string
+	data      map[string]any
+}
+
+// streamLines reads a live notification stream in the background (until
+// the test ends) and returns its events.
+func streamLines(t *testing.T, url, jwt string) <-chan streamEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+jwt)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("open stream: %v %v", err, resp)
+	}
+	out := make(chan streamEvent, 16)
+	connected := make(chan struct{})
+	go func() {
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		var ev streamEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == ": connected":
+				close(connected)
+			case strings.HasPrefix(line, "id: "):
+				ev.id = line[4:]
+			case strings.HasPrefix(line, "event: "):
+				ev.event = line[7:]
+			case strings.HasPrefix(line, "data: "):
+				_ = json.Unmarshal([]byte(line[6:]), &ev.data)
+			case line == "" && ev.event != "":
+				out <- ev
+				ev = streamEvent{}
+			}
+		}
+	}()
+	select {
+	case <-connected:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stream did not start")
+	}
+	return out
 }
