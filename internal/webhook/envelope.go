@@ -1,0 +1,85 @@
+// Package webhook turns stored events into what partners receive: upstream's
+// EventBridge-style envelope. (Delivery of the webhook outbox rows is the
+// partner-webhooks work; the envelope is fixed here so every event queued
+// for partners today already has its final shape.)
+package webhook
+
+import (
+	"crypto/sha1"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/es"
+)
+
+// Source is the envelope source of every event spkey sends to partners.
+const Source = "spk.api"
+
+// Envelope is upstream's webhook envelope.
+type Envelope struct {
+	ID         string   `json:"id"`
+	Source     string   `json:"source"`
+	DetailType string   `json:"detail-type"`
+	Time       string   `json:"time"`
+	Region     string   `json:"region"`
+	Account    string   `json:"account"`
+	Version    string   `json:"version"`
+	Resources  []string `json:"resources"`
+	Detail     Detail   `json:"detail"`
+}
+
+// Detail is the domain-event part of the envelope.
+type Detail struct {
+	PartnerID     string          `json:"partnerId"`
+	AggregateType string          `json:"aggregateType"`
+	AggregateID   string          `json:"aggregateId"`
+	Version       int64           `json:"version"`
+	Timestamp     int64           `json:"timestamp"` // epoch milliseconds
+	Data          json.RawMessage `json:"data"`      // {type, ...event fields}
+}
+
+// aggregateTypes maps store stream types to upstream's capitalised names.
+var aggregateTypes = map[string]string{
+	"lock": "Lock", "user": "User", "tenant": "Tenant", "doorbell-ring": "DoorbellRing",
+}
+
+// Build returns the envelope of rec for partner orgID. Its id is derived
+// from the stream position (type, id, version), so every node and every
+// retry produce the same id: the receiver's deduplication key. region and
+// account fill the EventBridge fields upstream sends. It returns an error
+// for a record whose timestamp or payload cannot be read.
+func Build(rec es.Record, orgID, region, account string) (Envelope, error) {
+	ts, err := time.Parse(domain.TimeLayout, rec.Timestamp)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("event timestamp %q: %w", rec.Timestamp, err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(rec.Data, &fields); err != nil {
+		return Envelope{}, fmt.Errorf("decode %s: %w", rec.Type, err)
+	}
+	fields["type"] = rec.Type
+	data, err := json.Marshal(fields)
+	if err != nil {
+		return Envelope{}, err
+	}
+	aggType := aggregateTypes[rec.AggregateType]
+	if aggType == "" {
+		aggType = rec.AggregateType
+	}
+	return Envelope{
+		ID: EventID(rec), Source: Source, DetailType: rec.Type, Time: ts.UTC().Format(time.RFC3339),
+		Region: region, Account: account, Version: "0", Resources: []string{},
+		Detail: Detail{PartnerID: orgID, AggregateType: aggType, AggregateID: rec.AggregateID, Version: rec.Version, Timestamp: ts.UnixMilli(), Data: data},
+	}, nil
+}
+
+// EventID is the stable UUID (name-based, SHA-1, RFC 9562 version 5 layout)
+// of one stored event.
+func EventID(rec es.Record) string {
+	h := sha1.Sum([]byte(fmt.Sprintf("spkey:%s/%s/%d", rec.AggregateType, rec.AggregateID, rec.Version)))
+	h[6] = (h[6] & 0x0f) | 0x50
+	h[8] = (h[8] & 0x3f) | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
