@@ -173,7 +173,7 @@ func (w *sqliteWriter) run(batch []*job) {
 		failed, ferr := -1, error(nil)
 		b := newBatch()
 		for i, j := range live {
-			if err := j.fn(context.WithoutCancel(j.ctx), w.q, b); err != nil {
+			if err := runJob(j, w.q, b); err != nil {
 				failed, ferr = i, err
 				break
 			}
@@ -199,6 +199,17 @@ func (w *sqliteWriter) run(batch []*job) {
 		}
 		return
 	}
+}
+
+// runJob runs one job's body; a panic in it becomes that job's error
+// instead of taking the writer (and every other caller) down.
+func runJob(j *job, q querier, b *batch) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("store: write job panicked: %v", r)
+		}
+	}()
+	return j.fn(context.WithoutCancel(j.ctx), q, b)
 }
 
 func (w *sqliteWriter) close() error {
