@@ -40,7 +40,8 @@ type Delivery struct {
 // Result is a channel's verdict on one attempt.
 type Result struct {
 	// Status is store.StatusDelivered, store.StatusFailed (final: do not
-	// retry) or store.OutcomeRetry.
+	// retry), store.StatusSkipped (final: nothing to send any more) or
+	// store.OutcomeRetry.
 	Status     string
 	StatusCode int
 	Err        error

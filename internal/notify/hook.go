@@ -1,0 +1,261 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/spkey-dev/spkey/internal/domain/doorbell"
+	"github.com/spkey-dev/spkey/internal/domain/user"
+	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+// DefaultHookTimeout bounds one hook request when HookConfig.Client is nil.
+const DefaultHookTimeout = 15 * time.Second
+
+// HookEventRing is the type of the hook payload sent for a ring.
+const HookEventRing = "doorbell.ring"
+
+// HookConfig configures the outgoing HTTP hook.
+type HookConfig struct {
+	// URL (SPKEY_NOTIFY_HOOK_URL) receives the POSTs: http or https, with a host.
+	URL string
+	// Secret (SPKEY_NOTIFY_HOOK_SECRET) signs them (Standard Webhooks). A secret
+	// starting with "whsec_" is the base64 of the key; any other secret is
+	// the key itself, byte for byte. Empty: requests are not signed (no
+	// webhook-signature header) — only for a receiver on a trusted network.
+	Secret string
+	// Client sends the requests (nil: http.DefaultTransport). A client
+	// without a Timeout gets DefaultHookTimeout (15 s). Redirects are never
+	// followed, whatever the client's CheckRedirect says.
+	Client *http.Client
+}
+
+// HookPayload is the JSON body POSTed to the hook for every ring and
+// targeted resident; the field names are a contract with receivers and do
+// not change:
+//
+//	{
+//	  "type": "doorbell.ring",
+//	  "id": "msg_<ringId>_<userId>",       // = the webhook-id header
+//	  "ringId": "<uuid>",
+//	  "lockId": 7,
+//	  "timestamp": "2026-01-02T15:04:05.000Z", // when the doorbell rang (UTC)
+//	  "source": "api" | "visitor-page" | "device" | ...,
+//	  "visitorName": "Courier",             // only when given
+//	  "message": "Parcel",                  // only when given
+//	  "resident": {
+//	    "userId": "<uuid>",
+//	    "name": "Bob",                      // as the lock lists the resident
+//	    "phoneNumber": "+48123456789"       // only when the user has a phone
+//	  }
+//	}
+//
+// Headers: Content-Type: application/json, User-Agent: spkey,
+// webhook-id (the same on every retry of one delivery), webhook-timestamp
+// (Unix seconds of the attempt) and, when a secret is configured,
+// webhook-signature: "v1," + base64(HMAC-SHA256(key, id + "." + timestamp
+// + "." + body)) as Standard Webhooks specifies. A receiver answering 2xx
+// has the delivery; 408, 429 and 5xx (and network errors and timeouts) are
+// retried, honouring Retry-After on 429 and 503; any other status, 3xx
+// included, fails the delivery for good.
+type HookPayload struct {
+	Type        string       `json:"type"`
+	ID          string       `json:"id"`
+	RingID      string       `json:"ringId"`
+	LockID      int64        `json:"lockId"`
+	Timestamp   string       `json:"timestamp"`
+	Source      string       `json:"source"`
+	VisitorName string       `json:"visitorName,omitempty"`
+	Message     string       `json:"message,omitempty"`
+	Resident    HookResident `json:"resident"`
+}
+
+// HookResident is the recipient part of HookPayload.
+type HookResident struct {
+	UserID      string `json:"userId"`
+	Name        string `json:"name"`
+	PhoneNumber string `json:"phoneNumber,omitempty"`
+}
+
+// Hook POSTs each ring to the operator's HTTP endpoint, one request per
+// targeted resident (to turn into an SMS, a push message, ...). It
+// implements Channel for es.ConsumerDoorbellHook.
+type Hook struct {
+	url    string
+	key    []byte // nil: unsigned
+	client *http.Client
+}
+
+// NewHook checks cfg and returns the channel. Errors name the setting at
+// fault (SPKEY_NOTIFY_HOOK_URL, SPKEY_NOTIFY_HOOK_SECRET) and never contain the secret.
+func NewHook(cfg HookConfig) (*Hook, error) {
+	u, err := url.Parse(strings.TrimSpace(cfg.URL))
+	if err != nil || strings.TrimSpace(cfg.URL) == "" {
+		return nil, errors.New("SPKEY_NOTIFY_HOOK_URL must be an http:// or https:// URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("SPKEY_NOTIFY_HOOK_URL: scheme must be http or https, not %q", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, errors.New("SPKEY_NOTIFY_HOOK_URL: the host is missing")
+	}
+	h := &Hook{url: u.String()}
+	if cfg.Secret != "" {
+		if rest, ok := strings.CutPrefix(cfg.Secret, "whsec_"); ok {
+			if h.key, err = base64.StdEncoding.DecodeString(rest); err != nil || len(h.key) == 0 {
+				return nil, errors.New("SPKEY_NOTIFY_HOOK_SECRET: after \"whsec_\" must come the key in standard base64")
+			}
+		} else {
+			h.key = []byte(cfg.Secret)
+		}
+	}
+	var c http.Client
+	if cfg.Client != nil {
+		c = *cfg.Client
+	}
+	if c.Timeout <= 0 {
+		// The engine's attempts have no deadline of their own.
+		c.Timeout = DefaultHookTimeout
+	}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	h.client = &c
+	return h, nil
+}
+
+// Consumer implements Channel.
+func (h *Hook) Consumer() string { return es.ConsumerDoorbellHook }
+
+// Name implements Channel.
+func (h *Hook) Name() string { return user.ChannelHook }
+
+// WebhookID returns the webhook-id of ring ringID's delivery to userID:
+// the same on every attempt, so a receiver can drop duplicates.
+func WebhookID(ringID, userID string) string { return "msg_" + ringID + "_" + userID }
+
+// Sign returns the Standard Webhooks signature header value of body, or
+// "" when the hook has no secret.
+func (h *Hook) Sign(id string, ts int64, body []byte) string {
+	if h.key == nil {
+		return ""
+	}
+	m := hmac.New(sha256.New, h.key)
+	m.Write([]byte(id + "." + strconv.FormatInt(ts, 10) + "."))
+	m.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// Deliver makes one POST (see HookPayload for the contract and the
+// classification of answers).
+func (h *Hook) Deliver(ctx context.Context, d Delivery) Result {
+	if d.Event.Type != doorbell.TypeDoorbellRang {
+		return Result{Status: store.StatusSkipped, Err: fmt.Errorf("the hook is called for rings only, not %s", d.Event.Type)}
+	}
+	r := d.Ring
+	id := WebhookID(r.RingID, d.Claim.Target)
+	body, err := json.Marshal(HookPayload{Type: HookEventRing, ID: id, RingID: r.RingID, LockID: r.LockID, Timestamp: r.RangAt, Source: r.Source,
+		VisitorName: r.VisitorName, Message: r.Message,
+		Resident: HookResident{UserID: d.Claim.Target, Name: d.Resident.Name, PhoneNumber: d.User.Phone}})
+	if err != nil {
+		return Result{Status: store.StatusFailed, Err: fmt.Errorf("encode hook payload: %w", err)}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
+	if err != nil {
+		return Result{Status: store.StatusFailed, Err: fmt.Errorf("build hook request: %w", err)}
+	}
+	ts := time.Now().Unix()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "spkey")
+	req.Header.Set("webhook-id", id)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts, 10))
+	if sig := h.Sign(id, ts, body); sig != "" {
+		req.Header.Set("webhook-signature", sig)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return Result{Status: store.OutcomeRetry, Err: fmt.Errorf("POST hook: %w", redactURLError(err))}
+	}
+	defer resp.Body.Close()
+	snippet := readSnippet(resp.Body)
+	// Drain a little more so the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	code := resp.StatusCode
+	res := Result{StatusCode: code}
+	switch {
+	case code >= 200 && code < 300:
+		res.Status = store.StatusDelivered
+		return res
+	case code >= 300 && code < 400:
+		res.Status = store.StatusFailed
+		res.Err = fmt.Errorf("hook answered %s redirecting to %q: redirects are not followed; configure the final URL", resp.Status, resp.Header.Get("Location"))
+		return res
+	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
+		res.Status = store.OutcomeRetry
+		if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+			res.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+	default:
+		res.Status = store.StatusFailed
+	}
+	res.Err = fmt.Errorf("hook answered %s", resp.Status)
+	if snippet != "" {
+		res.Err = fmt.Errorf("hook answered %s: %s", resp.Status, snippet)
+	}
+	return res
+}
+
+// readSnippet returns the first 200 bytes of a body, valid UTF-8 on one
+// line.
+func readSnippet(r io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(r, 200))
+	s := strings.ToValidUTF8(string(b), "")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	return strings.TrimSpace(s)
+}
+
+// retryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+// Zero when absent, malformed or in the past.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		return time.Duration(min(n, int64(365*24*3600))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// redactURLError drops the URL from a client error: it may carry a token in
+// its query or user info.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

@@ -1,0 +1,98 @@
+package notify_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/domain/doorbell"
+	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/store"
+	"github.com/spkey-dev/spkey/internal/testenv"
+)
+
+// waitWake waits for a hub wake-up on ch.
+func waitWake(t *testing.T, who string, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitTimeout):
+		t.Fatalf("the hub never woke %s's stream", who)
+	}
+}
+
+// TestLiveFeed: a ring appends one DoorbellRang entry to every targeted
+// resident's feed and wakes their streams after commit; an answer appends
+// DoorbellAnswered to every targeted resident's feed.
+func TestLiveFeed(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, b, testConfig())
+			wakeA, stopA := f.hub.Subscribe(f.alice)
+			defer stopA()
+			wakeB, stopB := f.hub.Subscribe(f.bob)
+			defer stopB()
+
+			ringID := f.ring(app.RingInput{VisitorName: "Courier", Message: "Parcel"})
+			for _, u := range []struct {
+				id   string
+				wake <-chan struct{}
+			}{{f.alice, wakeA}, {f.bob, wakeB}} {
+				waitWake(t, u.id, u.wake)
+				// Woken after commit: the entry is there already.
+				feed, err := f.st.Feed(ctx, u.id, 0, 10)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(feed) != 1 || feed[0].Kind != doorbell.TypeDoorbellRang || feed[0].RingID != ringID || feed[0].N != 1 {
+					t.Fatalf("feed of %s after the ring: %+v", u.id, feed)
+				}
+				var data struct {
+					Type, RingID, VisitorName, Message string
+					LockID                             int64
+				}
+				if err := json.Unmarshal(feed[0].Data, &data); err != nil {
+					t.Fatal(err)
+				}
+				if data.Type != doorbell.TypeDoorbellRang || data.RingID != ringID || data.LockID != 7 || data.VisitorName != "Courier" || data.Message != "Parcel" {
+					t.Errorf("feed entry data: %s", feed[0].Data)
+				}
+				d := f.waitDelivery(ringID, u.id, es.ConsumerDoorbellLive, store.StatusDelivered)
+				if d.Attempts != 1 || feed[0].OutboxID != d.OutboxID {
+					t.Errorf("live row: %+v, feed entry from row %d", d, feed[0].OutboxID)
+				}
+			}
+
+			if _, err := f.svc.AnswerRing(ctx, app.Call{P: f.user(f.alice)}, ringID); err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range []struct {
+				id   string
+				wake <-chan struct{}
+			}{{f.alice, wakeA}, {f.bob, wakeB}} {
+				var feed []store.FeedEntry
+				waitFor(t, "the answer in "+u.id+"'s feed", func() (bool, string) {
+					var err error
+					if feed, err = f.st.Feed(ctx, u.id, 1, 10); err != nil {
+						t.Fatal(err)
+					}
+					return len(feed) > 0, "no entry after the ring's"
+				})
+				waitWake(t, u.id, u.wake)
+				if len(feed) != 1 || feed[0].Kind != doorbell.TypeDoorbellAnswered || feed[0].RingID != ringID || feed[0].N != 2 {
+					t.Fatalf("feed of %s after the answer: %+v", u.id, feed)
+				}
+				var data struct{ Type, UserID, Name string }
+				if err := json.Unmarshal(feed[0].Data, &data); err != nil {
+					t.Fatal(err)
+				}
+				if data.Type != doorbell.TypeDoorbellAnswered || data.UserID != f.alice || data.Name != "Alice" {
+					t.Errorf("answer entry data: %s", feed[0].Data)
+				}
+			}
+		})
+	}
+}
