@@ -10,9 +10,26 @@ import (
 
 // channels builds the configured doorbell channels besides the live
 // stream: e-mail with --smtp-url, the outgoing hook with --notify-hook-url.
-func (c *config) channels() ([]notify.Channel, app.Channels, error) {
+// It returns an error naming the setting that is wrong.
+func (c *config) channels(log *slog.Logger) ([]notify.Channel, app.Channels, error) {
 	var out []notify.Channel
 	var on app.Channels
+	if c.SMTPURL != "" {
+		e, err := notify.NewEmail(notify.EmailConfig{URL: c.SMTPURL, From: c.SMTPFrom, PublicURL: c.PublicURL})
+		if err != nil {
+			return nil, on, err
+		}
+		log.Info("doorbell e-mail enabled", "relay", e.String(), "from", c.SMTPFrom)
+		out, on.Email = append(out, e), true
+	}
+	if c.HookURL != "" {
+		h, err := notify.NewHook(notify.HookConfig{URL: c.HookURL, Secret: c.HookSecret})
+		if err != nil {
+			return nil, on, err
+		}
+		log.Info("doorbell hook enabled", "signed", c.HookSecret != "")
+		out, on.Hook = append(out, h), true
+	}
 	return out, on, nil
 }
 

@@ -65,7 +65,7 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		}
 	}
 	hub := notify.NewHub()
-	chans, appChans, err := c.channels()
+	chans, appChans, err := c.channels(log)
 	if err != nil {
 		return err
 	}

@@ -69,7 +69,10 @@ type Config struct {
 	PollInterval time.Duration // safety-net poll when no wake-up comes (2s)
 	Batch        int           // rows claimed at a time (64)
 	Workers      int           // concurrent sends per channel (8)
-	Now          func() time.Time
+	// ShutdownGrace is how long attempts in flight may go on after Run's
+	// context ends before they are cancelled (and recorded for a retry) (5s).
+	ShutdownGrace time.Duration
+	Now           func() time.Time
 	// Observe, if set, receives every attempt (metrics).
 	Observe func(consumer, outcome string, latency time.Duration)
 }
@@ -113,6 +116,9 @@ func New(st *store.Store, hub *Hub, cfg Config, log *slog.Logger, chans ...Chann
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 5 * time.Second
 	}
 	e := &Engine{st: st, hub: hub, cfg: cfg, log: log, channels: chans, kicks: map[string]chan struct{}{}}
 	e.kicks[es.ConsumerDoorbellLive] = make(chan struct{}, 1)
@@ -194,8 +200,15 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 	defer tick.Stop()
 	sem := make(chan struct{}, workers)
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	work := context.WithoutCancel(ctx)
+	// Attempts in flight when ctx ends get a grace period to finish, then
+	// their context is cancelled; either way the attempt is recorded.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		t := time.AfterFunc(e.cfg.ShutdownGrace, cancelWork)
+		wg.Wait()
+		t.Stop()
+		cancelWork()
+	}()
 	for {
 		for ctx.Err() == nil {
 			claims, err := e.st.Claim(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, e.cfg.Batch)
@@ -246,6 +259,7 @@ func (e *Engine) backoff(attempt int) time.Duration {
 
 // finish records an attempt; a retry past MaxAttempts becomes a failure.
 func (e *Engine) finish(ctx context.Context, cl store.Claim, r Result, started time.Time) {
+	ctx = context.WithoutCancel(ctx) // record the attempt even when stopping
 	now := e.cfg.Now()
 	o := store.Outcome{Status: r.Status, At: now, StatusCode: r.StatusCode, Latency: now.Sub(started)}
 	if r.Err != nil {
