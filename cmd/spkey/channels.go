@@ -6,6 +6,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/portal"
 )
 
 // channels builds the configured doorbell channels besides the live
@@ -35,5 +36,7 @@ func (c *config) channels(log *slog.Logger) ([]notify.Channel, app.Channels, err
 
 // pages returns the HTML routes (the visitor's doorbell page).
 func (c *config) pages(svc *app.Service, log *slog.Logger) func(mux *http.ServeMux) {
-	return nil
+	return func(mux *http.ServeMux) {
+		portal.NewDoorbell(svc, portal.DoorbellConfig{PublicURL: c.PublicURL, TrustProxy: c.TrustProxy}, log).Register(mux)
+	}
 }

@@ -207,8 +207,8 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		// Every body this API takes is JSON; clients (curl -d) often omit
-		// the header or send the form default.
-		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		// the header or send the form default. (HTML pages take real forms.)
+		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody && !isPagePath(r.URL.Path) {
 			if ct := r.Header.Get("Content-Type"); ct == "" || strings.HasPrefix(ct, "application/x-www-form-urlencoded") || strings.HasPrefix(ct, "text/plain") {
 				r.Header.Set("Content-Type", "application/json")
 			}
@@ -272,6 +272,12 @@ func adminCheck(ctx context.Context) error {
 		return domain.Errorf(domain.Forbidden, "This account's e-mail domain is not allowed to use admin routes")
 	}
 	return domain.Errorf(domain.Unauthorized, "Admin credentials required: X-Admin-API-Key and an admin JWT")
+}
+
+// isPagePath reports whether path is served by an HTML page (the visitor's
+// doorbell) rather than the JSON API.
+func isPagePath(path string) bool {
+	return strings.HasPrefix(path, "/doorbell/") && !strings.HasPrefix(path, "/doorbell/rings/")
 }
 
 func isCommandPath(path string) bool {
