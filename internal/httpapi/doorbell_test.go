@@ -254,6 +254,12 @@ func TestDoorbellOverHTTP(t *testing.T) {
 			if r := wireDo(t, srv, wireReq{Method: "GET", Path: "/locks/999/doorbell/rings", Key: key}); r.Status != 404 {
 				t.Fatalf("unknown lock history: %d", r.Status)
 			}
+			// A lock without residents still rings: nobody is told.
+			wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/8/CreateLock", Key: key, Body: map[string]any{"index": 1, "uuid": "8a8a8a8a-2b1f-4e6d-9c8b-7a6f5e4d3c2b"}}, http.StatusCreated)
+			empty := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/8/RingDoorbell", Key: key}, http.StatusOK)
+			if n, ok := empty["notified"]; !ok || n != float64(0) || empty["success"] != true {
+				t.Fatalf("ring of an empty lock: %v", empty)
+			}
 		})
 	}
 }
