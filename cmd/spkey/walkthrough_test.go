@@ -1,14 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spkey-dev/spkey/internal/testenv"
 )
 
 // TestWalkthrough runs the README's walkthrough against a real `spkey
@@ -74,20 +74,15 @@ func TestWalkthrough(t *testing.T) {
 		t.Fatalf("spkey token: %v", err)
 	}
 	jwt := strings.TrimSpace(tok.String())
-	events := streamLines(t, base+"/users/"+uid+"/notifications/stream", jwt)
+	events := testenv.OpenStream(t, base+"/users/"+uid+"/notifications/stream", testenv.Bearer(jwt))
 	// 8. ring
 	st, body = kc.do("POST", "/locks/123/RingDoorbell", map[string]any{"visitorName": "Courier", "message": "Parcel"})
 	ringID, _ := body["ringId"].(string)
 	if st != 200 || body["notified"] != float64(1) || ringID == "" {
 		t.Fatalf("ring: %d %v", st, body)
 	}
-	select {
-	case ev := <-events:
-		if ev.event != "DoorbellRang" || ev.data["ringId"] != ringID || ev.data["visitorName"] != "Courier" {
-			t.Fatalf("stream: %+v", ev)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the ring never reached the resident's stream")
+	if ev := events.Next(t, 10*time.Second); ev.Event != "DoorbellRang" || ev.Data["ringId"] != ringID || ev.Data["visitorName"] != "Courier" {
+		t.Fatalf("stream: %+v", ev)
 	}
 	// 9. answer
 	uc := c.with("Authorization", "Bearer "+jwt)
@@ -133,52 +128,4 @@ func TestOneServerPerSQLiteFolder(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-}
-
-type streamEvent struct {
-	id, event string
-	data      map[string]any
-}
-
-// streamLines reads a live notification stream in the background (until
-// the test ends) and returns its events.
-func streamLines(t *testing.T, url, jwt string) <-chan streamEvent {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-	req.Header.Set("Authorization", "Bearer "+jwt)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("open stream: %v %v", err, resp)
-	}
-	out := make(chan streamEvent, 16)
-	connected := make(chan struct{})
-	go func() {
-		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		var ev streamEvent
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == ": connected":
-				close(connected)
-			case strings.HasPrefix(line, "id: "):
-				ev.id = line[4:]
-			case strings.HasPrefix(line, "event: "):
-				ev.event = line[7:]
-			case strings.HasPrefix(line, "data: "):
-				_ = json.Unmarshal([]byte(line[6:]), &ev.data)
-			case line == "" && ev.event != "":
-				out <- ev
-				ev = streamEvent{}
-			}
-		}
-	}()
-	select {
-	case <-connected:
-	case <-time.After(10 * time.Second):
-		t.Fatal("stream did not start")
-	}
-	return out
 }

@@ -27,32 +27,11 @@ type doorbellFixture struct {
 
 func newDoorbellFixture(t *testing.T, b testenv.Backend) doorbellFixture {
 	t.Helper()
-	ctx := context.Background()
 	st := testenv.OpenStore(t, b)
 	f := doorbellFixture{st: st, queued: make(chan []string, 64)}
 	f.svc = app.New(st, app.Options{Channels: app.Channels{Email: true, Hook: true}, Queued: func(c []string) { f.queued <- c }}, testenv.Discard())
-	if _, err := f.svc.RegisterTenant(ctx, app.Call{P: app.Principal{Admin: true}}, "acme", "Acme", ""); err != nil {
-		t.Fatal(err)
-	}
-	f.key = app.Principal{Kind: app.TenantCaller, OrgID: "acme"}
-	if _, err := f.svc.CreateLock(ctx, app.Call{P: f.key}, 7, app.CreateLockInput{Index: 1, UUID: "11111111-2222-4333-8444-555555555555"}); err != nil {
-		t.Fatal(err)
-	}
-	a, err := f.svc.FindOrCreate(ctx, f.key, false, app.FindInput{Email: "alice@example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bo, err := f.svc.FindOrCreate(ctx, f.key, true, app.FindInput{Phone: "+48123456789"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.alice, f.bob = a.UserID, bo.UserID
-	for _, r := range []struct{ id, name string }{{f.alice, "Alice"}, {f.bob, "Bob"}} {
-		id := r.id
-		if _, err := f.svc.AddResident(ctx, app.Call{P: f.key}, 7, app.ResidentInput{Name: r.name, UserID: &id}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	d := testenv.SeedDoorbell(t, f.svc)
+	f.key, f.alice, f.bob = d.Key, d.Alice, d.Bob
 	return f
 }
 

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -17,31 +15,13 @@ import (
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
 
-// chromium finds the browser, or skips (plain `go test`) / fails (under
-// scripts/test.sh, which installs it).
-func chromium(t *testing.T) string {
-	for _, p := range []string{os.Getenv("SPKEY_TEST_CHROMIUM"), "/usr/bin/chromium", "chromium"} {
-		if p == "" {
-			continue
-		}
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("SPKEY_TEST_REQUIRE_POSTGRES") == "1" {
-		t.Fatal("Chromium not found: scripts/test.sh should have installed it (apt-get install chromium)")
-	}
-	t.Skip("Chromium not found; scripts/test.sh installs it")
-	return ""
-}
-
 // TestBrowserFetchWithCORS runs the seed's JavaScript fetch example from a
 // page on another origin in real headless Chromium: the preflight is
 // answered for the configured origin, the AddResident call succeeds, and
 // the page can read X-Request-Id. A page on an origin not configured is
 // blocked by the browser and nothing is written.
 func TestBrowserFetchWithCORS(t *testing.T) {
-	bin := chromium(t)
+	bctx := testenv.Browser(t)
 	page := `<!doctype html><html><head><title>spkey fetch</title></head><body>
 <script>
 async function addResident(api, token) {
@@ -83,14 +63,6 @@ async function addResident(api, token) {
 		t.Fatal(err)
 	}
 	token := srv.Token(t, owner.UserID, "owner@example.com")
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.UserDataDir(t.TempDir()))
-	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
 
 	call := func(origin string) map[string]any {
 		t.Helper()

@@ -1,8 +1,6 @@
 package httpapi_test
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -12,104 +10,21 @@ import (
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
 
-// sseEvent is one Server-Sent Event.
-type sseEvent struct {
-	ID, Event string
-	Data      map[string]any
-}
-
-// sseStream is a live-stream client reading events in the background.
-type sseStream struct {
-	events chan sseEvent
-	cancel func()
-}
-
-// openStream connects to a user's notification stream with the given
-// credentials (and Last-Event-ID, when not empty) and fails the test unless
-// it starts as an event stream.
-func openStream(t testing.TB, srv *testenv.Server, userID, jwt, key, lastID string) *sseStream {
+// openStream connects to a user's notification stream with a JWT or an
+// API key (and Last-Event-ID, when not empty).
+func openStream(t testing.TB, srv *testenv.Server, userID, jwt, key, lastID string) *testenv.Stream {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/users/"+userID+"/notifications/stream", nil)
+	h := http.Header{}
 	if jwt != "" {
-		req.Header.Set("Authorization", "Bearer "+jwt)
+		h = testenv.Bearer(jwt)
 	}
 	if key != "" {
-		req.Header.Set("X-API-Key", key)
+		h.Set("X-API-Key", key)
 	}
 	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
+		h.Set("Last-Event-ID", lastID)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		cancel()
-		t.Fatalf("open stream: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
-		resp.Body.Close()
-		cancel()
-		t.Fatalf("stream: status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	s := &sseStream{events: make(chan sseEvent, 256), cancel: func() { cancel(); resp.Body.Close() }}
-	t.Cleanup(s.cancel)
-	ready := make(chan struct{})
-	go func() {
-		defer close(s.events)
-		sc := bufio.NewScanner(resp.Body)
-		var ev sseEvent
-		var data string
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == ": connected":
-				close(ready)
-			case line == "":
-				if data != "" {
-					_ = json.Unmarshal([]byte(data), &ev.Data)
-					s.events <- ev
-				}
-				ev, data = sseEvent{}, ""
-			case strings.HasPrefix(line, "id: "):
-				ev.ID = strings.TrimPrefix(line, "id: ")
-			case strings.HasPrefix(line, "event: "):
-				ev.Event = strings.TrimPrefix(line, "event: ")
-			case strings.HasPrefix(line, "data: "):
-				data = strings.TrimPrefix(line, "data: ")
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("stream did not start")
-	}
-	return s
-}
-
-// next waits for the stream's next event.
-func (s *sseStream) next(t testing.TB, within time.Duration) sseEvent {
-	t.Helper()
-	select {
-	case ev, ok := <-s.events:
-		if !ok {
-			t.Fatal("stream ended")
-		}
-		return ev
-	case <-time.After(within):
-		t.Fatalf("no event within %s", within)
-	}
-	return sseEvent{}
-}
-
-// quiet checks that no event arrives for a while (used after the events a
-// test expects, to catch extras).
-func (s *sseStream) quiet(t testing.TB, d time.Duration) {
-	t.Helper()
-	select {
-	case ev := <-s.events:
-		t.Fatalf("unexpected event %+v", ev)
-	case <-time.After(d):
-	}
+	return testenv.OpenStream(t, srv.URL+"/users/"+userID+"/notifications/stream", h)
 }
 
 // doorbellSetup: tenant acme with lock 7 and residents Alice (e-mail) and
@@ -146,8 +61,8 @@ func TestDoorbellOverHTTP(t *testing.T) {
 			if data, _ := ev["data"].(map[string]any); ev["type"] != "DoorbellRang" || data["ringId"] != ringID || data["source"] != "panel" || data["orgId"] != "acme" {
 				t.Fatalf("ring event: %v", ev)
 			}
-			for _, s := range []*sseStream{as, bs} {
-				e := s.next(t, 5*time.Second)
+			for _, s := range []*testenv.Stream{as, bs} {
+				e := s.Next(t, 5*time.Second)
 				if e.Event != "DoorbellRang" || e.ID != "1" || e.Data["ringId"] != ringID || e.Data["visitorName"] != "Courier" || e.Data["type"] != "DoorbellRang" {
 					t.Fatalf("stream event: %+v", e)
 				}
@@ -187,32 +102,32 @@ func TestDoorbellOverHTTP(t *testing.T) {
 			if late.Status != http.StatusConflict {
 				t.Fatalf("late decline: %d %s", late.Status, late.Raw)
 			}
-			for _, s := range []*sseStream{as, bs} {
-				e := s.next(t, 5*time.Second)
+			for _, s := range []*testenv.Stream{as, bs} {
+				e := s.Next(t, 5*time.Second)
 				if e.Event != "DoorbellAnswered" || e.ID != "2" || e.Data["userId"] != alice || e.Data["name"] != "Alice" {
 					t.Fatalf("answer on stream: %+v", e)
 				}
 			}
-			as.quiet(t, 300*time.Millisecond)
+			as.Quiet(t, 300*time.Millisecond)
 
 			// Bob leaves; two rings meanwhile; he resumes from id 2.
-			bs.cancel()
+			bs.Close()
 			second := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: key}, http.StatusOK)["ringId"]
 			third := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: key, Body: map[string]any{"residentUserId": bob}}, http.StatusOK)
 			if third["notified"] != float64(1) {
 				t.Fatalf("one-resident ring notified %v", third["notified"])
 			}
-			if e := as.next(t, 5*time.Second); e.Data["ringId"] != second {
+			if e := as.Next(t, 5*time.Second); e.Data["ringId"] != second {
 				t.Fatalf("alice got %+v, want ring %v only", e, second)
 			}
 			resumed := openStream(t, srv, bob, bobJWT, "", "2")
 			for i, want := range []any{second, third["ringId"]} {
-				e := resumed.next(t, 5*time.Second)
+				e := resumed.Next(t, 5*time.Second)
 				if e.Data["ringId"] != want || e.ID != []string{"3", "4"}[i] {
 					t.Fatalf("resumed event %d: %+v, want ring %v", i, e, want)
 				}
 			}
-			as.quiet(t, 200*time.Millisecond)
+			as.Quiet(t, 200*time.Millisecond)
 
 			// Histories: the lock's (newest first, per-channel state) and Bob's.
 			deadline := time.Now().Add(10 * time.Second)
@@ -306,7 +221,7 @@ func TestNotificationPreferencesOverHTTP(t *testing.T) {
 			// Live off: a ring leaves Alice's stream empty.
 			as := openStream(t, srv, alice, aliceJWT, "", "")
 			wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: key}, http.StatusOK)
-			as.quiet(t, 500*time.Millisecond)
+			as.Quiet(t, 500*time.Millisecond)
 			// Setting the same again records nothing.
 			again := wireOK(t, srv, wireReq{Method: "POST", Path: path, JWT: aliceJWT,
 				Body: map[string]any{"channels": map[string]any{"live": false}, "quietHours": map[string]any{"start": "22:00", "end": "07:00", "timeZone": "Europe/Warsaw"}}}, http.StatusOK)

@@ -74,33 +74,12 @@ type fixture struct {
 
 func newFixture(t *testing.T, b testenv.Backend, cfg notify.Config, chans ...notify.Channel) *fixture {
 	t.Helper()
-	ctx := context.Background()
 	st := testenv.OpenStore(t, b)
 	f := &fixture{t: t, st: st, hub: notify.NewHub()}
 	f.eng = notify.New(st, f.hub, cfg, testLogger(t), chans...)
 	f.svc = app.New(st, app.Options{Channels: app.Channels{Email: true, Hook: true}, Queued: f.eng.Queued}, testenv.Discard())
-	if _, err := f.svc.RegisterTenant(ctx, app.Call{P: app.Principal{Admin: true}}, "acme", "Acme", ""); err != nil {
-		t.Fatal(err)
-	}
-	f.key = app.Principal{Kind: app.TenantCaller, OrgID: "acme"}
-	if _, err := f.svc.CreateLock(ctx, app.Call{P: f.key}, 7, app.CreateLockInput{Index: 1, UUID: "11111111-2222-4333-8444-555555555555"}); err != nil {
-		t.Fatal(err)
-	}
-	a, err := f.svc.FindOrCreate(ctx, f.key, false, app.FindInput{Email: "alice@example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bo, err := f.svc.FindOrCreate(ctx, f.key, true, app.FindInput{Phone: "+48123456789"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.alice, f.bob = a.UserID, bo.UserID
-	for _, r := range []struct{ id, name string }{{f.alice, "Alice"}, {f.bob, "Bob"}} {
-		id := r.id
-		if _, err := f.svc.AddResident(ctx, app.Call{P: f.key}, 7, app.ResidentInput{Name: r.name, UserID: &id}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	d := testenv.SeedDoorbell(t, f.svc)
+	f.key, f.alice, f.bob = d.Key, d.Alice, d.Bob
 	runEngine(t, f.eng)
 	return f
 }

@@ -2,11 +2,8 @@ package portal_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
@@ -15,25 +12,6 @@ import (
 	"github.com/spkey-dev/spkey/internal/portal"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
-
-// chromium finds the browser, or skips (plain `go test`) / fails (under
-// scripts/test.sh, which installs it); the same policy as httpapi's
-// browser test.
-func chromium(t *testing.T) string {
-	for _, p := range []string{os.Getenv("SPKEY_TEST_CHROMIUM"), "/usr/bin/chromium", "chromium"} {
-		if p == "" {
-			continue
-		}
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("SPKEY_TEST_REQUIRE_POSTGRES") == "1" {
-		t.Fatal("Chromium not found: scripts/test.sh should have installed it (apt-get install chromium)")
-	}
-	t.Skip("Chromium not found; scripts/test.sh installs it")
-	return ""
-}
 
 // layout is what the page measures of itself at the phone viewport.
 type layout struct {
@@ -51,7 +29,7 @@ type layout struct {
 // form) shows the confirmation and records a ring for that resident only
 // with the typed name.
 func TestDoorbellInBrowser(t *testing.T) {
-	bin := chromium(t)
+	tctx := testenv.Browser(t)
 	f := newFixture(t, testenv.SQLite, portal.DoorbellConfig{})
 	ctx := context.Background()
 	long, err := f.svc.FindOrCreate(ctx, f.key, false, app.FindInput{Email: "long@example.com"})
@@ -62,16 +40,6 @@ func TestDoorbellInBrowser(t *testing.T) {
 	if _, err := f.svc.AddResident(ctx, app.Call{P: f.key}, lockID, app.ResidentInput{Name: longName, UserID: &long.UserID}); err != nil {
 		t.Fatal(err)
 	}
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.UserDataDir(t.TempDir()))
-	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
-	tctx, cancel := context.WithTimeout(bctx, 60*time.Second)
-	defer cancel()
 
 	// Start the browser, then switch page scripts off for the whole test:
 	// the page must work without them (its CSP forbids them anyway).

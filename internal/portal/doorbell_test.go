@@ -79,29 +79,11 @@ func newFixture(t *testing.T, b testenv.Backend, cfg portal.DoorbellConfig) fixt
 	t.Helper()
 	ctx := context.Background()
 	st := testenv.OpenStore(t, b)
-	f := fixture{svc: app.New(st, app.Options{}, testenv.Discard()), key: app.Principal{Kind: app.TenantCaller, OrgID: "acme"}}
-	if _, err := f.svc.RegisterTenant(ctx, app.Call{P: app.Principal{Admin: true}}, "acme", "Acme", ""); err != nil {
+	f := fixture{svc: app.New(st, app.Options{}, testenv.Discard())}
+	d := testenv.SeedDoorbell(t, f.svc)
+	f.key, f.alice, f.bob = d.Key, d.Alice, d.Bob
+	if _, err := f.svc.CreateLock(ctx, app.Call{P: f.key}, emptyLockID, app.CreateLockInput{Index: 1, UUID: "11111111-2222-4333-8444-666666666666"}); err != nil {
 		t.Fatal(err)
-	}
-	for id, uuid := range map[int64]string{lockID: "11111111-2222-4333-8444-555555555555", emptyLockID: "11111111-2222-4333-8444-666666666666"} {
-		if _, err := f.svc.CreateLock(ctx, app.Call{P: f.key}, id, app.CreateLockInput{Index: 1, UUID: uuid}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a, err := f.svc.FindOrCreate(ctx, f.key, false, app.FindInput{Email: aliceEmail})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bo, err := f.svc.FindOrCreate(ctx, f.key, true, app.FindInput{Phone: bobPhone})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.alice, f.bob = a.UserID, bo.UserID
-	for _, r := range []struct{ id, name string }{{f.alice, "Alice"}, {f.bob, "Bob"}} {
-		id := r.id
-		if _, err := f.svc.AddResident(ctx, app.Call{P: f.key}, lockID, app.ResidentInput{Name: r.name, UserID: &id}); err != nil {
-			t.Fatal(err)
-		}
 	}
 	f.clock = &fakeClock{t: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}
 	if cfg.Now == nil {
