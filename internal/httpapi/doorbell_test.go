@@ -240,3 +240,19 @@ func mustJSON(t testing.TB, v any) []byte {
 	}
 	return b
 }
+
+// TestStreamOutlivesServerTimeouts: a live stream stays open past the
+// server's read and write timeouts (which `spkey serve` sets for ordinary
+// answers) and still delivers.
+func TestStreamOutlivesServerTimeouts(t *testing.T) {
+	const timeouts = 300 * time.Millisecond
+	srv := testenv.NewServer(t, testenv.SQLite, testenv.Options{Timeouts: timeouts})
+	key, alice, _, aliceJWT, _ := doorbellSetup(t, srv)
+	s := openStream(t, srv, alice, aliceJWT, "", "")
+	// Both timeouts pass with the stream idle.
+	s.Quiet(t, 3*timeouts)
+	ring := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: key}, http.StatusOK)
+	if e := s.Next(t, 5*time.Second); e.Data["ringId"] != ring["ringId"] {
+		t.Fatalf("event %+v, want ring %v", e, ring["ringId"])
+	}
+}

@@ -159,6 +159,9 @@ type Options struct {
 	// Store, if set, is used instead of a fresh one (several nodes on one
 	// database).
 	Store *store.Store
+	// Timeouts, if set, is the server's read and write timeout (as
+	// `spkey serve` sets them).
+	Timeouts time.Duration
 }
 
 // NewServer starts spkey's handler on 127.0.0.1:0 over a fresh store.
@@ -221,7 +224,9 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	}
 	h := httpapi.New(httpapi.Config{Version: "test", AdminAPIKey: adminKey, AdminEmailDomain: opt.AdminEmailDomain, CORSOrigins: origins,
 		Feed: st, Waker: hub, Mount: mount}, svc, v, st, reg, log)
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = opt.Timeouts, opt.Timeouts
+	srv.Start()
 	// Live streams never end by themselves: cut them before closing.
 	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
 	return &Server{URL: srv.URL, Store: st, Svc: svc, JWT: v, Reg: reg, Engine: engine, Hub: hub}
