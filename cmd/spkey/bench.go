@@ -30,6 +30,9 @@ type benchConfig struct {
 	quick   bool
 	cpuProf string
 	only    string
+	// Doorbell scenarios (f, g; bench_doorbell.go).
+	ringLocks   int
+	ringStreams int
 }
 
 // The scenario names, printed in the table and asserted by the test.
@@ -66,13 +69,15 @@ func cmdBench(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	fs.IntVar(&c.conns, "conns", 32, "concurrent keep-alive connections of the closed-loop HTTP load generator")
 	fs.StringVar(&writers, "c", "1,8", "event-store writers per measurement of scenario (e), comma-separated")
 	fs.IntVar(&c.streams, "streams", 10000, "event streams scenario (e) appends to")
-	fs.StringVar(&c.db, "db", "", "backends of scenario (e): sqlite, postgres or both (default both when a PostgreSQL URL is known, else sqlite)")
-	fs.StringVar(&c.pg, "pg", "", "PostgreSQL URL for scenario (e) (default $SPKEY_DB, then $SPKEY_TEST_POSTGRES_URL); a fresh schema is created and dropped")
+	fs.StringVar(&c.db, "db", "", "backends of scenarios (e), (f) and (g): sqlite, postgres or both (default both when a PostgreSQL URL is known, else sqlite)")
+	fs.StringVar(&c.pg, "pg", "", "PostgreSQL URL for scenarios (e), (f) and (g) (default $SPKEY_DB, then $SPKEY_TEST_POSTGRES_URL); a fresh schema is created and dropped")
 	fs.IntVar(&c.rate, "rate", 1000, "requests/s of the constant-rate run of scenario (c)")
 	fs.StringVar(&c.dir, "dir", "", "folder for the temporary databases (default the system temp folder; it must be a real disk for fsync to count)")
 	fs.StringVar(&c.cpuProf, "cpuprofile", "", "write a CPU profile of the measured rounds (server and load generator alike) to this file")
 	fs.StringVar(&c.only, "only", "", "run only the scenarios whose names contain one of these comma-separated words (ratios then lack their other side)")
-	fs.BoolVar(&c.quick, "quick", false, "smoke run: -d 1s -rounds 1 -streams 1000 unless given")
+	fs.IntVar(&c.ringLocks, "ring-locks", 20, "locks of 10 residents each that scenario (f) rings, every resident streaming")
+	fs.IntVar(&c.ringStreams, "ring-streams", 100, "residents of the lock scenario (g) rings, each with a live stream open")
+	fs.BoolVar(&c.quick, "quick", false, "smoke run: -d 1s -rounds 1 -streams 1000 -ring-locks 4 -ring-streams 20 unless given")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: spkey bench [flags]
 
@@ -82,6 +87,10 @@ Measures, in one run and interleaved over -rounds rounds:
   c  AddResident/RemoveResident spread over 1,000 locks (closed loop, then constant rate)
   d  single-row INSERT transactions into a fresh SQLite file, one goroutine
   e  the event store alone: one event per append, 1 and 8 writers, SQLite and PostgreSQL
+  f  RingDoorbell on locks of 10 streaming residents (closed loop): rings accepted/s
+     and rings delivered to every resident's live stream/s, SQLite and PostgreSQL
+  g  one ring at a time to a lock whose residents all stream: delay from the
+     answer to each stream's event (p50, p99), SQLite and PostgreSQL
 and prints the medians, the ratios b/a, c/a, c/d and the floors they are held to.
 
 Flags:
@@ -105,6 +114,12 @@ Flags:
 		}
 		if !set["streams"] {
 			c.streams = 1000
+		}
+		if !set["ring-locks"] {
+			c.ringLocks = 4
+		}
+		if !set["ring-streams"] {
+			c.ringStreams = 20
 		}
 	}
 	for _, s := range strings.Split(writers, ",") {
@@ -133,6 +148,8 @@ Flags:
 		return fmt.Errorf("bench: -db %s needs a PostgreSQL URL: -pg, SPKEY_DB or SPKEY_TEST_POSTGRES_URL", c.db)
 	case c.rounds < 1 || c.d <= 0 || c.conns < 1 || c.streams < 1 || c.rate < 1:
 		return fmt.Errorf("bench: -rounds, -d, -conns, -streams and -rate must be positive")
+	case c.ringLocks < 1 || c.ringStreams < 1:
+		return fmt.Errorf("bench: -ring-locks and -ring-streams must be positive")
 	case c.conns > benchLocks:
 		return fmt.Errorf("bench: -conns must be at most %d (each connection owns locks of its own)", benchLocks)
 	case slices.Max(c.writers) > c.streams:
@@ -148,6 +165,14 @@ Flags:
 type scenario struct {
 	name string
 	run  func(ctx context.Context) (result, error)
+}
+
+// alsoMeasured is what one run of a scenario measures besides its own
+// result (the doorbell's deliveries): names, and results returning them in
+// that order after each run.
+type alsoMeasured struct {
+	names   []string
+	results func() []result
 }
 
 // sample is one scenario's figures in one round.
@@ -207,6 +232,16 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 		pgInfo = info
 	}
 
+	progress("setting up the doorbell scenarios")
+	doorbell, also, dbInfo, closeDoorbell, err := doorbellScenarios(ctx, c, dir)
+	if err != nil {
+		return err
+	}
+	defer closeDoorbell()
+	if pgInfo == "" {
+		pgInfo = dbInfo
+	}
+
 	client := newLoadClient(c.conns)
 	defer client.CloseIdleConnections()
 	cstate := newResidentToggler(sp, benchLocks, c.conns)
@@ -235,6 +270,7 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 			}})
 		}
 	}
+	scenarios = append(scenarios, doorbell...)
 
 	// Warm up the HTTP paths once, unmeasured: keep-alive connections,
 	// database pools, the page cache.
@@ -247,8 +283,11 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 	if c.only != "" {
 		scenarios = slices.DeleteFunc(scenarios, func(sc scenario) bool {
 			for _, w := range strings.Split(c.only, ",") {
-				if w = strings.TrimSpace(w); w != "" && strings.Contains(sc.name, w) {
-					return false
+				w = strings.TrimSpace(w)
+				for _, name := range append([]string{sc.name}, also[sc.name].names...) {
+					if w != "" && strings.Contains(name, w) {
+						return false
+					}
 				}
 			}
 			return true
@@ -285,11 +324,18 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 			cores := (cpuTime() - cpu0).Seconds() / time.Since(wall0).Seconds()
 			progress("round %d %-26s %9.0f ops/s  p50 %s  p99 %s  errors %d  cpu %.2f", r, sc.name, res.rate(), ms(res.pct(0.50)), ms(res.pct(0.99)), res.errs, cores)
 			samples = append(samples, sample{scenario: sc.name, round: r, res: res, cores: cores})
+			if x, ok := also[sc.name]; ok {
+				for i, res := range x.results() {
+					progress("round %d %-26s %9.0f ops/s  p50 %s  p99 %s  errors %d", r, x.names[i], res.rate(), ms(res.pct(0.50)), ms(res.pct(0.99)), res.errs)
+					samples = append(samples, sample{scenario: x.names[i], round: r, res: res, cores: cores})
+				}
+			}
 		}
 	}
 	names := make([]string, 0, len(scenarios))
 	for _, sc := range scenarios {
 		names = append(names, sc.name)
+		names = append(names, also[sc.name].names...)
 	}
 	report(stdout, c, dir, pgInfo, load0, names, samples, time.Since(began))
 	return nil
@@ -337,9 +383,11 @@ func report(w io.Writer, c benchConfig, dir, pgInfo, load0 string, names []strin
 	if pgInfo != "" {
 		fmt.Fprintf(w, "postgres: %s\n", pgInfo)
 	}
-	fmt.Fprintf(w, "flags:    -rounds %d -d %s -conns %d -c %s -streams %d -db %s -rate %d\n", c.rounds, c.d, c.conns, joinInts(c.writers), c.streams, c.db, c.rate)
-	fmt.Fprintf(w, "load:     closed loop of %d keep-alive net/http clients in-process (a, b, c); vegeta at %d req/s (c@rate); 1 goroutine (d); -c goroutines (e)\n", c.conns, c.rate)
-	fmt.Fprintf(w, "req/s:    HTTP requests/s for a, b, c; committed transactions/s for d; appends/s for e (one event each)\n")
+	fmt.Fprintf(w, "flags:    -rounds %d -d %s -conns %d -c %s -streams %d -db %s -rate %d -ring-locks %d -ring-streams %d\n", c.rounds, c.d, c.conns, joinInts(c.writers), c.streams, c.db, c.rate, c.ringLocks, c.ringStreams)
+	fmt.Fprintf(w, "load:     closed loop of %d keep-alive net/http clients in-process (a, b, c, f); vegeta at %d req/s (c@rate); 1 goroutine (d, g); -c goroutines (e)\n", c.conns, c.rate)
+	fmt.Fprintf(w, "req/s:    HTTP requests/s for a, b, c; committed transactions/s for d; appends/s for e (one event each); rings/s for f and g\n")
+	fmt.Fprintf(w, "doorbell: f rings %d locks of %d residents, %d live streams open; f-accept: answers and their latency; f-deliver: rings on all %d streams, latency answer to last stream\n", c.ringLocks, ringResidents, c.ringLocks*ringResidents, ringResidents)
+	fmt.Fprintf(w, "          g rings one lock of %d streaming residents one ring at a time; p50/p99 per receipt, from the answer to the stream's event\n", c.ringStreams)
 	fmt.Fprintf(w, "cpu:      cores this process kept busy during the run (server, load generator and database driver together)\n\n")
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -408,6 +456,7 @@ func report(w io.Writer, c benchConfig, dir, pgInfo, load0 string, names []strin
 			}
 		}
 	}
+	doorbellReport(w, c, meds)
 	fmt.Fprintf(w, "\nbench took %s\n", took.Round(time.Second))
 }
 

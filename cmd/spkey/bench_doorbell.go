@@ -1,0 +1,683 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/auth"
+	"github.com/spkey-dev/spkey/internal/httpapi"
+	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+// The doorbell scenarios (f, g), one set per backend.
+func scFAccept(backend string) string  { return "f-doorbell-accept-" + backend }
+func scFDeliver(backend string) string { return "f-doorbell-deliver-" + backend }
+func scG(backend string) string        { return "g-doorbell-stream-" + backend }
+
+// ringResidents is how many residents each lock of scenario (f) has.
+const ringResidents = 10
+
+// goalGP99 is the p99 the report holds scenario (g) to: from the
+// RingDoorbell answer to the event on each of the connected streams.
+const goalGP99 = 50 * time.Millisecond
+
+// How long the doorbell scenarios wait for deliveries before they count
+// the missing ones as errors.
+const (
+	ringDrainTimeout   = 2 * time.Minute  // (f): the whole backlog of a run
+	ringReceiptTimeout = 10 * time.Second // (g): one ring's receipts
+)
+
+// sseEvent is one Server-Sent Event of a live notification stream.
+type sseEvent struct {
+	ID, Event string
+	Data      []byte
+}
+
+// readSSE parses the text/event-stream r until it ends: connected is
+// called at the server's ": connected" comment, fn for every event (with
+// its data) as soon as its closing blank line has been read.
+func readSSE(r io.Reader, connected func(), fn func(sseEvent)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	var ev sseEvent
+	for sc.Scan() {
+		line := sc.Bytes()
+		switch {
+		case len(line) == 0:
+			if ev.Data != nil {
+				fn(ev)
+			}
+			ev = sseEvent{}
+		case string(line) == ": connected":
+			if connected != nil {
+				connected()
+				connected = nil
+			}
+		case bytes.HasPrefix(line, []byte("id: ")):
+			ev.ID = string(line[len("id: "):])
+		case bytes.HasPrefix(line, []byte("event: ")):
+			ev.Event = string(line[len("event: "):])
+		case bytes.HasPrefix(line, []byte("data: ")):
+			ev.Data = append([]byte(nil), line[len("data: "):]...)
+		}
+	}
+	return sc.Err()
+}
+
+// openLiveStream connects to url (a user's notification stream) with
+// header and returns the open response, or an error unless the server
+// answered 200 with an event stream.
+func openLiveStream(ctx context.Context, client *http.Client, url string, header http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %d %s %s", req.URL.Path, resp.StatusCode, resp.Header.Get("Content-Type"), b)
+	}
+	return resp, nil
+}
+
+// newStreamClient is the HTTP client of long-lived streams: one connection
+// each, no overall timeout.
+func newStreamClient(conns int) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: conns,
+		DisableCompression:  true,
+	}}
+}
+
+// ringServer is a real spkey with its notification engine, assembled as
+// serve.go does it (engine, hub, app with Queued, httpapi with the feed and
+// the stream stop), over one store.
+type ringServer struct {
+	*httpTarget
+	backend string
+	st      *store.Store
+	svc     *app.Service
+	jwt     *auth.Verifier
+	hdr     http.Header // Content-Type and X-API-Key of the tenant
+	client  *http.Client
+	streams *http.Client
+	stop    func() // stops the engine and waits for it
+	nextID  atomic.Int64
+}
+
+func startRingServer(ctx context.Context, backend string, st *store.Store, dir string, conns int) (*ringServer, error) {
+	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	verifier, err := auth.NewVerifier(ctx, auth.Config{KeyPath: filepath.Join(dir, "jwt-signing-key.pem")})
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	attempts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spkey_notify_attempts_total", Help: "Doorbell notification attempts by channel and outcome."}, []string{"consumer", "outcome"})
+	reg.MustRegister(attempts)
+	hub := notify.NewHub()
+	engine := notify.New(st, hub, notify.Config{Node: "bench-" + backend, Observe: func(consumer, outcome string, _ time.Duration) {
+		attempts.WithLabelValues(consumer, outcome).Inc()
+	}}, log)
+	svc := app.New(st, app.Options{Queued: engine.Queued}, log)
+	streamStop := make(chan struct{})
+	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: app.RandomAlnum(32), CORSOrigins: map[string]bool{},
+		Feed: st, Waker: hub, StreamStop: streamStop}, svc, verifier, st, reg, log)
+	t, err := listen(h)
+	if err != nil {
+		return nil, err
+	}
+	t.srv.RegisterOnShutdown(func() { close(streamStop) })
+	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { defer close(done); _ = engine.Run(ectx) }()
+	s := &ringServer{httpTarget: t, backend: backend, st: st, svc: svc, jwt: verifier, client: newLoadClient(conns), streams: newStreamClient(64),
+		stop: func() { cancel(); <-done }}
+	const org = "bench-ring-org"
+	admin := app.Principal{Admin: true, Email: "bench"}
+	if _, err := svc.RegisterTenant(ctx, app.Call{P: admin, Route: "register " + org}, org, "Bench Doorbell Org", ""); err != nil {
+		s.close()
+		return nil, fmt.Errorf("bench: register tenant: %w", err)
+	}
+	k, err := svc.IssueKey(ctx, admin, app.IssueKeyInput{OrgID: org}, false)
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("bench: issue key: %w", err)
+	}
+	s.hdr = http.Header{"Content-Type": {"application/json"}, "X-Api-Key": {k.APIKey}}
+	return s, nil
+}
+
+// close stops the HTTP server (which ends the live streams), then the
+// engine. The store is the caller's.
+func (s *ringServer) close() {
+	s.shutdown()
+	s.stop()
+	s.client.CloseIdleConnections()
+	s.streams.CloseIdleConnections()
+}
+
+func (s *ringServer) call(method, path string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return httpDo(s.client, newRequest(method, s.base+path, b, s.hdr))
+}
+
+// addLock creates a new lock with n new residents through the API and
+// returns its id and the residents' user ids.
+func (s *ringServer) addLock(n int) (int64, []string, error) {
+	id := s.nextID.Add(1)
+	p := "/locks/" + strconv.FormatInt(id, 10)
+	if err := s.call(http.MethodPost, p+"/CreateLock", map[string]any{"index": 1, "uuid": app.NewUUID()}); err != nil {
+		return 0, nil, err
+	}
+	users := make([]string, n)
+	for i := range users {
+		u := app.NewUUID()
+		if err := s.call(http.MethodPost, "/users/"+u+"/CreateUser", map[string]any{"userId": u, "email": "ring-" + u[:8] + "@example.com"}); err != nil {
+			return 0, nil, err
+		}
+		if err := s.call(http.MethodPost, p+"/AddResident", map[string]any{"name": "Resident " + strconv.Itoa(i+1), "userId": u}); err != nil {
+			return 0, nil, err
+		}
+		users[i] = u
+	}
+	return id, users, nil
+}
+
+// addLocks creates locks locks with n residents each, 8 at a time.
+func (s *ringServer) addLocks(ctx context.Context, locks, n int) ([]int64, []string, error) {
+	ids := make([]int64, locks)
+	users := make([][]string, locks)
+	errs := make([]error, locks)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := range locks {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if ctx.Err() == nil {
+				ids[i], users[i], errs[i] = s.addLock(n)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		return nil, nil, fmt.Errorf("bench: doorbell setup: %w", err)
+	}
+	var all []string
+	for _, u := range users {
+		all = append(all, u...)
+	}
+	return ids, all, nil
+}
+
+// ring rings lock id and returns the ring id once the answer is read.
+func (s *ringServer) ring(id int64) (string, error) {
+	req := newRequest(http.MethodPost, s.base+"/locks/"+strconv.FormatInt(id, 10)+"/RingDoorbell", []byte(`{"visitorName":"Bench"}`), s.hdr)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("POST %s: %d %s", req.URL.Path, resp.StatusCode, truncate(body, 300))
+	}
+	var out struct {
+		RingID string `json:"ringId"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil || out.RingID == "" {
+		return "", fmt.Errorf("POST %s: no ring id in %s", req.URL.Path, truncate(body, 300))
+	}
+	return out.RingID, nil
+}
+
+// ringIDOf returns the ringId of an event's data. The load generator
+// shares the server's cores, so it looks for the field instead of decoding
+// the whole event (which lists every resident of the lock).
+func ringIDOf(data []byte) string {
+	const key = `"ringId":"`
+	if i := bytes.Index(data, []byte(key)); i >= 0 {
+		rest := data[i+len(key):]
+		if j := bytes.IndexByte(rest, '"'); j >= 0 {
+			return string(rest[:j])
+		}
+	}
+	var d struct {
+		RingID string `json:"ringId"`
+	}
+	_ = json.Unmarshal(data, &d)
+	return d.RingID
+}
+
+// ringTrack is what a tracker knows of one ring.
+type ringTrack struct {
+	answered time.Time // when the RingDoorbell answer was read (zero: not yet)
+	receipts []time.Time
+	full     chan struct{} // closed when every receipt is in
+}
+
+// ringTracker collects the DoorbellRang receipts of a set of streams for
+// one measurement: every ring is expected on want streams.
+type ringTracker struct {
+	mu       sync.Mutex
+	want     int
+	rings    map[string]*ringTrack
+	answered int       // rings whose answer was read
+	complete int       // answered rings with every receipt
+	last     time.Time // when the latest ring became complete
+	changed  chan struct{}
+}
+
+func newRingTracker(want int) *ringTracker {
+	return &ringTracker{want: want, rings: map[string]*ringTrack{}, changed: make(chan struct{}, 1)}
+}
+
+// track returns the entry of ring id; t.mu is held.
+func (t *ringTracker) track(id string) *ringTrack {
+	r := t.rings[id]
+	if r == nil {
+		r = &ringTrack{full: make(chan struct{})}
+		t.rings[id] = r
+	}
+	return r
+}
+
+// check counts r as complete once answered and fully received; t.mu is held.
+func (t *ringTracker) check(r *ringTrack, at time.Time) {
+	if r.answered.IsZero() || len(r.receipts) != t.want {
+		return
+	}
+	t.complete++
+	for _, x := range []time.Time{at, r.receipts[len(r.receipts)-1]} {
+		if x.After(t.last) {
+			t.last = x
+		}
+	}
+	close(r.full)
+	select {
+	case t.changed <- struct{}{}:
+	default:
+	}
+}
+
+// answer records that ring id was answered at.
+func (t *ringTracker) answer(id string, at time.Time) *ringTrack {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.track(id)
+	r.answered = at
+	t.answered++
+	t.check(r, at)
+	return r
+}
+
+// receipt records that a stream received ring id at.
+func (t *ringTracker) receipt(id string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.track(id)
+	if len(r.receipts) >= t.want {
+		return // a duplicate: the stream protocol never sends one
+	}
+	r.receipts = append(r.receipts, at)
+	t.check(r, at)
+}
+
+// drain waits until every answered ring is complete or timeout passes.
+func (t *ringTracker) drain(ctx context.Context, timeout time.Duration) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		t.mu.Lock()
+		done := t.complete >= t.answered
+		t.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-t.changed:
+		case <-deadline.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// streamSet is one open live stream per user, feeding DoorbellRang
+// receipts to the current tracker.
+type streamSet struct {
+	sink   atomic.Pointer[ringTracker]
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	failed atomic.Pointer[error] // the first stream that ended early
+}
+
+// openStreams opens the live stream of every user (with the user's own
+// token) and returns once all of them are connected.
+func (s *ringServer) openStreams(ctx context.Context, users []string) (*streamSet, error) {
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	set := &streamSet{cancel: cancel}
+	ready := make(chan struct{}, len(users))
+	errc := make(chan error, len(users))
+	for _, u := range users {
+		tok, err := s.jwt.Mint(u, "", 24*time.Hour, time.Now())
+		if err != nil {
+			set.close()
+			return nil, err
+		}
+		set.wg.Go(func() {
+			resp, err := openLiveStream(sctx, s.streams, s.base+"/users/"+u+"/notifications/stream", http.Header{"Authorization": {"Bearer " + tok}})
+			if err != nil {
+				errc <- err
+				return
+			}
+			defer resp.Body.Close()
+			err = readSSE(resp.Body, func() { ready <- struct{}{} }, func(ev sseEvent) {
+				at := time.Now()
+				if ev.Event != "DoorbellRang" {
+					return
+				}
+				if t := set.sink.Load(); t != nil {
+					t.receipt(ringIDOf(ev.Data), at)
+				}
+			})
+			if sctx.Err() == nil {
+				if err == nil {
+					err = io.ErrUnexpectedEOF
+				}
+				err = fmt.Errorf("stream of %s ended: %w", u, err)
+				set.failed.CompareAndSwap(nil, &err)
+			}
+		})
+	}
+	timeout := time.After(30 * time.Second)
+	for range users {
+		select {
+		case <-ready:
+		case err := <-errc:
+			set.close()
+			return nil, fmt.Errorf("bench: open stream: %w", err)
+		case <-timeout:
+			set.close()
+			return nil, errors.New("bench: live streams did not connect within 30s")
+		}
+	}
+	return set, nil
+}
+
+func (set *streamSet) close() {
+	set.cancel()
+	set.wg.Wait()
+}
+
+func (set *streamSet) err() error {
+	if p := set.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// ringBench runs the doorbell scenarios on one backend: (f) -conns
+// clients ring ringLocks locks of 10 residents each, every resident
+// streaming; (g) one client rings a lock of ringStreams residents, each
+// streaming, one ring at a time.
+type ringBench struct {
+	srv      *ringServer
+	conns    int
+	fLocks   []int64
+	fStreams *streamSet
+	gLock    int64
+	gStreams *streamSet
+	gWant    int
+	cursor   atomic.Int64
+	deliver  result // (f): the delivery side of the latest run
+	closeSt  func()
+}
+
+// newRingBench sets up the doorbell scenarios over st (closed with the
+// bench by closeStore).
+func newRingBench(ctx context.Context, backend string, st *store.Store, closeStore func(), dir string, conns, locks, streams int) (rb *ringBench, err error) {
+	srv, err := startRingServer(ctx, backend, st, dir, conns)
+	if err != nil {
+		closeStore()
+		return nil, err
+	}
+	rb = &ringBench{srv: srv, conns: conns, gWant: streams, closeSt: closeStore}
+	defer func() {
+		if err != nil {
+			rb.close()
+		}
+	}()
+	var fUsers []string
+	if rb.fLocks, fUsers, err = srv.addLocks(ctx, locks, ringResidents); err != nil {
+		return nil, err
+	}
+	g, gUsers, err := srv.addLocks(ctx, 1, streams)
+	if err != nil {
+		return nil, err
+	}
+	rb.gLock = g[0]
+	if rb.fStreams, err = srv.openStreams(ctx, fUsers); err != nil {
+		return nil, err
+	}
+	if rb.gStreams, err = srv.openStreams(ctx, gUsers); err != nil {
+		return nil, err
+	}
+	return rb, nil
+}
+
+func (rb *ringBench) close() {
+	if rb.fStreams != nil {
+		rb.fStreams.close()
+	}
+	if rb.gStreams != nil {
+		rb.gStreams.close()
+	}
+	rb.srv.close()
+	rb.closeSt()
+}
+
+// runF is scenario (f): -conns clients ring the locks round robin for d
+// (closed loop); the result is the accepted rings (answer latency). The
+// delivery side, kept in rb.deliver, counts a ring delivered when all 10
+// of its residents' streams have it: its rate is delivered rings over the
+// time from the first ring to the last receipt, its latency from a ring's
+// answer to its last receipt, its errors the rings still incomplete
+// ringDrainTimeout after the last answer.
+func (rb *ringBench) runF(ctx context.Context, d time.Duration) (result, error) {
+	if err := rb.fStreams.err(); err != nil {
+		return result{}, err
+	}
+	tr := newRingTracker(ringResidents)
+	rb.fStreams.sink.Store(tr)
+	defer rb.fStreams.sink.Store(nil)
+	start := time.Now()
+	accepted := closedLoop(ctx, rb.conns, d, func(int) error {
+		i := rb.cursor.Add(1)
+		id, err := rb.srv.ring(rb.fLocks[int(i)%len(rb.fLocks)])
+		if err != nil {
+			return err
+		}
+		tr.answer(id, time.Now())
+		return nil
+	})
+	tr.drain(ctx, ringDrainTimeout)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	del := result{n: tr.answered, elapsed: tr.last.Sub(start)}
+	for id, r := range tr.rings {
+		if r.answered.IsZero() {
+			continue
+		}
+		if len(r.receipts) < tr.want {
+			del.fail(fmt.Errorf("ring %s: %d of %d streams received it within %s", id, len(r.receipts), tr.want, ringDrainTimeout))
+			continue
+		}
+		del.lat = append(del.lat, max(0, r.receipts[len(r.receipts)-1].Sub(r.answered)))
+	}
+	if tr.complete == 0 {
+		del.elapsed = time.Since(start)
+	}
+	rb.deliver = merge([]result{del}, del.elapsed)
+	return accepted, rb.fStreams.err()
+}
+
+// runG is scenario (g): one client rings the lock of gWant residents, waits
+// until every resident's stream has the ring, and rings again, for d. The
+// rate is rings/s; the latencies are one per receipt, from the ring's
+// answer to that stream's event (0 when the event came first); the errors
+// are rings some stream did not receive within ringReceiptTimeout.
+func (rb *ringBench) runG(ctx context.Context, d time.Duration) (result, error) {
+	if err := rb.gStreams.err(); err != nil {
+		return result{}, err
+	}
+	tr := newRingTracker(rb.gWant)
+	rb.gStreams.sink.Store(tr)
+	defer rb.gStreams.sink.Store(nil)
+	res := result{lat: make([]time.Duration, 0, 1024)}
+	start := time.Now()
+	for ctx.Err() == nil && time.Since(start) < d {
+		res.n++
+		id, err := rb.srv.ring(rb.gLock)
+		if err != nil {
+			res.fail(err)
+			continue
+		}
+		at := time.Now()
+		r := tr.answer(id, at)
+		select {
+		case <-r.full:
+		case <-time.After(ringReceiptTimeout):
+			tr.mu.Lock()
+			got := len(r.receipts)
+			tr.mu.Unlock()
+			res.fail(fmt.Errorf("ring %s: %d of %d streams received it within %s", id, got, rb.gWant, ringReceiptTimeout))
+			continue
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		tr.mu.Lock()
+		for _, rc := range r.receipts {
+			res.lat = append(res.lat, max(0, rc.Sub(at)))
+		}
+		tr.mu.Unlock()
+	}
+	res.elapsed = time.Since(start)
+	return merge([]result{res}, res.elapsed), rb.gStreams.err()
+}
+
+// doorbellScenarios sets up the doorbell scenarios on every backend of c
+// and returns them, what they measure besides their own results, the
+// PostgreSQL server's description and a func that tears them down.
+func doorbellScenarios(ctx context.Context, c benchConfig, dir string) ([]scenario, map[string]alsoMeasured, string, func(), error) {
+	var benches []*ringBench
+	closeAll := func() {
+		for _, rb := range benches {
+			rb.close()
+		}
+	}
+	var backends []string
+	if c.db == "sqlite" || c.db == "both" {
+		backends = append(backends, "sqlite")
+	}
+	if c.db == "postgres" || c.db == "both" {
+		backends = append(backends, "postgres")
+	}
+	info := ""
+	for _, b := range backends {
+		var st *store.Store
+		var closeStore func()
+		switch b {
+		case "sqlite":
+			t, err := openESSQLite(ctx, filepath.Join(dir, "doorbell", "spkey.db"), 1)
+			if err != nil {
+				closeAll()
+				return nil, nil, "", nil, err
+			}
+			st, closeStore = t.st, t.close
+		case "postgres":
+			// A fresh schema, dropped at the end, as scenario (e) uses.
+			t, pgInfo, err := openESPostgres(ctx, c.pg, 1)
+			if err != nil {
+				closeAll()
+				return nil, nil, "", nil, err
+			}
+			st, closeStore, info = t.st, t.close, pgInfo
+		}
+		rb, err := newRingBench(ctx, b, st, closeStore, filepath.Join(dir, "doorbell-"+b), c.conns, c.ringLocks, c.ringStreams)
+		if err != nil {
+			closeAll()
+			return nil, nil, "", nil, err
+		}
+		benches = append(benches, rb)
+	}
+	var out []scenario
+	also := map[string]alsoMeasured{}
+	for i, rb := range benches {
+		b := backends[i]
+		out = append(out,
+			scenario{name: scFAccept(b), run: func(ctx context.Context) (result, error) { return rb.runF(ctx, c.d) }},
+			scenario{name: scG(b), run: func(ctx context.Context) (result, error) { return rb.runG(ctx, c.d) }},
+		)
+		also[scFAccept(b)] = alsoMeasured{names: []string{scFDeliver(b)}, results: func() []result { return []result{rb.deliver} }}
+	}
+	return out, also, info, closeAll, nil
+}
+
+// doorbellReport prints the doorbell ratios and the goal of (g).
+func doorbellReport(w io.Writer, c benchConfig, meds map[string]med) {
+	for _, b := range []string{"sqlite", "postgres"} {
+		acc, del, g := meds[scFAccept(b)], meds[scFDeliver(b)], meds[scG(b)]
+		if acc.rate > 0 {
+			fmt.Fprintf(w, "  %s/%s = %.3f   (rings delivered to all 10 residents' streams vs rings accepted; 1 = delivery keeps up)\n", scFDeliver(b), scFAccept(b), del.rate/acc.rate)
+			if cw := meds[scC]; cw.rate > 0 {
+				fmt.Fprintf(w, "  %s/%s = %.3f   (a ring: 1 event and 10 outbox rows, vs a resident write; c is on SQLite)\n", scFAccept(b), scC, acc.rate/cw.rate)
+			}
+		}
+		if g.rate > 0 {
+			ok := g.p99 <= goalGP99.Seconds() && g.errs == 0
+			fmt.Fprintf(w, "  p99(%s) = %s (p50 %s, %d streams, %.0f rings/s one at a time, errors %d)   goal <= %s   %s\n",
+				scG(b), msf(g.p99), msf(g.p50), c.ringStreams, g.rate, g.errs, ms(goalGP99), passFail(ok))
+		}
+	}
+}
