@@ -169,6 +169,14 @@ func TestDoorbellOverHTTP(t *testing.T) {
 			if r := wireDo(t, srv, wireReq{Method: "GET", Path: "/locks/999/doorbell/rings", Key: key}); r.Status != 404 {
 				t.Fatalf("unknown lock history: %d", r.Status)
 			}
+			// The lock owner's JWT may ring; a resident who is not the owner may not.
+			wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/SetOwner", Key: key, Body: map[string]any{"userId": alice}}, http.StatusOK)
+			if r := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", JWT: aliceJWT}, http.StatusOK); r["notified"] != float64(2) {
+				t.Fatalf("owner's ring: %v", r)
+			}
+			if r := wireDo(t, srv, wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", JWT: bobJWT}); r.Status != http.StatusForbidden {
+				t.Fatalf("a resident who does not own the lock rang it: %d %s", r.Status, r.Raw)
+			}
 			// A lock without residents still rings: nobody is told.
 			wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/8/CreateLock", Key: key, Body: map[string]any{"index": 1, "uuid": "8a8a8a8a-2b1f-4e6d-9c8b-7a6f5e4d3c2b"}}, http.StatusCreated)
 			empty := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/8/RingDoorbell", Key: key}, http.StatusOK)
