@@ -63,7 +63,8 @@ func TestDoorbellOverHTTP(t *testing.T) {
 			}
 			for _, s := range []*testenv.Stream{as, bs} {
 				e := s.Next(t, 5*time.Second)
-				if e.Event != "DoorbellRang" || e.ID != "1" || e.Data["ringId"] != ringID || e.Data["visitorName"] != "Courier" || e.Data["type"] != "DoorbellRang" {
+				if e.Event != "DoorbellRang" || e.ID != "1" || e.Data["ringId"] != ringID || e.Data["visitorName"] != "Courier" || e.Data["type"] != "DoorbellRang" ||
+					e.Data["notified"] != float64(2) || e.Data["residents"] != nil {
 					t.Fatalf("stream event: %+v", e)
 				}
 			}

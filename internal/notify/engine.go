@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/domain/user"
@@ -67,7 +65,7 @@ type Config struct {
 	RetryMax     time.Duration // longest retry delay (10m)
 	MaxAttempts  int           // attempts before a row fails for good (8)
 	PollInterval time.Duration // safety-net poll when no wake-up comes (2s)
-	Batch        int           // rows claimed at a time (64)
+	Batch        int           // rows claimed at a time (64; 512 for the live channel, delivered in one transaction)
 	Workers      int           // concurrent sends per channel (8)
 	// ShutdownGrace is how long attempts in flight may go on after Run's
 	// context ends before they are cancelled (and recorded for a retry) (5s).
@@ -172,7 +170,11 @@ func (e *Engine) Run(ctx context.Context) error {
 			case pgOutbox:
 				e.kick(payload)
 			case pgLive:
-				for _, u := range strings.Split(payload, ",") {
+				node, users, _ := strings.Cut(payload, "|")
+				if node == e.cfg.Node {
+					return // this node woke its streams already
+				}
+				for _, u := range strings.Split(users, ",") {
 					e.hub.Publish(u)
 				}
 			}
@@ -198,6 +200,12 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context.Context, store.Claim), batch func(context.Context, []store.Claim), workers int) {
 	tick := time.NewTicker(e.cfg.PollInterval)
 	defer tick.Stop()
+	limit := e.cfg.Batch
+	if batch != nil {
+		// A batch is one transaction: a ring to many residents goes out
+		// in one commit.
+		limit = 8 * e.cfg.Batch
+	}
 	sem := make(chan struct{}, workers)
 	var wg sync.WaitGroup
 	// Attempts in flight when ctx ends get a grace period to finish, then
@@ -211,7 +219,7 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 	}()
 	for {
 		for ctx.Err() == nil {
-			claims, err := e.st.Claim(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, e.cfg.Batch)
+			claims, err := e.st.Claim(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, limit)
 			if err != nil {
 				if ctx.Err() == nil {
 					e.log.Error("claim outbox rows", "consumer", consumer, "err", err)
@@ -232,7 +240,7 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 					deliver(work, cl)
 				}(cl)
 			}
-			if len(claims) < e.cfg.Batch {
+			if len(claims) < limit {
 				break
 			}
 		}
@@ -291,56 +299,127 @@ func (e *Engine) finish(ctx context.Context, cl store.Claim, r Result, started t
 	e.log.Debug("delivery attempt", "consumer", cl.Consumer, "outbox_id", cl.ID, "outcome", o.Status, "user_id", cl.Target, "err", o.Error)
 }
 
-// prepare loads what a delivery needs and decides whether it is still
-// wanted. skip is a reason when it is not (recorded as skipped).
-func (e *Engine) prepare(ctx context.Context, cl store.Claim, channel string) (d Delivery, skip string, err error) {
+// loader reads what deliveries need, remembering what it read: a batch of
+// rows about one ring reads the event, the ring and the lock once.
+type loader struct {
+	st     *store.Store
+	events map[int64]*es.Record
+	rings  map[string]*doorbell.State
+	locks  map[int64]*lock.State
+	prefs  map[string]user.Preferences
+}
+
+func newLoader(st *store.Store) *loader {
+	return &loader{st: st, events: map[int64]*es.Record{}, rings: map[string]*doorbell.State{}, locks: map[int64]*lock.State{}, prefs: map[string]user.Preferences{}}
+}
+
+func (l *loader) event(ctx context.Context, seq int64) (*es.Record, error) {
+	if r, ok := l.events[seq]; ok {
+		return r, nil
+	}
+	rec, found, err := l.st.Event(ctx, seq)
+	if err != nil {
+		return nil, err
+	}
+	var r *es.Record
+	if found {
+		r = &rec
+	}
+	l.events[seq] = r
+	return r, nil
+}
+
+func (l *loader) ring(ctx context.Context, id string) (*doorbell.State, error) {
+	if r, ok := l.rings[id]; ok {
+		return r, nil
+	}
+	snap, found, err := l.st.Snapshot(ctx, doorbell.AggregateType, id)
+	if err != nil {
+		return nil, err
+	}
+	var r *doorbell.State
+	if found {
+		r = &doorbell.State{}
+		if err := json.Unmarshal(snap.State, r); err != nil {
+			return nil, fmt.Errorf("decode ring %s: %w", id, err)
+		}
+	}
+	l.rings[id] = r
+	return r, nil
+}
+
+func (l *loader) lock(ctx context.Context, id int64) (*lock.State, error) {
+	if s, ok := l.locks[id]; ok {
+		return s, nil
+	}
+	snap, found, err := l.st.Snapshot(ctx, lock.AggregateType, strconv.FormatInt(id, 10))
+	if err != nil {
+		return nil, err
+	}
+	s := &lock.State{}
+	if found {
+		if err := json.Unmarshal(snap.State, s); err != nil {
+			return nil, fmt.Errorf("decode lock %d: %w", id, err)
+		}
+	}
+	l.locks[id] = s
+	return s, nil
+}
+
+// loadPrefs reads the preferences of users in one query.
+func (l *loader) loadPrefs(ctx context.Context, users []string) error {
+	snaps, err := l.st.SnapshotsOf(ctx, user.AggregateType, users)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		p := user.DefaultPreferences()
+		if sn, ok := snaps[u]; ok {
+			var us user.State
+			if err := json.Unmarshal(sn.State, &us); err != nil {
+				return fmt.Errorf("decode user %s: %w", u, err)
+			}
+			p = us.Prefs()
+		}
+		l.prefs[u] = p
+	}
+	return nil
+}
+
+// check loads the event and ring of a row and decides whether the row is
+// still wanted on channel. skip is a reason when it is not (recorded as
+// skipped).
+func (e *Engine) check(ctx context.Context, l *loader, cl store.Claim, channel string) (d Delivery, skip string, err error) {
 	d.Claim = cl
-	rec, found, err := e.st.Event(ctx, cl.EventSeq)
-	if err != nil {
-		return d, "", err
+	rec, err := l.event(ctx, cl.EventSeq)
+	if err != nil || rec == nil {
+		return d, "event not found", err
 	}
-	if !found {
-		return d, "event not found", nil
+	d.Event = *rec
+	ring, err := l.ring(ctx, cl.AggregateID)
+	if err != nil || ring == nil {
+		return d, "ring not found", err
 	}
-	d.Event = rec
-	snap, found, err := e.st.Snapshot(ctx, doorbell.AggregateType, cl.AggregateID)
-	if err != nil {
-		return d, "", err
-	}
-	if !found {
-		return d, "ring not found", nil
-	}
-	if err := json.Unmarshal(snap.State, &d.Ring); err != nil {
-		return d, "", fmt.Errorf("decode ring %s: %w", cl.AggregateID, err)
-	}
-	t, ok := d.Ring.Target(cl.Target)
+	d.Ring = *ring
+	t, ok := ring.Target(cl.Target)
 	if !ok {
 		return d, "not a recipient of this ring", nil
 	}
 	d.Resident = t
 	// A resident taken off the list after the ring is not told any more.
-	lsnap, found, err := e.st.Snapshot(ctx, lock.AggregateType, strconv.FormatInt(d.Ring.LockID, 10))
+	lk, err := l.lock(ctx, ring.LockID)
 	if err != nil {
 		return d, "", err
 	}
-	var l lock.State
-	if found {
-		if err := json.Unmarshal(lsnap.State, &l); err != nil {
-			return d, "", fmt.Errorf("decode lock %d: %w", d.Ring.LockID, err)
-		}
-	}
-	if _, ok := l.Resident(cl.Target); !ok {
+	if _, ok := lk.Resident(cl.Target); !ok {
 		return d, "resident removed from the lock", nil
 	}
-	var prefs user.Preferences = user.DefaultPreferences()
-	if usnap, found, err := e.st.Snapshot(ctx, user.AggregateType, cl.Target); err != nil {
-		return d, "", err
-	} else if found {
-		var us user.State
-		if err := json.Unmarshal(usnap.State, &us); err != nil {
-			return d, "", fmt.Errorf("decode user %s: %w", cl.Target, err)
+	prefs, ok := l.prefs[cl.Target]
+	if !ok {
+		if err := l.loadPrefs(ctx, []string{cl.Target}); err != nil {
+			return d, "", err
 		}
-		prefs = us.Prefs()
+		prefs = l.prefs[cl.Target]
 	}
 	if !prefs.Enabled(channel) {
 		return d, "channel switched off by the resident", nil
@@ -349,6 +428,16 @@ func (e *Engine) prepare(ctx context.Context, cl store.Claim, channel string) (d
 		if loc, err := time.LoadLocation(prefs.QuietHours.TimeZone); err == nil && prefs.QuietHours.Contains(e.cfg.Now().In(loc)) {
 			return d, "quiet hours", nil
 		}
+	}
+	return d, "", nil
+}
+
+// prepare is check plus the recipient's contact details, for one row of a
+// channel that sends somewhere (e-mail, hook).
+func (e *Engine) prepare(ctx context.Context, cl store.Claim, channel string) (d Delivery, skip string, err error) {
+	d, skip, err = e.check(ctx, newLoader(e.st), cl, channel)
+	if err != nil || skip != "" {
+		return d, skip, err
 	}
 	u, found, err := e.st.User(ctx, store.ByID, cl.Target)
 	if err != nil {
@@ -375,11 +464,17 @@ func (e *Engine) deliverVia(ctx context.Context, c Channel, cl store.Claim) {
 }
 
 // FeedData is what a live-feed entry (and an SSE event's data) holds: the
-// event's own fields plus its type.
+// event's own fields plus its type. A DoorbellRang's list of targeted
+// residents is replaced by their number ("notified"): one resident's stream
+// does not list the others.
 func FeedData(rec es.Record) (json.RawMessage, error) {
 	var m map[string]any
 	if err := json.Unmarshal(rec.Data, &m); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", rec.Type, err)
+	}
+	if rs, ok := m["residents"].([]any); ok && rec.Type == doorbell.TypeDoorbellRang {
+		delete(m, "residents")
+		m["notified"] = len(rs)
 	}
 	m["type"] = rec.Type
 	return json.Marshal(m)
@@ -390,82 +485,78 @@ func FeedData(rec es.Record) (json.RawMessage, error) {
 // here and on every other node.
 func (e *Engine) deliverLive(ctx context.Context, claims []store.Claim) {
 	started := e.cfg.Now()
-	type item struct {
-		cl   store.Claim
-		kind string
-		data json.RawMessage
-	}
-	var ready []item
+	l := newLoader(e.st)
+	users := make([]string, 0, len(claims))
 	for _, cl := range claims {
-		d, skip, err := e.prepare(ctx, cl, user.ChannelLive)
+		users = append(users, cl.Target)
+	}
+	if err := l.loadPrefs(ctx, users); err != nil {
+		for _, cl := range claims {
+			e.finish(ctx, cl, Result{Status: store.OutcomeRetry, Err: err}, started)
+		}
+		return
+	}
+	data := map[int64]json.RawMessage{}
+	var ready []store.LiveItem
+	for _, cl := range claims {
+		d, skip, err := e.check(ctx, l, cl, user.ChannelLive)
 		if err == nil && skip == "" {
-			var data json.RawMessage
-			if data, err = FeedData(d.Event); err == nil {
-				ready = append(ready, item{cl, d.Event.Type, data})
+			fd, ok := data[cl.EventSeq]
+			if !ok {
+				fd, err = FeedData(d.Event)
+				data[cl.EventSeq] = fd
+			}
+			if err == nil {
+				ready = append(ready, store.LiveItem{Claim: cl, Kind: d.Event.Type, Data: fd})
 				continue
 			}
 		}
-		switch {
-		case err != nil:
+		if err != nil {
 			e.finish(ctx, cl, Result{Status: store.OutcomeRetry, Err: err}, started)
-		default:
+		} else {
 			e.finish(ctx, cl, Result{Status: store.StatusSkipped, Err: errors.New(skip)}, started)
 		}
 	}
 	if len(ready) == 0 {
 		return
 	}
-	// One lock order for every node: the feeds' per-user locks cannot
-	// deadlock.
-	sort.Slice(ready, func(i, j int) bool { return ready[i].cl.Target < ready[j].cl.Target })
 	now := e.cfg.Now()
-	at := now.UTC().Format(domain.TimeLayout)
 	var lost map[int64]bool
 	err := e.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-		lost = map[int64]bool{}
-		for _, it := range ready {
-			err := tx.Finish(ctx, it.cl, e.cfg.Node, store.Outcome{Status: store.StatusDelivered, At: now, Latency: now.Sub(started)})
-			if errors.Is(err, store.ErrLeaseLost) {
-				lost[it.cl.ID] = true // another node has it now
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if _, err := tx.AppendFeed(ctx, store.FeedEntry{UserID: it.cl.Target, Kind: it.kind, RingID: it.cl.AggregateID, OutboxID: it.cl.ID, Data: it.data, CreatedAt: at}); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		lost, err = tx.DeliverLive(ctx, e.cfg.Node, now, now.Sub(started), ready)
+		return err
 	})
 	if err != nil {
 		for _, it := range ready {
-			e.finish(ctx, it.cl, Result{Status: store.OutcomeRetry, Err: err}, started)
+			e.finish(ctx, it.Claim, Result{Status: store.OutcomeRetry, Err: err}, started)
 		}
 		return
 	}
 	woken := map[string]bool{}
-	var users []string
+	var wake []string
 	for _, it := range ready {
-		if lost[it.cl.ID] {
+		if lost[it.Claim.ID] {
+			e.log.Warn("delivery outlived its lease; another node owns the row now", "consumer", it.Claim.Consumer, "outbox_id", it.Claim.ID)
 			continue
 		}
 		if e.cfg.Observe != nil {
-			e.cfg.Observe(it.cl.Consumer, store.StatusDelivered, now.Sub(started))
+			e.cfg.Observe(it.Claim.Consumer, store.StatusDelivered, now.Sub(started))
 		}
-		if !woken[it.cl.Target] {
-			woken[it.cl.Target] = true
-			e.hub.Publish(it.cl.Target)
-			users = append(users, it.cl.Target)
+		if !woken[it.Claim.Target] {
+			woken[it.Claim.Target] = true
+			e.hub.Publish(it.Claim.Target)
+			wake = append(wake, it.Claim.Target)
 		}
 	}
 	// Other nodes' streams: one NOTIFY per 100 users (payloads stay far
-	// below PostgreSQL's 8000-byte limit).
-	for len(users) > 0 {
-		n := min(len(users), 100)
-		if err := e.st.Notify(ctx, pgLive, strings.Join(users[:n], ",")); err != nil {
+	// below PostgreSQL's 8000-byte limit), naming this node so that it
+	// does not wake its own streams twice.
+	for len(wake) > 0 {
+		n := min(len(wake), 100)
+		if err := e.st.Notify(ctx, pgLive, e.cfg.Node+"|"+strings.Join(wake[:n], ",")); err != nil {
 			e.log.Warn("notify other nodes of live entries", "err", err)
 		}
-		users = users[n:]
+		wake = wake[n:]
 	}
 }

@@ -3,8 +3,11 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/es"
@@ -138,26 +141,171 @@ type FeedEntry struct {
 	CreatedAt string
 }
 
-// AppendFeed adds e to its user's feed in this transaction and returns its
-// number. On PostgreSQL a per-user advisory lock, held until commit, makes
-// the numbers follow commit order, so a reader that resumes after number N
-// never skips an entry committed later with a smaller number.
-func (tx *Tx) AppendFeed(ctx context.Context, e FeedEntry) (int64, error) {
-	s := tx.s
-	if s.dialect == Postgres {
-		if _, err := tx.q.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('spkey.feed:' || $1))`, e.UserID); err != nil {
-			return 0, fmt.Errorf("lock feed of %s: %w", e.UserID, err)
+// LiveItem is one claimed live-channel row and the feed entry that
+// delivers it.
+type LiveItem struct {
+	Claim Claim
+	Kind  string // the event type
+	Data  json.RawMessage
+}
+
+// DeliverLive appends each item's entry to its user's feed and records the
+// item's row as delivered by node (one attempt each), all in this
+// transaction. Entries are numbered per user through live_feed_heads,
+// whose row stays locked until commit, so a user's numbers follow commit
+// order and a reader resuming after number N never skips an entry
+// committed later with a smaller number. Users are locked in id order, so
+// nodes delivering overlapping batches cannot deadlock. It returns the rows
+// whose lease node had lost (nothing is written for those).
+func (tx *Tx) DeliverLive(ctx context.Context, node string, at time.Time, latency time.Duration, items []LiveItem) (map[int64]bool, error) {
+	lost := map[int64]bool{}
+	if len(items) == 0 {
+		return lost, nil
+	}
+	var kept []LiveItem
+	if tx.s.dialect == Postgres {
+		ids := make([]int64, len(items))
+		for i, it := range items {
+			ids[i] = it.Claim.ID
+		}
+		done, err := tx.finishDeliveredPG(ctx, node, at, latency, ids)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range items {
+			if done[it.Claim.ID] {
+				kept = append(kept, it)
+			} else {
+				lost[it.Claim.ID] = true
+			}
+		}
+	} else {
+		for _, it := range items {
+			err := tx.Finish(ctx, it.Claim, node, Outcome{Status: StatusDelivered, At: at, Latency: latency})
+			if errors.Is(err, ErrLeaseLost) {
+				lost[it.Claim.ID] = true
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			kept = append(kept, it)
 		}
 	}
-	var n int64
-	if err := tx.q.QueryRowContext(ctx, s.sql(`SELECT COALESCE(MAX(n), 0) + 1 FROM live_feed WHERE user_id = $1`), e.UserID).Scan(&n); err != nil {
-		return 0, fmt.Errorf("number feed entry: %w", err)
+	// Group by user (in id order), keeping each user's items in order.
+	sort.SliceStable(kept, func(i, j int) bool { return kept[i].Claim.Target < kept[j].Claim.Target })
+	var users []string
+	var counts []int64
+	for _, it := range kept {
+		if n := len(users); n > 0 && users[n-1] == it.Claim.Target {
+			counts[n-1]++
+			continue
+		}
+		users, counts = append(users, it.Claim.Target), append(counts, 1)
 	}
-	if _, err := tx.q.ExecContext(ctx, s.sql(`INSERT INTO live_feed (user_id, n, kind, ring_id, outbox_id, data, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`),
-		e.UserID, n, e.Kind, e.RingID, e.OutboxID, string(e.Data), e.CreatedAt); err != nil {
-		return 0, fmt.Errorf("append feed entry: %w", err)
+	heads, err := tx.advanceHeads(ctx, users, counts)
+	if err != nil {
+		return nil, err
 	}
-	return n, nil
+	created := stamp(at)
+	next := map[string]int64{}
+	for i, u := range users {
+		next[u] = heads[u] - counts[i] + 1
+	}
+	if tx.s.dialect == Postgres {
+		n := len(kept)
+		uu, nn, kk, rr, oo, dd := make([]string, n), make([]int64, n), make([]string, n), make([]string, n), make([]int64, n), make([]string, n)
+		for i, it := range kept {
+			u := it.Claim.Target
+			uu[i], nn[i], kk[i], rr[i], oo[i], dd[i] = u, next[u], it.Kind, it.Claim.AggregateID, it.Claim.ID, string(it.Data)
+			next[u]++
+		}
+		if _, err := tx.q.ExecContext(ctx, `INSERT INTO live_feed (user_id, n, kind, ring_id, outbox_id, data, created_at)
+			SELECT u, n, k, r, o, d, $7 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS x(u, n, k, r, o, d)`,
+			uu, nn, kk, rr, oo, dd, created); err != nil {
+			return nil, fmt.Errorf("append feed entries: %w", err)
+		}
+		return lost, nil
+	}
+	for _, it := range kept {
+		u := it.Claim.Target
+		if _, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO live_feed (user_id, n, kind, ring_id, outbox_id, data, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`),
+			u, next[u], it.Kind, it.Claim.AggregateID, it.Claim.ID, string(it.Data), created); err != nil {
+			return nil, fmt.Errorf("append feed entry: %w", err)
+		}
+		next[u]++
+	}
+	return lost, nil
+}
+
+// finishDeliveredPG marks rows ids delivered by node and records one
+// attempt each, in two statements; it returns the rows node still held.
+func (tx *Tx) finishDeliveredPG(ctx context.Context, node string, at time.Time, latency time.Duration, ids []int64) (map[int64]bool, error) {
+	rows, err := tx.q.QueryContext(ctx, `UPDATE outbox SET attempts = attempts + 1, status = 'delivered', done_at = $1, next_attempt_at = NULL,
+		last_error = NULL, claimed_by = NULL, claimed_until = NULL
+		WHERE id = ANY($2) AND claimed_by = $3 AND done_at IS NULL RETURNING id, attempts`, stamp(at), ids, node)
+	if err != nil {
+		return nil, fmt.Errorf("finish live rows: %w", err)
+	}
+	done := map[int64]bool{}
+	var dids, atts []int64
+	for rows.Next() {
+		var id, a int64
+		if err := rows.Scan(&id, &a); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("scan finished row: %w", err)
+		}
+		done[id] = true
+		dids, atts = append(dids, id), append(atts, a)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("finish live rows: %w", err)
+	}
+	if len(dids) > 0 {
+		if _, err := tx.q.ExecContext(ctx, `INSERT INTO delivery_attempts (outbox_id, attempt, at, node, outcome, status_code, error, latency_ms)
+			SELECT i, a, $3, $4, 'delivered', 0, '', $5 FROM unnest($1::bigint[], $2::bigint[]) AS x(i, a)`,
+			dids, atts, stamp(at), node, latency.Milliseconds()); err != nil {
+			return nil, fmt.Errorf("record live attempts: %w", err)
+		}
+	}
+	return done, nil
+}
+
+// advanceHeads moves each user's feed head on by its count (users in id
+// order) and returns the new heads.
+func (tx *Tx) advanceHeads(ctx context.Context, users []string, counts []int64) (map[string]int64, error) {
+	heads := map[string]int64{}
+	if len(users) == 0 {
+		return heads, nil
+	}
+	if tx.s.dialect == Postgres {
+		rows, err := tx.q.QueryContext(ctx, `INSERT INTO live_feed_heads (user_id, n)
+			SELECT u, k FROM unnest($1::text[], $2::bigint[]) AS x(u, k) ORDER BY u
+			ON CONFLICT (user_id) DO UPDATE SET n = live_feed_heads.n + EXCLUDED.n RETURNING user_id, n`, users, counts)
+		if err != nil {
+			return nil, fmt.Errorf("advance feed heads: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var u string
+			var n int64
+			if err := rows.Scan(&u, &n); err != nil {
+				return nil, fmt.Errorf("scan feed head: %w", err)
+			}
+			heads[u] = n
+		}
+		return heads, rows.Err()
+	}
+	for i, u := range users {
+		var n int64
+		if err := tx.q.QueryRowContext(ctx, tx.s.sql(`INSERT INTO live_feed_heads (user_id, n) VALUES ($1, $2)
+			ON CONFLICT (user_id) DO UPDATE SET n = n + excluded.n RETURNING n`), u, counts[i]).Scan(&n); err != nil {
+			return nil, fmt.Errorf("advance feed head of %s: %w", u, err)
+		}
+		heads[u] = n
+	}
+	return heads, nil
 }
 
 // Feed returns userID's feed entries numbered after `after`, oldest first,
@@ -185,7 +333,7 @@ func (s *Store) Feed(ctx context.Context, userID string, after int64, limit int)
 // FeedHead returns the number of userID's newest feed entry (0 if none).
 func (s *Store) FeedHead(ctx context.Context, userID string) (int64, error) {
 	var n int64
-	if err := s.r.QueryRowContext(ctx, s.sql(`SELECT COALESCE(MAX(n), 0) FROM live_feed WHERE user_id = $1`), userID).Scan(&n); err != nil {
+	if err := s.r.QueryRowContext(ctx, s.sql(`SELECT COALESCE(MAX(n), 0) FROM live_feed_heads WHERE user_id = $1`), userID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("feed head: %w", err)
 	}
 	return n, nil

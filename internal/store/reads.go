@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spkey-dev/spkey/internal/es"
 )
@@ -150,4 +151,53 @@ func (s *Store) TenantContact(ctx context.Context, orgID string) (string, error)
 		return "", fmt.Errorf("tenant contact: %w", err)
 	}
 	return e, nil
+}
+
+// SnapshotsOf returns the snapshots of the given aggregates of one type that
+// exist, by id, in one query (the SQLite read cache answers first).
+func (s *Store) SnapshotsOf(ctx context.Context, aggType string, ids []string) (map[string]es.Snapshot, error) {
+	out := make(map[string]es.Snapshot, len(ids))
+	var missing []string
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if sn, ok := s.cache.snapshot(aggType, id); ok {
+			out[id] = sn
+			continue
+		}
+		missing = append(missing, id)
+	}
+	for len(missing) > 0 {
+		chunk := missing[:min(len(missing), 500)]
+		missing = missing[len(chunk):]
+		args := []any{aggType}
+		ph := make([]string, len(chunk))
+		for i, id := range chunk {
+			args = append(args, id)
+			ph[i] = fmt.Sprintf("$%d", i+2)
+		}
+		rows, err := s.r.QueryContext(ctx, s.sql(`SELECT aggregate_id, version, org_id, state, created_at, updated_at FROM aggregates
+			WHERE aggregate_type = $1 AND aggregate_id IN (`+strings.Join(ph, ", ")+`)`), args...)
+		if err != nil {
+			return nil, fmt.Errorf("load %s snapshots: %w", aggType, err)
+		}
+		for rows.Next() {
+			sn := es.Snapshot{AggregateType: aggType}
+			var state string
+			if err := rows.Scan(&sn.AggregateID, &sn.Version, &sn.OrgID, &state, &sn.CreatedAt, &sn.UpdatedAt); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("scan snapshot: %w", err)
+			}
+			sn.State = []byte(state)
+			out[sn.AggregateID] = sn
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("load %s snapshots: %w", aggType, err)
+		}
+	}
+	return out, nil
 }

@@ -40,4 +40,10 @@ CREATE TABLE live_feed (
   created_at TEXT    NOT NULL,
   PRIMARY KEY (user_id, n),
   UNIQUE (outbox_id)
+);
+-- The newest entry number of each user's feed: its row lock (held until
+-- commit) numbers a user's entries in commit order.
+CREATE TABLE live_feed_heads (
+  user_id TEXT PRIMARY KEY,
+  n       BIGINT NOT NULL
 )
