@@ -2,7 +2,7 @@
 -- attempt, the ring read models and the per-user live feed.
 ALTER TABLE outbox ADD COLUMN target TEXT NOT NULL DEFAULT '';
 ALTER TABLE outbox ADD COLUMN status TEXT NOT NULL DEFAULT 'pending';
-CREATE INDEX outbox_aggregate ON outbox (aggregate_type, aggregate_id);
+CREATE INDEX outbox_ring ON outbox (aggregate_id) WHERE aggregate_type = 'doorbell-ring';
 CREATE TABLE delivery_attempts (
   outbox_id   INTEGER NOT NULL,
   attempt     INTEGER NOT NULL,
