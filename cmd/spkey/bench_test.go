@@ -25,7 +25,8 @@ func TestBenchQuick(t *testing.T) {
 	got := out.String()
 	for _, want := range []string{
 		scA, scB, scC, scCRate(1000), scD, scE("sqlite", 1), scE("sqlite", 8),
-		"b/a = ", "c/a = ", "c/d = ", "p99(c @1000/s) = ",
+		scFAccept("sqlite"), scFDeliver("sqlite"), scG("sqlite"),
+		"b/a = ", "c/a = ", "c/d = ", "p99(c @1000/s) = ", "p99(g-doorbell-stream-sqlite) = ",
 		"medians across 1 round(s)",
 	} {
 		if !strings.Contains(got, want) {
