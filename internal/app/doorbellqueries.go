@@ -108,11 +108,21 @@ func (s *Service) Notifications(ctx context.Context, p Principal, id, cursor str
 	if err := s.AuthorizeUserStream(ctx, p, id); err != nil {
 		return RingPage{}, err
 	}
-	rows, err := s.st.RingsForUser(ctx, id, before, limit)
+	rows, err := s.st.RingsForUser(ctx, id, FeedScope(p), before, limit)
 	if err != nil {
 		return RingPage{}, err
 	}
 	return s.ringPage(ctx, rows, limit, id)
+}
+
+// FeedScope is the tenant whose rings p may see in a user's notifications
+// and live stream: a non-super tenant key sees only its own tenant's rings
+// (a user may live at several tenants' locks); "" means all.
+func FeedScope(p Principal) string {
+	if p.Kind == TenantCaller && !p.Super {
+		return p.OrgID
+	}
+	return ""
 }
 
 func (s *Service) ringPage(ctx context.Context, rows []store.Ring, limit int, only string) (RingPage, error) {

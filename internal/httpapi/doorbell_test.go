@@ -265,3 +265,53 @@ func TestStreamOutlivesServerTimeouts(t *testing.T) {
 		t.Fatalf("event %+v, want ring %v", e, ring["ringId"])
 	}
 }
+
+// TestTenantSeesOnlyItsOwnRings: a resident who lives at two tenants' locks
+// has one feed; each tenant's key sees only its own rings in the stream and
+// the history, while the resident's own token sees both.
+func TestTenantSeesOnlyItsOwnRings(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			srv := testenv.NewServer(t, b, testenv.Options{})
+			acme, alice, _, aliceJWT, _ := doorbellSetup(t, srv)
+			beta := srv.Tenant(t, "beta", false)
+			wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/9/CreateLock", Key: beta, Body: map[string]any{"index": 1, "uuid": "9b9b9b9b-2b1f-4e6d-9c8b-7a6f5e4d3c2b"}}, http.StatusCreated)
+			wireOK(t, srv, wireReq{Method: "GET", Path: "/users/by-email?email=alice@example.com", Key: beta}, http.StatusOK)
+			wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/9/AddResident", Key: beta, Body: map[string]any{"name": "Alice B.", "userId": alice}}, http.StatusOK)
+
+			acmeStream := openStream(t, srv, alice, "", acme, "")
+			betaStream := openStream(t, srv, alice, "", beta, "")
+			own := openStream(t, srv, alice, aliceJWT, "", "")
+			atBeta := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/9/RingDoorbell", Key: beta, Body: map[string]any{"message": "beta's visitor"}}, http.StatusOK)["ringId"]
+			atAcme := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: acme}, http.StatusOK)["ringId"]
+
+			if e := acmeStream.Next(t, 5*time.Second); e.Data["ringId"] != atAcme {
+				t.Fatalf("acme's key got %+v, want only acme's ring %v", e, atAcme)
+			}
+			if e := betaStream.Next(t, 5*time.Second); e.Data["ringId"] != atBeta {
+				t.Fatalf("beta's key got %+v, want only beta's ring %v", e, atBeta)
+			}
+			seen := map[any]bool{}
+			for range 2 {
+				seen[own.Next(t, 5*time.Second).Data["ringId"]] = true
+			}
+			if !seen[atAcme] || !seen[atBeta] {
+				t.Fatalf("the resident's own stream saw %v", seen)
+			}
+			acmeStream.Quiet(t, 300*time.Millisecond)
+			betaStream.Quiet(t, 10*time.Millisecond)
+
+			for key, want := range map[string]any{acme: atAcme, beta: atBeta} {
+				got := wireOK(t, srv, wireReq{Method: "GET", Path: "/users/" + alice + "/notifications", Key: key}, http.StatusOK)
+				list, _ := got["notifications"].([]any)
+				if len(list) != 1 || list[0].(map[string]any)["ringId"] != want {
+					t.Fatalf("history for one tenant's key: %v, want only %v", got, want)
+				}
+			}
+			mine := wireOK(t, srv, wireReq{Method: "GET", Path: "/users/" + alice + "/notifications", JWT: aliceJWT}, http.StatusOK)
+			if list, _ := mine["notifications"].([]any); len(list) != 2 {
+				t.Fatalf("the resident's own history: %v", mine)
+			}
+		})
+	}
+}

@@ -10,13 +10,14 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
+	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
 // FeedReader reads users' live feeds (the store).
 type FeedReader interface {
-	Feed(ctx context.Context, userID string, after int64, limit int) ([]store.FeedEntry, error)
+	FeedFor(ctx context.Context, userID, org string, after int64, limit int) ([]store.FeedEntry, error)
 	FeedHead(ctx context.Context, userID string) (int64, error)
 }
 
@@ -73,14 +74,14 @@ func (s *Server) notificationStream(ctx context.Context, in *streamInput) (*huma
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
 		defer cancel()
 		r, w := humago.Unwrap(hctx)
-		s.stream(r.Context(), w, in.ID, last, wake)
+		s.stream(r.Context(), w, in.ID, app.FeedScope(principal(ctx)), last, wake)
 	}}, nil
 }
 
 // stream writes the user's feed after `last` as Server-Sent Events until the
 // client leaves: id is the per-user entry number, event the event type,
 // data the entry's JSON.
-func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID string, last int64, wake <-chan struct{}) {
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID, org string, last int64, wake <-chan struct{}) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -104,7 +105,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID strin
 	poll := time.NewTicker(streamPoll)
 	defer poll.Stop()
 	for {
-		entries, err := s.cfg.Feed.Feed(ctx, userID, last, streamPage)
+		entries, err := s.cfg.Feed.FeedFor(ctx, userID, org, last, streamPage)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Error("read live feed", "user_id", userID, "err", err)

@@ -53,15 +53,16 @@ func (s *Store) RingsByLock(ctx context.Context, lockID string, before int64, li
 }
 
 // RingsForUser returns the rings that targeted userID, newest first, with
-// the paging of RingsByLock.
-func (s *Store) RingsForUser(ctx context.Context, userID string, before int64, limit int) ([]Ring, error) {
+// the paging of RingsByLock; only those of tenant org unless org is "".
+func (s *Store) RingsForUser(ctx context.Context, userID, org string, before int64, limit int) ([]Ring, error) {
 	return s.rings(ctx, `SELECT t.event_seq, a.state FROM doorbell_ring_targets t
+		JOIN doorbell_rings r ON r.ring_id = t.ring_id
 		JOIN aggregates a ON a.aggregate_type = 'doorbell-ring' AND a.aggregate_id = t.ring_id
-		WHERE t.user_id = $1 AND ($2 = 0 OR t.event_seq < $2) ORDER BY t.event_seq DESC LIMIT $3`, userID, before, limit)
+		WHERE t.user_id = $1 AND ($2 = 0 OR t.event_seq < $2) AND ($4 = '' OR r.org_id = $4) ORDER BY t.event_seq DESC LIMIT $3`, userID, before, limit, org)
 }
 
-func (s *Store) rings(ctx context.Context, q string, key string, before int64, limit int) ([]Ring, error) {
-	rows, err := s.r.QueryContext(ctx, s.sql(q), key, before, limit)
+func (s *Store) rings(ctx context.Context, q string, args ...any) ([]Ring, error) {
+	rows, err := s.r.QueryContext(ctx, s.sql(q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list rings: %w", err)
 	}
@@ -214,23 +215,23 @@ func (tx *Tx) DeliverLive(ctx context.Context, node string, at time.Time, latenc
 	}
 	if tx.s.dialect == Postgres {
 		n := len(kept)
-		uu, nn, kk, rr, oo, dd := make([]string, n), make([]int64, n), make([]string, n), make([]string, n), make([]int64, n), make([]string, n)
+		uu, nn, kk, rr, oo, dd, gg := make([]string, n), make([]int64, n), make([]string, n), make([]string, n), make([]int64, n), make([]string, n), make([]string, n)
 		for i, it := range kept {
 			u := it.Claim.Target
-			uu[i], nn[i], kk[i], rr[i], oo[i], dd[i] = u, next[u], it.Kind, it.Claim.AggregateID, it.Claim.ID, string(it.Data)
+			uu[i], nn[i], kk[i], rr[i], oo[i], dd[i], gg[i] = u, next[u], it.Kind, it.Claim.AggregateID, it.Claim.ID, string(it.Data), it.Claim.OrgID
 			next[u]++
 		}
-		if _, err := tx.q.ExecContext(ctx, `INSERT INTO live_feed (user_id, n, kind, ring_id, outbox_id, data, created_at)
-			SELECT u, n, k, r, o, d, $7 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS x(u, n, k, r, o, d)`,
-			uu, nn, kk, rr, oo, dd, created); err != nil {
+		if _, err := tx.q.ExecContext(ctx, `INSERT INTO live_feed (user_id, n, kind, ring_id, outbox_id, data, org_id, created_at)
+			SELECT u, n, k, r, o, d, g, $8 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[]) AS x(u, n, k, r, o, d, g)`,
+			uu, nn, kk, rr, oo, dd, gg, created); err != nil {
 			return nil, fmt.Errorf("append feed entries: %w", err)
 		}
 		return lost, nil
 	}
 	for _, it := range kept {
 		u := it.Claim.Target
-		if _, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO live_feed (user_id, n, kind, ring_id, outbox_id, data, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`),
-			u, next[u], it.Kind, it.Claim.AggregateID, it.Claim.ID, string(it.Data), created); err != nil {
+		if _, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO live_feed (user_id, n, kind, ring_id, outbox_id, data, org_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`),
+			u, next[u], it.Kind, it.Claim.AggregateID, it.Claim.ID, string(it.Data), it.Claim.OrgID, created); err != nil {
 			return nil, fmt.Errorf("append feed entry: %w", err)
 		}
 		next[u]++
@@ -311,8 +312,15 @@ func (tx *Tx) advanceHeads(ctx context.Context, users []string, counts []int64) 
 // Feed returns userID's feed entries numbered after `after`, oldest first,
 // at most limit.
 func (s *Store) Feed(ctx context.Context, userID string, after int64, limit int) ([]FeedEntry, error) {
+	return s.FeedFor(ctx, userID, "", after, limit)
+}
+
+// FeedFor is Feed restricted to the rings of tenant org ("" = all): a
+// user linked to several tenants has one feed, and each tenant's key sees
+// its own part. Numbers keep their gaps.
+func (s *Store) FeedFor(ctx context.Context, userID, org string, after int64, limit int) ([]FeedEntry, error) {
 	rows, err := s.r.QueryContext(ctx, s.sql(`SELECT n, kind, ring_id, outbox_id, data, created_at FROM live_feed
-		WHERE user_id = $1 AND n > $2 ORDER BY n LIMIT $3`), userID, after, limit)
+		WHERE user_id = $1 AND n > $2 AND ($4 = '' OR org_id = $4) ORDER BY n LIMIT $3`), userID, after, limit, org)
 	if err != nil {
 		return nil, fmt.Errorf("read feed: %w", err)
 	}

@@ -37,6 +37,7 @@ CREATE TABLE live_feed (
   ring_id    TEXT    NOT NULL,
   outbox_id  INTEGER NOT NULL,
   data       TEXT    NOT NULL,
+  org_id     TEXT    NOT NULL DEFAULT '', -- the ring's tenant: a tenant's key sees only its own
   created_at TEXT    NOT NULL,
   PRIMARY KEY (user_id, n),
   UNIQUE (outbox_id)
