@@ -219,7 +219,36 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 	}()
 	for {
 		for ctx.Err() == nil {
-			claims, err := e.st.Claim(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, limit)
+			n := limit
+			if batch == nil {
+				// Claim only the rows idle workers can start now: a lease
+				// runs from the claim, and a row left waiting for a worker
+				// could outlive it and be sent twice.
+				n = 0
+				select {
+				case sem <- struct{}{}:
+					n = 1
+				case <-ctx.Done():
+				}
+			more:
+				for n > 0 && n < limit {
+					select {
+					case sem <- struct{}{}:
+						n++
+					default:
+						break more
+					}
+				}
+				if n == 0 {
+					break
+				}
+			}
+			claims, err := e.st.Claim(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, n)
+			if batch == nil {
+				for i := len(claims); i < n; i++ {
+					<-sem // slots this claim did not use
+				}
+			}
 			if err != nil {
 				if ctx.Err() == nil {
 					e.log.Error("claim outbox rows", "consumer", consumer, "err", err)
@@ -233,14 +262,13 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 				if batch != nil {
 					break
 				}
-				sem <- struct{}{}
 				wg.Add(1)
 				go func(cl store.Claim) {
 					defer func() { <-sem; wg.Done() }()
 					deliver(work, cl)
 				}(cl)
 			}
-			if len(claims) < limit {
+			if len(claims) < n {
 				break
 			}
 		}

@@ -211,3 +211,55 @@ func TestExactlyOnceAcrossEngines(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowReceiverNoDoubleSend: with fewer workers than due rows and a
+// receiver slower than a row's lease would allow if rows waited for a
+// worker after being claimed, every row is still sent once and attempted
+// once: a node claims only what its idle workers can start at once.
+func TestSlowReceiverNoDoubleSend(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			ctx := context.Background()
+			rc := startReceiver(t, &receiver{Reply: func(_ hookReq, _ int, w http.ResponseWriter) {
+				time.Sleep(150 * time.Millisecond)
+				w.WriteHeader(http.StatusOK)
+			}}, "")
+			cfg := testConfig()
+			cfg.Batch, cfg.Workers, cfg.Lease = 8, 1, 400*time.Millisecond
+			f := newFixture(t, b, cfg, newHook(t, rc.URL(), newSecret(t)))
+			const rings = 5 // 10 hook rows: 1.5 s of sending on one worker, lease 0.4 s
+			ids := make([]string, rings)
+			for i := range ids {
+				ids[i] = f.ring(app.RingInput{})
+			}
+			waitFor(t, "every hook row delivered", func() (bool, string) {
+				dels, err := f.st.Deliveries(ctx, ids, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				done := 0
+				for _, d := range dels {
+					if d.Consumer == es.ConsumerDoorbellHook && d.Status == store.StatusDelivered {
+						done++
+					}
+				}
+				return done == 2*rings, fmt.Sprintf("%d of %d hook rows delivered", done, 2*rings)
+			})
+			dels, err := f.st.Deliveries(ctx, ids, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range dels {
+				if d.Consumer != es.ConsumerDoorbellHook {
+					continue
+				}
+				if n := len(rc.ByID("msg_" + d.RingID + "_" + d.Target)); n != 1 || d.Attempts != 1 {
+					t.Errorf("row %d: sent %d times, %d attempts recorded", d.OutboxID, n, d.Attempts)
+				}
+			}
+			if n := len(rc.Requests()); n != 2*rings {
+				t.Errorf("receiver got %d requests, want %d", n, 2*rings)
+			}
+		})
+	}
+}
