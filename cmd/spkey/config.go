@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"flag"
 	"fmt"
 	"io"
@@ -127,7 +128,9 @@ func (c *config) validate() error {
 	}
 	if c.NodeID == "" {
 		host, _ := os.Hostname()
-		c.NodeID = fmt.Sprintf("%s-%d", host, os.Getpid())
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		c.NodeID = fmt.Sprintf("%s-%x", host, b)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	_ "time/tzdata" // quiet hours' time zones work on machines without a zone database
 )
 
 func main() {

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -452,9 +453,21 @@ func (e *Engine) check(ctx context.Context, l *loader, cl store.Claim, channel s
 	if !prefs.Enabled(channel) {
 		return d, "channel switched off by the resident", nil
 	}
-	if channel != user.ChannelLive && prefs.QuietHours != nil {
-		if loc, err := time.LoadLocation(prefs.QuietHours.TimeZone); err == nil && prefs.QuietHours.Contains(e.cfg.Now().In(loc)) {
-			return d, "quiet hours", nil
+	if channel != user.ChannelLive {
+		// A ring somebody already answered (or everybody declined) is
+		// news nobody needs by e-mail or SMS any more.
+		if rec.Type == doorbell.TypeDoorbellRang && ring.Status != doorbell.StatusRinging {
+			return d, "ring already " + ring.Status, nil
+		}
+		if q := prefs.QuietHours; q != nil {
+			loc, err := time.LoadLocation(q.TimeZone)
+			if err != nil {
+				// Never send in quiet hours we cannot check.
+				return d, "", fmt.Errorf("quiet hours: time zone %q: %w", q.TimeZone, err)
+			}
+			if q.Contains(e.cfg.Now().In(loc)) {
+				return d, "quiet hours", nil
+			}
 		}
 	}
 	return d, "", nil
@@ -497,7 +510,9 @@ func (e *Engine) deliverVia(ctx context.Context, c Channel, cl store.Claim) {
 // does not list the others.
 func FeedData(rec es.Record) (json.RawMessage, error) {
 	var m map[string]any
-	if err := json.Unmarshal(rec.Data, &m); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(rec.Data))
+	dec.UseNumber() // large ids stay exact
+	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", rec.Type, err)
 	}
 	if rs, ok := m["residents"].([]any); ok && rec.Type == doorbell.TypeDoorbellRang {

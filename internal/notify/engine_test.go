@@ -69,11 +69,42 @@ func TestResidentRemovedBeforeDelivery(t *testing.T) {
 	}
 }
 
-// quietNow is a quiet-hours window in UTC around the current time
-// (midnight wrap included: 23:30 gives 22:30-00:30).
-func quietNow() *user.QuietHours {
-	now := time.Now().UTC()
-	return &user.QuietHours{Start: now.Add(-time.Hour).Format("15:04"), End: now.Add(time.Hour).Format("15:04"), TimeZone: "UTC"}
+// TestAnsweredRingNotSentLater: once a ring is answered, e-mail and hook
+// rows still waiting for a retry are skipped, not sent.
+func TestAnsweredRingNotSentLater(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			ctx := context.Background()
+			hookAddr := reserveAddr(t)
+			f := newFixture(t, b, testConfig(), newHook(t, "http://"+hookAddr+"/ring", newSecret(t)))
+			ringID := f.ring(app.RingInput{})
+			f.waitFailedAttempt(ringID, f.bob, es.ConsumerDoorbellHook)
+			if _, err := f.svc.AnswerRing(ctx, app.Call{P: f.user(f.alice)}, ringID); err != nil {
+				t.Fatal(err)
+			}
+			d := f.waitDelivery(ringID, f.bob, es.ConsumerDoorbellHook, store.StatusSkipped)
+			if !strings.Contains(d.LastError, "ring already answered") {
+				t.Errorf("bob's hook row: %+v", d)
+			}
+			rc := startReceiver(t, &receiver{}, hookAddr)
+			f.waitDelivery(ringID, f.alice, es.ConsumerDoorbellHook, store.StatusSkipped)
+			if n := len(rc.Requests()); n != 0 {
+				t.Errorf("the receiver got %d requests for an answered ring", n)
+			}
+		})
+	}
+}
+
+// quietNow is a quiet-hours window around the current time in a real
+// zone off UTC by a half hour (Asia/Kolkata, UTC+5:30, no DST), midnight
+// wrap included: 23:30 there gives 22:30-00:30.
+func quietNow(t *testing.T) *user.QuietHours {
+	loc, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().In(loc)
+	return &user.QuietHours{Start: now.Add(-time.Hour).Format("15:04"), End: now.Add(time.Hour).Format("15:04"), TimeZone: "Asia/Kolkata"}
 }
 
 // TestQuietHours: during a resident's quiet hours the e-mail and hook rows
@@ -86,7 +117,7 @@ func TestQuietHours(t *testing.T) {
 			srv := startSMTP(t, &smtpServer{}, "", smtpPlain)
 			rc := startReceiver(t, &receiver{}, "")
 			f := newFixture(t, b, testConfig(), newEmail(t, "smtp://"+srv.Addr), newHook(t, rc.URL(), newSecret(t)))
-			q := quietNow()
+			q := quietNow(t)
 			if _, err := f.svc.SetNotificationPreferences(ctx, app.Call{P: f.user(f.alice)}, f.alice, app.PreferencesInput{QuietHours: q}); err != nil {
 				t.Fatal(err)
 			}

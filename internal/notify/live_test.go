@@ -9,6 +9,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/notify"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
@@ -94,5 +95,18 @@ func TestLiveFeed(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFeedDataKeepsLargeIDs: numbers pass through the feed exactly (no
+// float64 rounding), and a ring's resident list becomes its count.
+func TestFeedDataKeepsLargeIDs(t *testing.T) {
+	rec := es.Record{Type: doorbell.TypeDoorbellRang, Data: []byte(`{"ringId":"r","lockId":9007199254740993,"residents":[{"userId":"a","name":"A"},{"userId":"b","name":"B"}]}`)}
+	got, err := notify.FeedData(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"lockId":9007199254740993,"notified":2,"ringId":"r","type":"DoorbellRang"}`; string(got) != want {
+		t.Fatalf("FeedData = %s, want %s", got, want)
 	}
 }

@@ -5,6 +5,7 @@
 package webhook
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"encoding/json"
 	"fmt"
@@ -56,7 +57,9 @@ func Build(rec es.Record, orgID, region, account string) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("event timestamp %q: %w", rec.Timestamp, err)
 	}
 	var fields map[string]any
-	if err := json.Unmarshal(rec.Data, &fields); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(rec.Data))
+	dec.UseNumber() // large ids stay exact
+	if err := dec.Decode(&fields); err != nil {
 		return Envelope{}, fmt.Errorf("decode %s: %w", rec.Type, err)
 	}
 	fields["type"] = rec.Type
