@@ -80,17 +80,29 @@ func parseCursor(cursor string, limit int) (int64, int, error) {
 }
 
 // LockRings lists the rings of lock id with every resident's delivery
-// state, for a caller authorized on the lock. It returns NotFound,
+// state, for the lock's owner or its tenant (rings under that tenant only). It returns NotFound,
 // Unauthorized, Forbidden, or Invalid for a bad cursor or limit.
 func (s *Service) LockRings(ctx context.Context, p Principal, id int64, cursor string, limit int) (RingPage, error) {
 	before, limit, err := parseCursor(cursor, limit)
 	if err != nil {
 		return RingPage{}, err
 	}
-	if _, err := s.Lock(ctx, p, id); err != nil {
+	if err := requireAuth(p); err != nil {
 		return RingPage{}, err
 	}
-	rows, err := s.st.RingsByLock(ctx, lockKey(id), before, limit)
+	v, found, err := s.readLock(ctx, id)
+	if err != nil {
+		return RingPage{}, err
+	}
+	if !found {
+		return RingPage{}, domain.Errorf(domain.NotFound, "Lock %d not found", id)
+	}
+	if err := authorizeRing(p, v.State, fmt.Sprintf("read the rings of lock %d", id)); err != nil {
+		return RingPage{}, err
+	}
+	// A tenant sees the rings of its own time with the lock, not those of
+	// a tenant that had it before.
+	rows, err := s.st.RingsByLock(ctx, lockKey(id), FeedScope(p), before, limit)
 	if err != nil {
 		return RingPage{}, err
 	}

@@ -49,6 +49,7 @@ var authzQuirks = map[string]struct {
 	stream  bool   // the success answer is an endless event stream
 }{
 	"POST /locks/{id}/RingDoorbell":        {userMsg: "Only the lock owner or the lock's organization may ring lock 1"},
+	"GET /locks/{id}/doorbell/rings":       {userMsg: "Only the lock owner or the lock's organization may read the rings of lock 1"},
 	"GET /users/{id}/notifications/stream": {stream: true},
 }
 

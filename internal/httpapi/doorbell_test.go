@@ -315,3 +315,36 @@ func TestTenantSeesOnlyItsOwnRings(t *testing.T) {
 		})
 	}
 }
+
+// TestLockRingsScope: a key holder (maybe a guest) may not read a lock's
+// rings, and a tenant that takes a lock over does not see the rings rung
+// while another tenant had it.
+func TestLockRingsScope(t *testing.T) {
+	srv := testenv.NewServer(t, testenv.SQLite, testenv.Options{})
+	acme, alice, bob, _, bobJWT := doorbellSetup(t, srv)
+	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/10/CreateLock", Key: acme, Body: map[string]any{"index": 1, "uuid": "10101010-2b1f-4e6d-9c8b-7a6f5e4d3c2b",
+		"keys": []any{map[string]any{"uuid": "20202020-2b1f-4e6d-9c8b-7a6f5e4d3c2b", "userId": bob}}}}, http.StatusCreated)
+	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/10/AddResident", Key: acme, Body: map[string]any{"name": "Alice", "userId": alice}}, http.StatusOK)
+	old := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/10/RingDoorbell", Key: acme, Body: map[string]any{"message": "for acme's eyes"}}, http.StatusOK)["ringId"]
+	// Bob holds a key: he may read the lock's details, not its visitors.
+	wireOK(t, srv, wireReq{Method: "GET", Path: "/locks/10/details", JWT: bobJWT}, http.StatusOK)
+	if r := wireDo(t, srv, wireReq{Method: "GET", Path: "/locks/10/doorbell/rings", JWT: bobJWT}); r.Status != http.StatusForbidden {
+		t.Fatalf("key holder read the rings: %d %s", r.Status, r.Raw)
+	}
+	// The lock moves to beta (a super key does it).
+	beta := srv.Tenant(t, "beta", false)
+	root := srv.Tenant(t, "root", true)
+	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/10/SetOrganization", Key: root, Body: map[string]any{"orgId": "beta"}}, http.StatusOK)
+	if r := wireDo(t, srv, wireReq{Method: "GET", Path: "/locks/10/doorbell/rings", Key: acme}); r.Status != http.StatusForbidden {
+		t.Fatalf("the former tenant still reads the rings: %d %s", r.Status, r.Raw)
+	}
+	fresh := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/10/RingDoorbell", Key: beta}, http.StatusOK)["ringId"]
+	got := wireOK(t, srv, wireReq{Method: "GET", Path: "/locks/10/doorbell/rings", Key: beta}, http.StatusOK)
+	if list, _ := got["rings"].([]any); len(list) != 1 || list[0].(map[string]any)["ringId"] != fresh {
+		t.Fatalf("beta sees %v, want only its own ring %v", got, fresh)
+	}
+	all := wireOK(t, srv, wireReq{Method: "GET", Path: "/locks/10/doorbell/rings", Key: root}, http.StatusOK)
+	if list, _ := all["rings"].([]any); len(list) != 2 || list[1].(map[string]any)["ringId"] != old {
+		t.Fatalf("a super key sees %v, want both rings", all)
+	}
+}

@@ -45,11 +45,12 @@ type Ring struct {
 }
 
 // RingsByLock returns the rings of lockID, newest first, older than the
-// position before (0 = from the newest), at most limit.
-func (s *Store) RingsByLock(ctx context.Context, lockID string, before int64, limit int) ([]Ring, error) {
+// position before (0 = from the newest), at most limit; only those rung
+// while tenant org owned the lock unless org is "".
+func (s *Store) RingsByLock(ctx context.Context, lockID, org string, before int64, limit int) ([]Ring, error) {
 	return s.rings(ctx, `SELECT r.event_seq, a.state FROM doorbell_rings r
 		JOIN aggregates a ON a.aggregate_type = 'doorbell-ring' AND a.aggregate_id = r.ring_id
-		WHERE r.lock_id = $1 AND ($2 = 0 OR r.event_seq < $2) ORDER BY r.event_seq DESC LIMIT $3`, lockID, before, limit)
+		WHERE r.lock_id = $1 AND ($2 = 0 OR r.event_seq < $2) AND ($4 = '' OR r.org_id = $4) ORDER BY r.event_seq DESC LIMIT $3`, lockID, before, limit, org)
 }
 
 // RingsForUser returns the rings that targeted userID, newest first, with
