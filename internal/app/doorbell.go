@@ -242,8 +242,9 @@ type PreferencesInput struct {
 	QuietHours *user.QuietHours `json:"quietHours,omitempty"`
 }
 
-// SetNotificationPreferences changes how the doorbell reaches user id. It
-// returns Invalid for an unknown channel, malformed quiet hours or an
+// SetNotificationPreferences changes how the doorbell reaches user id: the
+// user's own JWT or a super key (a tenant's key is Forbidden). It returns
+// Invalid for an unknown channel, malformed quiet hours or an
 // unknown time zone, NotFound, Unauthorized or Forbidden.
 func (s *Service) SetNotificationPreferences(ctx context.Context, c Call, id string, in PreferencesInput) (Result, error) {
 	for ch := range in.Channels {
@@ -258,6 +259,11 @@ func (s *Service) SetNotificationPreferences(ctx context.Context, c Call, id str
 		if _, err := LoadZone(q.TimeZone); err != nil {
 			return Result{}, domain.InvalidField("quietHours.timeZone", "Unknown time zone "+strconv.Quote(q.TimeZone)+": use an IANA name such as Europe/Warsaw")
 		}
+	}
+	if c.P.Kind == TenantCaller && !c.P.Super {
+		// One tenant must not silence a resident who also lives at
+		// another tenant's locks.
+		return Result{}, domain.Errorf(domain.Forbidden, "Notification preferences apply at every tenant's locks: only the user (or a super key) may change them")
 	}
 	return s.userCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st user.State, _ store.User, now string) ([]domain.Event, error) {
 		p := user.DefaultPreferences()

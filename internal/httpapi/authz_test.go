@@ -45,9 +45,13 @@ type authzRoute struct {
 
 // authzQuirks lists the routes that differ from their class.
 var authzQuirks = map[string]struct {
-	userMsg string // replaces the class's refusal message for another user's JWT
-	stream  bool   // the success answer is an endless event stream
+	userMsg   string // replaces the class's refusal message for another user's JWT
+	tenantMsg string // replaces it for another tenant's key
+	stream    bool   // the success answer is an endless event stream
+	noKey     bool   // no (non-super) API key may call it
 }{
+	"POST /users/{id}/SetNotificationPreferences": {noKey: true,
+		tenantMsg: "Notification preferences apply at every tenant's locks: only the user (or a super key) may change them"},
 	"POST /locks/{id}/RingDoorbell":        {userMsg: "Only the lock owner or the lock's organization may ring lock 1"},
 	"GET /locks/{id}/doorbell/rings":       {userMsg: "Only the lock owner or the lock's organization may read the rings of lock 1"},
 	"GET /users/{id}/notifications/stream": {stream: true},
@@ -287,10 +291,16 @@ func authzRefusals(t *testing.T, f *authzFixture, r authzRoute) []authzCase {
 			// to answers 409, not 403 (app.CreateUser).
 			tenantStatus, tenantMsg, userMsg = 409, "A user with this id already exists", "You can only create your own user record"
 		}
+		if m := authzQuirks[r.pattern].tenantMsg; m != "" {
+			tenantMsg = m
+		}
 		cases = append(cases,
 			authzCase{name: "no credentials", req: anon, status: 401, want: refusal(401, msgNoAuth)},
 			authzCase{name: "API key of a tenant the user is not linked to", req: wrongTenant, status: tenantStatus, want: refusal(tenantStatus, tenantMsg)},
 			authzCase{name: "another user's JWT", req: otherUser, status: 403, want: refusal(403, userMsg)})
+		if authzQuirks[r.pattern].noKey {
+			cases = append(cases, authzCase{name: "API key of the user's own tenant", req: with(func(q *wireReq) { q.Key = f.keyA }), status: 403, want: refusal(403, tenantMsg)})
+		}
 	case authzLookup:
 		// Find-or-create is open to every authenticated caller (upstream):
 		// there is no other tenant or user to refuse.
@@ -414,7 +424,7 @@ func TestAuthzMatrix(t *testing.T) {
 							mk = wireCommand
 						}
 						authzRun(t, f, authzCase{req: old, status: 401, want: wireErr(mk, 401, msgBadKey)})
-						if r.class == authzAdmin || r.class == authzHook || r.class == authzRing {
+						if r.class == authzAdmin || r.class == authzHook || r.class == authzRing || authzQuirks[r.pattern].noKey {
 							return // no API key may call these
 						}
 						fresh := r.req(f)
