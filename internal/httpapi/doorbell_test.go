@@ -348,3 +348,26 @@ func TestLockRingsScope(t *testing.T) {
 		t.Fatalf("a super key sees %v, want both rings", all)
 	}
 }
+
+// TestStreamEndsWhenAccessEnds: a stream opened with an API key ends soon
+// after the key is rotated away, and one opened with a JWT when the token
+// expires; reconnecting is then refused.
+func TestStreamEndsWhenAccessEnds(t *testing.T) {
+	srv := testenv.NewServer(t, testenv.SQLite, testenv.Options{})
+	key, alice, _, _, _ := doorbellSetup(t, srv)
+	byKey := openStream(t, srv, alice, "", key, "")
+	// Expired 28 s ago: still accepted within the verifier's 30 s leeway,
+	// refused 2 s from now.
+	short, err := srv.JWT.Mint(alice, "alice@example.com", 2*time.Second, time.Now().Add(-30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byToken := openStream(t, srv, alice, short, "", "")
+	byKey.Quiet(t, 500*time.Millisecond) // still open while the key is valid
+	wireOK(t, srv, wireReq{Method: "POST", Path: "/api-keys/acme/rotate", Header: map[string]string{"X-Admin-API-Key": testenv.AdminKey}}, http.StatusCreated)
+	byKey.WaitEnd(t, 5*time.Second)
+	if r := wireDo(t, srv, wireReq{Method: "GET", Path: "/users/" + alice + "/notifications/stream", Key: key}); r.Status != http.StatusUnauthorized {
+		t.Fatalf("reconnect with the rotated key: %d", r.Status)
+	}
+	byToken.WaitEnd(t, 10*time.Second)
+}

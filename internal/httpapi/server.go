@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
@@ -32,6 +33,9 @@ type Config struct {
 	// StreamStop, when closed, ends every live stream (server shutdown:
 	// streams never finish by themselves).
 	StreamStop <-chan struct{}
+	// StreamRecheck is how often a live stream checks its caller's
+	// credentials and rights again (30s).
+	StreamRecheck time.Duration
 	// Mount, if set, adds routes served outside the JSON API (HTML pages).
 	Mount func(mux *http.ServeMux)
 }

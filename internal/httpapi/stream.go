@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -74,14 +75,15 @@ func (s *Server) notificationStream(ctx context.Context, in *streamInput) (*huma
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
 		defer cancel()
 		r, w := humago.Unwrap(hctx)
-		s.stream(r.Context(), w, in.ID, app.FeedScope(principal(ctx)), last, wake)
+		recheck := func(ctx context.Context) error { return s.reauthorize(ctx, r, in.ID) }
+		s.stream(r.Context(), w, in.ID, app.FeedScope(principal(ctx)), last, wake, recheck)
 	}}, nil
 }
 
 // stream writes the user's feed after `last` as Server-Sent Events until the
 // client leaves: id is the per-user entry number, event the event type,
 // data the entry's JSON.
-func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID, org string, last int64, wake <-chan struct{}) {
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID, org string, last int64, wake <-chan struct{}, recheck func(context.Context) error) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -104,6 +106,12 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID, org 
 	defer heartbeat.Stop()
 	poll := time.NewTicker(streamPoll)
 	defer poll.Stop()
+	every := s.cfg.StreamRecheck
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	auth := time.NewTicker(every)
+	defer auth.Stop()
 	for {
 		entries, err := s.cfg.Feed.FeedFor(ctx, userID, org, last, streamPage)
 		if err != nil {
@@ -136,6 +144,13 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID, org 
 			if !write([]byte(": ping\n\n")) {
 				return
 			}
+		case <-auth.C:
+			// A revoked key, an expired token or a broken tenant link ends
+			// the stream; the client's reconnect then gets the refusal.
+			if err := recheck(ctx); err != nil {
+				_ = write([]byte(": access revoked\n\n"))
+				return
+			}
 		}
 	}
 }
@@ -146,4 +161,24 @@ func streamOp() huma.Operation {
 		200, secUser, "User", "Doorbell")
 	o.Responses = map[string]*huma.Response{"200": {Description: "An endless text/event-stream", Content: map[string]*huma.MediaType{"text/event-stream": {Schema: &huma.Schema{Type: "string"}}}}}
 	return o
+}
+
+// reauthorize checks again, for a stream in progress, the credentials r
+// came with and the caller's right to userID's notifications.
+func (s *Server) reauthorize(ctx context.Context, r *http.Request, userID string) error {
+	var p app.Principal
+	if b := r.Header.Get("Authorization"); b != "" {
+		c, err := s.jwt.Verify(ctx, strings.TrimSpace(strings.TrimPrefix(b, "Bearer ")))
+		if err != nil {
+			return err
+		}
+		p = app.Principal{Kind: app.UserCaller, UserID: c.UserID, Email: c.Email}
+	} else if k := r.Header.Get("X-API-Key"); k != "" {
+		kp, err := s.svc.AuthenticateKey(ctx, k)
+		if err != nil {
+			return err
+		}
+		p = kp
+	}
+	return s.svc.AuthorizeUserStream(ctx, p, userID)
 }

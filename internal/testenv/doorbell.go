@@ -150,6 +150,23 @@ func (s *Stream) Quiet(t testing.TB, d time.Duration) {
 	}
 }
 
+// WaitEnd fails the test unless the server ends the stream within d
+// (events still queued are discarded).
+func (s *Stream) WaitEnd(t testing.TB, d time.Duration) {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case _, ok := <-s.events:
+			if !ok {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("the stream was still open after %s", d)
+		}
+	}
+}
+
 // Close disconnects.
 func (s *Stream) Close() { s.cancel() }
 

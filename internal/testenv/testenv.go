@@ -223,7 +223,7 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 		mount = func(mux *http.ServeMux) { opt.Mount(mux, svc) }
 	}
 	h := httpapi.New(httpapi.Config{Version: "test", AdminAPIKey: adminKey, AdminEmailDomain: opt.AdminEmailDomain, CORSOrigins: origins,
-		Feed: st, Waker: hub, Mount: mount}, svc, v, st, reg, log)
+		Feed: st, Waker: hub, Mount: mount, StreamRecheck: 200 * time.Millisecond}, svc, v, st, reg, log)
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ReadTimeout, srv.Config.WriteTimeout = opt.Timeouts, opt.Timeouts
 	srv.Start()
