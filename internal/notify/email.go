@@ -219,11 +219,21 @@ func (e *Email) Deliver(ctx context.Context, d Delivery) Result {
 	return Result{Status: store.StatusDelivered, StatusCode: 250}
 }
 
+// setupError marks a failure before the relay saw the recipient (EHLO,
+// STARTTLS, AUTH, MAIL FROM): the relay's or the operator's problem, never
+// the message's, so it is retried even on a 5xx (a fixed password or relay
+// then delivers what was queued) until the attempts run out.
+type setupError struct{ err error }
+
+func (e setupError) Error() string { return e.err.Error() }
+func (e setupError) Unwrap() error { return e.err }
+
 // classifySMTP turns a failed conversation into a Result.
 func classifySMTP(err error) Result {
 	var tp *textproto.Error
+	var setup setupError
 	if errors.As(err, &tp) {
-		if tp.Code >= 500 && tp.Code < 600 {
+		if tp.Code >= 500 && tp.Code < 600 && !errors.As(err, &setup) {
 			return Result{Status: store.StatusFailed, StatusCode: tp.Code, Err: err}
 		}
 		return Result{Status: store.OutcomeRetry, StatusCode: tp.Code, Err: err}
@@ -262,14 +272,14 @@ func (e *Email) send(ctx context.Context, rcpt string, msg []byte) (err error) {
 	}
 	defer c.Close()
 	if err := c.Hello(e.helo); err != nil {
-		return fmt.Errorf("EHLO: %w", err)
+		return setupError{fmt.Errorf("EHLO: %w", err)}
 	}
 	if e.starttls {
 		if ok, _ := c.Extension("STARTTLS"); !ok {
 			return fmt.Errorf("relay %s does not offer STARTTLS, which starttls=true requires", e.addr)
 		}
 		if err := c.StartTLS(e.tlsConfig()); err != nil {
-			return fmt.Errorf("STARTTLS: %w", err)
+			return setupError{fmt.Errorf("STARTTLS: %w", err)}
 		}
 	}
 	if e.auth {
@@ -277,11 +287,11 @@ func (e *Email) send(ctx context.Context, rcpt string, msg []byte) (err error) {
 			return fmt.Errorf("relay %s does not offer AUTH, but SPKEY_SMTP_URL has a user", e.addr)
 		}
 		if err := c.Auth(smtp.PlainAuth("", e.user, e.pass, e.host)); err != nil {
-			return fmt.Errorf("AUTH as %q: %w", e.user, err)
+			return setupError{fmt.Errorf("AUTH as %q: %w", e.user, err)}
 		}
 	}
 	if err := c.Mail(e.from.Address); err != nil {
-		return fmt.Errorf("MAIL FROM: %w", err)
+		return setupError{fmt.Errorf("MAIL FROM: %w", err)}
 	}
 	if err := c.Rcpt(rcpt); err != nil {
 		return fmt.Errorf("RCPT TO: %w", err)
@@ -321,7 +331,13 @@ func (e *Email) message(d Delivery, to *mail.Address) []byte {
 	}
 	subject := fmt.Sprintf("Someone is at the door (lock %d)", r.LockID)
 	if r.VisitorName != "" {
-		subject += ": " + r.VisitorName
+		// The whole name is in the body; the subject keeps a short one so
+		// the encoded header stays far below the 998-byte line limit.
+		name := []rune(r.VisitorName)
+		if len(name) > 30 {
+			name = append(name[:30], '…')
+		}
+		subject += ": " + string(name)
 	}
 	var h bytes.Buffer
 	header := func(k, v string) { h.WriteString(k + ": " + stripCRLF(v) + "\r\n") }
