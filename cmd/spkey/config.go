@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -46,55 +46,44 @@ type config struct {
 	TrustProxy  bool
 }
 
-// bind registers the flags of c on fs, each defaulting to its environment
-// twin when set.
-func (c *config) bind(fs *flag.FlagSet, env map[string]string) {
-	str := func(p *string, name, def, help string) {
-		envName := "SPKEY_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-		if v, ok := env[envName]; ok {
-			def = v
-		}
-		fs.StringVar(p, name, def, help+" (env "+envName+")")
-	}
-	str(&c.Addr, "addr", "127.0.0.1:8787", "listen address")
-	str(&c.Data, "data", "./spkey-data", "data folder: the SQLite file and the local JWT signing key")
-	str(&c.DB, "db", "", "database: empty for SQLite in --data, or postgres://...")
-	str(&c.Sync, "sqlite-synchronous", "FULL", "SQLite synchronous pragma: FULL (survives power loss) or NORMAL")
-	str(&c.AdminAPIKey, "admin-api-key", "", "X-Admin-API-Key for admin routes; empty disables them (401)")
-	str(&c.AdminEmailDomain, "admin-email-domain", "", "admin routes also need a JWT whose email ends in @DOMAIN; empty: the admin key alone")
-	str(&c.JWTIssuer, "jwt-issuer", "", "outside OIDC issuer URL whose tokens are accepted (JWKS by discovery)")
-	str(&c.JWKSURL, "jwt-jwks-url", "", "JWKS URL of the outside issuer (skips discovery)")
-	str(&c.JWTAudience, "jwt-audience", "", "required aud of outside tokens")
-	str(&c.JWTUserClaim, "jwt-user-claim", "sub", "JWT claim that carries the user UUID")
-	str(&c.CORSOrigins, "cors-origins", "", "comma-separated origins allowed to call the API from a browser")
-	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	dur := func(p *time.Duration, name string, def time.Duration, help string) {
-		envName := "SPKEY_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-		if v, ok := env[envName]; ok {
-			if d, err := time.ParseDuration(v); err == nil {
-				def = d
+// bind registers the flags of c on fs, then sets every one whose SPKEY_*
+// twin is in env (the command line, parsed afterwards, wins). A twin that
+// does not parse is an error naming it.
+func (c *config) bind(fs *flag.FlagSet, env map[string]string) error {
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8787", "listen address")
+	fs.StringVar(&c.Data, "data", "./spkey-data", "data folder: the SQLite file and the local JWT signing key")
+	fs.StringVar(&c.DB, "db", "", "database: empty for SQLite in --data, or postgres://...")
+	fs.StringVar(&c.Sync, "sqlite-synchronous", "FULL", "SQLite synchronous pragma: FULL (survives power loss) or NORMAL")
+	fs.StringVar(&c.AdminAPIKey, "admin-api-key", "", "X-Admin-API-Key for admin routes; empty disables them (401)")
+	fs.StringVar(&c.AdminEmailDomain, "admin-email-domain", "", "admin routes also need a JWT whose email ends in @DOMAIN; empty: the admin key alone")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "outside OIDC issuer URL whose tokens are accepted (JWKS by discovery)")
+	fs.StringVar(&c.JWKSURL, "jwt-jwks-url", "", "JWKS URL of the outside issuer (skips discovery)")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "required aud of outside tokens")
+	fs.StringVar(&c.JWTUserClaim, "jwt-user-claim", "sub", "JWT claim that carries the user UUID")
+	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated origins allowed to call the API from a browser")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM")
+	fs.StringVar(&c.PublicURL, "public-url", "", "the server's public base URL, for doorbell QR codes and e-mails (default: from each request)")
+	fs.StringVar(&c.SMTPURL, "smtp-url", "", "SMTP relay for doorbell e-mails: smtp://user:pass@host:587?starttls=true, smtps://..., empty disables e-mail")
+	fs.StringVar(&c.SMTPFrom, "smtp-from", "", "From address of doorbell e-mails (needed with --smtp-url)")
+	fs.StringVar(&c.HookURL, "notify-hook-url", "", "URL that receives a signed POST per ring and resident (SMS/push gateway); empty disables it")
+	fs.StringVar(&c.HookSecret, "notify-hook-secret", "", "Standard Webhooks secret (whsec_...) signing the notify hook's requests")
+	fs.StringVar(&c.NodeID, "node-id", "", "this node's name in outbox leases and delivery attempts (default: host name and a random suffix)")
+	fs.DurationVar(&c.OutboxLease, "outbox-lease", time.Minute, "how long a node keeps a claimed delivery before another node may take it over")
+	fs.DurationVar(&c.RetryBase, "notify-retry-base", 2*time.Second, "first retry delay of a failed notification; doubles per attempt (with jitter), at most 10m")
+	fs.IntVar(&c.MaxAttempts, "notify-max-attempts", 8, "attempts per notification before it is marked failed")
+	fs.BoolVar(&c.TrustProxy, "trust-proxy", false, "take client addresses and scheme from X-Forwarded-For/-Proto (only behind a reverse proxy)")
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "SPKEY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		f.Usage += " (env " + name + ")"
+		if v, ok := env[name]; ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
 			}
 		}
-		fs.DurationVar(p, name, def, help+" (env "+envName+")")
-	}
-	dur(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM")
-	str(&c.PublicURL, "public-url", "", "the server's public base URL, for doorbell QR codes and e-mails (default: from each request)")
-	str(&c.SMTPURL, "smtp-url", "", "SMTP relay for doorbell e-mails: smtp://user:pass@host:587?starttls=true, smtps://..., empty disables e-mail")
-	str(&c.SMTPFrom, "smtp-from", "", "From address of doorbell e-mails (needed with --smtp-url)")
-	str(&c.HookURL, "notify-hook-url", "", "URL that receives a signed POST per ring and resident (SMS/push gateway); empty disables it")
-	str(&c.HookSecret, "notify-hook-secret", "", "Standard Webhooks secret (whsec_...) signing the notify hook's requests")
-	str(&c.NodeID, "node-id", "", "this node's name in outbox leases and delivery attempts (default: host name and a random suffix)")
-	dur(&c.OutboxLease, "outbox-lease", time.Minute, "how long a node keeps a claimed delivery before another node may take it over")
-	dur(&c.RetryBase, "notify-retry-base", 2*time.Second, "first retry delay of a failed notification; doubles per attempt (with jitter), at most 10m")
-	maxAttempts := 8
-	if v, ok := env["SPKEY_NOTIFY_MAX_ATTEMPTS"]; ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			maxAttempts = n
-		}
-	}
-	fs.IntVar(&c.MaxAttempts, "notify-max-attempts", maxAttempts, "attempts per notification before it is marked failed (env SPKEY_NOTIFY_MAX_ATTEMPTS)")
-	trust := env["SPKEY_TRUST_PROXY"] == "true"
-	fs.BoolVar(&c.TrustProxy, "trust-proxy", trust, "take client addresses and scheme from X-Forwarded-For/-Proto (behind a reverse proxy) (env SPKEY_TRUST_PROXY)")
+	})
+	return errors.Join(errs...)
 }
 
 func (c *config) validate() error {
@@ -167,7 +156,9 @@ func parse(name string, args []string, env map[string]string, stderr io.Writer, 
 	fs := flag.NewFlagSet("spkey "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := &config{}
-	c.bind(fs, env)
+	if err := c.bind(fs, env); err != nil {
+		return nil, nil, err
+	}
 	if extra != nil {
 		extra(fs)
 	}
