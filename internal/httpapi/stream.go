@@ -13,6 +13,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/notify"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -24,7 +25,32 @@ type FeedReader interface {
 
 // Waker wakes a user's streams on this node (notify.Hub).
 type Waker interface {
-	Subscribe(userID string) (<-chan struct{}, func())
+	Subscribe(userID string) (*notify.Sub, func())
+}
+
+// handedOver returns the entries of pushed (handed over with a wake-up)
+// that follow last, for tenant org ("" = all), and the highest number they
+// cover. readDB is true when they cannot be trusted to be complete (none
+// came, or they do not follow last without a gap): then the stream reads
+// the feed instead.
+func handedOver(pushed []store.FeedEntry, last int64, org string) (entries []store.FeedEntry, upTo int64, readDB bool) {
+	if len(pushed) == 0 {
+		return nil, 0, true
+	}
+	next := last + 1
+	for _, e := range pushed {
+		switch {
+		case e.N < next:
+			continue // already sent
+		case e.N > next:
+			return nil, 0, true // a gap: another node's entry, or one dropped
+		}
+		next++
+		if org == "" || e.OrgID == org {
+			entries = append(entries, e)
+		}
+	}
+	return entries, next - 1, false
 }
 
 // How the stream keeps itself alive: a comment line every heartbeat so
@@ -55,7 +81,7 @@ func (s *Server) notificationStream(ctx context.Context, in *streamInput) (*huma
 	}
 	// Subscribe before reading the head: an entry added in between wakes
 	// us instead of being skipped.
-	wake, cancel := s.cfg.Waker.Subscribe(in.ID)
+	sub, cancel := s.cfg.Waker.Subscribe(in.ID)
 	var last int64
 	if resume != "" {
 		n, err := strconv.ParseInt(resume, 10, 64)
@@ -76,14 +102,14 @@ func (s *Server) notificationStream(ctx context.Context, in *streamInput) (*huma
 		defer cancel()
 		r, w := humago.Unwrap(hctx)
 		recheck := func(ctx context.Context) error { return s.reauthorize(ctx, r, in.ID) }
-		s.stream(r.Context(), w, in.ID, app.FeedScope(principal(ctx)), last, wake, recheck)
+		s.stream(r.Context(), w, in.ID, app.FeedScope(principal(ctx)), last, sub, recheck)
 	}}, nil
 }
 
 // stream writes the user's feed after `last` as Server-Sent Events until the
 // client leaves: id is the per-user entry number, event the event type,
 // data the entry's JSON.
-func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID, org string, last int64, wake <-chan struct{}, recheck func(context.Context) error) {
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID, org string, last int64, sub *notify.Sub, recheck func(context.Context) error) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -112,33 +138,47 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID, org 
 	}
 	auth := time.NewTicker(every)
 	defer auth.Stop()
+	readDB := true // the first pass replays from the database
 	for {
-		entries, err := s.cfg.Feed.FeedFor(ctx, userID, org, last, streamPage)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Error("read live feed", "user_id", userID, "err", err)
+		var entries []store.FeedEntry
+		var upTo int64
+		if !readDB {
+			entries, upTo, readDB = handedOver(sub.Take(), last, org)
+		}
+		if readDB {
+			var err error
+			entries, err = s.cfg.Feed.FeedFor(ctx, userID, org, last, streamPage)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Error("read live feed", "user_id", userID, "err", err)
+				}
+				return
 			}
-			return
+			if len(entries) > 0 {
+				upTo = entries[len(entries)-1].N
+			}
 		}
 		if len(entries) > 0 {
 			var buf []byte
 			for _, e := range entries {
 				buf = fmt.Appendf(buf, "id: %d\nevent: %s\ndata: %s\n\n", e.N, e.Kind, e.Data)
-				last = e.N
 			}
 			if !write(buf) {
 				return
 			}
-			if len(entries) == streamPage {
-				continue
-			}
 		}
+		last = max(last, upTo)
+		if readDB && len(entries) == streamPage {
+			continue
+		}
+		readDB = true
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.cfg.StreamStop:
 			return
-		case <-wake:
+		case <-sub.Wake():
+			readDB = false // entries written on this node come with the wake-up
 		case <-poll.C:
 		case <-heartbeat.C:
 			if !write([]byte(": ping\n\n")) {

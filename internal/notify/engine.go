@@ -565,9 +565,10 @@ func (e *Engine) deliverLive(ctx context.Context, claims []store.Claim) {
 	}
 	now := e.cfg.Now()
 	var lost map[int64]bool
+	var entries []store.FeedEntry
 	err := e.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 		var err error
-		lost, err = tx.DeliverLive(ctx, e.cfg.Node, now, now.Sub(started), ready)
+		entries, lost, err = tx.DeliverLive(ctx, e.cfg.Node, now, now.Sub(started), ready)
 		return err
 	})
 	if err != nil {
@@ -576,8 +577,6 @@ func (e *Engine) deliverLive(ctx context.Context, claims []store.Claim) {
 		}
 		return
 	}
-	woken := map[string]bool{}
-	var wake []string
 	for _, it := range ready {
 		if lost[it.Claim.ID] {
 			e.log.Warn("delivery outlived its lease; another node owns the row now", "consumer", it.Claim.Consumer, "outbox_id", it.Claim.ID)
@@ -586,11 +585,18 @@ func (e *Engine) deliverLive(ctx context.Context, claims []store.Claim) {
 		if e.cfg.Observe != nil {
 			e.cfg.Observe(it.Claim.Consumer, store.StatusDelivered, now.Sub(started))
 		}
-		if !woken[it.Claim.Target] {
-			woken[it.Claim.Target] = true
-			e.hub.Publish(it.Claim.Target)
-			wake = append(wake, it.Claim.Target)
+	}
+	// This node's streams get the committed entries handed over (entries
+	// come grouped by user, in number order).
+	var wake []string
+	for i := 0; i < len(entries); {
+		j := i
+		for j < len(entries) && entries[j].UserID == entries[i].UserID {
+			j++
 		}
+		e.hub.Deliver(entries[i].UserID, entries[i:j])
+		wake = append(wake, entries[i].UserID)
+		i = j
 	}
 	// Other nodes' streams: one NOTIFY per 100 users (payloads stay far
 	// below PostgreSQL's 8000-byte limit), naming this node so that it

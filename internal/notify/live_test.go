@@ -39,11 +39,15 @@ func TestLiveFeed(t *testing.T) {
 
 			ringID := f.ring(app.RingInput{VisitorName: "Courier", Message: "Parcel"})
 			for _, u := range []struct {
-				id   string
-				wake <-chan struct{}
+				id  string
+				sub *notify.Sub
 			}{{f.alice, wakeA}, {f.bob, wakeB}} {
-				waitWake(t, u.id, u.wake)
-				// Woken after commit: the entry is there already.
+				waitWake(t, u.id, u.sub.Wake())
+				// Woken after commit with the entry handed over, and the
+				// entry is in the feed already.
+				if got := u.sub.Take(); len(got) != 1 || got[0].RingID != ringID || got[0].N != 1 || got[0].OrgID != "acme" {
+					t.Fatalf("entries handed to %s's stream: %+v", u.id, got)
+				}
 				feed, err := f.st.Feed(ctx, u.id, 0, 10)
 				if err != nil {
 					t.Fatal(err)
@@ -73,7 +77,7 @@ func TestLiveFeed(t *testing.T) {
 			for _, u := range []struct {
 				id   string
 				wake <-chan struct{}
-			}{{f.alice, wakeA}, {f.bob, wakeB}} {
+			}{{f.alice, wakeA.Wake()}, {f.bob, wakeB.Wake()}} {
 				var feed []store.FeedEntry
 				waitFor(t, "the answer in "+u.id+"'s feed", func() (bool, string) {
 					var err error

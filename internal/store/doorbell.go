@@ -141,6 +141,7 @@ type FeedEntry struct {
 	OutboxID  int64
 	Data      json.RawMessage
 	CreatedAt string
+	OrgID     string // the ring's tenant
 }
 
 // LiveItem is one claimed live-channel row and the feed entry that
@@ -157,12 +158,13 @@ type LiveItem struct {
 // whose row stays locked until commit, so a user's numbers follow commit
 // order and a reader resuming after number N never skips an entry
 // committed later with a smaller number. Users are locked in id order, so
-// nodes delivering overlapping batches cannot deadlock. It returns the rows
-// whose lease node had lost (nothing is written for those).
-func (tx *Tx) DeliverLive(ctx context.Context, node string, at time.Time, latency time.Duration, items []LiveItem) (map[int64]bool, error) {
+// nodes delivering overlapping batches cannot deadlock. It returns the
+// entries written (numbered, by user in number order) and the rows whose
+// lease node had lost (nothing is written for those).
+func (tx *Tx) DeliverLive(ctx context.Context, node string, at time.Time, latency time.Duration, items []LiveItem) ([]FeedEntry, map[int64]bool, error) {
 	lost := map[int64]bool{}
 	if len(items) == 0 {
-		return lost, nil
+		return nil, lost, nil
 	}
 	var kept []LiveItem
 	if tx.s.dialect == Postgres {
@@ -172,7 +174,7 @@ func (tx *Tx) DeliverLive(ctx context.Context, node string, at time.Time, latenc
 		}
 		done, err := tx.finishDeliveredPG(ctx, node, at, latency, ids)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, it := range items {
 			if done[it.Claim.ID] {
@@ -189,7 +191,7 @@ func (tx *Tx) DeliverLive(ctx context.Context, node string, at time.Time, latenc
 				continue
 			}
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			kept = append(kept, it)
 		}
@@ -207,12 +209,18 @@ func (tx *Tx) DeliverLive(ctx context.Context, node string, at time.Time, latenc
 	}
 	heads, err := tx.advanceHeads(ctx, users, counts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	created := stamp(at)
 	next := map[string]int64{}
 	for i, u := range users {
 		next[u] = heads[u] - counts[i] + 1
+	}
+	entries := make([]FeedEntry, len(kept))
+	for i, it := range kept {
+		u := it.Claim.Target
+		entries[i] = FeedEntry{UserID: u, N: next[u] + int64(countBefore(kept, i)), Kind: it.Kind, RingID: it.Claim.AggregateID,
+			OutboxID: it.Claim.ID, Data: it.Data, CreatedAt: created, OrgID: it.Claim.OrgID}
 	}
 	if tx.s.dialect == Postgres {
 		n := len(kept)
@@ -225,19 +233,29 @@ func (tx *Tx) DeliverLive(ctx context.Context, node string, at time.Time, latenc
 		if _, err := tx.q.ExecContext(ctx, `INSERT INTO live_feed (user_id, n, kind, ring_id, outbox_id, data, org_id, created_at)
 			SELECT u, n, k, r, o, d, g, $8 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[]) AS x(u, n, k, r, o, d, g)`,
 			uu, nn, kk, rr, oo, dd, gg, created); err != nil {
-			return nil, fmt.Errorf("append feed entries: %w", err)
+			return nil, nil, fmt.Errorf("append feed entries: %w", err)
 		}
-		return lost, nil
+		return entries, lost, nil
 	}
 	for _, it := range kept {
 		u := it.Claim.Target
 		if _, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO live_feed (user_id, n, kind, ring_id, outbox_id, data, org_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`),
 			u, next[u], it.Kind, it.Claim.AggregateID, it.Claim.ID, string(it.Data), it.Claim.OrgID, created); err != nil {
-			return nil, fmt.Errorf("append feed entry: %w", err)
+			return nil, nil, fmt.Errorf("append feed entry: %w", err)
 		}
 		next[u]++
 	}
-	return lost, nil
+	return entries, lost, nil
+}
+
+// countBefore counts the items before i with the same recipient (kept is
+// grouped by recipient).
+func countBefore(kept []LiveItem, i int) int {
+	n := 0
+	for j := i - 1; j >= 0 && kept[j].Claim.Target == kept[i].Claim.Target; j-- {
+		n++
+	}
+	return n
 }
 
 // finishDeliveredPG marks rows ids delivered by node and records one
@@ -320,7 +338,7 @@ func (s *Store) Feed(ctx context.Context, userID string, after int64, limit int)
 // user linked to several tenants has one feed, and each tenant's key sees
 // its own part. Numbers keep their gaps.
 func (s *Store) FeedFor(ctx context.Context, userID, org string, after int64, limit int) ([]FeedEntry, error) {
-	rows, err := s.r.QueryContext(ctx, s.sql(`SELECT n, kind, ring_id, outbox_id, data, created_at FROM live_feed
+	rows, err := s.r.QueryContext(ctx, s.sql(`SELECT n, kind, ring_id, outbox_id, data, created_at, org_id FROM live_feed
 		WHERE user_id = $1 AND n > $2 AND ($4 = '' OR org_id = $4) ORDER BY n LIMIT $3`), userID, after, limit, org)
 	if err != nil {
 		return nil, fmt.Errorf("read feed: %w", err)
@@ -330,7 +348,7 @@ func (s *Store) FeedFor(ctx context.Context, userID, org string, after int64, li
 	for rows.Next() {
 		e := FeedEntry{UserID: userID}
 		var data string
-		if err := rows.Scan(&e.N, &e.Kind, &e.RingID, &e.OutboxID, &data, &e.CreatedAt); err != nil {
+		if err := rows.Scan(&e.N, &e.Kind, &e.RingID, &e.OutboxID, &data, &e.CreatedAt, &e.OrgID); err != nil {
 			return nil, fmt.Errorf("scan feed entry: %w", err)
 		}
 		e.Data = json.RawMessage(data)
