@@ -167,6 +167,19 @@ func TestDoorbellOverHTTP(t *testing.T) {
 			if bad.Status != 400 {
 				t.Fatalf("bad cursor: %d %s", bad.Status, bad.Raw)
 			}
+			for _, q := range []wireReq{
+				{Method: "GET", Path: "/users/" + bob + "/notifications/stream", JWT: bobJWT, Header: map[string]string{"Last-Event-ID": "abc"}},
+				{Method: "GET", Path: "/users/" + bob + "/notifications/stream?after=-1", JWT: bobJWT},
+				{Method: "GET", Path: "/users/" + bob + "/notifications?limit=1000", JWT: bobJWT},
+				{Method: "GET", Path: "/locks/7/doorbell/rings?cursor=0", Key: key},
+			} {
+				if r := wireDo(t, srv, q); r.Status != 400 || r.Obj(t)["code"] != float64(400) {
+					t.Errorf("%s %s: %d %s, want 400", q.Method, q.Path, r.Status, r.Raw)
+				}
+			}
+			if r := wireDo(t, srv, wireReq{Method: "GET", Path: "/users/00000000-2b1f-4e6d-9c8b-7a6f5e4d3c2b/notifications/stream", Key: key}); r.Status != 403 && r.Status != 404 {
+				t.Errorf("stream of an unknown user: %d %s", r.Status, r.Raw)
+			}
 			if r := wireDo(t, srv, wireReq{Method: "GET", Path: "/locks/999/doorbell/rings", Key: key}); r.Status != 404 {
 				t.Fatalf("unknown lock history: %d", r.Status)
 			}
