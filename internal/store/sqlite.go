@@ -141,63 +141,121 @@ func (w *sqliteWriter) loop() {
 	}
 }
 
-// run commits one batch. Every job runs in one transaction, without
+// run commits one batch. Every job runs in one transaction, first without
 // savepoints (they cost two statements a command). When a job fails, the
 // transaction is rolled back, that job gets its error, and the rest of the
-// batch runs again from the start: nothing of it was committed, and every
-// job reads the database afresh. One COMMIT answers all the others; a batch
-// that fails at BEGIN or COMMIT answers each of its jobs with that error.
+// batch runs again, this time each job inside its own savepoint (runSafe):
+// a job that fails there is rolled back alone. So every job runs at most
+// twice, however many fail. One COMMIT answers all the others; a batch that
+// fails at BEGIN or COMMIT answers each of its jobs with that error.
 func (w *sqliteWriter) run(batch []*job) {
 	if w.hooks.Batch != nil {
 		w.hooks.Batch(len(batch))
 	}
 	ctx := context.Background()
-	for len(batch) > 0 {
-		live := make([]*job, 0, len(batch))
-		for _, j := range batch {
-			if err := j.ctx.Err(); err != nil {
-				j.done <- err
-				continue
-			}
-			live = append(live, j)
-		}
-		if len(live) == 0 {
-			return
-		}
-		if _, err := w.q.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-			for _, j := range live {
-				j.done <- fmt.Errorf("begin: %w", err)
-			}
-			return
-		}
-		failed, ferr := -1, error(nil)
-		b := newBatch()
-		for i, j := range live {
-			if err := runJob(j, w.q, b); err != nil {
-				failed, ferr = i, err
-				break
-			}
-		}
-		if failed >= 0 {
-			if _, err := w.q.ExecContext(ctx, "ROLLBACK"); err != nil {
-				ferr = errors.Join(ferr, fmt.Errorf("rollback: %w", err))
-			}
-			live[failed].done <- ferr
-			batch = append(live[:failed:failed], live[failed+1:]...)
-			continue
-		}
-		_, err := w.q.ExecContext(ctx, "COMMIT")
-		if err != nil {
-			_, _ = w.q.ExecContext(ctx, "ROLLBACK")
-			err = fmt.Errorf("commit: %w", err)
-		} else {
-			// Before any answer and before the next batch reads it.
-			b.committed()
-		}
+	live := w.alive(batch)
+	if len(live) == 0 {
+		return
+	}
+	if _, err := w.q.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		for _, j := range live {
-			j.done <- err
+			j.done <- fmt.Errorf("begin: %w", err)
 		}
 		return
+	}
+	failed, ferr := -1, error(nil)
+	b := newBatch()
+	for i, j := range live {
+		if err := runJob(j, w.q, b); err != nil {
+			failed, ferr = i, err
+			break
+		}
+	}
+	if failed >= 0 {
+		if _, err := w.q.ExecContext(ctx, "ROLLBACK"); err != nil {
+			ferr = errors.Join(ferr, fmt.Errorf("rollback: %w", err))
+		}
+		live[failed].done <- ferr
+		w.runSafe(append(live[:failed:failed], live[failed+1:]...))
+		return
+	}
+	w.commit(ctx, b, live, nil)
+}
+
+// alive answers the jobs whose callers gave up and returns the others.
+func (w *sqliteWriter) alive(batch []*job) []*job {
+	live := make([]*job, 0, len(batch))
+	for _, j := range batch {
+		if err := j.ctx.Err(); err != nil {
+			j.done <- err
+			continue
+		}
+		live = append(live, j)
+	}
+	return live
+}
+
+// runSafe runs jobs in one transaction, each inside a savepoint.
+func (w *sqliteWriter) runSafe(jobs []*job) {
+	ctx := context.Background()
+	live := w.alive(jobs)
+	if len(live) == 0 {
+		return
+	}
+	if _, err := w.q.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		for _, j := range live {
+			j.done <- fmt.Errorf("begin: %w", err)
+		}
+		return
+	}
+	b := newBatch()
+	errs := make([]error, len(live))
+	for i, j := range live {
+		if _, err := w.q.ExecContext(ctx, "SAVEPOINT job"); err != nil {
+			w.abort(ctx, live, fmt.Errorf("savepoint: %w", err))
+			return
+		}
+		m := b.mark()
+		if errs[i] = runJob(j, w.q, b); errs[i] != nil {
+			b.rollbackTo(m)
+			if _, err := w.q.ExecContext(ctx, "ROLLBACK TO job"); err != nil {
+				w.abort(ctx, live, fmt.Errorf("rollback to savepoint: %w", err))
+				return
+			}
+		}
+		if _, err := w.q.ExecContext(ctx, "RELEASE job"); err != nil {
+			w.abort(ctx, live, fmt.Errorf("release savepoint: %w", err))
+			return
+		}
+	}
+	w.commit(ctx, b, live, errs)
+}
+
+// abort rolls the transaction back and answers every job with err.
+func (w *sqliteWriter) abort(ctx context.Context, jobs []*job, err error) {
+	_, _ = w.q.ExecContext(ctx, "ROLLBACK")
+	for _, j := range jobs {
+		j.done <- err
+	}
+}
+
+// commit commits and answers jobs: each its own error from errs if it
+// failed (rolled back to its savepoint), else the commit's outcome.
+func (w *sqliteWriter) commit(ctx context.Context, b *batch, jobs []*job, errs []error) {
+	_, err := w.q.ExecContext(ctx, "COMMIT")
+	if err != nil {
+		_, _ = w.q.ExecContext(ctx, "ROLLBACK")
+		err = fmt.Errorf("commit: %w", err)
+	} else {
+		// Before any answer and before the next batch reads it.
+		b.committed()
+	}
+	for i, j := range jobs {
+		if errs != nil && errs[i] != nil {
+			j.done <- errs[i]
+			continue
+		}
+		j.done <- err
 	}
 }
 

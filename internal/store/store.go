@@ -50,8 +50,49 @@ type batch struct {
 	snaps map[[2]string]es.Snapshot
 	after []func()
 	// usersTouched: a job of this batch changed the users table, so user
-	// lookups go to the database until the batch commits.
+	// lookups go to the database until the batch commits. (Left set when
+	// a job rolls back: that only costs some cache hits.)
 	usersTouched bool
+	// undo journals snaps changes, so one job's can be taken back when it
+	// rolls back to its savepoint.
+	undo []snapUndo
+}
+
+type snapUndo struct {
+	key  [2]string
+	prev es.Snapshot
+	had  bool
+}
+
+func (b *batch) setSnap(k [2]string, sn es.Snapshot) {
+	prev, had := b.snaps[k]
+	b.undo = append(b.undo, snapUndo{k, prev, had})
+	b.snaps[k] = sn
+}
+
+func (b *batch) dropSnap(k [2]string) {
+	prev, had := b.snaps[k]
+	b.undo = append(b.undo, snapUndo{k, prev, had})
+	delete(b.snaps, k)
+}
+
+// batchMark is a point to roll a batch's bookkeeping back to.
+type batchMark struct{ after, undo int }
+
+func (b *batch) mark() batchMark { return batchMark{len(b.after), len(b.undo)} }
+
+// rollbackTo forgets what jobs did after m (their transaction work is
+// rolled back to a savepoint at the same time).
+func (b *batch) rollbackTo(m batchMark) {
+	for i := len(b.undo) - 1; i >= m.undo; i-- {
+		u := b.undo[i]
+		if u.had {
+			b.snaps[u.key] = u.prev
+		} else {
+			delete(b.snaps, u.key)
+		}
+	}
+	b.undo, b.after = b.undo[:m.undo], b.after[:m.after]
 }
 
 func newBatch() *batch { return &batch{snaps: map[[2]string]es.Snapshot{}} }

@@ -392,3 +392,72 @@ func testGroupCommit(t *testing.T, b testenv.Backend) {
 		}
 	}
 }
+
+// TestFailingJobsRunAtMostTwice: on SQLite a batch in which many jobs fail
+// runs each job at most twice (once optimistically, once inside its own
+// savepoint), not once per failure before it; every failing job leaves no
+// trace, neither in the database nor in what later jobs of the batch see.
+func TestFailingJobsRunAtMostTwice(t *testing.T) {
+	st := testenv.OpenStore(t, testenv.SQLite)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 64
+	fails := func(i int) bool { return i%2 == 0 }
+	held, release := make(chan struct{}), make(chan struct{})
+	gate := make(chan error, 1)
+	go func() {
+		gate <- st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	runs := make([]int, n)
+	errs := make([]error, n)
+	var mu sync.Mutex
+	var wg, started sync.WaitGroup
+	started.Add(n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			job := writeJob(i, fails(i))
+			started.Done()
+			errs[i] = st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+				mu.Lock()
+				runs[i]++
+				mu.Unlock()
+				// What an earlier failing job of the batch wrote must not be
+				// visible: the previous even job's stream stays empty.
+				if i > 0 && fails(i-1) {
+					if sn, found, err := tx.Snapshot(ctx, "writetest", fmt.Sprintf("w-%04d", i-1)); err != nil || found {
+						return fmt.Errorf("job %d sees failed job %d's snapshot %+v (%v)", i, i-1, sn, err)
+					}
+				}
+				return job(ctx, tx)
+			})
+		}()
+	}
+	started.Wait()
+	for deadline := time.Now().Add(10 * time.Second); store.QueuedWrites(st) < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d jobs queued behind the held writer", store.QueuedWrites(st), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if err := <-gate; err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if runs[i] > 2 {
+			t.Errorf("job %d ran %d times", i, runs[i])
+		}
+		if fails(i) != (errs[i] != nil) || (errs[i] != nil && !errors.Is(errs[i], errJob)) {
+			t.Errorf("job %d: %v", i, errs[i])
+		}
+	}
+	checkWritten(t, st, n, func(i int) bool { return !fails(i) })
+}

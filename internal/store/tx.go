@@ -49,7 +49,7 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 		// Whatever we believed about this stream was wrong (another
 		// process wrote it): let the retry read it from the database.
 		s.cache.dropSnapshot(snap.AggregateType, snap.AggregateID)
-		delete(tx.b.snaps, [2]string{snap.AggregateType, snap.AggregateID})
+		tx.b.dropSnap([2]string{snap.AggregateType, snap.AggregateID})
 		s.conflict()
 		return conflict
 	}
@@ -92,7 +92,7 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 		}
 	}
 	if s.cache != nil {
-		tx.b.snaps[[2]string{snap.AggregateType, snap.AggregateID}] = snap
+		tx.b.setSnap([2]string{snap.AggregateType, snap.AggregateID}, snap)
 		tx.b.after = append(tx.b.after, func() { s.cache.putSnapshot(snap) })
 		for _, r := range recs {
 			if r.Type == tenant.TypeAPIKeyIssued || r.Type == tenant.TypeAPIKeyRevoked {
