@@ -48,6 +48,9 @@ type Config struct {
 type Claims struct {
 	UserID string
 	Email  string
+	// EmailVerified: the issuer vouches for Email (always true for the
+	// local issuer, whose tokens the operator mints).
+	EmailVerified bool
 }
 
 // Verifier checks bearer tokens.
@@ -79,6 +82,11 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	}
 	sum := sha256.Sum256(der)
 	v := &Verifier{key: key, kid: hex.EncodeToString(sum[:8]), cfg: cfg}
+	if cfg.JWKSURL != "" && cfg.Issuer == "" {
+		// Keys alone do not say whose tokens they sign: without the
+		// issuer, any token of any tenant of a shared provider would pass.
+		return nil, errors.New("--jwt-jwks-url needs --jwt-issuer: outside tokens' iss must be checked")
+	}
 	if cfg.Issuer != "" || cfg.JWKSURL != "" {
 		url := cfg.JWKSURL
 		if url == "" {
@@ -183,11 +191,8 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	case iss == LocalIssuer:
 		opts = append(opts, jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(LocalIssuer))
 		kf = func(*jwt.Token) (any, error) { return &v.key.PublicKey, nil }
-	case v.remote != nil && (v.cfg.Issuer == "" || iss == v.cfg.Issuer):
-		opts = append(opts, jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"}))
-		if v.cfg.Issuer != "" {
-			opts = append(opts, jwt.WithIssuer(v.cfg.Issuer))
-		}
+	case v.remote != nil && iss == v.cfg.Issuer:
+		opts = append(opts, jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"}), jwt.WithIssuer(v.cfg.Issuer))
 		if v.cfg.Audience != "" {
 			opts = append(opts, jwt.WithAudience(v.cfg.Audience))
 		}
@@ -207,7 +212,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 		return Claims{}, fmt.Errorf("%w: no %s claim", ErrInvalid, v.cfg.UserClaim)
 	}
 	email, _ := claims["email"].(string)
-	return Claims{UserID: uid, Email: strings.ToLower(email)}, nil
+	verified := iss == LocalIssuer
+	if b, ok := claims["email_verified"].(bool); ok && b {
+		verified = true
+	}
+	return Claims{UserID: uid, Email: strings.ToLower(email), EmailVerified: verified}, nil
 }
 
 // JWKS returns the public half of the local key as a JSON Web Key Set.

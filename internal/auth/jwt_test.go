@@ -2,14 +2,8 @@ package auth_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"math/big"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/spkey-dev/spkey/internal/auth"
+	"github.com/spkey-dev/spkey/internal/testenv"
 )
 
 const uid = "6f1c2a9e-0b7e-4d3e-9a55-2f0c5e4b1a11"
@@ -63,54 +58,27 @@ func TestLocalTokens(t *testing.T) {
 	}
 }
 
-// fakeIssuer is an OIDC issuer we cannot run for real: discovery and JWKS
-// over real HTTP, RS256 keys.
-func fakeIssuer(t *testing.T) (*httptest.Server, *rsa.PrivateKey) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var srv *httptest.Server
-	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		switch r.URL.Path {
-		case "/.well-known/openid-configuration":
-			_ = json.NewEncoder(w).Encode(map[string]string{"issuer": srv.URL, "jwks_uri": srv.URL + "/jwks"})
-		case "/jwks":
-			n := base64.RawURLEncoding.EncodeToString(key.N.Bytes())
-			e := base64.RawURLEncoding.EncodeToString(big.NewInt(int64(key.E)).Bytes())
-			_ = json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig", "n": n, "e": e}}})
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv, key
-}
-
 func TestOutsideIssuer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	iss, key := fakeIssuer(t)
+	iss := testenv.OIDCIssuer(t)
 	v, err := auth.NewVerifier(ctx, auth.Config{KeyPath: filepath.Join(t.TempDir(), "k.pem"), Issuer: iss.URL, Audience: "spkey", UserClaim: "https://spkey/uid"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sign := func(claims jwt.MapClaims) string {
-		tk := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
-		tk.Header["kid"] = "k1"
-		s, err := tk.SignedString(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	sign := func(claims jwt.MapClaims) string { return iss.Sign(t, claims) }
 	now := time.Now()
 	good := jwt.MapClaims{"iss": iss.URL, "aud": "spkey", "sub": "auth0|x", "https://spkey/uid": uid, "email": "u@example.com", "exp": now.Add(time.Hour).Unix()}
 	c, err := v.Verify(ctx, sign(good))
-	if err != nil || c.UserID != uid || c.Email != "u@example.com" {
+	if err != nil || c.UserID != uid || c.Email != "u@example.com" || c.EmailVerified {
 		t.Fatalf("outside token: %+v %v", c, err)
+	}
+	good["email_verified"] = true
+	if c, err := v.Verify(ctx, sign(good)); err != nil || !c.EmailVerified {
+		t.Fatalf("outside token with a verified e-mail: %+v %v", c, err)
+	}
+	if _, err := auth.NewVerifier(ctx, auth.Config{KeyPath: filepath.Join(t.TempDir(), "k2.pem"), JWKSURL: iss.URL + "/jwks"}); err == nil {
+		t.Fatal("a JWKS URL without an issuer was accepted")
 	}
 	cases := map[string]jwt.MapClaims{}
 	for name, mutate := range map[string]func(jwt.MapClaims){

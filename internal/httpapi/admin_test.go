@@ -3,7 +3,11 @@ package httpapi_test
 import (
 	"net/http"
 	"testing"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/spkey-dev/spkey/internal/auth"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
 
@@ -47,4 +51,26 @@ func TestReadyzFollowsTheDatabase(t *testing.T) {
 		t.Fatalf("readyz without a database: %d %s", resp.Status, resp.Raw)
 	}
 	wireOK(t, srv, wireReq{Method: "GET", Path: "/healthz"}, 200)
+}
+
+// TestAdminDomainNeedsVerifiedEmail: an outside issuer's token whose e-mail
+// is in the admin domain opens the admin routes only when the issuer says
+// the address is verified (anybody can sign up as ops@example.com at a
+// provider that does not check).
+func TestAdminDomainNeedsVerifiedEmail(t *testing.T) {
+	iss := testenv.OIDCIssuer(t)
+	srv := testenv.NewServer(t, testenv.SQLite, testenv.Options{AdminEmailDomain: "example.com", JWT: &auth.Config{Issuer: iss.URL}})
+	claims := func(verified bool) jwt.MapClaims {
+		return jwt.MapClaims{"iss": iss.URL, "sub": "aaaaaaaa-1111-4111-8111-111111111111", "email": "ops@example.com",
+			"email_verified": verified, "exp": time.Now().Add(time.Hour).Unix()}
+	}
+	req := func(tok string) wireReq {
+		return wireReq{Method: "GET", Path: "/tenants", JWT: tok, Header: map[string]string{"X-Admin-API-Key": testenv.AdminKey}}
+	}
+	if r := wireDo(t, srv, req(iss.Sign(t, claims(false)))); r.Status != http.StatusForbidden {
+		t.Fatalf("unverified admin-domain e-mail: %d %s", r.Status, r.Raw)
+	}
+	if r := wireDo(t, srv, req(iss.Sign(t, claims(true)))); r.Status != http.StatusOK {
+		t.Fatalf("verified admin-domain e-mail: %d %s", r.Status, r.Raw)
+	}
 }

@@ -250,7 +250,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			switch {
 			case s.cfg.AdminEmailDomain == "":
 				p.Admin = true
-			case claims.Email != "" && strings.HasSuffix(claims.Email, "@"+strings.ToLower(s.cfg.AdminEmailDomain)):
+			case claims.Email != "" && claims.EmailVerified && strings.HasSuffix(claims.Email, "@"+strings.ToLower(s.cfg.AdminEmailDomain)):
 				p.Admin = true
 			case bearer != "":
 				ctx = context.WithValue(ctx, keyAdminDenied, true)
