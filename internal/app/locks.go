@@ -134,6 +134,16 @@ func (s *Service) lockCommand(ctx context.Context, c Call, id int64, decide func
 	})
 }
 
+// authorizeOwnership: who owns a lock changes only at the hands of its
+// owner or its tenant's key (or a super key), never a mere key holder, who
+// may be a guest.
+func authorizeOwnership(p Principal, st lock.State) error {
+	if p.Kind == UserCaller && (st.OwnerID == "" || st.OwnerID != p.UserID) {
+		return domain.Errorf(domain.Forbidden, "Only the lock owner or the lock's organization may change who owns lock %d", st.LockID)
+	}
+	return nil
+}
+
 // SetOrganization assigns lock id to a tenant. A non-super API key may only
 // claim the lock for its own org; anyone else must name a registered
 // tenant.
@@ -142,6 +152,9 @@ func (s *Service) SetOrganization(ctx context.Context, c Call, id int64, orgID s
 		return Result{}, domain.InvalidField("orgId", "orgId is required")
 	}
 	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
+		if err := authorizeOwnership(c.P, st); err != nil {
+			return nil, Result{}, err
+		}
 		if c.P.Kind == TenantCaller && !c.P.Super && orgID != c.P.OrgID {
 			return nil, Result{}, domain.Errorf(domain.Forbidden, "An API key may only assign locks to its own organization")
 		}
@@ -163,6 +176,9 @@ func (s *Service) SetOwner(ctx context.Context, c Call, id int64, userID string)
 		return Result{}, domain.InvalidField("userId", "userId is required")
 	}
 	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
+		if err := authorizeOwnership(c.P, st); err != nil {
+			return nil, Result{}, err
+		}
 		if _, found, err := tx.User(ctx, store.ByID, userID); err != nil {
 			return nil, Result{}, err
 		} else if !found {

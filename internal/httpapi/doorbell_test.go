@@ -344,6 +344,18 @@ func TestLockRingsScope(t *testing.T) {
 	if r := wireDo(t, srv, wireReq{Method: "GET", Path: "/locks/10/doorbell/rings", JWT: bobJWT}); r.Status != http.StatusForbidden {
 		t.Fatalf("key holder read the rings: %d %s", r.Status, r.Raw)
 	}
+	// Nor may he make himself the owner or move the lock to a tenant.
+	for _, q := range []wireReq{
+		{Method: "POST", Path: "/locks/10/SetOwner", JWT: bobJWT, Body: map[string]any{"userId": bob}},
+		{Method: "POST", Path: "/locks/10/SetOrganization", JWT: bobJWT, Body: map[string]any{"orgId": "acme"}},
+	} {
+		before := wireSnapshot(t, srv)
+		r := wireDo(t, srv, q)
+		if r.Status != http.StatusForbidden || r.Obj(t)["message"] != "Only the lock owner or the lock's organization may change who owns lock 10" {
+			t.Fatalf("key holder %s: %d %s", q.Path, r.Status, r.Raw)
+		}
+		wireUnchanged(t, srv, before)
+	}
 	// The lock moves to beta (a super key does it).
 	beta := srv.Tenant(t, "beta", false)
 	root := srv.Tenant(t, "root", true)
