@@ -62,7 +62,7 @@ func OpenSQLite(ctx context.Context, path string, opt SQLiteOptions, log *slog.L
 	n := 2 * runtime.GOMAXPROCS(0)
 	rdb.SetMaxOpenConns(n)
 	rdb.SetMaxIdleConns(n)
-	w := &sqliteWriter{db: wdb, conn: conn, q: newStmtCache(conn, conn), jobs: make(chan *job, 1024), maxBatch: opt.MaxBatch, stop: make(chan struct{}), log: log}
+	w := &sqliteWriter{db: wdb, conn: conn, q: newStmtCache(conn, conn), jobs: make(chan *job, 1024), maxBatch: opt.MaxBatch, stop: make(chan struct{}), exited: make(chan struct{}), log: log}
 	rc := newStmtCache(rdb, rdb)
 	s := &Store{dialect: SQLite, rdb: rdb, r: rc, rcache: rc, cache: newReadCache(), w: w, log: log, qcache: map[string]string{}}
 	w.hooks = &s.hooks
@@ -88,6 +88,7 @@ type sqliteWriter struct {
 	jobs     chan *job
 	maxBatch int
 	stop     chan struct{}
+	exited   chan struct{} // closed when loop has returned
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 	log      *slog.Logger
@@ -106,12 +107,24 @@ func (w *sqliteWriter) update(ctx context.Context, fn txFunc) error {
 		return ctx.Err()
 	}
 	// Once queued the job runs to its end even if ctx is cancelled: the
-	// caller must learn whether it committed.
-	return <-j.done
+	// caller must learn whether it committed. A job queued just as the
+	// writer stopped never runs: it is refused, not left waiting.
+	select {
+	case err := <-j.done:
+		return err
+	case <-w.exited:
+		select {
+		case err := <-j.done:
+			return err
+		default:
+			return errClosed
+		}
+	}
 }
 
 func (w *sqliteWriter) loop() {
 	defer w.wg.Done()
+	defer close(w.exited)
 	batch := make([]*job, 0, w.maxBatch)
 	for {
 		select {

@@ -461,3 +461,33 @@ func TestFailingJobsRunAtMostTwice(t *testing.T) {
 	}
 	checkWritten(t, st, n, func(i int) bool { return !fails(i) })
 }
+
+// TestWritesRacingCloseReturn: writes racing Close on SQLite all return
+// (committed, or refused as closed); none is left waiting.
+func TestWritesRacingCloseReturn(t *testing.T) {
+	for round := range 20 {
+		st, err := store.OpenSQLite(context.Background(), fmt.Sprintf("%s/r%d.db", t.TempDir(), round), store.SQLiteOptions{}, testenv.Discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Migrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = st.Write(context.Background(), writeJob(round*100+i, false))
+			}()
+		}
+		go func() { wg.Wait(); close(done) }()
+		_ = st.Close()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: a write racing Close never returned", round)
+		}
+	}
+}
