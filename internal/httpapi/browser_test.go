@@ -108,3 +108,58 @@ async function addResident(api, token) {
 		t.Fatalf("X-Request-Id not readable by the page: %v", got)
 	}
 }
+
+// TestBrowserEventSource: a page on another origin (allowed by CORS) opens
+// the resident's live stream with the browser's own EventSource, which
+// cannot send headers, passing the JWT as ?access_token=; a ring reaches
+// the page.
+func TestBrowserEventSource(t *testing.T) {
+	bctx := testenv.Browser(t)
+	page := `<!doctype html><html><head><title>resident app</title></head><body><script>
+window.events = []; window.opened = false;
+function listen(url) {
+  const es = new EventSource(url);
+  es.onopen = () => { window.opened = true; };
+  es.addEventListener('DoorbellRang', e => window.events.push(JSON.parse(e.data)));
+}
+</script></body></html>`
+	pages := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(page))
+	}))
+	defer pages.Close()
+	srv := testenv.NewServer(t, testenv.SQLite, testenv.Options{CORSOrigins: []string{pages.URL}})
+	d := testenv.SeedDoorbell(t, srv.Svc)
+	token := srv.Token(t, d.Alice, "alice@example.com")
+	url := fmt.Sprintf("%s/users/%s/notifications/stream?access_token=%s", srv.URL, d.Alice, token)
+	if err := chromedp.Do(bctx, chromedp.Navigate(pages.URL+"/")); err != nil {
+		t.Fatalf("open the page: %v", err)
+	}
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](fmt.Sprintf("listen(%q), true", url))); err != nil {
+		t.Fatalf("start EventSource: %v", err)
+	}
+	poll := func(expr string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ok, err := chromedp.Run(bctx, chromedp.Evaluate[bool](expr))
+			if err == nil && ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never held (%v)", expr, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	poll("window.opened === true")
+	res, err := srv.Svc.RingDoorbell(context.Background(), app.Call{P: d.Key}, testenv.DoorbellLock, app.RingInput{VisitorName: "Courier"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll("window.events.length === 1")
+	got, err := chromedp.Run(bctx, chromedp.Evaluate[string]("window.events[0].ringId + ' ' + window.events[0].visitorName"))
+	if err != nil || got != res.RingID+" Courier" {
+		t.Fatalf("the page got %q (%v), want ring %s", got, err, res.RingID)
+	}
+}

@@ -396,3 +396,25 @@ func TestStreamEndsWhenAccessEnds(t *testing.T) {
 	}
 	byToken.WaitEnd(t, 10*time.Second)
 }
+
+// TestStreamAccessTokenOnlyForStreams: ?access_token= carries a JWT to the
+// live stream only; other routes ignore it, and an API key there is no
+// JWT.
+func TestStreamAccessTokenOnlyForStreams(t *testing.T) {
+	srv := testenv.NewServer(t, testenv.SQLite, testenv.Options{})
+	key, alice, _, aliceJWT, _ := doorbellSetup(t, srv)
+	s := testenv.OpenStream(t, srv.URL+"/users/"+alice+"/notifications/stream?access_token="+aliceJWT, nil)
+	ring := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: key}, http.StatusOK)["ringId"]
+	if e := s.Next(t, 5*time.Second); e.Data["ringId"] != ring {
+		t.Fatalf("stream with access_token got %+v", e)
+	}
+	for _, path := range []string{
+		"/users/" + alice + "/profile?access_token=" + aliceJWT,
+		"/users/" + alice + "/notifications?access_token=" + aliceJWT,
+		"/users/" + alice + "/notifications/stream?access_token=" + key,
+	} {
+		if r := wireDo(t, srv, wireReq{Method: "GET", Path: path}); r.Status != http.StatusUnauthorized {
+			t.Errorf("GET %s: %d %s, want 401", strings.Split(path, "?")[0], r.Status, r.Raw)
+		}
+	}
+}

@@ -66,6 +66,7 @@ type streamInput struct {
 	UserPath
 	LastEventID string `header:"Last-Event-ID" doc:"Resume after this event id (EventSource sends it on reconnect)"`
 	After       string `query:"after" doc:"Resume after this event id when the header cannot be set; 0 replays the whole feed. Default: only new events"`
+	AccessToken string `query:"access_token" doc:"The user's JWT, for clients that cannot send headers (browsers' EventSource); API keys are not taken here"`
 }
 
 func (s *Server) notificationStream(ctx context.Context, in *streamInput) (*huma.StreamResponse, error) {
