@@ -140,6 +140,7 @@ func (s *Server) getPreferences(ctx context.Context, in *UserPath) (*Preferences
 	return out, nil
 }
 
+// PageQuery is the cursor paging of the history routes.
 type PageQuery struct {
 	Cursor string `query:"cursor" doc:"nextCursor of the previous page"`
 	Limit  int    `query:"limit" minimum:"1" maximum:"100" default:"20"`
