@@ -28,36 +28,42 @@ const (
 	keyRoute
 )
 
-// routeHolder carries the matched route pattern back out to observe: the
-// mux sets it on the request copy it receives, not on observe's.
+// routeHolder carries the route pattern that serves a request (found once,
+// by observe) to the other middleware and back out to observe's log.
 type routeHolder struct{ pattern string }
 
-// route wraps the mux: it answers unknown paths (404) and wrong methods
-// (405, with Allow) in our envelope instead of the mux's plain text, and
-// notes which pattern served the request.
-func route(mux *http.ServeMux) http.Handler {
+// patternOf returns the pattern observe found for r ("" when none matches).
+func patternOf(r *http.Request) string {
+	if h, ok := r.Context().Value(keyRoute).(*routeHolder); ok {
+		return h.pattern
+	}
+	return ""
+}
+
+// route answers unknown paths (404) and wrong methods (405, with Allow) in
+// our envelope instead of the mux's plain text.
+func (s *Server) route(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := mux.Handler(r); pattern == "" {
-			var allow []string
-			for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-				probe := r.Clone(r.Context())
-				probe.Method = m
-				if _, p := mux.Handler(probe); p != "" {
-					allow = append(allow, m)
-				}
-			}
-			if len(allow) == 0 {
-				writeError(w, r, newAPIError(http.StatusNotFound, "No such route: "+r.Method+" "+r.URL.Path, nil))
-				return
-			}
-			w.Header().Set("Allow", strings.Join(allow, ", "))
-			writeError(w, r, newAPIError(http.StatusMethodNotAllowed, "Method "+r.Method+" not allowed here; use "+strings.Join(allow, " or "), nil))
+		if patternOf(r) != "" {
+			next.ServeHTTP(w, r)
 			return
 		}
-		mux.ServeHTTP(w, r)
-		if h, ok := r.Context().Value(keyRoute).(*routeHolder); ok {
-			h.pattern = r.Pattern
+		var allow []string
+		command := false
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, p := s.mux.Handler(probe); p != "" {
+				allow = append(allow, m)
+				command = command || s.commands[p]
+			}
 		}
+		if len(allow) == 0 {
+			writeError(w, newAPIError(http.StatusNotFound, "No such route: "+r.Method+" "+r.URL.Path, nil), false)
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, newAPIError(http.StatusMethodNotAllowed, "Method "+r.Method+" not allowed here; use "+strings.Join(allow, " or "), nil), command)
 	})
 }
 
@@ -126,7 +132,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			id = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", id)
-		holder := &routeHolder{}
+		_, pattern := s.mux.Handler(r)
+		holder := &routeHolder{pattern: pattern}
 		ctx := context.WithValue(context.WithValue(r.Context(), keyRequestID, id), keyRoute, holder)
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w}
@@ -137,7 +144,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				}
 				s.log.ErrorContext(ctx, "panic", "request_id", id, "err", v)
 				if rec.status == 0 {
-					writeError(rec, r, newAPIError(http.StatusInternalServerError, "Internal server error", nil))
+					s.refuse(rec, r, newAPIError(http.StatusInternalServerError, "Internal server error", nil))
 				}
 			}
 			route := holder.pattern
@@ -171,7 +178,11 @@ func (s *Server) cors(next http.Handler) http.Handler {
 		w.Header().Add("Vary", "Origin")
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			if !allowed {
-				writeError(w, r, newAPIError(http.StatusForbidden, "Origin not allowed: add it to SPKEY_CORS_ORIGINS", nil))
+				// A preflight names the route it asks for by its method.
+				probe := r.Clone(r.Context())
+				probe.Method = r.Header.Get("Access-Control-Request-Method")
+				_, p := s.mux.Handler(probe)
+				writeError(w, newAPIError(http.StatusForbidden, "Origin not allowed: add it to SPKEY_CORS_ORIGINS", nil), s.commands[p])
 				return
 			}
 			h := w.Header()
@@ -197,10 +208,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		if r.Header.Get("X-Org-Id") != "" || r.Header.Get("X-User-Id") != "" {
-			writeError(w, r, newAPIError(http.StatusBadRequest, "X-Org-Id and X-User-Id are internal headers and must not be sent by clients", nil))
+			s.refuse(w, r, newAPIError(http.StatusBadRequest, "X-Org-Id and X-User-Id are internal headers and must not be sent by clients", nil))
 			return
 		}
-		if tok := streamToken(r); tok != "" {
+		if tok := s.streamToken(r); tok != "" {
 			// The live stream takes a JWT in ?access_token= too: browsers'
 			// EventSource cannot send headers. It moves to the header, so the
 			// rest (and the stream's re-checks) see one credential, and it
@@ -214,12 +225,12 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		bearer := r.Header.Get("Authorization")
 		apiKey := r.Header.Get("X-API-Key")
 		if bearer != "" && apiKey != "" {
-			writeError(w, r, newAPIError(http.StatusUnauthorized, "Send either a Bearer JWT or an X-API-Key, not both", nil))
+			s.refuse(w, r, newAPIError(http.StatusUnauthorized, "Send either a Bearer JWT or an X-API-Key, not both", nil))
 			return
 		}
 		// Every body this API takes is JSON; clients (curl -d) often omit
 		// the header or send the form default. (HTML pages take real forms.)
-		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody && !isPagePath(r.URL.Path) {
+		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody && s.api[patternOf(r)] {
 			if ct := r.Header.Get("Content-Type"); ct == "" || strings.HasPrefix(ct, "application/x-www-form-urlencoded") || strings.HasPrefix(ct, "text/plain") {
 				r.Header.Set("Content-Type", "application/json")
 			}
@@ -230,7 +241,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		case bearer != "":
 			tok, ok := strings.CutPrefix(bearer, "Bearer ")
 			if !ok || tok == "" {
-				writeError(w, r, newAPIError(http.StatusUnauthorized, "Authorization header must be 'Bearer <jwt>'", nil))
+				s.refuse(w, r, newAPIError(http.StatusUnauthorized, "Authorization header must be 'Bearer <jwt>'", nil))
 				return
 			}
 			c, err := s.jwt.Verify(ctx, strings.TrimSpace(tok))
@@ -239,7 +250,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				if errors.Is(err, auth.ErrInvalid) {
 					msg = "Invalid token: " + strings.TrimPrefix(err.Error(), auth.ErrInvalid.Error()+": ")
 				}
-				writeError(w, r, newAPIError(http.StatusUnauthorized, msg, nil))
+				s.refuse(w, r, newAPIError(http.StatusUnauthorized, msg, nil))
 				return
 			}
 			claims = c
@@ -247,14 +258,14 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		case apiKey != "":
 			kp, err := s.svc.AuthenticateKey(ctx, apiKey)
 			if err != nil {
-				writeError(w, r, toAPIError(ctx, s.log, err))
+				s.refuse(w, r, toAPIError(ctx, s.log, err))
 				return
 			}
 			p = kp
 		}
 		if adminKey := r.Header.Get("X-Admin-API-Key"); adminKey != "" {
 			if s.cfg.AdminAPIKey == "" || subtle.ConstantTimeCompare([]byte(adminKey), []byte(s.cfg.AdminAPIKey)) != 1 {
-				writeError(w, r, newAPIError(http.StatusUnauthorized, "Invalid admin API key", nil))
+				s.refuse(w, r, newAPIError(http.StatusUnauthorized, "Invalid admin API key", nil))
 				return
 			}
 			ctx = context.WithValue(ctx, keyAdminKeyOK, true)
@@ -288,31 +299,21 @@ func adminCheck(ctx context.Context) error {
 // streamToken returns the access_token query parameter of a live-stream
 // request that carries no other credential ("" otherwise). Only JWTs are
 // taken this way (they expire); API keys never travel in URLs.
-func streamToken(r *http.Request) string {
-	if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/notifications/stream") ||
-		r.Header.Get("Authorization") != "" || r.Header.Get("X-API-Key") != "" {
+func (s *Server) streamToken(r *http.Request) string {
+	if patternOf(r) != streamPattern || r.Header.Get("Authorization") != "" || r.Header.Get("X-API-Key") != "" {
 		return ""
 	}
 	return r.URL.Query().Get("access_token")
 }
 
-// isPagePath reports whether path is served by an HTML page (the visitor's
-// doorbell) rather than the JSON API.
-func isPagePath(path string) bool {
-	return strings.HasPrefix(path, "/doorbell/") && !strings.HasPrefix(path, "/doorbell/rings/")
+// refuse writes e outside huma (middleware refusals), with upstream's
+// success:false when r is for a command route.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, e *APIError) {
+	writeError(w, e, s.commands[patternOf(r)])
 }
 
-func isCommandPath(path string) bool {
-	if strings.HasPrefix(path, "/doorbell/rings/") && (strings.HasSuffix(path, "/answer") || strings.HasSuffix(path, "/decline")) {
-		return true // the ring commands are named in lower case
-	}
-	i := strings.LastIndexByte(path, '/')
-	return i >= 0 && i+1 < len(path) && path[i+1] >= 'A' && path[i+1] <= 'Z'
-}
-
-// writeError writes e outside huma (middleware refusals).
-func writeError(w http.ResponseWriter, r *http.Request, e *APIError) {
-	if isCommandPath(r.URL.Path) {
+func writeError(w http.ResponseWriter, e *APIError, command bool) {
+	if command {
 		f := false
 		e.Success = &f
 	}

@@ -18,7 +18,7 @@ func op(method, path, id, summary string, status int, sec []map[string][]string,
 
 // routes is the whole HTTP surface at a glance.
 func (s *Server) routes(mux *http.ServeMux) {
-	a := s.api
+	a := s.huma
 	// Locks: commands.
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/CreateLock", "post_CreateLockRoute", "Create new lock", 201, secUser, "Lock", "Command"), s.createLock)
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/SetOrganization", "post_SetOrganizationRoute", "Assign the lock to an organization", 200, secUser, "Lock", "Command"), s.setOrganization)

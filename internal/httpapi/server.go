@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -59,7 +60,12 @@ type Server struct {
 	log     *slog.Logger
 	metrics metrics
 	handler http.Handler
-	api     huma.API
+	huma    huma.API
+	mux     *http.ServeMux
+	// api and commands hold the "METHOD path" patterns of the JSON API's
+	// operations and of those among them that are commands (upstream's
+	// success:false on errors); the rest of the mux serves pages.
+	api, commands map[string]bool
 }
 
 var hookOnce sync.Once
@@ -91,13 +97,24 @@ func New(cfg Config, svc *app.Service, jwt *auth.Verifier, db Pinger, reg *prome
 		"AdminApiKey": {Type: "apiKey", In: "header", Name: "X-Admin-API-Key"},
 	}
 	hc.Transformers = append(hc.Transformers, envelopeTransformer)
-	s.api = humago.New(mux, hc)
+	s.huma = humago.New(mux, hc)
 	s.routes(mux)
+	s.mux, s.api, s.commands = mux, map[string]bool{}, map[string]bool{}
+	for path, item := range s.huma.OpenAPI().Paths {
+		for _, o := range []*huma.Operation{item.Get, item.Post, item.Put, item.Patch, item.Delete} {
+			if o == nil {
+				continue
+			}
+			pattern := o.Method + " " + path
+			s.api[pattern] = true
+			s.commands[pattern] = slices.Contains(o.Tags, "Command")
+		}
+	}
 	if cfg.Mount != nil {
 		cfg.Mount(mux)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	s.handler = s.observe(s.cors(s.authenticate(route(mux))))
+	s.handler = s.observe(s.cors(s.authenticate(s.route(mux))))
 	return s
 }
 
@@ -105,7 +122,7 @@ func New(cfg Config, svc *app.Service, jwt *auth.Verifier, db Pinger, reg *prome
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // OpenAPI returns the generated OpenAPI document.
-func (s *Server) OpenAPI() *huma.OpenAPI { return s.api.OpenAPI() }
+func (s *Server) OpenAPI() *huma.OpenAPI { return s.huma.OpenAPI() }
 
 // envelopeTransformer adds upstream's per-route error extras: success:false
 // on commands, and the errors list on the 404s of queries.

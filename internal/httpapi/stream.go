@@ -196,6 +196,9 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID, org 
 	}
 }
 
+// streamPattern is the live stream's route.
+const streamPattern = "GET /users/{id}/notifications/stream"
+
 func streamOp() huma.Operation {
 	o := op(http.MethodGet, "/users/{id}/notifications/stream", "get_GetUserNotificationStreamRoute",
 		"Live notifications as Server-Sent Events (id: per-user event number; event: DoorbellRang, DoorbellAnswered or DoorbellDeclined; data: the event's JSON with its type)",
