@@ -130,7 +130,7 @@ func TestQuietHours(t *testing.T) {
 			}
 			f.waitDelivery(ringID, f.alice, es.ConsumerDoorbellLive, store.StatusDelivered)
 			f.waitDelivery(ringID, f.bob, es.ConsumerDoorbellHook, store.StatusDelivered)
-			if feed, err := f.st.Feed(ctx, f.alice, 0, 10); err != nil || len(feed) != 1 || feed[0].RingID != ringID {
+			if feed, err := f.st.FeedFor(ctx, f.alice, "", 0, 10); err != nil || len(feed) != 1 || feed[0].RingID != ringID {
 				t.Errorf("Alice's feed: %v %+v", err, feed)
 			}
 			if n := len(srv.Messages()); n != 0 {
@@ -226,7 +226,7 @@ func TestExactlyOnceAcrossEngines(t *testing.T) {
 				t.Errorf("receiver got %d requests, want %d", n, 2*rings)
 			}
 			for _, u := range []string{f.alice, f.bob} {
-				feed, err := f.st.Feed(ctx, u, 0, 1000)
+				feed, err := f.st.FeedFor(ctx, u, "", 0, 1000)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -48,7 +48,7 @@ func TestLiveFeed(t *testing.T) {
 				if got := u.sub.Take(); len(got) != 1 || got[0].RingID != ringID || got[0].N != 1 || got[0].OrgID != "acme" {
 					t.Fatalf("entries handed to %s's stream: %+v", u.id, got)
 				}
-				feed, err := f.st.Feed(ctx, u.id, 0, 10)
+				feed, err := f.st.FeedFor(ctx, u.id, "", 0, 10)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -81,7 +81,7 @@ func TestLiveFeed(t *testing.T) {
 				var feed []store.FeedEntry
 				waitFor(t, "the answer in "+u.id+"'s feed", func() (bool, string) {
 					var err error
-					if feed, err = f.st.Feed(ctx, u.id, 1, 10); err != nil {
+					if feed, err = f.st.FeedFor(ctx, u.id, "", 1, 10); err != nil {
 						t.Fatal(err)
 					}
 					return len(feed) > 0, "no entry after the ring's"

@@ -216,19 +216,19 @@ func (tx *Tx) DeliverLive(ctx context.Context, node string, at time.Time, latenc
 	for i, u := range users {
 		next[u] = heads[u] - counts[i] + 1
 	}
+	// Number the entries once; both dialects insert these.
 	entries := make([]FeedEntry, len(kept))
 	for i, it := range kept {
 		u := it.Claim.Target
-		entries[i] = FeedEntry{UserID: u, N: next[u] + int64(countBefore(kept, i)), Kind: it.Kind, RingID: it.Claim.AggregateID,
+		entries[i] = FeedEntry{UserID: u, N: next[u], Kind: it.Kind, RingID: it.Claim.AggregateID,
 			OutboxID: it.Claim.ID, Data: it.Data, CreatedAt: created, OrgID: it.Claim.OrgID}
+		next[u]++
 	}
 	if tx.s.dialect == Postgres {
-		n := len(kept)
+		n := len(entries)
 		uu, nn, kk, rr, oo, dd, gg := make([]string, n), make([]int64, n), make([]string, n), make([]string, n), make([]int64, n), make([]string, n), make([]string, n)
-		for i, it := range kept {
-			u := it.Claim.Target
-			uu[i], nn[i], kk[i], rr[i], oo[i], dd[i], gg[i] = u, next[u], it.Kind, it.Claim.AggregateID, it.Claim.ID, string(it.Data), it.Claim.OrgID
-			next[u]++
+		for i, e := range entries {
+			uu[i], nn[i], kk[i], rr[i], oo[i], dd[i], gg[i] = e.UserID, e.N, e.Kind, e.RingID, e.OutboxID, string(e.Data), e.OrgID
 		}
 		if _, err := tx.q.ExecContext(ctx, `INSERT INTO live_feed (user_id, n, kind, ring_id, outbox_id, data, org_id, created_at)
 			SELECT u, n, k, r, o, d, g, $8 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[]) AS x(u, n, k, r, o, d, g)`,
@@ -237,25 +237,13 @@ func (tx *Tx) DeliverLive(ctx context.Context, node string, at time.Time, latenc
 		}
 		return entries, lost, nil
 	}
-	for _, it := range kept {
-		u := it.Claim.Target
+	for _, e := range entries {
 		if _, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO live_feed (user_id, n, kind, ring_id, outbox_id, data, org_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`),
-			u, next[u], it.Kind, it.Claim.AggregateID, it.Claim.ID, string(it.Data), it.Claim.OrgID, created); err != nil {
+			e.UserID, e.N, e.Kind, e.RingID, e.OutboxID, string(e.Data), e.OrgID, created); err != nil {
 			return nil, nil, fmt.Errorf("append feed entry: %w", err)
 		}
-		next[u]++
 	}
 	return entries, lost, nil
-}
-
-// countBefore counts the items before i with the same recipient (kept is
-// grouped by recipient).
-func countBefore(kept []LiveItem, i int) int {
-	n := 0
-	for j := i - 1; j >= 0 && kept[j].Claim.Target == kept[i].Claim.Target; j-- {
-		n++
-	}
-	return n
 }
 
 // finishDeliveredPG marks rows ids delivered by node and records one
@@ -328,13 +316,8 @@ func (tx *Tx) advanceHeads(ctx context.Context, users []string, counts []int64) 
 	return heads, nil
 }
 
-// Feed returns userID's feed entries numbered after `after`, oldest first,
-// at most limit.
-func (s *Store) Feed(ctx context.Context, userID string, after int64, limit int) ([]FeedEntry, error) {
-	return s.FeedFor(ctx, userID, "", after, limit)
-}
-
-// FeedFor is Feed restricted to the rings of tenant org ("" = all): a
+// FeedFor returns userID's feed entries numbered after `after`, oldest
+// first, at most limit, restricted to the rings of tenant org ("" = all): a
 // user linked to several tenants has one feed, and each tenant's key sees
 // its own part. Numbers keep their gaps.
 func (s *Store) FeedFor(ctx context.Context, userID, org string, after int64, limit int) ([]FeedEntry, error) {
