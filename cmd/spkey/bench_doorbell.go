@@ -145,12 +145,8 @@ func startRingServer(ctx context.Context, backend string, st *store.Store, dir s
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	attempts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spkey_notify_attempts_total", Help: "Doorbell notification attempts by channel and outcome."}, []string{"consumer", "outcome"})
-	reg.MustRegister(attempts)
 	hub := notify.NewHub()
-	engine := notify.New(st, hub, notify.Config{Node: "bench-" + backend, Observe: func(consumer, outcome string, _ time.Duration) {
-		attempts.WithLabelValues(consumer, outcome).Inc()
-	}}, log)
+	engine := notify.New(st, hub, notify.Config{Node: "bench-" + backend, Observe: notifyMetrics(reg, hub)}, log)
 	svc := app.New(st, app.Options{Queued: engine.Queued}, log)
 	streamStop := make(chan struct{})
 	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: app.RandomAlnum(32), CORSOrigins: map[string]bool{},

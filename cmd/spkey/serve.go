@@ -69,16 +69,8 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	attempts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spkey_notify_attempts_total", Help: "Doorbell notification attempts by channel and outcome."}, []string{"consumer", "outcome"})
-	attemptLatency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "spkey_notify_attempt_seconds", Help: "Doorbell notification attempt latency by channel.",
-		Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 15}}, []string{"consumer"})
-	streams := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "spkey_live_streams", Help: "Open live notification streams on this node."}, func() float64 { return float64(hub.Streams()) })
-	reg.MustRegister(attempts, attemptLatency, streams)
 	engine := notify.New(st, hub, notify.Config{Node: c.NodeID, Lease: c.OutboxLease, RetryBase: c.RetryBase, MaxAttempts: c.MaxAttempts,
-		Observe: func(consumer, outcome string, d time.Duration) {
-			attempts.WithLabelValues(consumer, outcome).Inc()
-			attemptLatency.WithLabelValues(consumer).Observe(d.Seconds())
-		}}, log, chans...)
+		Observe: notifyMetrics(reg, hub)}, log, chans...)
 	svc := app.New(st, app.Options{Channels: appChans, Queued: engine.Queued}, log)
 	origins := map[string]bool{}
 	for _, o := range strings.Split(c.CORSOrigins, ",") {
@@ -145,4 +137,18 @@ func adminHint(c *config) string {
 		return "disabled (set SPKEY_ADMIN_API_KEY to enable)"
 	}
 	return "enabled: send X-Admin-API-Key"
+}
+
+// notifyMetrics registers the notification metrics in reg and returns the
+// engine's Observe hook that feeds them.
+func notifyMetrics(reg *prometheus.Registry, hub *notify.Hub) func(consumer, outcome string, d time.Duration) {
+	attempts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spkey_notify_attempts_total", Help: "Doorbell notification attempts by channel and outcome."}, []string{"consumer", "outcome"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "spkey_notify_attempt_seconds", Help: "Doorbell notification attempt latency by channel.",
+		Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 15}}, []string{"consumer"})
+	streams := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "spkey_live_streams", Help: "Open live notification streams on this node."}, func() float64 { return float64(hub.Streams()) })
+	reg.MustRegister(attempts, latency, streams)
+	return func(consumer, outcome string, d time.Duration) {
+		attempts.WithLabelValues(consumer, outcome).Inc()
+		latency.WithLabelValues(consumer).Observe(d.Seconds())
+	}
 }
