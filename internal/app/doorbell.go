@@ -103,7 +103,7 @@ func (s *Service) ring(ctx context.Context, c Call, id int64, in RingInput, publ
 		if err != nil {
 			return Result{}, err
 		}
-		if err := s.queueRing(ctx, tx, st, recs[0], now); err != nil {
+		if err := s.queueRing(ctx, tx, st, recs[0]); err != nil {
 			return Result{}, err
 		}
 		return Result{Created: true, AggregateID: st.RingID, Version: v, Event: ev, RingID: st.RingID, LockID: id, Notified: len(st.Residents)}, nil
@@ -113,7 +113,7 @@ func (s *Service) ring(ctx context.Context, c Call, id int64, in RingInput, publ
 // queueRing queues the deliveries of a DoorbellRang: one row per targeted
 // resident per channel that is configured, switched on by the resident and
 // has somewhere to go (e-mail needs an address on file).
-func (s *Service) queueRing(ctx context.Context, tx *store.Tx, st doorbell.State, rec es.Record, now string) error {
+func (s *Service) queueRing(ctx context.Context, tx *store.Tx, st doorbell.State, rec es.Record) error {
 	var consumers []string
 	seen := map[string]bool{}
 	for _, t := range st.Residents {
@@ -138,8 +138,7 @@ func (s *Service) queueRing(ctx context.Context, tx *store.Tx, st doorbell.State
 			chans = append(chans, es.ConsumerDoorbellHook)
 		}
 		for _, ch := range chans {
-			row := es.OutboxRow{Consumer: ch, EventSeq: rec.Seq, AggregateType: rec.AggregateType, AggregateID: rec.AggregateID, Version: rec.Version, OrgID: rec.OrgID, Target: t.UserID}
-			if err := tx.Enqueue(ctx, row, now); err != nil {
+			if err := tx.Enqueue(ctx, ch, rec, t.UserID); err != nil {
 				return err
 			}
 			if !seen[ch] {
@@ -221,9 +220,7 @@ func (s *Service) respond(ctx context.Context, c Call, ringID string, decide fun
 			if !prefs.Live {
 				continue
 			}
-			r := recs[0]
-			row := es.OutboxRow{Consumer: es.ConsumerDoorbellLive, EventSeq: r.Seq, AggregateType: r.AggregateType, AggregateID: r.AggregateID, Version: r.Version, OrgID: r.OrgID, Target: t.UserID}
-			if err := tx.Enqueue(ctx, row, now); err != nil {
+			if err := tx.Enqueue(ctx, es.ConsumerDoorbellLive, recs[0], t.UserID); err != nil {
 				return Result{}, err
 			}
 			queued = true

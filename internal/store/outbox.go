@@ -26,13 +26,14 @@ const OutcomeRetry = "retry"
 
 func stamp(t time.Time) string { return t.UTC().Format(domain.TimeLayout) }
 
-// Enqueue adds one outbox row in this transaction. The consumer claims it
-// after commit.
-func (tx *Tx) Enqueue(ctx context.Context, row es.OutboxRow, createdAt string) error {
+// Enqueue adds, in this transaction, one outbox row for consumer about the
+// stored record r (its Seq set by Append), aimed at target ("" for none).
+// The consumer claims it after commit.
+func (tx *Tx) Enqueue(ctx context.Context, consumer string, r es.Record, target string) error {
 	_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), row.Consumer, row.EventSeq, row.AggregateType, row.AggregateID, row.Version, row.OrgID, row.Target, createdAt)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), consumer, r.Seq, r.AggregateType, r.AggregateID, r.Version, r.OrgID, target, r.Timestamp)
 	if err != nil {
-		return fmt.Errorf("enqueue %s row: %w", row.Consumer, err)
+		return fmt.Errorf("enqueue %s row: %w", consumer, err)
 	}
 	return nil
 }

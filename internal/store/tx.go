@@ -85,9 +85,8 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 			return err
 		}
 		if r.OrgID != "" {
-			if _, err := tx.q.ExecContext(ctx, s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, created_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7)`), es.ConsumerWebhooks, seq, r.AggregateType, r.AggregateID, r.Version, r.OrgID, r.Timestamp); err != nil {
-				return fmt.Errorf("insert outbox row: %w", err)
+			if err := tx.Enqueue(ctx, es.ConsumerWebhooks, recs[i], ""); err != nil {
+				return err
 			}
 		}
 	}
