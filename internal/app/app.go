@@ -257,6 +257,20 @@ func load[S any](ctx context.Context, tx *store.Tx, a aggregate[S], id string) (
 	return st, snap, nil
 }
 
+// read is load outside a transaction: the committed state of one
+// aggregate. found is false when it has no events yet.
+func read[S any](ctx context.Context, st *store.Store, a aggregate[S], id string) (S, es.Snapshot, bool, error) {
+	var state S
+	snap, found, err := st.Snapshot(ctx, a.typ, id)
+	if err != nil || !found {
+		return state, snap, false, err
+	}
+	if err := json.Unmarshal(snap.State, &state); err != nil {
+		return state, snap, false, fmt.Errorf("decode %s/%s state: %w", a.typ, id, err)
+	}
+	return state, snap, true, nil
+}
+
 // save appends evs after snap and stores the folded state. It returns the
 // new state, the new version and the first event as a command answer.
 func save[S any](ctx context.Context, tx *store.Tx, a aggregate[S], snap es.Snapshot, st S, evs []domain.Event, now string) (S, int64, *EventOut, error) {

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -296,18 +295,11 @@ func (s *Service) NotificationPreferences(ctx context.Context, p Principal, id s
 }
 
 func (s *Service) userState(ctx context.Context, id string) (user.State, error) {
-	var st user.State
-	snap, found, err := s.st.Snapshot(ctx, user.AggregateType, id)
-	if err != nil {
-		return st, err
+	st, _, found, err := read(ctx, s.st, userAgg, id)
+	if err == nil && !found {
+		err = domain.Errorf(domain.NotFound, "User %s not found", id)
 	}
-	if !found {
-		return st, domain.Errorf(domain.NotFound, "User %s not found", id)
-	}
-	if err := json.Unmarshal(snap.State, &st); err != nil {
-		return st, fmt.Errorf("decode user %s: %w", id, err)
-	}
-	return st, nil
+	return st, err
 }
 
 // LoadZone loads an IANA time zone (the binary embeds the zone database, so

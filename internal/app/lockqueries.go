@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
@@ -19,13 +17,9 @@ type LockView struct {
 }
 
 func (s *Service) readLock(ctx context.Context, id int64) (LockView, bool, error) {
-	snap, found, err := s.st.Snapshot(ctx, lock.AggregateType, lockKey(id))
+	st, snap, found, err := read(ctx, s.st, lockAgg, lockKey(id))
 	if err != nil || !found {
 		return LockView{}, false, err
-	}
-	var st lock.State
-	if err := json.Unmarshal(snap.State, &st); err != nil {
-		return LockView{}, false, fmt.Errorf("decode lock %d: %w", id, err)
 	}
 	return LockView{State: st, Version: snap.Version, UpdatedAt: snap.UpdatedAt}, true, nil
 }
