@@ -87,6 +87,14 @@ type OutboxRow struct {
 // it gets one row per event of an aggregate that belongs to a tenant.
 const ConsumerWebhooks = "webhooks"
 
+// The partner webhook consumers downstream of ConsumerWebhooks: one row
+// per event and matching subscription (Target = the webhook id), and one
+// per verification request.
+const (
+	ConsumerWebhookSend   = "webhook.send"
+	ConsumerWebhookVerify = "webhook.verify"
+)
+
 // The doorbell notification consumers: one row per targeted resident per
 // channel, Target being the resident's user id.
 const (

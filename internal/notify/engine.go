@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/store"
@@ -79,7 +80,80 @@ type Engine struct {
 	cfg      Config
 	log      *slog.Logger
 	channels []Channel
+	handlers []Handler
+	jobs     []job
 	kicks    map[string]chan struct{}
+}
+
+// Policy tunes how one consumer's rows are claimed and retried. Zero
+// fields take the engine's Config.
+type Policy struct {
+	RetryBase, RetryMax time.Duration
+	// MaxAttempts bounds the attempts of one row; < 0: no bound (Horizon
+	// decides).
+	MaxAttempts int
+	// Horizon, when > 0, gives up on a row queued longer ago than this.
+	Horizon time.Duration
+	Workers int
+	// Ordered delivers one aggregate's rows of one target one at a time,
+	// in queue order (store.ClaimOptions.Ordered).
+	Ordered bool
+	// PerTarget, when > 0, caps the attempts in flight per target on this
+	// node, so that one slow receiver cannot take every worker.
+	PerTarget int
+}
+
+// Handler delivers the rows of one outbox consumer its own way (partner
+// webhooks); the engine claims, leases, retries and records.
+type Handler struct {
+	Consumer string
+	Deliver  func(ctx context.Context, cl store.Claim) Result
+	Policy   Policy
+}
+
+// job is work that is not a claimed row, run when its consumer is kicked
+// or polled, again at once while it reports more.
+type job struct {
+	consumer string
+	run      func(ctx context.Context) (more bool)
+}
+
+// Handle adds a handler; call it before Run.
+func (e *Engine) Handle(h Handler) {
+	e.handlers = append(e.handlers, h)
+	e.addKick(h.Consumer)
+}
+
+// Every runs f whenever consumer is kicked (Kick, Queued) or polled, and
+// again at once while f reports more; call it before Run.
+func (e *Engine) Every(consumer string, f func(ctx context.Context) (more bool)) {
+	e.jobs = append(e.jobs, job{consumer, f})
+	e.addKick(consumer)
+}
+
+func (e *Engine) addKick(consumer string) {
+	if _, ok := e.kicks[consumer]; !ok {
+		e.kicks[consumer] = make(chan struct{}, 1)
+	}
+}
+
+// Kick wakes this node's dispatcher of consumer (no other node's).
+func (e *Engine) Kick(consumer string) { e.kick(consumer) }
+
+func (e *Engine) policy(p Policy) Policy {
+	if p.RetryBase <= 0 {
+		p.RetryBase = e.cfg.RetryBase
+	}
+	if p.RetryMax <= 0 {
+		p.RetryMax = e.cfg.RetryMax
+	}
+	if p.MaxAttempts == 0 {
+		p.MaxAttempts = e.cfg.MaxAttempts
+	}
+	if p.Workers <= 0 {
+		p.Workers = e.cfg.Workers
+	}
+	return p
 }
 
 // New returns an engine delivering the live channel and every channel in
@@ -116,9 +190,9 @@ func New(st *store.Store, hub *Hub, cfg Config, log *slog.Logger, chans ...Chann
 		cfg.ShutdownGrace = 5 * time.Second
 	}
 	e := &Engine{st: st, hub: hub, cfg: cfg, log: log, channels: chans, kicks: map[string]chan struct{}{}}
-	e.kicks[es.ConsumerDoorbellLive] = make(chan struct{}, 1)
+	e.addKick(es.ConsumerDoorbellLive)
 	for _, c := range chans {
-		e.kicks[c.Consumer()] = make(chan struct{}, 1)
+		e.addKick(c.Consumer())
 	}
 	return e
 }
@@ -178,13 +252,31 @@ func (e *Engine) Run(ctx context.Context) error {
 		})
 	}()
 	wg.Add(1)
-	go func() { defer wg.Done(); e.loop(ctx, es.ConsumerDoorbellLive, nil, e.deliverLive, 1) }()
+	go func() {
+		defer wg.Done()
+		e.loop(ctx, es.ConsumerDoorbellLive, nil, e.deliverLive, e.policy(Policy{Workers: 1}))
+	}()
 	for _, c := range e.channels {
 		wg.Add(1)
 		go func(c Channel) {
 			defer wg.Done()
-			e.loop(ctx, c.Consumer(), func(ctx context.Context, cl store.Claim) { e.deliverVia(ctx, c, cl) }, nil, e.cfg.Workers)
+			e.loop(ctx, c.Consumer(), func(ctx context.Context, cl store.Claim) { e.deliverVia(ctx, c, cl) }, nil, e.policy(Policy{}))
 		}(c)
+	}
+	for _, h := range e.handlers {
+		wg.Add(1)
+		go func(h Handler) {
+			defer wg.Done()
+			p := e.policy(h.Policy)
+			e.loop(ctx, h.Consumer, func(ctx context.Context, cl store.Claim) {
+				started := e.cfg.Now()
+				e.finishWith(ctx, cl, h.Deliver(ctx, cl), started, p)
+			}, nil, p)
+		}(h)
+	}
+	for _, j := range e.jobs {
+		wg.Add(1)
+		go func(j job) { defer wg.Done(); e.every(ctx, j) }(j)
 	}
 	wg.Wait()
 	return nil
@@ -194,7 +286,8 @@ func (e *Engine) Run(ctx context.Context) error {
 // until ctx ends: one row at a time on up to workers goroutines (deliver),
 // or each claimed batch at once (batch). Deliveries in flight finish (with
 // their own timeouts) after ctx ends; their rows are recorded.
-func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context.Context, store.Claim), batch func(context.Context, []store.Claim), workers int) {
+func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context.Context, store.Claim), batch func(context.Context, []store.Claim), p Policy) {
+	workers := p.Workers
 	tick := time.NewTicker(e.cfg.PollInterval)
 	defer tick.Stop()
 	limit := e.cfg.Batch
@@ -205,6 +298,22 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 	}
 	sem := make(chan struct{}, workers)
 	var wg sync.WaitGroup
+	var busyMu sync.Mutex
+	busy := map[string]int{} // attempts in flight per target (PerTarget)
+	exclude := func() []string {
+		if p.PerTarget <= 0 {
+			return nil
+		}
+		busyMu.Lock()
+		defer busyMu.Unlock()
+		var out []string
+		for t, n := range busy {
+			if n >= p.PerTarget {
+				out = append(out, t)
+			}
+		}
+		return out
+	}
 	// Attempts in flight when ctx ends get a grace period to finish, then
 	// their context is cancelled; either way the attempt is recorded.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -240,7 +349,23 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 					break
 				}
 			}
-			claims, err := e.st.Claim(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, n)
+			claims, err := e.st.ClaimWith(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, n, store.ClaimOptions{Ordered: p.Ordered, Exclude: exclude()})
+			if p.PerTarget > 0 && len(claims) > 0 {
+				// A batch can still hold more rows of one target than the
+				// cap: the excess goes back to the queue.
+				busyMu.Lock()
+				kept := claims[:0]
+				for _, cl := range claims {
+					if busy[cl.Target] >= p.PerTarget {
+						e.release(ctx, cl)
+						continue
+					}
+					busy[cl.Target]++
+					kept = append(kept, cl)
+				}
+				busyMu.Unlock()
+				claims = kept
+			}
 			if batch == nil {
 				for i := len(claims); i < n; i++ {
 					<-sem // slots this claim did not use
@@ -261,7 +386,17 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 				}
 				wg.Add(1)
 				go func(cl store.Claim) {
-					defer func() { <-sem; wg.Done() }()
+					defer func() {
+						if p.PerTarget > 0 {
+							busyMu.Lock()
+							if busy[cl.Target]--; busy[cl.Target] <= 0 {
+								delete(busy, cl.Target)
+							}
+							busyMu.Unlock()
+						}
+						<-sem
+						wg.Done()
+					}()
 					deliver(work, cl)
 				}(cl)
 			}
@@ -278,34 +413,75 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 	}
 }
 
+// every runs j whenever its consumer is kicked or polled, until ctx ends.
+func (e *Engine) every(ctx context.Context, j job) {
+	tick := time.NewTicker(e.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		for ctx.Err() == nil && j.run(ctx) {
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.kicks[j.consumer]:
+		case <-tick.C:
+		}
+	}
+}
+
+// release hands a claimed row back at once, unattempted.
+func (e *Engine) release(ctx context.Context, cl store.Claim) {
+	if err := e.st.Defer(context.WithoutCancel(ctx), cl, e.cfg.Node, e.cfg.Now()); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+		e.log.Error("release outbox row", "consumer", cl.Consumer, "outbox_id", cl.ID, "err", err)
+	}
+}
+
 // backoff is the delay before retry number attempt (1-based): doubling
 // from RetryBase, capped at RetryMax, with "equal jitter" (half fixed, half
 // random) so that retries of many rows spread out.
-func (e *Engine) backoff(attempt int) time.Duration {
-	d := e.cfg.RetryBase
-	for i := 1; i < attempt && d < e.cfg.RetryMax; i++ {
+func backoff(p Policy, attempt int) time.Duration {
+	d := p.RetryBase
+	for i := 1; i < attempt && d < p.RetryMax; i++ {
 		d *= 2
 	}
-	d = min(d, e.cfg.RetryMax)
+	d = min(d, p.RetryMax)
 	return d/2 + time.Duration(mrand.Int64N(int64(d/2)+1))
 }
 
-// finish records an attempt; a retry past MaxAttempts becomes a failure.
+// finish records an attempt under the engine's own policy.
 func (e *Engine) finish(ctx context.Context, cl store.Claim, r Result, started time.Time) {
+	e.finishWith(ctx, cl, r, started, e.policy(Policy{}))
+}
+
+// finishWith records an attempt; a retry past MaxAttempts or the Horizon
+// becomes a failure. A deferral records nothing and hands the row back
+// until RetryAfter.
+func (e *Engine) finishWith(ctx context.Context, cl store.Claim, r Result, started time.Time, p Policy) {
 	ctx = context.WithoutCancel(ctx) // record the attempt even when stopping
 	now := e.cfg.Now()
+	if r.Status == store.OutcomeDefer {
+		if err := e.st.Defer(ctx, cl, e.cfg.Node, now.Add(r.RetryAfter)); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+			e.log.Error("defer outbox row", "consumer", cl.Consumer, "outbox_id", cl.ID, "err", err)
+		}
+		return
+	}
 	o := store.Outcome{Status: r.Status, At: now, StatusCode: r.StatusCode, Latency: now.Sub(started)}
 	if r.Err != nil {
 		o.Error = r.Err.Error()
 	}
 	if o.Status == store.OutcomeRetry {
-		if cl.Attempts+1 >= e.cfg.MaxAttempts {
+		queued, _ := time.Parse(domain.TimeLayout, cl.CreatedAt)
+		switch {
+		case p.MaxAttempts > 0 && cl.Attempts+1 >= p.MaxAttempts:
 			o.Status = store.StatusFailed
 			o.Error = fmt.Sprintf("gave up after %d attempts: %s", cl.Attempts+1, o.Error)
-		} else {
-			wait := e.backoff(cl.Attempts + 1)
+		case p.Horizon > 0 && !queued.IsZero() && now.Sub(queued) >= p.Horizon:
+			o.Status = store.StatusFailed
+			o.Error = fmt.Sprintf("gave up after %d attempts over %s: %s", cl.Attempts+1, p.Horizon, o.Error)
+		default:
+			wait := backoff(p, cl.Attempts+1)
 			if r.RetryAfter > 0 {
-				wait = min(max(wait, r.RetryAfter), e.cfg.RetryMax)
+				wait = min(max(wait, r.RetryAfter), p.RetryMax)
 			}
 			o.NextAttempt = now.Add(wait)
 		}

@@ -24,6 +24,10 @@ const (
 // OutcomeRetry asks Finish to keep a row pending and try again later.
 const OutcomeRetry = "retry"
 
+// OutcomeDefer asks a dispatcher to hand a row back without an attempt
+// (Store.Defer): it was not tried at all.
+const OutcomeDefer = "defer"
+
 func stamp(t time.Time) string { return t.UTC().Format(domain.TimeLayout) }
 
 // Enqueue adds, in this transaction, one outbox row for consumer about the
@@ -54,21 +58,50 @@ type Claim struct {
 // delivering) are due again. On PostgreSQL concurrent claimers skip each
 // other's rows (FOR UPDATE SKIP LOCKED), so every row goes to one node.
 func (s *Store) Claim(ctx context.Context, consumer, node string, now time.Time, lease time.Duration, limit int) ([]Claim, error) {
+	return s.ClaimWith(ctx, consumer, node, now, lease, limit, ClaimOptions{})
+}
+
+// ClaimOptions narrows a claim.
+type ClaimOptions struct {
+	// Ordered claims a row only when no older undone row of the same
+	// consumer, target and aggregate exists: each target gets one
+	// aggregate's rows one at a time, in queue order.
+	Ordered bool
+	// Exclude lists targets whose rows are not claimed now.
+	Exclude []string
+}
+
+// ClaimWith is Claim narrowed by opt.
+func (s *Store) ClaimWith(ctx context.Context, consumer, node string, now time.Time, lease time.Duration, limit int, opt ClaimOptions) ([]Claim, error) {
 	var out []Claim
 	lockClause := ""
 	if s.dialect == Postgres {
 		lockClause = " FOR UPDATE SKIP LOCKED"
 	}
 	n := stamp(now)
+	args := []any{node, stamp(now.Add(lease)), consumer, n, limit}
+	extra := ""
+	if opt.Ordered {
+		extra += ` AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.consumer = o.consumer AND p.target = o.target
+			AND p.aggregate_type = o.aggregate_type AND p.aggregate_id = o.aggregate_id AND p.done_at IS NULL AND p.id < o.id)`
+	}
+	if len(opt.Exclude) > 0 {
+		ph := make([]string, len(opt.Exclude))
+		for i, t := range opt.Exclude {
+			args = append(args, t)
+			ph[i] = fmt.Sprintf("$%d", len(args))
+		}
+		extra += ` AND o.target NOT IN (` + strings.Join(ph, ", ") + `)`
+	}
 	q := s.sql(`UPDATE outbox SET claimed_by = $1, claimed_until = $2
-		WHERE id IN (SELECT id FROM outbox WHERE consumer = $3 AND done_at IS NULL
-			AND (next_attempt_at IS NULL OR next_attempt_at <= $4)
-			AND (claimed_until IS NULL OR claimed_until <= $4)
-			ORDER BY id LIMIT $5` + lockClause + `)
+		WHERE id IN (SELECT o.id FROM outbox o WHERE o.consumer = $3 AND o.done_at IS NULL
+			AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= $4)
+			AND (o.claimed_until IS NULL OR o.claimed_until <= $4)` + extra + `
+			ORDER BY o.id LIMIT $5` + lockClause + `)
 		RETURNING id, consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, attempts, created_at`)
 	err := s.w.update(ctx, func(ctx context.Context, tx querier, _ *batch) error {
 		out = out[:0]
-		rows, err := tx.QueryContext(ctx, q, node, stamp(now.Add(lease)), consumer, n, limit)
+		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
 			return fmt.Errorf("claim %s rows: %w", consumer, err)
 		}

@@ -88,6 +88,9 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 			if err := tx.Enqueue(ctx, es.ConsumerWebhooks, recs[i], ""); err != nil {
 				return err
 			}
+			if s.partnerQueued != nil && i == len(recs)-1 {
+				tx.b.after = append(tx.b.after, s.partnerQueued)
+			}
 		}
 	}
 	if s.cache != nil {
@@ -160,6 +163,9 @@ func (s *Store) putSnapshot(ctx context.Context, q querier, expected int64, snap
 func (s *Store) project(ctx context.Context, q querier, r es.Record) error {
 	if r.AggregateType == doorbell.AggregateType {
 		return s.projectDoorbell(ctx, q, r)
+	}
+	if r.AggregateType == tenant.AggregateType && isWebhookEvent(r.Type) {
+		return s.projectWebhook(ctx, q, r)
 	}
 	switch r.Type {
 	case tenant.TypeAPIKeyIssued:

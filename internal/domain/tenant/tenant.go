@@ -40,11 +40,12 @@ func (k Key) Active(now string) bool {
 
 // State is the tenant as folded from its events.
 type State struct {
-	OrgID            string `json:"orgId"`
-	OrgName          string `json:"orgName"`
-	MaskedOwnerEmail string `json:"maskedOwnerEmail,omitempty"`
-	RegisteredAt     string `json:"registeredAt"`
-	Keys             []Key  `json:"keys"`
+	OrgID            string    `json:"orgId"`
+	OrgName          string    `json:"orgName"`
+	MaskedOwnerEmail string    `json:"maskedOwnerEmail,omitempty"`
+	RegisteredAt     string    `json:"registeredAt"`
+	Keys             []Key     `json:"keys"`
+	Webhooks         []Webhook `json:"webhooks,omitempty"`
 }
 
 // Exists reports whether the tenant is registered.
@@ -114,8 +115,26 @@ func Decode(typ string, data []byte) (domain.Event, error) {
 		var e APIKeyRevoked
 		err = json.Unmarshal(data, &e)
 		return e, wrap(typ, err)
+	case TypeWebhookCreated:
+		return decode[WebhookCreated](typ, data)
+	case TypeWebhookUpdated:
+		return decode[WebhookUpdated](typ, data)
+	case TypeWebhookDeleted:
+		return decode[WebhookDeleted](typ, data)
+	case TypeWebhookVerified:
+		return decode[WebhookVerified](typ, data)
+	case TypeWebhookVerificationFailed:
+		return decode[WebhookVerificationFailed](typ, data)
+	case TypeWebhookDisabled:
+		return decode[WebhookDisabled](typ, data)
 	}
 	return nil, fmt.Errorf("tenant: unknown event type %q", typ)
+}
+
+func decode[E domain.Event](typ string, data []byte) (domain.Event, error) {
+	var e E
+	err := json.Unmarshal(data, &e)
+	return e, wrap(typ, err)
 }
 
 func wrap(typ string, err error) error {
@@ -127,6 +146,9 @@ func wrap(typ string, err error) error {
 
 // Apply returns the state after e. Unknown events leave the state as it is.
 func Apply(s State, e domain.Event) State {
+	if s2, ok := applyWebhook(s, e); ok {
+		return s2
+	}
 	switch v := e.(type) {
 	case TenantRegistered:
 		s = State{OrgID: v.OrgID, OrgName: v.OrgName, MaskedOwnerEmail: v.OwnerEmail, RegisteredAt: v.RegisteredAt, Keys: []Key{}}

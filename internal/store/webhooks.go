@@ -1,0 +1,415 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spkey-dev/spkey/internal/domain/tenant"
+	"github.com/spkey-dev/spkey/internal/es"
+)
+
+// WebhookRow is a partner subscription as the webhooks table holds it
+// (projected from the tenant's webhook events).
+type WebhookRow struct {
+	ID, OrgID, URL, Status, CreatedAt string
+	Events                            []string
+}
+
+// Matches reports whether the subscription's filter lets typ through.
+func (w WebhookRow) Matches(typ string) bool {
+	return slices.Contains(w.Events, tenant.AllEvents) || slices.Contains(w.Events, typ)
+}
+
+func (s *Store) projectWebhook(ctx context.Context, q querier, r es.Record) error {
+	exec := func(query string, args ...any) error {
+		if _, err := q.ExecContext(ctx, s.sql(query), args...); err != nil {
+			return fmt.Errorf("project %s: %w", r.Type, err)
+		}
+		return nil
+	}
+	ev, err := tenant.Decode(r.Type, r.Data)
+	if err != nil {
+		return fmt.Errorf("project %s: %w", r.Type, err)
+	}
+	switch e := ev.(type) {
+	case tenant.WebhookCreated:
+		evs, _ := json.Marshal(e.Events)
+		return exec(`INSERT INTO webhooks (webhook_id, org_id, url, events, status, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+			e.WebhookID, e.OrgID, e.URL, string(evs), tenant.StatusPending, e.CreatedAt)
+	case tenant.WebhookUpdated:
+		if e.URL != "" {
+			if err := exec(`UPDATE webhooks SET url = $1, status = $2 WHERE webhook_id = $3`, e.URL, tenant.StatusPending, e.WebhookID); err != nil {
+				return err
+			}
+		}
+		if e.Events != nil {
+			evs, _ := json.Marshal(e.Events)
+			return exec(`UPDATE webhooks SET events = $1 WHERE webhook_id = $2`, string(evs), e.WebhookID)
+		}
+	case tenant.WebhookDeleted:
+		return exec(`DELETE FROM webhooks WHERE webhook_id = $1`, e.WebhookID)
+	case tenant.WebhookVerified:
+		return exec(`UPDATE webhooks SET status = $1 WHERE webhook_id = $2`, tenant.StatusActive, e.WebhookID)
+	case tenant.WebhookDisabled:
+		return exec(`UPDATE webhooks SET status = $1 WHERE webhook_id = $2`, tenant.StatusDisabled, e.WebhookID)
+	}
+	return nil
+}
+
+func isWebhookEvent(typ string) bool {
+	switch typ {
+	case tenant.TypeWebhookCreated, tenant.TypeWebhookUpdated, tenant.TypeWebhookDeleted, tenant.TypeWebhookVerified, tenant.TypeWebhookDisabled:
+		return true
+	}
+	return false
+}
+
+const webhookCols = `webhook_id, org_id, url, events, status, created_at`
+
+func scanWebhook(sc interface{ Scan(...any) error }) (WebhookRow, error) {
+	var w WebhookRow
+	var evs string
+	if err := sc.Scan(&w.ID, &w.OrgID, &w.URL, &evs, &w.Status, &w.CreatedAt); err != nil {
+		return w, err
+	}
+	if err := json.Unmarshal([]byte(evs), &w.Events); err != nil {
+		return w, fmt.Errorf("decode webhook %s events: %w", w.ID, err)
+	}
+	return w, nil
+}
+
+// Webhook returns the subscription id; found is false when there is none.
+func (s *Store) Webhook(ctx context.Context, id string) (WebhookRow, bool, error) {
+	w, err := scanWebhook(s.r.QueryRowContext(ctx, s.sql(`SELECT `+webhookCols+` FROM webhooks WHERE webhook_id = $1`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return w, false, nil
+	}
+	if err != nil {
+		return w, false, fmt.Errorf("read webhook: %w", err)
+	}
+	return w, true, nil
+}
+
+func (s *Store) webhooksOf(ctx context.Context, q querier, orgs []string) ([]WebhookRow, error) {
+	var out []WebhookRow
+	for _, org := range orgs {
+		rows, err := q.QueryContext(ctx, s.sql(`SELECT `+webhookCols+` FROM webhooks WHERE org_id = $1 AND status <> $2 ORDER BY created_at, webhook_id`), org, tenant.StatusDisabled)
+		if err != nil {
+			return nil, fmt.Errorf("read webhooks of %s: %w", org, err)
+		}
+		for rows.Next() {
+			w, err := scanWebhook(rows)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out = append(out, w)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// WebhookSecrets are what a webhook's requests are signed and
+// authenticated with; they live outside the event log.
+type WebhookSecrets struct {
+	Secret        string // whsec_...
+	Previous      string // the secret before the last rotation, still signing until PreviousUntil
+	PreviousUntil string
+	AuthValue     string // the apiKeyHeader value or bearer token
+}
+
+// PutWebhookSecrets stores (replaces) the secrets of webhook id.
+func (tx *Tx) PutWebhookSecrets(ctx context.Context, id string, ws WebhookSecrets) error {
+	_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO webhook_secrets (webhook_id, secret, previous_secret, previous_until, auth_value)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (webhook_id) DO UPDATE SET secret = excluded.secret, previous_secret = excluded.previous_secret,
+		previous_until = excluded.previous_until, auth_value = excluded.auth_value`), id, ws.Secret, ws.Previous, ws.PreviousUntil, ws.AuthValue)
+	if err != nil {
+		return fmt.Errorf("store webhook secrets: %w", err)
+	}
+	return nil
+}
+
+// DeleteWebhookSecrets forgets the secrets of webhook id.
+func (tx *Tx) DeleteWebhookSecrets(ctx context.Context, id string) error {
+	if _, err := tx.q.ExecContext(ctx, tx.s.sql(`DELETE FROM webhook_secrets WHERE webhook_id = $1`), id); err != nil {
+		return fmt.Errorf("delete webhook secrets: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) webhookSecrets(ctx context.Context, q querier, id string) (WebhookSecrets, bool, error) {
+	var ws WebhookSecrets
+	err := q.QueryRowContext(ctx, s.sql(`SELECT secret, previous_secret, previous_until, auth_value FROM webhook_secrets WHERE webhook_id = $1`), id).
+		Scan(&ws.Secret, &ws.Previous, &ws.PreviousUntil, &ws.AuthValue)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ws, false, nil
+	}
+	if err != nil {
+		return ws, false, fmt.Errorf("read webhook secrets: %w", err)
+	}
+	return ws, true, nil
+}
+
+// WebhookSecrets returns the secrets of webhook id.
+func (s *Store) WebhookSecrets(ctx context.Context, id string) (WebhookSecrets, bool, error) {
+	return s.webhookSecrets(ctx, s.r, id)
+}
+
+// WebhookSecrets is Store.WebhookSecrets inside the transaction.
+func (tx *Tx) WebhookSecrets(ctx context.Context, id string) (WebhookSecrets, bool, error) {
+	return tx.s.webhookSecrets(ctx, tx.q, id)
+}
+
+// EnqueueFor adds an outbox row for consumer that is not about one stored
+// event (event_seq 0): a verification request for a webhook, say.
+func (tx *Tx) EnqueueFor(ctx context.Context, consumer, aggType, aggID, orgID, target string, version int64, now string) error {
+	return tx.Enqueue(ctx, consumer, es.Record{AggregateType: aggType, AggregateID: aggID, Version: version, OrgID: orgID, Timestamp: now}, target)
+}
+
+// FanOutWebhooks turns up to limit queued partner rows (one per event of an
+// aggregate that belongs to a tenant) into one row per matching, not
+// disabled subscription of that tenant, for es.ConsumerWebhookSend, in
+// one transaction. Rows are taken in queue order by one node at a time
+// (an advisory lock on PostgreSQL), so each subscription's rows for one
+// aggregate are numbered in version order. It returns how many partner
+// rows it handled and how many deliveries it queued.
+func (s *Store) FanOutWebhooks(ctx context.Context, now time.Time, limit int) (handled, queued int, err error) {
+	err = s.Write(ctx, func(ctx context.Context, tx *Tx) error {
+		handled, queued = 0, 0
+		if s.dialect == Postgres {
+			var got bool
+			if err := tx.q.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock(7331001)`).Scan(&got); err != nil {
+				return fmt.Errorf("fan-out lock: %w", err)
+			}
+			if !got {
+				return nil // another node is fanning out; it takes these rows too
+			}
+		}
+		type row struct {
+			id, seq, version       int64
+			aggType, aggID, org, t string
+		}
+		rows, err := tx.q.QueryContext(ctx, s.sql(`SELECT o.id, o.event_seq, o.version, o.aggregate_type, o.aggregate_id, o.org_id, COALESCE(e.type, '')
+			FROM outbox o LEFT JOIN events e ON e.seq = o.event_seq
+			WHERE o.consumer = $1 AND o.done_at IS NULL ORDER BY o.id LIMIT $2`), es.ConsumerWebhooks, limit)
+		if err != nil {
+			return fmt.Errorf("read partner rows: %w", err)
+		}
+		var batch []row
+		var orgs []string
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.id, &r.seq, &r.version, &r.aggType, &r.aggID, &r.org, &r.t); err != nil {
+				rows.Close()
+				return fmt.Errorf("scan partner row: %w", err)
+			}
+			batch = append(batch, r)
+			if !slices.Contains(orgs, r.org) {
+				orgs = append(orgs, r.org)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		hooks, err := s.webhooksOf(ctx, tx.q, orgs)
+		if err != nil {
+			return err
+		}
+		n := stamp(now)
+		ids := make([]string, 0, len(batch))
+		for _, r := range batch {
+			ids = append(ids, fmt.Sprint(r.id))
+			// Tenant events (keys, webhooks) are the partner's own
+			// settings, not news about their locks: never sent.
+			if r.aggType == tenant.AggregateType || r.t == "" {
+				continue
+			}
+			for _, h := range hooks {
+				if h.OrgID != r.org || !h.Matches(r.t) {
+					continue
+				}
+				if _, err := tx.q.ExecContext(ctx, s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)
+					VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), es.ConsumerWebhookSend, r.seq, r.aggType, r.aggID, r.version, r.org, h.ID, n); err != nil {
+					return fmt.Errorf("queue webhook delivery: %w", err)
+				}
+				queued++
+			}
+		}
+		// The ids are our own integers: safe to inline.
+		if _, err := tx.q.ExecContext(ctx, s.sql(`UPDATE outbox SET done_at = $1, status = $2 WHERE id IN (`+strings.Join(ids, ",")+`)`), n, StatusDelivered); err != nil {
+			return fmt.Errorf("finish partner rows: %w", err)
+		}
+		handled = len(batch)
+		return nil
+	})
+	return handled, queued, err
+}
+
+// DropWebhookRows ends every undone delivery of webhook id as skipped with
+// reason (the webhook was deleted or disabled). It returns how many.
+func (tx *Tx) DropWebhookRows(ctx context.Context, id, reason string, now time.Time) (int64, error) {
+	res, err := tx.q.ExecContext(ctx, tx.s.sql(`UPDATE outbox SET done_at = $1, status = $2, last_error = $3, claimed_by = NULL, claimed_until = NULL
+		WHERE target = $4 AND consumer IN ($5, $6) AND done_at IS NULL`), stamp(now), StatusSkipped, reason, id, es.ConsumerWebhookSend, es.ConsumerWebhookVerify)
+	if err != nil {
+		return 0, fmt.Errorf("drop webhook deliveries: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// ReleaseWebhookRows makes the held deliveries of webhook id due now (it
+// was just verified).
+func (tx *Tx) ReleaseWebhookRows(ctx context.Context, id string) error {
+	_, err := tx.q.ExecContext(ctx, tx.s.sql(`UPDATE outbox SET next_attempt_at = NULL WHERE target = $1 AND consumer = $2 AND done_at IS NULL AND attempts = 0`),
+		id, es.ConsumerWebhookSend)
+	if err != nil {
+		return fmt.Errorf("release webhook deliveries: %w", err)
+	}
+	return nil
+}
+
+// Defer hands a claimed row back without recording an attempt, due again
+// at until (a delivery held while its webhook waits for verification). It
+// returns ErrLeaseLost when node no longer holds the row.
+func (s *Store) Defer(ctx context.Context, c Claim, node string, until time.Time) error {
+	return s.Write(ctx, func(ctx context.Context, tx *Tx) error {
+		res, err := tx.q.ExecContext(ctx, s.sql(`UPDATE outbox SET next_attempt_at = $1, claimed_by = NULL, claimed_until = NULL
+			WHERE id = $2 AND claimed_by = $3 AND done_at IS NULL`), stamp(until), c.ID, node)
+		if err != nil {
+			return fmt.Errorf("defer outbox row %d: %w", c.ID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrLeaseLost
+		}
+		return nil
+	})
+}
+
+// DeliveryRow is one delivery of a webhook: an outbox row and its event.
+type DeliveryRow struct {
+	ID, EventSeq, Version                    int64
+	Target, EventType, AggregateType, AggID  string
+	OrgID, Status, CreatedAt, EventTimestamp string
+	NextAttemptAt, DoneAt, LastError         string
+	Attempts                                 int
+}
+
+const deliveryCols = `o.id, o.event_seq, o.version, o.target, COALESCE(e.type, ''), o.aggregate_type, o.aggregate_id, o.org_id, o.status,
+	o.created_at, COALESCE(e.ts, ''), COALESCE(o.next_attempt_at, ''), COALESCE(o.done_at, ''), COALESCE(o.last_error, ''), o.attempts`
+
+func scanDelivery(sc interface{ Scan(...any) error }) (DeliveryRow, error) {
+	var d DeliveryRow
+	err := sc.Scan(&d.ID, &d.EventSeq, &d.Version, &d.Target, &d.EventType, &d.AggregateType, &d.AggID, &d.OrgID, &d.Status,
+		&d.CreatedAt, &d.EventTimestamp, &d.NextAttemptAt, &d.DoneAt, &d.LastError, &d.Attempts)
+	return d, err
+}
+
+// WebhookDeliveries returns the deliveries of webhook id, newest first,
+// older than the row before (0: from the newest), at most limit; only
+// those with status when status is not "".
+func (s *Store) WebhookDeliveries(ctx context.Context, id string, before int64, limit int, status string) ([]DeliveryRow, error) {
+	rows, err := s.r.QueryContext(ctx, s.sql(`SELECT `+deliveryCols+` FROM outbox o LEFT JOIN events e ON e.seq = o.event_seq
+		WHERE o.target = $1 AND o.consumer = $2 AND ($3 = 0 OR o.id < $3) AND ($4 = '' OR o.status = $4) ORDER BY o.id DESC LIMIT $5`),
+		id, es.ConsumerWebhookSend, before, status, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read webhook deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []DeliveryRow
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan delivery: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// Delivery returns one webhook delivery by its id.
+func (s *Store) Delivery(ctx context.Context, id int64) (DeliveryRow, bool, error) {
+	d, err := scanDelivery(s.r.QueryRowContext(ctx, s.sql(`SELECT `+deliveryCols+` FROM outbox o LEFT JOIN events e ON e.seq = o.event_seq
+		WHERE o.id = $1 AND o.consumer = $2`), id, es.ConsumerWebhookSend))
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, false, nil
+	}
+	if err != nil {
+		return d, false, fmt.Errorf("read delivery: %w", err)
+	}
+	return d, true, nil
+}
+
+// AttemptsOf returns the recorded attempts of outbox rows ids, each
+// row's oldest first.
+func (s *Store) AttemptsOf(ctx context.Context, ids []int64) (map[int64][]Attempt, error) {
+	out := map[int64][]Attempt{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	list := make([]string, len(ids))
+	for i, id := range ids {
+		list[i] = fmt.Sprint(id)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT outbox_id, attempt, at, node, outcome, status_code, error, latency_ms
+		FROM delivery_attempts WHERE outbox_id IN (`+strings.Join(list, ",")+`) ORDER BY outbox_id, attempt`)
+	if err != nil {
+		return nil, fmt.Errorf("read attempts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var a Attempt
+		if err := rows.Scan(&a.OutboxID, &a.Attempt, &a.At, &a.Node, &a.Outcome, &a.StatusCode, &a.Error, &a.LatencyMS); err != nil {
+			return nil, fmt.Errorf("scan attempt: %w", err)
+		}
+		out[a.OutboxID] = append(out[a.OutboxID], a)
+	}
+	return out, rows.Err()
+}
+
+// Redeliver queues delivery d's event again for the same webhook, as a new
+// row, and returns its id.
+func (tx *Tx) Redeliver(ctx context.Context, d DeliveryRow, now time.Time) (int64, error) {
+	var id int64
+	err := tx.q.QueryRowContext(ctx, tx.s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`), es.ConsumerWebhookSend, d.EventSeq, d.AggregateType, d.AggID, d.Version, d.OrgID, d.Target, stamp(now)).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("queue redelivery: %w", err)
+	}
+	return id, nil
+}
+
+// Replay queues, for webhook w, every event of its tenant recorded at or
+// after since that its filter matches (tenant settings excepted), in event
+// order. It returns how many.
+func (tx *Tx) Replay(ctx context.Context, w WebhookRow, since time.Time, now time.Time) (int64, error) {
+	args := []any{es.ConsumerWebhookSend, w.ID, stamp(now), w.OrgID, stamp(since), tenant.AggregateType}
+	filter := ""
+	if !slices.Contains(w.Events, tenant.AllEvents) {
+		ph := make([]string, len(w.Events))
+		for i, e := range w.Events {
+			args = append(args, e)
+			ph[i] = fmt.Sprintf("$%d", len(args))
+		}
+		filter = ` AND type IN (` + strings.Join(ph, ", ") + `)`
+	}
+	res, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)
+		SELECT $1, seq, aggregate_type, aggregate_id, version, org_id, $2, $3 FROM events
+		WHERE org_id = $4 AND ts >= $5 AND aggregate_type <> $6`+filter+` ORDER BY seq`), args...)
+	if err != nil {
+		return 0, fmt.Errorf("queue replay: %w", err)
+	}
+	return res.RowsAffected()
+}
