@@ -19,6 +19,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -73,6 +74,7 @@ type Service struct {
 	log     *slog.Logger
 	chans   Channels
 	queued  func(consumers []string)
+	safety  netsafe.Policy
 }
 
 // Channels says which operator-configured doorbell channels exist: a ring
@@ -94,6 +96,9 @@ type Options struct {
 	// Queued, if set, is told after commit which outbox consumers got new
 	// rows, so their dispatchers can start at once instead of polling.
 	Queued func(consumers []string)
+	// Safety says which webhook URLs are acceptable (https only and public
+	// addresses only, unless the operator allows more).
+	Safety netsafe.Policy
 }
 
 // New returns a Service over st.
@@ -107,7 +112,7 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 	if opt.Random == nil {
 		opt.Random = RandomAlnum
 	}
-	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log, chans: opt.Channels, queued: opt.Queued}
+	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log, chans: opt.Channels, queued: opt.Queued, safety: opt.Safety}
 	if st.Dialect() == store.Postgres {
 		// SQLite has one writer already; on PostgreSQL commands run in
 		// parallel, so keep one writer per aggregate inside this node and
@@ -138,6 +143,10 @@ type Result struct {
 	RingID   string `json:"ringId,omitempty"`
 	LockID   int64  `json:"lockId,omitempty"`
 	Notified int    `json:"notified,omitempty"`
+	// The webhook commands' extras (the secret only when set or rotated).
+	WebhookID string `json:"webhookId,omitempty"`
+	Secret    string `json:"secret,omitempty"`
+	Status    string `json:"status,omitempty"`
 	// Replayed is true when the answer came from an Idempotency-Key record.
 	Replayed bool `json:"-"`
 }

@@ -100,7 +100,7 @@ func TestRingQueuesOneDeliveryPerResidentPerChannel(t *testing.T) {
 			if len(page.Rings) != 1 || page.Rings[0].Status != "ringing" || len(page.Rings[0].Residents) != 2 {
 				t.Fatalf("rings: %+v", page)
 			}
-			var email *app.DeliveryView
+			var email *app.ChannelDelivery
 			for _, r := range page.Rings[0].Residents {
 				for i, d := range r.Deliveries {
 					if r.UserID == f.alice && d.Channel == "email" {

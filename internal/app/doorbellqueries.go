@@ -12,9 +12,9 @@ import (
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
-// DeliveryView is the state of one channel's delivery of a ring to one
+// ChannelDelivery is the state of one channel's delivery of a ring to one
 // resident.
-type DeliveryView struct {
+type ChannelDelivery struct {
 	Channel       string `json:"channel"` // live, email, hook
 	Status        string `json:"status"`  // pending, delivered, failed, skipped
 	Attempts      int    `json:"attempts"`
@@ -28,7 +28,7 @@ type DeliveryView struct {
 type RingResidentView struct {
 	UserID     string         `json:"userId"`
 	Name       string         `json:"name"`
-	Deliveries []DeliveryView `json:"deliveries"`
+	Deliveries []ChannelDelivery `json:"deliveries"`
 }
 
 // Responder names the resident who answered.
@@ -151,13 +151,13 @@ func (s *Service) ringPage(ctx context.Context, rows []store.Ring, limit int, on
 	if err != nil {
 		return page, err
 	}
-	byTarget := map[[2]string][]DeliveryView{}
+	byTarget := map[[2]string][]ChannelDelivery{}
 	for _, d := range dels {
 		if d.EventType != doorbell.TypeDoorbellRang {
 			continue // answer notices are not part of a ring's delivery state
 		}
 		k := [2]string{d.RingID, d.Target}
-		byTarget[k] = append(byTarget[k], DeliveryView{Channel: strings.TrimPrefix(d.Consumer, "doorbell."), Status: d.Status, Attempts: d.Attempts,
+		byTarget[k] = append(byTarget[k], ChannelDelivery{Channel: strings.TrimPrefix(d.Consumer, "doorbell."), Status: d.Status, Attempts: d.Attempts,
 			LastError: d.LastError, QueuedAt: d.CreatedAt, CompletedAt: d.DoneAt, NextAttemptAt: d.NextAttemptAt})
 	}
 	for _, st := range states {
@@ -172,7 +172,7 @@ func (s *Service) ringPage(ctx context.Context, rows []store.Ring, limit int, on
 			}
 			d := byTarget[[2]string{st.RingID, t.UserID}]
 			if d == nil {
-				d = []DeliveryView{}
+				d = []ChannelDelivery{}
 			}
 			v.Residents = append(v.Residents, RingResidentView{UserID: t.UserID, Name: t.Name, Deliveries: d})
 		}

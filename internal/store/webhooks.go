@@ -261,9 +261,10 @@ func (s *Store) FanOutWebhooks(ctx context.Context, now time.Time, limit int) (h
 
 // DropWebhookRows ends every undone delivery of webhook id as skipped with
 // reason (the webhook was deleted or disabled). It returns how many.
-func (tx *Tx) DropWebhookRows(ctx context.Context, id, reason string, now time.Time) (int64, error) {
+// The row except (0: none) is left alone: its attempt is being recorded.
+func (tx *Tx) DropWebhookRows(ctx context.Context, id, reason string, now time.Time, except int64) (int64, error) {
 	res, err := tx.q.ExecContext(ctx, tx.s.sql(`UPDATE outbox SET done_at = $1, status = $2, last_error = $3, claimed_by = NULL, claimed_until = NULL
-		WHERE target = $4 AND consumer IN ($5, $6) AND done_at IS NULL`), stamp(now), StatusSkipped, reason, id, es.ConsumerWebhookSend, es.ConsumerWebhookVerify)
+		WHERE target = $4 AND consumer IN ($5, $6) AND done_at IS NULL AND id <> $7`), stamp(now), StatusSkipped, reason, id, es.ConsumerWebhookSend, es.ConsumerWebhookVerify, except)
 	if err != nil {
 		return 0, fmt.Errorf("drop webhook deliveries: %w", err)
 	}
@@ -393,8 +394,8 @@ func (tx *Tx) Redeliver(ctx context.Context, d DeliveryRow, now time.Time) (int6
 
 // Replay queues, for webhook w, every event of its tenant recorded at or
 // after since that its filter matches (tenant settings excepted), in event
-// order. It returns how many.
-func (tx *Tx) Replay(ctx context.Context, w WebhookRow, since time.Time, now time.Time) (int64, error) {
+// order, at most limit+1 of them. It returns how many.
+func (tx *Tx) Replay(ctx context.Context, w WebhookRow, since time.Time, now time.Time, limit int) (int64, error) {
 	args := []any{es.ConsumerWebhookSend, w.ID, stamp(now), w.OrgID, stamp(since), tenant.AggregateType}
 	filter := ""
 	if !slices.Contains(w.Events, tenant.AllEvents) {
@@ -407,7 +408,7 @@ func (tx *Tx) Replay(ctx context.Context, w WebhookRow, since time.Time, now tim
 	}
 	res, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)
 		SELECT $1, seq, aggregate_type, aggregate_id, version, org_id, $2, $3 FROM events
-		WHERE org_id = $4 AND ts >= $5 AND aggregate_type <> $6`+filter+` ORDER BY seq`), args...)
+		WHERE org_id = $4 AND ts >= $5 AND aggregate_type <> $6`+filter+fmt.Sprintf(` ORDER BY seq LIMIT %d`, limit+1)), args...)
 	if err != nil {
 		return 0, fmt.Errorf("queue replay: %w", err)
 	}

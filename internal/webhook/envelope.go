@@ -1,7 +1,6 @@
-// Package webhook turns stored events into what partners receive: upstream's
-// EventBridge-style envelope. (Delivery of the webhook outbox rows is the
-// partner-webhooks work; the envelope is fixed here so every event queued
-// for partners today already has its final shape.)
+// Package webhook delivers stored events to partners: upstream's
+// EventBridge-style envelope, signed (Standard Webhooks) and retried from
+// the outbox, and the verification of a webhook's URL.
 package webhook
 
 import (
@@ -41,11 +40,6 @@ type Detail struct {
 	Data          json.RawMessage `json:"data"`      // {type, ...event fields}
 }
 
-// aggregateTypes maps store stream types to upstream's capitalised names.
-var aggregateTypes = map[string]string{
-	"lock": "Lock", "user": "User", "tenant": "Tenant", "doorbell-ring": "DoorbellRing",
-}
-
 // Build returns the envelope of rec for partner orgID. Its id is derived
 // from the stream position (type, id, version), so every node and every
 // retry produce the same id: the receiver's deduplication key. region and
@@ -67,10 +61,9 @@ func Build(rec es.Record, orgID, region, account string) (Envelope, error) {
 	if err != nil {
 		return Envelope{}, err
 	}
-	aggType := aggregateTypes[rec.AggregateType]
-	if aggType == "" {
-		aggType = rec.AggregateType
-	}
+	// Upstream names aggregate types in lower case (lock, user, hub, ...),
+	// as the store does.
+	aggType := rec.AggregateType
 	return Envelope{
 		ID: EventID(rec), Source: Source, DetailType: rec.Type, Time: ts.UTC().Format(time.RFC3339),
 		Region: region, Account: account, Version: "0", Resources: []string{},

@@ -110,7 +110,7 @@ func TestDoorbellRangQueuedForPartners(t *testing.T) {
 			}
 			var data map[string]any
 			_ = json.Unmarshal(env.Detail.Data, &data)
-			if env.DetailType != "DoorbellRang" || env.Source != "spk.api" || env.Detail.PartnerID != "acme" || env.Detail.AggregateType != "DoorbellRing" ||
+			if env.DetailType != "DoorbellRang" || env.Source != "spk.api" || env.Detail.PartnerID != "acme" || env.Detail.AggregateType != "doorbell-ring" ||
 				data["type"] != "DoorbellRang" || data["ringId"] != res.RingID || data["visitorName"] != "Courier" || data["lockId"] != float64(5) {
 				t.Fatalf("envelope: %s", js)
 			}

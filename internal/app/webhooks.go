@@ -1,0 +1,622 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/tenant"
+	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/netsafe"
+	"github.com/spkey-dev/spkey/internal/store"
+	"github.com/spkey-dev/spkey/internal/webhook"
+)
+
+// SecretOverlap is how long a rotated-out webhook secret keeps signing
+// beside the new one.
+const SecretOverlap = 24 * time.Hour
+
+// WebhookInput is a webhook's settings as an admin gives them. Empty
+// fields (nil Events) keep their value on update.
+type WebhookInput struct {
+	URL        string
+	Events     []string
+	Secret     string // whsec_...; generated when empty on create
+	AuthType   string // none | apiKeyHeader | bearerToken
+	AuthHeader string // the header name for apiKeyHeader
+	AuthValue  string // the header value or bearer token
+	// RotateSecret generates a new secret on update (when Secret is empty).
+	RotateSecret bool
+}
+
+// WebhookView is one webhook as lists show it; never its secrets.
+type WebhookView struct {
+	ID, OrgID, URL                   string
+	Events                           []string
+	Status                           string // pending | active | disabled
+	AuthType, AuthHeader             string
+	CreatedAt, UpdatedAt, VerifiedAt string
+	LastError, LastErrorAt           string
+	LastStatusCode                   int
+	SecretRotatedAt, DisabledAt      string
+}
+
+func viewOf(org string, w tenant.Webhook) WebhookView {
+	return WebhookView{ID: w.ID, OrgID: org, URL: w.URL, Events: w.Events, Status: w.Status, AuthType: w.AuthType, AuthHeader: w.AuthHeader,
+		CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt, VerifiedAt: w.VerifiedAt, LastError: w.LastError, LastErrorAt: w.LastErrorAt,
+		LastStatusCode: w.LastStatusCode, SecretRotatedAt: w.SecretRotatedAt, DisabledAt: w.DisabledAt}
+}
+
+// webhookOrg returns the org whose webhooks p may manage: an admin names
+// it, a partner's is its own (naming another one finds nothing).
+func webhookOrg(p Principal, orgID string) (string, error) {
+	switch {
+	case p.Admin:
+		if orgID == "" {
+			return "", domain.InvalidField("orgId", "orgId is required")
+		}
+		return orgID, nil
+	case p.Kind == TenantCaller && p.OrgID != "":
+		if orgID != "" && orgID != p.OrgID {
+			return "", domain.Errorf(domain.NotFound, "Tenant not found")
+		}
+		return p.OrgID, nil
+	case p.Kind == Anonymous:
+		return "", domain.Errorf(domain.Unauthorized, "Authentication required: send your X-API-Key")
+	}
+	return "", domain.Errorf(domain.Forbidden, "Only the partner's API key or an admin can manage webhooks")
+}
+
+// NewWebhookSecret returns a fresh Standard Webhooks secret: "whsec_" and
+// the base64 of 32 random bytes.
+func NewWebhookSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return "whsec_" + base64.StdEncoding.EncodeToString(b)
+}
+
+func checkSecret(secret string) error {
+	rest, ok := strings.CutPrefix(secret, "whsec_")
+	if ok {
+		if k, err := base64.StdEncoding.DecodeString(rest); err == nil && len(k) >= 24 && len(k) <= 64 {
+			return nil
+		}
+	}
+	return domain.InvalidField("secret", `secret must be "whsec_" followed by the standard base64 of 24 to 64 random bytes; leave it out to have one generated`)
+}
+
+func checkAuthValue(typ, value string) error {
+	if typ == tenant.AuthNone {
+		if value != "" {
+			return domain.InvalidField("authValue", "authValue is only for authType apiKeyHeader or bearerToken")
+		}
+		return nil
+	}
+	if value == "" || len(value) > 1024 || strings.ContainsFunc(value, unicode.IsControl) {
+		return domain.InvalidField("authValue", "authType "+typ+" needs authValue: the token, at most 1024 characters on one line")
+	}
+	return nil
+}
+
+// checkURL applies the operator's outbound safety rules to a webhook URL.
+func (s *Service) checkURL(ctx context.Context, raw string) (string, error) {
+	if len(raw) > 2048 {
+		return "", domain.InvalidField("url", "url must be at most 2048 characters")
+	}
+	u, err := s.safety.CheckURL(ctx, strings.TrimSpace(raw))
+	if err != nil {
+		if errors.Is(err, netsafe.ErrRefused) {
+			return "", domain.InvalidField("url", err.Error())
+		}
+		return "", domain.InvalidField("url", "url cannot be used: "+err.Error())
+	}
+	return u.String(), nil
+}
+
+func (s *Service) kick(consumers ...string) func() {
+	return func() {
+		if s.queued != nil {
+			s.queued(consumers)
+		}
+	}
+}
+
+// CreateWebhook subscribes orgID's URL to its events (admin). The webhook
+// starts pending; a verification POST follows. The answer carries the new
+// webhook's id and its signing secret.
+func (s *Service) CreateWebhook(ctx context.Context, c Call, orgID string, in WebhookInput) (Result, error) {
+	if err := requireAdmin(c.P); err != nil {
+		return Result{}, err
+	}
+	return s.createWebhook(ctx, c, orgID, in)
+}
+
+func (s *Service) createWebhook(ctx context.Context, c Call, orgID string, in WebhookInput) (Result, error) {
+	u, err := s.checkURL(ctx, in.URL)
+	if err != nil {
+		return Result{}, err
+	}
+	evs, err := tenant.NormalizeEvents(in.Events)
+	if err != nil {
+		return Result{}, err
+	}
+	if in.AuthType == "" {
+		in.AuthType = tenant.AuthNone
+	}
+	if err := tenant.ValidAuth(in.AuthType, in.AuthHeader); err != nil {
+		return Result{}, err
+	}
+	if err := checkAuthValue(in.AuthType, in.AuthValue); err != nil {
+		return Result{}, err
+	}
+	secret := in.Secret
+	if secret == "" {
+		secret = NewWebhookSecret()
+	} else if err := checkSecret(secret); err != nil {
+		return Result{}, err
+	}
+	c.Aggregate = "tenant/" + orgID
+	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
+		st, snap, err := load(ctx, tx, tenantAgg, orgID)
+		if err != nil {
+			return Result{}, err
+		}
+		id, now := s.newUUID(), s.stamp()
+		out, err := tenant.DecideCreateWebhook(st, tenant.CreateWebhook{WebhookID: id, URL: u, Events: evs, AuthType: in.AuthType, AuthHeader: in.AuthHeader, Now: now})
+		if err != nil {
+			return Result{}, err
+		}
+		_, v, ev, recs, err := saveRecs(ctx, tx, tenantAgg, snap, st, out, now)
+		if err != nil {
+			return Result{}, err
+		}
+		if err := tx.PutWebhookSecrets(ctx, id, store.WebhookSecrets{Secret: secret, AuthValue: in.AuthValue}); err != nil {
+			return Result{}, err
+		}
+		if err := tx.Enqueue(ctx, es.ConsumerWebhookVerify, recs[0], id); err != nil {
+			return Result{}, err
+		}
+		tx.AfterCommit(s.kick(es.ConsumerWebhookVerify))
+		return Result{Created: true, AggregateID: orgID, Version: v, Event: ev, WebhookID: id, Secret: secret, Status: tenant.StatusPending}, nil
+	})
+}
+
+// UpdateWebhook changes a webhook of orgID (admin): URL (back to pending,
+// re-verified), events, outbound auth, secret. A new secret (given, or
+// generated with RotateSecret) signs beside the old one for SecretOverlap.
+func (s *Service) UpdateWebhook(ctx context.Context, c Call, orgID, id string, in WebhookInput) (Result, error) {
+	if err := requireAdmin(c.P); err != nil {
+		return Result{}, err
+	}
+	return s.updateWebhook(ctx, c, orgID, id, in)
+}
+
+func (s *Service) updateWebhook(ctx context.Context, c Call, orgID, id string, in WebhookInput) (Result, error) {
+	var err error
+	u := ""
+	if in.URL != "" {
+		if u, err = s.checkURL(ctx, in.URL); err != nil {
+			return Result{}, err
+		}
+	}
+	var evs []string
+	if in.Events != nil {
+		if len(in.Events) == 0 {
+			return Result{}, domain.InvalidField("events", `events cannot be empty; use ["*"] for every event`)
+		}
+		if evs, err = tenant.NormalizeEvents(in.Events); err != nil {
+			return Result{}, err
+		}
+	}
+	if in.AuthType != "" {
+		if err := tenant.ValidAuth(in.AuthType, in.AuthHeader); err != nil {
+			return Result{}, err
+		}
+		if err := checkAuthValue(in.AuthType, in.AuthValue); err != nil {
+			return Result{}, err
+		}
+	} else if in.AuthHeader != "" || in.AuthValue != "" {
+		return Result{}, domain.InvalidField("authType", "authHeader and authValue change together with authType")
+	}
+	secret := in.Secret
+	if secret != "" {
+		if err := checkSecret(secret); err != nil {
+			return Result{}, err
+		}
+	} else if in.RotateSecret {
+		secret = NewWebhookSecret()
+	}
+	c.Aggregate = "tenant/" + orgID
+	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
+		st, snap, err := load(ctx, tx, tenantAgg, orgID)
+		if err != nil {
+			return Result{}, err
+		}
+		now := s.stamp()
+		out, err := tenant.DecideUpdateWebhook(st, tenant.UpdateWebhook{WebhookID: id, URL: u, Events: evs, AuthType: in.AuthType,
+			AuthHeader: in.AuthHeader, RotateSecret: secret != "", Now: now})
+		if err != nil {
+			return Result{}, err
+		}
+		st, v, ev, recs, err := saveRecs(ctx, tx, tenantAgg, snap, st, out, now)
+		if err != nil {
+			return Result{}, err
+		}
+		if secret != "" || in.AuthType != "" {
+			ws, _, err := tx.WebhookSecrets(ctx, id)
+			if err != nil {
+				return Result{}, err
+			}
+			if secret != "" && secret != ws.Secret {
+				until := s.now().Add(SecretOverlap).UTC().Format(domain.TimeLayout)
+				ws.Previous, ws.PreviousUntil, ws.Secret = ws.Secret, until, secret
+			}
+			if in.AuthType != "" {
+				ws.AuthValue = in.AuthValue
+			}
+			if err := tx.PutWebhookSecrets(ctx, id, ws); err != nil {
+				return Result{}, err
+			}
+		}
+		w, _ := st.Webhook(id)
+		if u != "" {
+			if err := tx.Enqueue(ctx, es.ConsumerWebhookVerify, recs[0], id); err != nil {
+				return Result{}, err
+			}
+			tx.AfterCommit(s.kick(es.ConsumerWebhookVerify))
+		}
+		res := Result{AggregateID: orgID, Version: v, Event: ev, WebhookID: id, Status: w.Status}
+		if secret != "" {
+			res.Secret = secret
+		}
+		return res, nil
+	})
+}
+
+// PatchWebhookURL is the partner's self-service URL change (their own API
+// key): the webhook goes back to pending until its new URL answers the
+// verification POST with 2xx.
+func (s *Service) PatchWebhookURL(ctx context.Context, c Call, id, rawURL string) (Result, error) {
+	w, err := s.ownWebhook(ctx, c.P, "", id)
+	if err != nil {
+		return Result{}, err
+	}
+	if strings.TrimSpace(rawURL) == "" {
+		return Result{}, domain.InvalidField("url", "url is required")
+	}
+	return s.updateWebhook(ctx, c, w.OrgID, id, WebhookInput{URL: rawURL})
+}
+
+// DeleteWebhook removes a webhook of orgID (admin); its queued deliveries
+// are dropped and its secrets forgotten.
+func (s *Service) DeleteWebhook(ctx context.Context, c Call, orgID, id string) (Result, error) {
+	if err := requireAdmin(c.P); err != nil {
+		return Result{}, err
+	}
+	c.Aggregate = "tenant/" + orgID
+	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
+		st, snap, err := load(ctx, tx, tenantAgg, orgID)
+		if err != nil {
+			return Result{}, err
+		}
+		now := s.stamp()
+		out, err := tenant.DecideDeleteWebhook(st, id, now)
+		if err != nil {
+			return Result{}, err
+		}
+		_, v, ev, err := save(ctx, tx, tenantAgg, snap, st, out, now)
+		if err != nil {
+			return Result{}, err
+		}
+		if err := tx.DeleteWebhookSecrets(ctx, id); err != nil {
+			return Result{}, err
+		}
+		if _, err := tx.DropWebhookRows(ctx, id, "webhook deleted", s.now(), 0); err != nil {
+			return Result{}, err
+		}
+		return Result{AggregateID: orgID, Version: v, Event: ev, WebhookID: id}, nil
+	})
+}
+
+// VerifyWebhook sends the verification POST again (a partner fixed their
+// endpoint). It answers at once; the outcome shows in the webhook's
+// status and last error.
+func (s *Service) VerifyWebhook(ctx context.Context, p Principal, orgID, id string) (WebhookView, error) {
+	w, err := s.ownWebhook(ctx, p, orgID, id)
+	if err != nil {
+		return WebhookView{}, err
+	}
+	if w.Status == tenant.StatusDisabled {
+		return WebhookView{}, domain.Errorf(domain.Conflict, "The webhook is disabled (its URL answered 410 Gone); set its URL again to re-enable it")
+	}
+	err = s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+		tx.AfterCommit(s.kick(es.ConsumerWebhookVerify))
+		return tx.EnqueueFor(ctx, es.ConsumerWebhookVerify, tenant.AggregateType, w.OrgID, w.OrgID, id, 0, s.stamp())
+	})
+	return w, err
+}
+
+// ownWebhook returns webhook id if p may see it; NotFound otherwise, the
+// same for another tenant's webhook as for none.
+func (s *Service) ownWebhook(ctx context.Context, p Principal, orgID, id string) (WebhookView, error) {
+	org, err := webhookOrg(p, orgID)
+	if err != nil {
+		return WebhookView{}, err
+	}
+	st, _, _, err := read(ctx, s.st, tenantAgg, org)
+	if err != nil {
+		return WebhookView{}, err
+	}
+	w, ok := st.Webhook(id)
+	if !ok {
+		return WebhookView{}, domain.Errorf(domain.NotFound, "Webhook not found")
+	}
+	return viewOf(org, w), nil
+}
+
+// Webhook returns one webhook of orgID ("" for a partner's own).
+func (s *Service) Webhook(ctx context.Context, p Principal, orgID, id string) (WebhookView, error) {
+	return s.ownWebhook(ctx, p, orgID, id)
+}
+
+// Webhooks lists orgID's webhooks ("" for a partner's own), oldest first,
+// with the total before paging.
+func (s *Service) Webhooks(ctx context.Context, p Principal, orgID string, limit, offset int) ([]WebhookView, int, error) {
+	org, err := webhookOrg(p, orgID)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, _, found, err := read(ctx, s.st, tenantAgg, org)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !found && p.Admin {
+		return nil, 0, domain.Errorf(domain.NotFound, "Tenant not registered")
+	}
+	all := st.Webhooks
+	total := len(all)
+	offset = min(max(offset, 0), total)
+	end := total
+	if limit > 0 {
+		end = min(offset+limit, total)
+	}
+	out := make([]WebhookView, 0, end-offset)
+	for _, w := range all[offset:end] {
+		out = append(out, viewOf(org, w))
+	}
+	return out, total, nil
+}
+
+// WebhookSecret returns the secret that signs webhook id's requests and,
+// during the overlap after a rotation, the previous one with its end.
+func (s *Service) WebhookSecret(ctx context.Context, p Principal, orgID, id string) (secret, previous, previousUntil string, err error) {
+	if _, err := s.ownWebhook(ctx, p, orgID, id); err != nil {
+		return "", "", "", err
+	}
+	ws, _, err := s.st.WebhookSecrets(ctx, id)
+	if err != nil {
+		return "", "", "", err
+	}
+	if ws.PreviousUntil != "" && ws.PreviousUntil <= s.stamp() {
+		ws.Previous, ws.PreviousUntil = "", ""
+	}
+	return ws.Secret, ws.Previous, ws.PreviousUntil, nil
+}
+
+// PortalSetWebhookURL is the portal's webhook form: it creates the
+// partner's first webhook (every event, no outbound auth) or changes the
+// URL of its first one. Either way the webhook is pending until verified.
+func (s *Service) PortalSetWebhookURL(ctx context.Context, p Principal, rawURL string) (WebhookView, error) {
+	if err := requirePortal(p); err != nil {
+		return WebhookView{}, err
+	}
+	hooks, _, err := s.Webhooks(ctx, p, "", 1, 0)
+	if err != nil {
+		return WebhookView{}, err
+	}
+	var res Result
+	if len(hooks) == 0 {
+		res, err = s.createWebhook(ctx, Call{P: p}, p.OrgID, WebhookInput{URL: rawURL, Events: []string{tenant.AllEvents}})
+	} else {
+		res, err = s.PatchWebhookURL(ctx, Call{P: p}, hooks[0].ID, rawURL)
+	}
+	if err != nil {
+		return WebhookView{}, err
+	}
+	return s.ownWebhook(ctx, p, "", res.WebhookID)
+}
+
+// AttemptView is one recorded delivery attempt.
+type AttemptView struct {
+	At         string
+	StatusCode int
+	LatencyMS  int64
+	Error      string
+	Outcome    string // delivered | retry | failed | skipped
+	Node       string
+}
+
+// DeliveryView is one delivery of an event to a webhook with its attempts.
+type DeliveryView struct {
+	ID                                                 int64
+	EventID, EventType, AggregateType, AggregateID     string
+	Version                                            int64
+	Status                                             string // pending | delivered | failed | skipped
+	EventTime, CreatedAt, LastAttemptAt, NextAttemptAt string
+	LastError                                          string
+	LastStatusCode                                     int
+	Attempts                                           []AttemptView
+}
+
+func deliveryView(d store.DeliveryRow, atts []store.Attempt) DeliveryView {
+	v := DeliveryView{ID: d.ID, EventType: d.EventType, AggregateType: d.AggregateType, AggregateID: d.AggID, Version: d.Version,
+		Status: d.Status, EventTime: d.EventTimestamp, CreatedAt: d.CreatedAt, LastError: d.LastError, Attempts: make([]AttemptView, 0, len(atts))}
+	v.EventID = webhook.EventID(es.Record{AggregateType: d.AggregateType, AggregateID: d.AggID, Version: d.Version})
+	if d.Status == store.StatusPending {
+		v.NextAttemptAt = d.NextAttemptAt
+	}
+	for _, a := range atts {
+		v.Attempts = append(v.Attempts, AttemptView{At: a.At, StatusCode: a.StatusCode, LatencyMS: a.LatencyMS, Error: a.Error, Outcome: a.Outcome, Node: a.Node})
+		v.LastAttemptAt, v.LastStatusCode = a.At, a.StatusCode
+	}
+	return v
+}
+
+// MaxDeliveriesPage bounds one page of the delivery log.
+const MaxDeliveriesPage = 100
+
+// Deliveries returns webhook id's delivery log, newest first: at most
+// limit deliveries older than the delivery before (0: from the newest),
+// optionally only those with status, and the cursor of the next page (0
+// when none).
+func (s *Service) Deliveries(ctx context.Context, p Principal, orgID, id string, before int64, limit int) ([]DeliveryView, int64, error) {
+	return s.DeliveriesWith(ctx, p, orgID, id, before, limit, "")
+}
+
+// DeliveriesWith is Deliveries filtered by status ("" for all).
+func (s *Service) DeliveriesWith(ctx context.Context, p Principal, orgID, id string, before int64, limit int, status string) ([]DeliveryView, int64, error) {
+	if _, err := s.ownWebhook(ctx, p, orgID, id); err != nil {
+		return nil, 0, err
+	}
+	if status != "" && !slices.Contains([]string{store.StatusPending, store.StatusDelivered, store.StatusFailed, store.StatusSkipped}, status) {
+		return nil, 0, domain.InvalidField("status", "status must be pending, delivered, failed or skipped")
+	}
+	if limit <= 0 || limit > MaxDeliveriesPage {
+		limit = 20
+	}
+	rows, err := s.st.WebhookDeliveries(ctx, id, before, limit+1, status)
+	if err != nil {
+		return nil, 0, err
+	}
+	var next int64
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = rows[limit-1].ID
+	}
+	ids := make([]int64, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	atts, err := s.st.AttemptsOf(ctx, ids)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]DeliveryView, len(rows))
+	for i, r := range rows {
+		out[i] = deliveryView(r, atts[r.ID])
+	}
+	return out, next, nil
+}
+
+// Redeliver queues delivery deliveryID's event to the webhook again, as a
+// new delivery, and returns it.
+func (s *Service) Redeliver(ctx context.Context, p Principal, orgID, id string, deliveryID int64) (DeliveryView, error) {
+	w, err := s.ownWebhook(ctx, p, orgID, id)
+	if err != nil {
+		return DeliveryView{}, err
+	}
+	d, found, err := s.st.Delivery(ctx, deliveryID)
+	if err != nil {
+		return DeliveryView{}, err
+	}
+	if !found || d.Target != w.ID {
+		return DeliveryView{}, domain.Errorf(domain.NotFound, "Delivery not found")
+	}
+	if w.Status == tenant.StatusDisabled {
+		return DeliveryView{}, domain.Errorf(domain.Conflict, "The webhook is disabled (its URL answered 410 Gone); set its URL again to re-enable it")
+	}
+	var nid int64
+	err = s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+		nid, err = tx.Redeliver(ctx, d, s.now())
+		tx.AfterCommit(s.kick(es.ConsumerWebhookSend))
+		return err
+	})
+	if err != nil {
+		return DeliveryView{}, err
+	}
+	nd, _, err := s.st.Delivery(ctx, nid)
+	return deliveryView(nd, nil), err
+}
+
+// MaxReplay bounds the deliveries one replay queues.
+const MaxReplay = 100000
+
+// Replay queues, for webhook id, every event of its tenant since since
+// that its filter matches, in order. It returns how many were queued.
+func (s *Service) Replay(ctx context.Context, p Principal, orgID, id string, since time.Time) (int64, error) {
+	w, err := s.ownWebhook(ctx, p, orgID, id)
+	if err != nil {
+		return 0, err
+	}
+	if w.Status == tenant.StatusDisabled {
+		return 0, domain.Errorf(domain.Conflict, "The webhook is disabled (its URL answered 410 Gone); set its URL again to re-enable it")
+	}
+	if since.After(s.now()) {
+		return 0, domain.InvalidField("since", "since must not be in the future")
+	}
+	var n int64
+	err = s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+		n, err = tx.Replay(ctx, store.WebhookRow{ID: w.ID, OrgID: w.OrgID, Events: w.Events}, since, s.now(), MaxReplay)
+		if n == MaxReplay+1 {
+			return domain.Errorf(domain.Invalid, "More than %d events since %s: replay a later start, several times", MaxReplay, since.UTC().Format(time.RFC3339))
+		}
+		tx.AfterCommit(s.kick(es.ConsumerWebhookSend))
+		return err
+	})
+	return n, err
+}
+
+// RecordVerification records the outcome of a verification POST to
+// webhook id of orgID for its URL number urlVersion (the dispatcher calls
+// it). A 2xx (errMsg "") makes the webhook active and lets its held
+// deliveries go.
+func (s *Service) RecordVerification(ctx context.Context, orgID, id string, urlVersion, code int, errMsg string) error {
+	_, err := s.run(ctx, Call{Aggregate: "tenant/" + orgID}, func(ctx context.Context, tx *store.Tx) (Result, error) {
+		st, snap, err := load(ctx, tx, tenantAgg, orgID)
+		if err != nil {
+			return Result{}, err
+		}
+		now := s.stamp()
+		out := tenant.DecideVerification(st, tenant.Verification{WebhookID: id, URLVersion: urlVersion, StatusCode: code, Error: errMsg, Now: now})
+		if _, _, _, err := save(ctx, tx, tenantAgg, snap, st, out, now); err != nil {
+			return Result{}, err
+		}
+		if len(out) > 0 && errMsg == "" {
+			if err := tx.ReleaseWebhookRows(ctx, id); err != nil {
+				return Result{}, err
+			}
+			tx.AfterCommit(s.kick(es.ConsumerWebhookSend))
+		}
+		return Result{}, nil
+	})
+	return err
+}
+
+// DisableWebhook disables webhook id of orgID after its URL answered 410
+// Gone (the dispatcher calls it): nothing more is queued for it and what
+// was queued is dropped.
+func (s *Service) DisableWebhook(ctx context.Context, orgID, id string, code int, reason string, exceptRow int64) error {
+	_, err := s.run(ctx, Call{Aggregate: "tenant/" + orgID}, func(ctx context.Context, tx *store.Tx) (Result, error) {
+		st, snap, err := load(ctx, tx, tenantAgg, orgID)
+		if err != nil {
+			return Result{}, err
+		}
+		now := s.stamp()
+		out := tenant.DecideDisable(st, id, code, reason, now)
+		if len(out) == 0 {
+			return Result{}, nil
+		}
+		if _, _, _, err := save(ctx, tx, tenantAgg, snap, st, out, now); err != nil {
+			return Result{}, err
+		}
+		_, err = tx.DropWebhookRows(ctx, id, "webhook disabled: "+reason, s.now(), exceptRow)
+		return Result{}, err
+	})
+	return err
+}
