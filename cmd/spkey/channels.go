@@ -24,7 +24,7 @@ func (c *config) channels(log *slog.Logger) ([]notify.Channel, app.Channels, err
 		out, on.Email = append(out, e), true
 	}
 	if c.HookURL != "" {
-		h, err := notify.NewHook(notify.HookConfig{URL: c.HookURL, Secret: c.HookSecret})
+		h, err := notify.NewHook(notify.HookConfig{URL: c.HookURL, Secret: c.HookSecret, Safety: c.safety()})
 		if err != nil {
 			return nil, on, err
 		}

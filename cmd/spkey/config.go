@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -44,6 +45,9 @@ type config struct {
 	RetryBase   time.Duration
 	MaxAttempts int
 	TrustProxy  bool
+	// Outbound URL policy of the notify hook and partner webhooks.
+	WebhookAllowHTTP    bool
+	WebhookAllowPrivate bool
 }
 
 // bind registers the flags of c on fs, then sets every one whose SPKEY_*
@@ -73,6 +77,8 @@ func (c *config) bind(fs *flag.FlagSet, env map[string]string) error {
 	fs.DurationVar(&c.RetryBase, "notify-retry-base", 2*time.Second, "first retry delay of a failed notification; doubles per attempt (with jitter), at most 10m")
 	fs.IntVar(&c.MaxAttempts, "notify-max-attempts", 8, "attempts per notification before it is marked failed")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", false, "take client addresses and scheme from X-Forwarded-For/-Proto (only behind a reverse proxy)")
+	fs.BoolVar(&c.WebhookAllowHTTP, "webhook-allow-http", false, "allow http:// (not only https://) URLs for the notify hook and partner webhooks (local development)")
+	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", false, "allow the notify hook and partner webhooks to call loopback, private and link-local addresses")
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "SPKEY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
@@ -122,6 +128,12 @@ func (c *config) validate() error {
 		c.NodeID = fmt.Sprintf("%s-%x", host, b)
 	}
 	return nil
+}
+
+// safety is the outbound URL policy of the notify hook and partner
+// webhooks.
+func (c *config) safety() netsafe.Policy {
+	return netsafe.Policy{AllowHTTP: c.WebhookAllowHTTP, AllowPrivate: c.WebhookAllowPrivate}
 }
 
 func (c *config) logger(w io.Writer) *slog.Logger {

@@ -328,7 +328,8 @@ func TestDoorbellTwoNodes(t *testing.T) {
 	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--db", db}
 	env := func(node string) []string {
 		return []string{"SPKEY_ADMIN_API_KEY=" + admin, "SPKEY_LOG_LEVEL=error", "SPKEY_NODE_ID=" + node,
-			"SPKEY_NOTIFY_HOOK_URL=" + hook.URL + "/ring", "SPKEY_NOTIFY_HOOK_SECRET=" + hookSecret}
+			"SPKEY_NOTIFY_HOOK_URL=" + hook.URL + "/ring", "SPKEY_NOTIFY_HOOK_SECRET=" + hookSecret,
+			"SPKEY_WEBHOOK_ALLOW_HTTP=true", "SPKEY_WEBHOOK_ALLOW_PRIVATE=true"} // the receiver is http on 127.0.0.1
 	}
 	_, baseA := startBinary(t, bin, args, env("node-a")) // creates the signing key
 	_, baseB := startBinary(t, bin, args, env("node-b"))
@@ -488,7 +489,8 @@ func TestDoorbellSIGKILLMidDelivery(t *testing.T) {
 	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", data}
 	env := func(node string) []string {
 		return []string{"SPKEY_ADMIN_API_KEY=" + admin, "SPKEY_LOG_LEVEL=error", "SPKEY_NODE_ID=" + node,
-			"SPKEY_NOTIFY_HOOK_URL=" + hook.URL + "/ring", "SPKEY_NOTIFY_HOOK_SECRET=" + hookSecret}
+			"SPKEY_NOTIFY_HOOK_URL=" + hook.URL + "/ring", "SPKEY_NOTIFY_HOOK_SECRET=" + hookSecret,
+			"SPKEY_WEBHOOK_ALLOW_HTTP=true", "SPKEY_WEBHOOK_ALLOW_PRIVATE=true"} // the receiver is http on 127.0.0.1
 	}
 	cmd, base := startBinary(t, bin, args, env("before-kill"))
 	kc := setupLock(t, base, admin)

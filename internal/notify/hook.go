@@ -20,6 +20,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/domain/user"
 	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -31,18 +32,28 @@ const HookEventRing = "doorbell.ring"
 
 // HookConfig configures the outgoing HTTP hook.
 type HookConfig struct {
-	// URL (SPKEY_NOTIFY_HOOK_URL) receives the POSTs: http or https, with a host.
+	// URL (SPKEY_NOTIFY_HOOK_URL) receives the POSTs: https (http when
+	// Safety.AllowHTTP), with a host, without user info or fragment.
 	URL string
 	// Secret (SPKEY_NOTIFY_HOOK_SECRET) signs them (Standard Webhooks). A secret
 	// starting with "whsec_" is the base64 of the key; any other secret is
 	// the key itself, byte for byte. Empty: requests are not signed (no
 	// webhook-signature header) — only for a receiver on a trusted network.
 	Secret string
-	// Client sends the requests (nil: http.DefaultTransport). A client
-	// without a Timeout gets DefaultHookTimeout (15 s). Redirects are never
-	// followed, whatever the client's CheckRedirect says.
+	// Safety is the operator's outbound URL policy (SPKEY_WEBHOOK_ALLOW_HTTP,
+	// SPKEY_WEBHOOK_ALLOW_PRIVATE): NewHook checks URL with it and, when
+	// Client is nil, every connection is checked by Safety.Client's dialer.
+	Safety netsafe.Policy
+	// Client sends the requests (nil: Safety.Client with
+	// DefaultHookTimeout); a client given here is used as it is, without
+	// Safety's check of each connection. A client without a Timeout gets
+	// DefaultHookTimeout (15 s). Redirects are never followed, whatever the
+	// client's CheckRedirect says.
 	Client *http.Client
 }
+
+// hookCheckTimeout bounds the name lookup of NewHook's URL check.
+const hookCheckTimeout = 10 * time.Second
 
 // HookPayload is the JSON body POSTed to the hook for every ring and
 // targeted resident; the field names are a contract with receivers and do
@@ -100,18 +111,19 @@ type Hook struct {
 	client *http.Client
 }
 
-// NewHook checks cfg and returns the channel. Errors name the setting at
-// fault (SPKEY_NOTIFY_HOOK_URL, SPKEY_NOTIFY_HOOK_SECRET) and never contain the secret.
+// NewHook checks cfg and returns the channel. The URL is checked with
+// cfg.Safety, resolving its host name (within 10 s) unless private targets
+// are allowed. Errors name the setting at fault (SPKEY_NOTIFY_HOOK_URL,
+// SPKEY_NOTIFY_HOOK_SECRET) and never contain the secret; a URL refused by
+// the policy matches netsafe.ErrRefused and names the setting that would
+// allow it.
 func NewHook(cfg HookConfig) (*Hook, error) {
-	u, err := url.Parse(strings.TrimSpace(cfg.URL))
-	if err != nil || strings.TrimSpace(cfg.URL) == "" {
-		return nil, errors.New("SPKEY_NOTIFY_HOOK_URL must be an http:// or https:// URL")
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("SPKEY_NOTIFY_HOOK_URL: scheme must be http or https, not %q", u.Scheme)
-	}
-	if u.Hostname() == "" {
-		return nil, errors.New("SPKEY_NOTIFY_HOOK_URL: the host is missing")
+	// A constructor run at start-up, without a context: the lookup gets its own deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), hookCheckTimeout)
+	defer cancel()
+	u, err := cfg.Safety.CheckURL(ctx, strings.TrimSpace(cfg.URL))
+	if err != nil {
+		return nil, fmt.Errorf("SPKEY_NOTIFY_HOOK_URL: %w", err)
 	}
 	h := &Hook{url: u.String()}
 	if cfg.Secret != "" {
@@ -126,6 +138,8 @@ func NewHook(cfg HookConfig) (*Hook, error) {
 	var c http.Client
 	if cfg.Client != nil {
 		c = *cfg.Client
+	} else {
+		c = *cfg.Safety.Client(DefaultHookTimeout, nil)
 	}
 	if c.Timeout <= 0 {
 		// The engine's attempts have no deadline of their own.

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +18,8 @@ import (
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/netsafe"
+	"github.com/spkey-dev/spkey/internal/netsafe/netsafetest"
 	"github.com/spkey-dev/spkey/internal/notify"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/testenv"
@@ -28,9 +33,13 @@ func newSecret(t testing.TB) string {
 	return "whsec_" + base64.StdEncoding.EncodeToString(k[:])
 }
 
+// testSafety lets the hook reach the receivers of these tests: http on
+// 127.0.0.1.
+var testSafety = netsafe.Policy{AllowHTTP: true, AllowPrivate: true}
+
 func newHook(t testing.TB, url, secret string) *notify.Hook {
 	t.Helper()
-	h, err := notify.NewHook(notify.HookConfig{URL: url, Secret: secret})
+	h, err := notify.NewHook(notify.HookConfig{URL: url, Secret: secret, Safety: testSafety})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +235,8 @@ func TestHookAnswers(t *testing.T) {
 	t.Cleanup(func() { close(block) })
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h, err := notify.NewHook(notify.HookConfig{URL: rc.URL() + "/" + strconv.Itoa(i), Secret: "raw secret bytes", Client: &http.Client{Timeout: c.timeout}})
+			h, err := notify.NewHook(notify.HookConfig{URL: rc.URL() + "/" + strconv.Itoa(i), Secret: "raw secret bytes", Safety: testSafety,
+				Client: &http.Client{Timeout: c.timeout}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -264,22 +274,61 @@ func TestHookAnswers(t *testing.T) {
 	}
 }
 
-// TestNewHookValidation: bad settings are refused naming the setting.
+// TestNewHookValidation: bad settings are refused naming the setting, and
+// the URL policy's refusals name the operator setting that would allow it.
 func TestNewHookValidation(t *testing.T) {
-	for _, c := range []struct{ url, secret, want string }{
-		{"", "", "SPKEY_NOTIFY_HOOK_URL"},
-		{"ftp://hooks.example.com/x", "", "SPKEY_NOTIFY_HOOK_URL: scheme"},
-		{"https:///path", "", "SPKEY_NOTIFY_HOOK_URL: the host is missing"},
-		{"hooks.example.com/ring", "", "SPKEY_NOTIFY_HOOK_URL: scheme"},
-		{"https://hooks.example.com/ring", "whsec_!!not base64!!", "SPKEY_NOTIFY_HOOK_SECRET"},
+	for _, c := range []struct {
+		url, secret string
+		safety      netsafe.Policy
+		want        string
+	}{
+		{"", "", testSafety, "SPKEY_NOTIFY_HOOK_URL: url is empty"},
+		{"ftp://hooks.example.com/x", "", testSafety, "SPKEY_NOTIFY_HOOK_URL: url must use http or https, not ftp"},
+		{"https:///path", "", testSafety, "SPKEY_NOTIFY_HOOK_URL: url must have a host"},
+		{"hooks.example.com/ring", "", testSafety, "SPKEY_NOTIFY_HOOK_URL: url must be absolute"},
+		{"https://user:pw@hooks.example.com/ring", "", testSafety, "SPKEY_NOTIFY_HOOK_URL: url must not contain a user name or password"},
+		{"http://hooks.example.com/ring", "", netsafe.Policy{AllowPrivate: true}, "SPKEY_NOTIFY_HOOK_URL: url must use https (the operator can allow http with SPKEY_WEBHOOK_ALLOW_HTTP=true)"},
+		{"http://127.0.0.1:9/ring", "", netsafe.Policy{AllowHTTP: true}, "SPKEY_NOTIFY_HOOK_URL: url host 127.0.0.1 is a loopback address (the operator can allow private targets with SPKEY_WEBHOOK_ALLOW_PRIVATE=true)"},
+		{"https://hooks.example.com/ring", "whsec_!!not base64!!", testSafety, "SPKEY_NOTIFY_HOOK_SECRET"},
 	} {
-		_, err := notify.NewHook(notify.HookConfig{URL: c.url, Secret: c.secret})
+		_, err := notify.NewHook(notify.HookConfig{URL: c.url, Secret: c.secret, Safety: c.safety})
 		if err == nil || !strings.Contains(err.Error(), c.want) || (c.secret != "" && strings.Contains(err.Error(), c.secret)) {
 			t.Errorf("NewHook(%q, %q) = %v, want an error with %q", c.url, c.secret, err, c.want)
 		}
+		if strings.HasPrefix(c.want, "SPKEY_NOTIFY_HOOK_URL") && !errors.Is(err, netsafe.ErrRefused) {
+			t.Errorf("NewHook(%q): %v does not match netsafe.ErrRefused", c.url, err)
+		}
 	}
-	h, err := notify.NewHook(notify.HookConfig{URL: "http://127.0.0.1:9/ring"})
+	h, err := notify.NewHook(notify.HookConfig{URL: "http://127.0.0.1:9/ring", Safety: testSafety})
 	if err != nil || h.Consumer() != es.ConsumerDoorbellHook || h.Name() != "hook" {
 		t.Errorf("NewHook: %v", err)
+	}
+}
+
+// TestHookRefusesPrivateAddress: without AllowPrivate, a hook whose name
+// resolved to a public address at start-up and resolves to 127.0.0.1 when
+// delivering (DNS rebinding, on a real DNS server) is refused by the
+// dialer: the receiver sees nothing and the attempt is retried with an
+// error saying the address is not allowed.
+func TestHookRefusesPrivateAddress(t *testing.T) {
+	rc := startReceiver(t, &receiver{}, "")
+	dns := netsafetest.NewDNS(t, netip.MustParseAddr("1.1.1.1"))
+	u, err := url.Parse(rc.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := notify.NewHook(notify.HookConfig{URL: "http://hooks.rebind.example:" + u.Port() + "/ring",
+		Safety: netsafe.Policy{AllowHTTP: true, Resolver: dns.Resolver()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns.Set(netip.MustParseAddr("127.0.0.1"))
+	r := h.Deliver(context.Background(), ringDelivery())
+	if r.Status != store.OutcomeRetry || r.Err == nil || !errors.Is(r.Err, netsafe.ErrRefused) ||
+		!strings.Contains(r.Err.Error(), "address 127.0.0.1 is not allowed: it is a loopback address") {
+		t.Errorf("got %+v (err %v), want a retry refused by the dialer", r, r.Err)
+	}
+	if n := len(rc.Requests()); n != 0 {
+		t.Errorf("the receiver saw %d requests", n)
 	}
 }
