@@ -37,7 +37,9 @@ var openapiExtensions = map[string]bool{
 
 func openapiOnlyOurs(path string) bool {
 	return openapiExtensions[path] || path == "/healthz" || path == "/readyz" || path == "/tenants" ||
-		strings.HasPrefix(path, "/tenants/") || path == "/api-keys" || strings.HasPrefix(path, "/api-keys/")
+		strings.HasPrefix(path, "/tenants/") || path == "/api-keys" || strings.HasPrefix(path, "/api-keys/") ||
+		path == "/webhooks" || strings.HasPrefix(path, "/webhooks/") // the admin host's partner self-service
+
 }
 
 type openapiDoc struct {

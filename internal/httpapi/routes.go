@@ -54,6 +54,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	huma.Register(a, op(http.MethodGet, "/tenants", "get_ListTenants", "List tenants with masked key info", 200, secAdmin, "Admin"), s.listTenants)
 	huma.Register(a, op(http.MethodPost, "/api-keys", "post_IssueApiKey", "Issue the organization's API key (shown once)", 201, secAdmin, "Admin"), s.issueKey)
 	huma.Register(a, op(http.MethodPost, "/api-keys/{orgId}/rotate", "post_RotateApiKey", "Rotate: issue a new key and revoke the old one at once", 201, secAdmin, "Admin"), s.rotateKey)
+	s.webhookRoutes(a)
 	// Operations.
 	huma.Register(a, op(http.MethodGet, "/healthz", "get_Healthz", "Liveness", 200, secPublic, "Ops"), s.healthz)
 	huma.Register(a, op(http.MethodGet, "/readyz", "get_Readyz", "Readiness: the database answers", 200, secPublic, "Ops"), s.readyz)

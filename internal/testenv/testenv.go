@@ -24,8 +24,10 @@ import (
 	"github.com/spkey-dev/spkey/internal/auth"
 	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/httpapi"
+	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/notify"
 	"github.com/spkey-dev/spkey/internal/store"
+	"github.com/spkey-dev/spkey/internal/webhook"
 )
 
 // Backend names a database to run a test on.
@@ -162,6 +164,12 @@ type Options struct {
 	// Timeouts, if set, is the server's read and write timeout (as
 	// `spkey serve` sets them).
 	Timeouts time.Duration
+	// Safety is the outbound URL policy of webhooks (nil: http and
+	// loopback allowed, as tests need).
+	Safety *netsafe.Policy
+	// Webhooks tunes partner deliveries (zero: fast test retries); its
+	// Safety is Options.Safety.
+	Webhooks webhook.Config
 }
 
 // NewServer starts spkey's handler on 127.0.0.1:0 over a fresh store.
@@ -204,7 +212,23 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 			chans.Hook = true
 		}
 	}
-	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Queued: engine.Queued}, log)
+	safety := netsafe.Policy{AllowHTTP: true, AllowPrivate: true}
+	if opt.Safety != nil {
+		safety = *opt.Safety
+	}
+	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Queued: engine.Queued, Safety: safety}, log)
+	wcfg := opt.Webhooks
+	wcfg.Safety = safety
+	if wcfg.RetryBase == 0 {
+		wcfg.RetryBase, wcfg.RetryMax = 50*time.Millisecond, time.Second
+	}
+	if wcfg.Hold == 0 {
+		wcfg.Hold = 500 * time.Millisecond
+	}
+	if wcfg.Timeout == 0 {
+		wcfg.Timeout = 5 * time.Second
+	}
+	webhook.New(st, svc, wcfg, log).Register(engine)
 	ectx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = engine.Run(ectx) }()
