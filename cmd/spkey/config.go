@@ -16,6 +16,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/store"
+	"github.com/spkey-dev/spkey/internal/webhook"
 )
 
 // config is every setting of the server, from flags and SPKEY_* variables
@@ -46,8 +47,10 @@ type config struct {
 	MaxAttempts int
 	TrustProxy  bool
 	// Outbound URL policy of the notify hook and partner webhooks.
-	WebhookAllowHTTP    bool
-	WebhookAllowPrivate bool
+	WebhookAllowHTTP                                 bool
+	WebhookAllowPrivate                              bool
+	WebhookRegion, WebhookAccount                    string
+	WebhookTimeout, WebhookRetryBase, WebhookHorizon time.Duration
 }
 
 // bind registers the flags of c on fs, then sets every one whose SPKEY_*
@@ -79,6 +82,11 @@ func (c *config) bind(fs *flag.FlagSet, env map[string]string) error {
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", false, "take client addresses and scheme from X-Forwarded-For/-Proto (only behind a reverse proxy)")
 	fs.BoolVar(&c.WebhookAllowHTTP, "webhook-allow-http", false, "allow http:// (not only https://) URLs for the notify hook and partner webhooks (local development)")
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", false, "allow the notify hook and partner webhooks to call loopback, private and link-local addresses")
+	fs.StringVar(&c.WebhookRegion, "webhook-region", "local", "region field of the partner webhook envelope")
+	fs.StringVar(&c.WebhookAccount, "webhook-account", "spkey", "account field of the partner webhook envelope")
+	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", webhook.DefaultTimeout, "how long one partner webhook request may take")
+	fs.DurationVar(&c.WebhookRetryBase, "webhook-retry-base", webhook.DefaultRetryBase, "first retry delay of a failed partner delivery; doubles per attempt (with jitter), at most 1h")
+	fs.DurationVar(&c.WebhookHorizon, "webhook-retry-horizon", webhook.DefaultHorizon, "how long a partner delivery is retried before it is marked failed")
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "SPKEY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))

@@ -20,6 +20,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/notify"
 	"github.com/spkey-dev/spkey/internal/store"
+	"github.com/spkey-dev/spkey/internal/webhook"
 )
 
 func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
@@ -71,7 +72,9 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	}
 	engine := notify.New(st, hub, notify.Config{Node: c.NodeID, Lease: c.OutboxLease, RetryBase: c.RetryBase, MaxAttempts: c.MaxAttempts,
 		Observe: notifyMetrics(reg, hub)}, log, chans...)
-	svc := app.New(st, app.Options{Channels: appChans, Queued: engine.Queued}, log)
+	svc := app.New(st, app.Options{Channels: appChans, Queued: engine.Queued, Safety: c.safety()}, log)
+	webhook.New(st, svc, webhook.Config{Region: c.WebhookRegion, Account: c.WebhookAccount, Safety: c.safety(), Timeout: c.WebhookTimeout,
+		RetryBase: c.WebhookRetryBase, Horizon: c.WebhookHorizon}, log).Register(engine)
 	origins := map[string]bool{}
 	for _, o := range strings.Split(c.CORSOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
