@@ -3,25 +3,20 @@ package notify
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/domain/user"
 	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/store"
+	"github.com/spkey-dev/spkey/internal/whsig"
 )
 
 // DefaultHookTimeout bounds one hook request when HookConfig.Client is nil.
@@ -127,12 +122,8 @@ func NewHook(cfg HookConfig) (*Hook, error) {
 	}
 	h := &Hook{url: u.String()}
 	if cfg.Secret != "" {
-		if rest, ok := strings.CutPrefix(cfg.Secret, "whsec_"); ok {
-			if h.key, err = base64.StdEncoding.DecodeString(rest); err != nil || len(h.key) == 0 {
-				return nil, errors.New("SPKEY_NOTIFY_HOOK_SECRET: after \"whsec_\" must come the key in standard base64")
-			}
-		} else {
-			h.key = []byte(cfg.Secret)
+		if h.key, err = whsig.Key(cfg.Secret); err != nil {
+			return nil, fmt.Errorf("SPKEY_NOTIFY_HOOK_SECRET: %w", err)
 		}
 	}
 	var c http.Client
@@ -166,10 +157,7 @@ func (h *Hook) Sign(id string, ts int64, body []byte) string {
 	if h.key == nil {
 		return ""
 	}
-	m := hmac.New(sha256.New, h.key)
-	m.Write([]byte(id + "." + strconv.FormatInt(ts, 10) + "."))
-	m.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+	return whsig.Sign(h.key, id, ts, body)
 }
 
 // Deliver makes one POST (see HookPayload for the contract and the
@@ -200,10 +188,10 @@ func (h *Hook) Deliver(ctx context.Context, d Delivery) Result {
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return Result{Status: store.OutcomeRetry, Err: fmt.Errorf("POST hook: %w", redactURLError(err))}
+		return Result{Status: store.OutcomeRetry, Err: fmt.Errorf("POST hook: %w", whsig.Redact(err))}
 	}
 	defer resp.Body.Close()
-	snippet := readSnippet(resp.Body)
+	snippet := whsig.Snippet(resp.Body)
 	// Drain a little more so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	code := resp.StatusCode
@@ -219,7 +207,7 @@ func (h *Hook) Deliver(ctx context.Context, d Delivery) Result {
 	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
 		res.Status = store.OutcomeRetry
 		if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
-			res.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+			res.RetryAfter = whsig.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		}
 	default:
 		res.Status = store.StatusFailed
@@ -231,45 +219,3 @@ func (h *Hook) Deliver(ctx context.Context, d Delivery) Result {
 	return res
 }
 
-// readSnippet returns the first 200 bytes of a body, valid UTF-8 on one
-// line.
-func readSnippet(r io.Reader) string {
-	b, _ := io.ReadAll(io.LimitReader(r, 200))
-	s := strings.ToValidUTF8(string(b), "")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	return strings.TrimSpace(s)
-}
-
-// retryAfter reads a Retry-After header: delay-seconds or an HTTP date.
-// Zero when absent, malformed or in the past.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		return time.Duration(min(n, int64(365*24*3600))) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
-}
-
-// redactURLError drops the URL from a client error: it may carry a token in
-// its query or user info.
-func redactURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
