@@ -95,6 +95,7 @@ func (s *Store) DumpReadModels(ctx context.Context) (string, error) {
 		`SELECT key_id, org_id, hash, masked, super, created_at, created_by, COALESCE(expires_at, ''), COALESCE(revoked_at, '') FROM api_keys`,
 		`SELECT ring_id, lock_id, org_id, rang_at, event_seq FROM doorbell_rings`,
 		`SELECT user_id, ring_id, lock_id, event_seq FROM doorbell_ring_targets`,
+		`SELECT webhook_id, org_id, url, events, status, created_at FROM webhooks`,
 	} {
 		rows, err := s.r.QueryContext(ctx, q)
 		if err != nil {
