@@ -170,6 +170,24 @@ func (s *Service) UsePortalNonce(ctx context.Context, nonce string, maxTTL time.
 	return s.st.UseNonce(ctx, nonce, now)
 }
 
+// EndPortalSession records that the portal session id was signed out, on
+// every node: PortalSessionEnded reports it from then on. Sessions live
+// less than the nonce table remembers (maxTTL), so a signed-out session
+// expires before it is forgotten.
+func (s *Service) EndPortalSession(ctx context.Context, id string, maxTTL time.Duration) error {
+	_, err := s.UsePortalNonce(ctx, sessionNonce(id), maxTTL)
+	return err
+}
+
+// PortalSessionEnded reports whether the portal session id was signed out.
+func (s *Service) PortalSessionEnded(ctx context.Context, id string) (bool, error) {
+	return s.st.NonceUsed(ctx, sessionNonce(id))
+}
+
+// sessionNonce keeps signed-out sessions apart from link nonces in the
+// one table of spent single-use values.
+func sessionNonce(id string) string { return "session:" + id }
+
 func requirePortal(p Principal) error {
 	if p.Kind != TenantCaller || p.OrgID == "" {
 		return domain.Errorf(domain.Forbidden, "A partner organization is required")

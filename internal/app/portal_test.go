@@ -153,7 +153,8 @@ func TestRotateOwnKey(t *testing.T) {
 }
 
 // TestUsePortalNonce: a nonce is spent once; nonces older than the link
-// lifetime are forgotten.
+// lifetime are forgotten; a signed-out session is remembered apart from
+// link nonces.
 func TestUsePortalNonce(t *testing.T) {
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
@@ -165,6 +166,18 @@ func TestUsePortalNonce(t *testing.T) {
 				if err != nil || fresh != want {
 					t.Fatalf("use %d: fresh %v, err %v", i, fresh, err)
 				}
+			}
+			if ended, err := svc.PortalSessionEnded(ctx, "s1"); err != nil || ended {
+				t.Fatalf("session s1 ended before sign-out: %v %v", ended, err)
+			}
+			if err := svc.EndPortalSession(ctx, "s1", time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if ended, err := svc.PortalSessionEnded(ctx, "s1"); err != nil || !ended {
+				t.Fatalf("session s1 not ended after sign-out: %v %v", ended, err)
+			}
+			if ended, _ := svc.PortalSessionEnded(ctx, "abc"); ended {
+				t.Fatal("a link nonce counts as a signed-out session")
 			}
 			now = now.Add(2 * time.Hour)
 			if fresh, err := svc.UsePortalNonce(ctx, "abc", time.Hour); err != nil || !fresh {

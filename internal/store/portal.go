@@ -65,3 +65,13 @@ func (s *Store) tenantByOwnerEmail(ctx context.Context, q querier, email string)
 	}
 	return orgID, true, nil
 }
+
+// NonceUsed reports whether nonce was used (and not forgotten yet).
+func (s *Store) NonceUsed(ctx context.Context, nonce string) (bool, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM portal_nonces WHERE nonce = $1`), nonce).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("portal nonce used: %w", err)
+	}
+	return n > 0, nil
+}

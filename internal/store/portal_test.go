@@ -29,6 +29,12 @@ func TestUseNonce(t *testing.T) {
 			if err != nil || fresh {
 				t.Fatalf("second use: fresh %v, err %v", fresh, err)
 			}
+			if used, err := st.NonceUsed(ctx, "n1"); err != nil || !used {
+				t.Fatalf("n1 used: %v, %v", used, err)
+			}
+			if used, err := st.NonceUsed(ctx, "n2"); err != nil || used {
+				t.Fatalf("n2 used: %v, %v", used, err)
+			}
 			if _, err := st.UseNonce(ctx, "", at); err == nil {
 				t.Fatal("an empty nonce was accepted")
 			}
