@@ -396,6 +396,12 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 						}
 						<-sem
 						wg.Done()
+						if p.Ordered || p.PerTarget > 0 {
+							// The next row of this aggregate (Ordered) or
+							// of this target (PerTarget) may be claimable
+							// now: look again at once, not at the next poll.
+							e.kick(consumer)
+						}
 					}()
 					deliver(work, cl)
 				}(cl)
