@@ -42,15 +42,20 @@ func (s *Server) webhookRoutes(a huma.API) {
 
 // Inputs.
 
-type orgPath struct {
+// OrgPath is the {orgId} of the admin webhook routes. The inputs embed
+// it, and huma reads only exported embedded structs: an unexported one
+// would leave the parameter empty.
+type OrgPath struct {
 	OrgID string `path:"orgId" doc:"The tenant's organization id"`
 }
 
-type hookPath struct {
+// HookPath is the {webhookId} of the webhook routes.
+type HookPath struct {
 	WebhookID string `path:"webhookId" doc:"The webhook's id (UUID)"`
 }
 
-type deliveryPath struct {
+// DeliveryPath is the {deliveryId} of the redeliver routes.
+type DeliveryPath struct {
 	DeliveryID int64 `path:"deliveryId" doc:"The delivery's id"`
 }
 
@@ -70,24 +75,24 @@ func (b webhookBody) input() app.WebhookInput {
 }
 
 type createWebhookInput struct {
-	orgPath
+	OrgPath
 	IdemHeader
 	Body webhookBody
 }
 
 type updateWebhookInput struct {
-	orgPath
-	hookPath
+	OrgPath
+	HookPath
 	Body webhookBody
 }
 
 type orgHookInput struct {
-	orgPath
-	hookPath
+	OrgPath
+	HookPath
 }
 
 type listWebhooksInput struct {
-	orgPath
+	OrgPath
 	Limit  int `query:"limit" minimum:"1" maximum:"100" default:"50"`
 	Offset int `query:"offset" minimum:"0" default:"0"`
 }
@@ -97,31 +102,32 @@ type myWebhooksInput struct {
 	Offset int `query:"offset" minimum:"0" default:"0"`
 }
 
-type deliveriesQuery struct {
+// DeliveriesQuery is the delivery log's paging and status filter.
+type DeliveriesQuery struct {
 	PageQuery
 	Status string `query:"status" enum:"pending,delivered,failed,skipped" doc:"Only deliveries in this state"`
 }
 
 type orgDeliveriesInput struct {
-	orgPath
-	hookPath
-	deliveriesQuery
+	OrgPath
+	HookPath
+	DeliveriesQuery
 }
 
 type myDeliveriesInput struct {
-	hookPath
-	deliveriesQuery
+	HookPath
+	DeliveriesQuery
 }
 
 type orgRedeliverInput struct {
-	orgPath
-	hookPath
-	deliveryPath
+	OrgPath
+	HookPath
+	DeliveryPath
 }
 
 type myRedeliverInput struct {
-	hookPath
-	deliveryPath
+	HookPath
+	DeliveryPath
 }
 
 type replayBody struct {
@@ -130,18 +136,18 @@ type replayBody struct {
 }
 
 type orgReplayInput struct {
-	orgPath
-	hookPath
+	OrgPath
+	HookPath
 	Body replayBody
 }
 
 type myReplayInput struct {
-	hookPath
+	HookPath
 	Body replayBody
 }
 
 type patchWebhookInput struct {
-	hookPath
+	HookPath
 	Body struct {
 		_   struct{} `additionalProperties:"true"`
 		URL string   `json:"url" minLength:"1" doc:"The new https URL"`
@@ -358,7 +364,7 @@ func (s *Server) getWebhook(ctx context.Context, in *orgHookInput) (*WebhookOutp
 	return s.webhook(ctx, p, in.OrgID, in.WebhookID)
 }
 
-func (s *Server) myWebhook(ctx context.Context, in *hookPath) (*WebhookOutput, error) {
+func (s *Server) myWebhook(ctx context.Context, in *HookPath) (*WebhookOutput, error) {
 	return s.webhook(ctx, principal(ctx), "", in.WebhookID)
 }
 
@@ -378,7 +384,7 @@ func (s *Server) verifyWebhook(ctx context.Context, in *orgHookInput) (*WebhookO
 	return s.verify(ctx, p, in.OrgID, in.WebhookID)
 }
 
-func (s *Server) verifyMyWebhook(ctx context.Context, in *hookPath) (*WebhookOutput, error) {
+func (s *Server) verifyMyWebhook(ctx context.Context, in *HookPath) (*WebhookOutput, error) {
 	return s.verify(ctx, principal(ctx), "", in.WebhookID)
 }
 
@@ -398,7 +404,7 @@ func (s *Server) webhookSecret(ctx context.Context, in *orgHookInput) (*SecretOu
 	return s.secret(ctx, p, in.OrgID, in.WebhookID)
 }
 
-func (s *Server) myWebhookSecret(ctx context.Context, in *hookPath) (*SecretOutput, error) {
+func (s *Server) myWebhookSecret(ctx context.Context, in *HookPath) (*SecretOutput, error) {
 	return s.secret(ctx, principal(ctx), "", in.WebhookID)
 }
 
@@ -417,14 +423,14 @@ func (s *Server) webhookDeliveries(ctx context.Context, in *orgDeliveriesInput) 
 	if err != nil {
 		return nil, err
 	}
-	return s.deliveries(ctx, p, in.OrgID, in.WebhookID, in.deliveriesQuery)
+	return s.deliveries(ctx, p, in.OrgID, in.WebhookID, in.DeliveriesQuery)
 }
 
 func (s *Server) myDeliveries(ctx context.Context, in *myDeliveriesInput) (*DeliveriesOutput, error) {
-	return s.deliveries(ctx, principal(ctx), "", in.WebhookID, in.deliveriesQuery)
+	return s.deliveries(ctx, principal(ctx), "", in.WebhookID, in.DeliveriesQuery)
 }
 
-func (s *Server) deliveries(ctx context.Context, p app.Principal, org, id string, q deliveriesQuery) (*DeliveriesOutput, error) {
+func (s *Server) deliveries(ctx context.Context, p app.Principal, org, id string, q DeliveriesQuery) (*DeliveriesOutput, error) {
 	var before int64
 	if q.Cursor != "" {
 		n, err := strconv.ParseInt(q.Cursor, 10, 64)
