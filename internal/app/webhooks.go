@@ -54,13 +54,12 @@ func viewOf(org string, w tenant.Webhook) WebhookView {
 }
 
 // webhookOrg returns the org whose webhooks p may manage: an admin names
-// it, a partner's is its own (naming another one finds nothing).
+// it, a partner's is its own (naming another one finds nothing). Without
+// an org named (the partner routes) an admin's JWT is refused like any
+// user's: the admin routes name the org.
 func webhookOrg(p Principal, orgID string) (string, error) {
 	switch {
-	case p.Admin:
-		if orgID == "" {
-			return "", domain.InvalidField("orgId", "orgId is required")
-		}
+	case p.Admin && orgID != "":
 		return orgID, nil
 	case p.Kind == TenantCaller && p.OrgID != "":
 		if orgID != "" && orgID != p.OrgID {
@@ -69,6 +68,8 @@ func webhookOrg(p Principal, orgID string) (string, error) {
 		return p.OrgID, nil
 	case p.Kind == Anonymous:
 		return "", domain.Errorf(domain.Unauthorized, "Authentication required: send your X-API-Key")
+	case p.Admin:
+		return "", domain.Errorf(domain.Forbidden, "Admins manage a tenant's webhooks under /tenants/{orgId}/webhooks")
 	}
 	return "", domain.Errorf(domain.Forbidden, "Only the partner's API key or an admin can manage webhooks")
 }

@@ -503,8 +503,13 @@ func (s *Server) replayAs(ctx context.Context, p app.Principal, org, id string, 
 
 func (s *Server) rotateMyKey(ctx context.Context, _ *struct{}) (*IssuedKeyOutput, error) {
 	p := principal(ctx)
-	if p.Kind != app.TenantCaller || p.KeyID == "" {
-		return nil, toAPIError(ctx, s.log, domain.Errorf(domain.Unauthorized, "Send the API key to rotate in X-API-Key"))
+	switch {
+	case p.Kind == app.Anonymous:
+		return nil, toAPIError(ctx, s.log, domain.Errorf(domain.Unauthorized, "Authentication required: send your X-API-Key"))
+	case p.Kind != app.TenantCaller || p.KeyID == "":
+		// A JWT (a user's or an admin's) is authenticated but has no key
+		// to rotate: refused, not unauthenticated.
+		return nil, toAPIError(ctx, s.log, domain.Errorf(domain.Forbidden, "Only an API key can rotate itself: send it in X-API-Key"))
 	}
 	k, err := s.svc.RotateOwnKey(ctx, p, p.KeyID)
 	return s.issued(ctx, k, err)
