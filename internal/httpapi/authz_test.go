@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
+	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
 
@@ -23,13 +25,14 @@ import (
 type authzClass int
 
 const (
-	authzLock   authzClass = iota // owner org's key, owner or key holder's JWT
-	authzUser                     // /users/{id}/...: the user's own JWT, a linked tenant's key
-	authzLookup                   // find-or-create: any authenticated caller
-	authzPublic                   // GET /locks/{id}/residents
-	authzAdmin                    // admin API: X-Admin-API-Key + admin-domain JWT
-	authzHook                     // POST /users: X-Admin-API-Key
-	authzRing                     // answer/decline: a targeted resident's JWT only
+	authzLock    authzClass = iota // owner org's key, owner or key holder's JWT
+	authzUser                      // /users/{id}/...: the user's own JWT, a linked tenant's key
+	authzLookup                    // find-or-create: any authenticated caller
+	authzPublic                    // GET /locks/{id}/residents
+	authzAdmin                     // admin API: X-Admin-API-Key + admin-domain JWT
+	authzHook                      // POST /users: X-Admin-API-Key
+	authzRing                      // answer/decline: a targeted resident's JWT only
+	authzPartner                   // /webhooks..., POST /api-keys/rotate: the tenant's own X-API-Key only
 )
 
 // authzRoute is one route of routes.go with a request that succeeds for a
@@ -49,12 +52,15 @@ var authzQuirks = map[string]struct {
 	tenantMsg string // replaces it for another tenant's key
 	stream    bool   // the success answer is an endless event stream
 	noKey     bool   // no (non-super) API key may call it
+	jwtMsg    string // replaces a partner route's refusal message for a JWT (a user's or an admin's)
+	selfOnly  bool   // acts on the calling key's own tenant, whichever it is: another tenant's key is not refused
 }{
 	"POST /users/{id}/SetNotificationPreferences": {noKey: true,
 		tenantMsg: "Notification preferences apply at every tenant's locks: only the user (or a super key) may change them"},
 	"POST /locks/{id}/RingDoorbell":        {userMsg: "Only the lock owner or the lock's organization may ring lock 1"},
 	"GET /locks/{id}/doorbell/rings":       {userMsg: "Only the lock owner or the lock's organization may read the rings of lock 1"},
 	"GET /users/{id}/notifications/stream": {stream: true},
+	"POST /api-keys/rotate":                {jwtMsg: "Only an API key can rotate itself: send it in X-API-Key", selfOnly: true},
 }
 
 const (
@@ -73,21 +79,40 @@ const (
 	msgInternal   = "X-Org-Id and X-User-Id are internal headers and must not be sent by clients"
 	msgBadKey     = "Invalid, revoked or expired API key"
 	msgBadAdmin   = "Invalid admin API key"
+	// The partner routes' refusals (app.webhookOrg, app.ownWebhook).
+	msgNoPartnerKey = "Authentication required: send your X-API-Key"
+	msgPartnerOnly  = "Only the partner's API key or an admin can manage webhooks"
+	msgAdminPartner = "Admins manage a tenant's webhooks under /tenants/{orgId}/webhooks"
+	msgNoWebhook    = "Webhook not found"
+	msgNoDelivery   = "Delivery not found"
 )
 
+// authzOrgs are the fixture's tenants whose webhooks a refused request
+// must leave alone.
+var authzOrgs = []string{"org-a", "org-b", "org-s"}
+
 func authzRoutes() []authzRoute {
+	do := func(method, path string, body func(f *authzFixture) any) func(f *authzFixture) wireReq {
+		return func(f *authzFixture) wireReq {
+			q := wireReq{Method: method, Path: strings.NewReplacer("{user}", f.owner, "{ring}", f.ringID, "{hook}", f.hookA, "{delivery}", f.deliveryA,
+				"{adminHook}", f.adminHook, "{adminDelivery}", f.adminDelivery).Replace(path)}
+			if body != nil {
+				q.Body = body(f)
+			}
+			return q
+		}
+	}
 	post := func(path string, body func(f *authzFixture) any) func(f *authzFixture) wireReq {
-		return func(f *authzFixture) wireReq {
-			return wireReq{Method: "POST", Path: strings.ReplaceAll(strings.ReplaceAll(path, "{user}", f.owner), "{ring}", f.ringID), Body: body(f)}
-		}
+		return do("POST", path, body)
 	}
-	get := func(path string) func(f *authzFixture) wireReq {
-		return func(f *authzFixture) wireReq {
-			return wireReq{Method: "GET", Path: strings.ReplaceAll(path, "{user}", f.owner)}
-		}
+	get := func(path string) func(f *authzFixture) wireReq { return do("GET", path, nil) }
+	to := func(path string) func(f *authzFixture) any {
+		return func(f *authzFixture) any { return map[string]any{"url": f.receiver.URL + path} }
 	}
-	// The order matters once, in the success pass after the refusals:
-	// AddResident comes before RemoveResident.
+	// The order matters in the success passes after the refusals:
+	// AddResident comes before RemoveResident, DELETE last of the admin
+	// webhook routes (they share one webhook), POST /api-keys/rotate last
+	// of all (it revokes the key of the calls before it).
 	return []authzRoute{
 		{"POST /locks/{id}/CreateLock", authzLock, wireCommand,
 			post("/locks/1/CreateLock", func(*authzFixture) any { return map[string]any{"index": 1, "uuid": authzLockUUID} }), 200, "aggregateId"},
@@ -139,33 +164,77 @@ func authzRoutes() []authzRoute {
 			post("/api-keys", func(*authzFixture) any { return map[string]any{"orgId": "org-c"} }), 201, "apiKey"},
 		{"POST /api-keys/{orgId}/rotate", authzAdmin, wirePlain,
 			func(*authzFixture) wireReq { return wireReq{Method: "POST", Path: "/api-keys/org-d/rotate"} }, 201, "apiKey"},
+		{"POST /tenants/{orgId}/webhooks", authzAdmin, wireCommand, post("/tenants/org-a/webhooks", to("/created")), 201, "webhookId"},
+		{"GET /tenants/{orgId}/webhooks", authzAdmin, wirePlain, get("/tenants/org-a/webhooks"), 200, "webhooks"},
+		{"GET /tenants/{orgId}/webhooks/{webhookId}", authzAdmin, wirePlain, get("/tenants/org-a/webhooks/{adminHook}"), 200, "id"},
+		{"PUT /tenants/{orgId}/webhooks/{webhookId}", authzAdmin, wireCommand,
+			do("PUT", "/tenants/org-a/webhooks/{adminHook}", func(*authzFixture) any { return map[string]any{"rotateSecret": true} }), 200, "secret"},
+		{"POST /tenants/{orgId}/webhooks/{webhookId}/verify", authzAdmin, wirePlain, post("/tenants/org-a/webhooks/{adminHook}/verify", nil), 202, "id"},
+		{"GET /tenants/{orgId}/webhooks/{webhookId}/secret", authzAdmin, wirePlain, get("/tenants/org-a/webhooks/{adminHook}/secret"), 200, "secret"},
+		{"GET /tenants/{orgId}/webhooks/{webhookId}/deliveries", authzAdmin, wirePlain, get("/tenants/org-a/webhooks/{adminHook}/deliveries"), 200, "deliveries"},
+		{"POST /tenants/{orgId}/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver", authzAdmin, wirePlain,
+			post("/tenants/org-a/webhooks/{adminHook}/deliveries/{adminDelivery}/redeliver", nil), 202, "id"},
+		{"POST /tenants/{orgId}/webhooks/{webhookId}/replay", authzAdmin, wirePlain,
+			post("/tenants/org-a/webhooks/{adminHook}/replay", func(*authzFixture) any { return map[string]any{"since": "2000-01-01T00:00:00Z"} }), 202, "queued"},
+		{"DELETE /tenants/{orgId}/webhooks/{webhookId}", authzAdmin, wireCommand, do("DELETE", "/tenants/org-a/webhooks/{adminHook}", nil), 200, "webhookId"},
+		{"GET /webhooks", authzPartner, wirePlain, get("/webhooks"), 200, "webhooks"},
+		{"GET /webhooks/{webhookId}", authzPartner, wirePlain, get("/webhooks/{hook}"), 200, "id"},
+		{"PATCH /webhooks/{webhookId}", authzPartner, wireCommand, do("PATCH", "/webhooks/{hook}", to("/moved")), 200, "webhookId"},
+		{"POST /webhooks/{webhookId}/verify", authzPartner, wirePlain, post("/webhooks/{hook}/verify", nil), 202, "id"},
+		{"GET /webhooks/{webhookId}/secret", authzPartner, wirePlain, get("/webhooks/{hook}/secret"), 200, "secret"},
+		{"GET /webhooks/{webhookId}/deliveries", authzPartner, wirePlain, get("/webhooks/{hook}/deliveries"), 200, "deliveries"},
+		{"POST /webhooks/{webhookId}/deliveries/{deliveryId}/redeliver", authzPartner, wirePlain,
+			post("/webhooks/{hook}/deliveries/{delivery}/redeliver", nil), 202, "id"},
+		{"POST /webhooks/{webhookId}/replay", authzPartner, wirePlain,
+			post("/webhooks/{hook}/replay", func(*authzFixture) any { return map[string]any{"since": "2000-01-01T00:00:00Z"} }), 202, "queued"},
+		{"POST /api-keys/rotate", authzPartner, wirePlain, post("/api-keys/rotate", nil), 201, "apiKey"},
 	}
 }
 
-// authzFixture: tenants org-a (owns lock 1), org-b, org-c (no key) and
-// org-d; users owner (lock owner, resident), resident and noEmail, all
-// linked to org-a.
+// authzFixture: tenants org-a (owns lock 1), org-b, org-c (no key),
+// org-d and org-s (a super key); users owner (lock owner, resident),
+// resident and noEmail, all linked to org-a. org-a has two webhooks (one
+// for the partner routes, one for the admin routes, which delete it) and
+// org-b one, all verified by a receiver that answers 200; lock 1's events
+// were delivered to org-a's.
 type authzFixture struct {
 	srv                 *testenv.Server
+	receiver            *hookReceiver
 	ringID              string // a ring of lock 1 that targeted owner
-	keyA, keyB          string
+	keyA, keyB, keyS    string // keyS: org-s's super key
 	owner, noEmail      string
 	ownerJWT, otherJWT  string
 	adminJWT, outsider  string
 	publicResidents     any // GET /locks/1/residents for a caller not authorized on the lock
 	authorizedResidents any
+	hookA, adminHook    string // org-a's webhooks: for the partner routes, for the admin routes
+	hookB               string // org-b's
+	deliveryA           string // a delivery of hookA
+	adminDelivery       string // a delivery of adminHook
+	listB, listS        any    // GET /webhooks for org-b's key and org-s's
 }
 
 func newAuthzFixture(t *testing.T, b testenv.Backend) *authzFixture {
 	t.Helper()
+	rcv := newHookReceiver(t) // before the server: it outlives the dispatcher
 	srv := testenv.NewServer(t, b, testenv.Options{AdminEmailDomain: "example.com"})
-	f := &authzFixture{srv: srv}
+	f := &authzFixture{srv: srv, receiver: rcv}
 	f.keyA = srv.Tenant(t, "org-a", false)
 	f.keyB = srv.Tenant(t, "org-b", false)
+	f.keyS = srv.Tenant(t, "org-s", true)
 	srv.Tenant(t, "org-d", false)
 	if _, err := srv.Svc.RegisterTenant(context.Background(), app.Call{P: app.Principal{Admin: true, Email: "test"}, Route: "register org-c"}, "org-c", "Org C", ""); err != nil {
 		t.Fatalf("register org-c: %v", err)
 	}
+	f.adminJWT = srv.Token(t, app.NewUUID(), "a@example.com")
+	admin := func(method, path string, body any) wireReq {
+		return wireReq{Method: method, Path: path, Body: body, JWT: f.adminJWT, Header: map[string]string{"X-Admin-API-Key": testenv.AdminKey}}
+	}
+	// The webhooks come first: lock 1's events below are delivered to
+	// org-a's.
+	f.hookA, _ = wireOK(t, srv, admin("POST", "/tenants/org-a/webhooks", map[string]any{"url": rcv.URL + "/partner"}), http.StatusCreated)["webhookId"].(string)
+	f.adminHook, _ = wireOK(t, srv, admin("POST", "/tenants/org-a/webhooks", map[string]any{"url": rcv.URL + "/admin"}), http.StatusCreated)["webhookId"].(string)
+	f.hookB, _ = wireOK(t, srv, admin("POST", "/tenants/org-b/webhooks", map[string]any{"url": rcv.URL + "/b"}), http.StatusCreated)["webhookId"].(string)
 	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/CreateLock", Key: f.keyA, Body: map[string]any{"index": 1, "uuid": authzLockUUID}}, http.StatusCreated)
 	f.owner, _ = wireOK(t, srv, wireReq{Method: "GET", Path: "/users/by-email?email=owner@users.test", Key: f.keyA}, http.StatusOK)["uuid"].(string)
 	wireOK(t, srv, wireReq{Method: "GET", Path: "/users/by-email?email=resident@users.test", Key: f.keyA}, http.StatusOK)
@@ -175,7 +244,6 @@ func newAuthzFixture(t *testing.T, b testenv.Backend) *authzFixture {
 	f.ringID, _ = wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/RingDoorbell", Key: f.keyA}, http.StatusOK)["ringId"].(string)
 	f.ownerJWT = srv.Token(t, f.owner, "owner@users.test")
 	f.otherJWT = srv.Token(t, app.NewUUID(), "other@users.test")
-	f.adminJWT = srv.Token(t, app.NewUUID(), "a@example.com")
 	f.outsider = srv.Token(t, app.NewUUID(), "a@other.com")
 	f.publicResidents = map[string]any{"residents": []any{map[string]any{"userId": f.owner, "name": "Owner", "hasPhone": false}}}
 	f.authorizedResidents = map[string]any{"residents": []any{map[string]any{"userId": f.owner, "name": "Owner", "email": "owner@users.test", "hasPhone": false}}}
@@ -184,6 +252,30 @@ func newAuthzFixture(t *testing.T, b testenv.Backend) *authzFixture {
 	if diff := cmp.Diff(f.authorizedResidents, any(got)); diff != "" {
 		t.Fatalf("residents for the owner's org (-want +got):\n%s", diff)
 	}
+
+	// Every webhook verified and every delivery made before any refusal
+	// looks at the store.
+	hookSettle(t, srv)
+	for _, id := range []string{f.hookA, f.adminHook, f.hookB} {
+		if w, _, _ := srv.Store.Webhook(context.Background(), id); w.Status != "active" {
+			t.Fatalf("webhook %s is %q after its verification, want active", id, w.Status)
+		}
+	}
+	first := func(hook string) string {
+		ds, err := srv.Store.WebhookDeliveries(context.Background(), hook, 0, 1, "")
+		if err != nil || len(ds) == 0 || ds[0].Status != "delivered" {
+			t.Fatalf("deliveries of webhook %s: %+v, %v; want a delivered one", hook, ds, err)
+		}
+		return strconv.FormatInt(ds[0].ID, 10)
+	}
+	f.deliveryA, f.adminDelivery = first(f.hookA), first(f.adminHook)
+	// What another tenant's key lists: its own webhooks only.
+	itemB := wireOK(t, srv, admin("GET", "/tenants/org-b/webhooks/"+f.hookB, nil), http.StatusOK)
+	if itemB["orgId"] != "org-b" || itemB["status"] != "active" {
+		t.Fatalf("org-b's webhook: %v", itemB)
+	}
+	f.listB = map[string]any{"webhooks": []any{itemB}, "total": float64(1), "limit": float64(50), "offset": float64(0)}
+	f.listS = map[string]any{"webhooks": []any{}, "total": float64(0), "limit": float64(50), "offset": float64(0)}
 	return f
 }
 
@@ -329,13 +421,49 @@ func authzRefusals(t *testing.T, f *authzFixture, r authzRoute) []authzCase {
 			cases = append(cases, authzCase{name: "admin key without a JWT", req: with(func(q *wireReq) { q.Header["X-Admin-API-Key"] = testenv.AdminKey }), status: 401, want: refusal(401, msg)})
 		}
 		cases = append(cases, outside)
+	case authzPartner:
+		q := authzQuirks[r.pattern]
+		userMsg, adminMsg := msgPartnerOnly, msgAdminPartner
+		if q.jwtMsg != "" {
+			userMsg, adminMsg = q.jwtMsg, q.jwtMsg
+		}
+		cases = append(cases,
+			authzCase{name: "no credentials", req: anon, status: 401, want: refusal(401, msgNoPartnerKey)},
+			authzCase{name: "a user's JWT", req: with(func(q *wireReq) { q.JWT = f.ownerJWT }), status: 403, want: refusal(403, userMsg)},
+			authzCase{name: "admin credentials", status: 403, want: refusal(403, adminMsg),
+				req: with(func(q *wireReq) { q.JWT = f.adminJWT; q.Header["X-Admin-API-Key"] = testenv.AdminKey })})
+		superKey := with(func(q *wireReq) { q.Key = f.keyS })
+		switch {
+		case q.selfOnly:
+			// Any tenant's key rotates its own tenant's key: nothing to
+			// refuse (the last subtest shows org-b's key untouched).
+		case r.pattern == "GET /webhooks":
+			// A partner lists its own webhooks, never another tenant's.
+			cases = append(cases,
+				authzCase{name: "another tenant's API key lists its own only", req: wrongTenant, status: 200, want: f.listB},
+				authzCase{name: "a super key of another org lists its own only", req: superKey, status: 200, want: f.listS})
+		default:
+			cases = append(cases,
+				authzCase{name: "another tenant's API key", req: wrongTenant, status: 404, want: refusal(404, msgNoWebhook)},
+				authzCase{name: "a super key of another org", req: superKey, status: 404, want: refusal(404, msgNoWebhook)})
+		}
+		if r.pattern == "POST /webhooks/{webhookId}/deliveries/{deliveryId}/redeliver" {
+			own := with(func(q *wireReq) { q.Key = f.keyB })
+			own.Path = "/webhooks/" + f.hookB + "/deliveries/" + f.deliveryA + "/redeliver"
+			cases = append(cases, authzCase{name: "another tenant's delivery under one's own webhook", req: own, status: 404, want: refusal(404, msgNoDelivery)})
+		}
 	}
 	return cases
 }
 
+// authzRun sends one refused (or read-only) request and checks its answer
+// and that nothing changed: neither the events and read models nor, once
+// the webhook work it might have queued is done, any webhook's
+// deliveries, secrets or the requests its receiver got.
 func authzRun(t *testing.T, f *authzFixture, c authzCase) {
 	t.Helper()
-	before := wireSnapshot(t, f.srv)
+	hookSettle(t, f.srv)
+	before, hooks := wireSnapshot(t, f.srv), hookSnapshot(t, f.srv, f.receiver, authzOrgs...)
 	resp := wireDo(t, f.srv, c.req)
 	if resp.Status != c.status {
 		t.Errorf("status %d, want %d; body %s", resp.Status, c.status, resp.Raw)
@@ -343,12 +471,15 @@ func authzRun(t *testing.T, f *authzFixture, c authzCase) {
 	if diff := cmp.Diff(c.want, resp.JSON); diff != "" {
 		t.Errorf("body (-want +got):\n%s", diff)
 	}
+	hookSettle(t, f.srv)
 	wireUnchanged(t, f.srv, before)
+	hookUnchanged(t, f.srv, f.receiver, hooks, authzOrgs...)
 }
 
 // TestAuthzMatrix runs every route of routes.go (but the ops ones) through
 // every way of calling it without the right credentials, then through the
-// right ones, then rotates a tenant's key.
+// right ones, then rotates a tenant's key (as an admin, then as the
+// partner itself).
 func TestAuthzMatrix(t *testing.T) {
 	routes := authzRoutes()
 	for _, b := range testenv.Backends(t) {
@@ -402,10 +533,11 @@ func TestAuthzMatrix(t *testing.T) {
 				}
 			})
 
+			var newKey string // org-a's key after the admin's rotation
 			t.Run("rotated key", func(t *testing.T) {
 				q := wireReq{Method: "POST", Path: "/api-keys/org-a/rotate", JWT: f.adminJWT, Header: map[string]string{"X-Admin-API-Key": testenv.AdminKey}}
 				got := wireOK(t, f.srv, q, http.StatusCreated)
-				newKey, _ := got["apiKey"].(string)
+				newKey, _ = got["apiKey"].(string)
 				if len(newKey) != 40 || newKey == f.keyA {
 					t.Fatalf("rotation gave key %q", newKey)
 				}
@@ -427,6 +559,9 @@ func TestAuthzMatrix(t *testing.T) {
 						if r.class == authzAdmin || r.class == authzHook || r.class == authzRing || authzQuirks[r.pattern].noKey {
 							return // no API key may call these
 						}
+						if r.pattern == "POST /api-keys/rotate" {
+							return // last of all, below: it revokes newKey
+						}
 						fresh := r.req(f)
 						fresh.Key = newKey
 						if authzQuirks[r.pattern].stream {
@@ -439,6 +574,39 @@ func TestAuthzMatrix(t *testing.T) {
 						}
 					})
 				}
+			})
+
+			t.Run("partner rotates its own key", func(t *testing.T) {
+				if newKey == "" {
+					t.Skip("the admin's rotation failed")
+				}
+				hookSettle(t, f.srv)
+				got := wireOK(t, f.srv, wireReq{Method: "POST", Path: "/api-keys/rotate", Key: newKey}, http.StatusCreated)
+				newest, _ := got["apiKey"].(string)
+				if len(newest) != 40 || newest == newKey || newest == f.keyA {
+					t.Fatalf("rotation gave key %q", newest)
+				}
+				if _, err := time.Parse(domain.TimeLayout, got["createdAt"].(string)); err != nil {
+					t.Errorf("createdAt %v: %v", got["createdAt"], err)
+				}
+				delete(got, "apiKey")
+				delete(got, "createdAt")
+				want := map[string]any{"orgId": "org-a", "orgName": "org-a Inc", "createdBy": "portal", "expiresAt": nil, "super": false}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("rotation answer (-want +got):\n%s", diff)
+				}
+				// The key that rotated is revoked at once, and so is every
+				// earlier one; the new one works; other tenants' keys are
+				// untouched.
+				mine := "/webhooks/" + f.hookA
+				for _, old := range []string{newKey, f.keyA} {
+					authzRun(t, f, authzCase{req: wireReq{Method: "GET", Path: mine, Key: old}, status: 401, want: wireErr(wirePlain, 401, msgBadKey)})
+					authzRun(t, f, authzCase{req: wireReq{Method: "POST", Path: "/api-keys/rotate", Key: old}, status: 401, want: wireErr(wirePlain, 401, msgBadKey)})
+				}
+				if got := wireOK(t, f.srv, wireReq{Method: "GET", Path: mine, Key: newest}, http.StatusOK); got["id"] != f.hookA || got["orgId"] != "org-a" {
+					t.Errorf("the new key reads %v", got)
+				}
+				authzRun(t, f, authzCase{req: wireReq{Method: "GET", Path: "/webhooks", Key: f.keyB}, status: 200, want: f.listB})
 			})
 		})
 	}
