@@ -34,9 +34,11 @@ func (c *config) channels(log *slog.Logger) ([]notify.Channel, app.Channels, err
 	return out, on, nil
 }
 
-// pages returns the HTML routes (the visitor's doorbell page).
+// pages returns the HTML routes (the visitor's doorbell page, the Partner
+// Portal).
 func (c *config) pages(svc *app.Service, log *slog.Logger) func(mux *http.ServeMux) {
 	return func(mux *http.ServeMux) {
 		portal.NewDoorbell(svc, portal.DoorbellConfig{PublicURL: c.PublicURL, TrustProxy: c.TrustProxy}, log).Register(mux)
+		c.mountPortal(mux, svc, log)
 	}
 }

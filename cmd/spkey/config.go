@@ -51,6 +51,9 @@ type config struct {
 	WebhookAllowPrivate                              bool
 	WebhookRegion, WebhookAccount                    string
 	WebhookTimeout, WebhookRetryBase, WebhookHorizon time.Duration
+	// Partner Portal (cmd/spkey/portal.go).
+	PortalSecret                                                 string
+	PortalOIDCIssuer, PortalOIDCClientID, PortalOIDCClientSecret string
 }
 
 // bind registers the flags of c on fs, then sets every one whose SPKEY_*
@@ -87,6 +90,10 @@ func (c *config) bind(fs *flag.FlagSet, env map[string]string) error {
 	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", webhook.DefaultTimeout, "how long one partner webhook request may take")
 	fs.DurationVar(&c.WebhookRetryBase, "webhook-retry-base", webhook.DefaultRetryBase, "first retry delay of a failed partner delivery; doubles per attempt (with jitter), at most 1h")
 	fs.DurationVar(&c.WebhookHorizon, "webhook-retry-horizon", webhook.DefaultHorizon, "how long a partner delivery is retried before it is marked failed")
+	fs.StringVar(&c.PortalSecret, "portal-secret", "", "secret (32+ characters) signing Partner Portal sessions and sign-in links; empty: one made in --data/portal-secret (set it on every node of a cluster)")
+	fs.StringVar(&c.PortalOIDCIssuer, "portal-oidc-issuer", "", "OIDC issuer URL partners sign in to the portal with; empty: one-time links only (spkey portal-link)")
+	fs.StringVar(&c.PortalOIDCClientID, "portal-oidc-client-id", "", "the portal's OIDC client id (redirect URI: <public URL>/portal/callback)")
+	fs.StringVar(&c.PortalOIDCClientSecret, "portal-oidc-client-secret", "", "the portal's OIDC client secret")
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "SPKEY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
@@ -128,6 +135,9 @@ func (c *config) validate() error {
 			return fmt.Errorf("--public-url must be an absolute http(s) URL")
 		}
 		c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+	}
+	if err := c.validatePortal(); err != nil {
+		return err
 	}
 	if c.NodeID == "" {
 		host, _ := os.Hostname()

@@ -31,6 +31,8 @@ Usage:
                             register a tenant and print its new API key once
   spkey token --sub USER_UUID [--email E] [--ttl 1h] [flags]
                             print a JWT signed by the server's local key
+  spkey portal-link --email E [--ttl 15m] [flags]
+                            print a one-time sign-in link to the Partner Portal
   spkey bench     [flags]   run the benchmarks (see docs/benchmarks.md)
   spkey version             print the version
 
@@ -58,6 +60,8 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) erro
 		return cmdToken(ctx, args[1:], env, stdout, stderr)
 	case "bench":
 		return cmdBench(ctx, args[1:], env, stdout, stderr)
+	case "portal-link":
+		return cmdPortalLink(ctx, args[1:], env, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "spkey", version)
 		return nil
