@@ -451,14 +451,16 @@ type deliveryEntry struct {
 	EventTime      string `json:"eventTime"`
 	QueuedAt       string `json:"queuedAt"`
 	LastStatusCode *int   `json:"lastStatusCode"`
-	LastError      *string
-	Attempts       []struct {
-		At         string  `json:"at"`
-		Outcome    string  `json:"outcome"`
-		StatusCode *int    `json:"statusCode"`
-		LatencyMS  int64   `json:"latencyMs"`
-		Error      *string `json:"error"`
-	} `json:"attempts"`
+	LastError      *string        `json:"lastError"`
+	Attempts       []attemptEntry `json:"attempts"`
+}
+
+type attemptEntry struct {
+	At         string  `json:"at"`
+	Outcome    string  `json:"outcome"`
+	StatusCode *int    `json:"statusCode"`
+	LatencyMS  int64   `json:"latencyMs"`
+	Error      *string `json:"error"`
 }
 
 // Log reads one page of webhook id's delivery log with the admin API;

@@ -1,0 +1,219 @@
+package webhook_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/testenv"
+	"github.com/spkey-dev/spkey/internal/webhook"
+)
+
+// TestFailingReceiverRecovers: a receiver that answers 503 to its first
+// requests and 2xx afterwards ends up with every event of several
+// interleaved locks exactly once, each lock's in version order (a later
+// version is never tried before the earlier one is delivered), and the
+// delivery log accounts for every request it got.
+func TestFailingReceiverRecovers(t *testing.T) {
+	const failures = 8
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			rcv := newReceiver(t, false)
+			rcv.Answer(func(n int, _ request) (int, http.Header) {
+				if n < failures {
+					return http.StatusServiceUnavailable, nil
+				}
+				return http.StatusOK, nil
+			})
+			srv := testenv.NewServer(t, b, testenv.Options{Webhooks: webhook.Config{RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}})
+			p := newPartner(t, srv, "acme")
+			id, secret := p.ActiveHook(map[string]any{"url": rcv.URL("/")})
+			locks := []int64{11, 12, 13}
+			for _, l := range locks {
+				p.Lock(l)
+			}
+			for range 4 {
+				for _, l := range locks {
+					p.Toggle(l)
+				}
+			}
+			var want []string
+			for _, l := range locks {
+				w, _ := p.Expected(l)
+				want = append(want, w...)
+			}
+			log := p.LogDone(id, len(want))
+			got := rcv.Events()
+			checkSigned(t, secret, got...)
+			checkOrder(t, got, false)
+			delivered := rcv.Delivered()
+			checkOrder(t, delivered, true)
+			count := map[string]int{}
+			for _, q := range delivered {
+				count[q.Env.ID]++
+			}
+			for _, w := range want {
+				if count[w] != 1 {
+					t.Errorf("event %s delivered %d times, want once", w, count[w])
+				}
+				delete(count, w)
+			}
+			if len(count) != 0 {
+				t.Errorf("unexpected deliveries: %v", count)
+			}
+			if len(got) != len(want)+failures {
+				t.Errorf("receiver got %d requests, want %d events + %d failures", len(got), len(want), failures)
+			}
+			attempts, retried := 0, 0
+			for _, d := range log {
+				if d.Status != "delivered" {
+					t.Errorf("delivery %d of %s v%d: %s", d.ID, d.AggregateID, d.Version, d.Status)
+				}
+				for i, a := range d.Attempts {
+					attempts++
+					last := i == len(d.Attempts)-1
+					switch {
+					case last && (a.Outcome != "delivered" || a.StatusCode == nil || *a.StatusCode != 200 || a.Error != nil):
+						t.Errorf("last attempt of delivery %d: %+v", d.ID, a)
+					case !last && (a.Outcome != "retry" || a.StatusCode == nil || *a.StatusCode != 503 || a.Error == nil || !strings.Contains(*a.Error, "503")):
+						t.Errorf("failed attempt of delivery %d: %+v", d.ID, a)
+					}
+					if !last {
+						retried++
+					}
+				}
+			}
+			if attempts != len(got) || retried != failures {
+				t.Errorf("log shows %d attempts (%d retried), receiver got %d requests (%d refused)", attempts, retried, len(got), failures)
+			}
+		})
+	}
+}
+
+// TestAnswerClasses: 400 fails at once and the next events flow; 429 with
+// Retry-After: 1 is retried no sooner than a second later; 408 is
+// retried; 410 disables the webhook, drops what was queued for it and
+// stops its deliveries.
+func TestAnswerClasses(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			srv := testenv.NewServer(t, b, testenv.Options{})
+			firstThen := func(status int, hdr http.Header) answerFunc {
+				return func(n int, _ request) (int, http.Header) {
+					if n == 0 {
+						return status, hdr
+					}
+					return http.StatusNoContent, nil
+				}
+			}
+			code := func(a attemptEntry) int {
+				if a.StatusCode == nil {
+					return 0
+				}
+				return *a.StatusCode
+			}
+
+			t.Run("400", func(t *testing.T) {
+				rcv := newReceiver(t, false)
+				rcv.Answer(firstThen(http.StatusBadRequest, nil))
+				p := newPartner(t, srv, "org-400")
+				id, _ := p.ActiveHook(map[string]any{"url": rcv.URL("/")})
+				p.Lock(41)
+				p.Toggle(41)
+				want, _ := p.Expected(41)
+				log := p.LogDone(id, 2)
+				failed, ok := log[1], log[0] // newest first
+				if failed.Status != "failed" || len(failed.Attempts) != 1 || code(failed.Attempts[0]) != 400 || failed.Attempts[0].Outcome != "failed" ||
+					failed.LastError == nil || !strings.Contains(*failed.LastError, "400") {
+					t.Errorf("delivery answered 400: %+v", failed)
+				}
+				if ok.Status != "delivered" || len(ok.Attempts) != 1 {
+					t.Errorf("next delivery: %+v", ok)
+				}
+				if got := ids(rcv.Events()); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("receiver got %v, want each of %v once", got, want)
+				}
+			})
+
+			t.Run("429", func(t *testing.T) {
+				rcv := newReceiver(t, false)
+				rcv.Answer(firstThen(http.StatusTooManyRequests, http.Header{"Retry-After": {"1"}}))
+				p := newPartner(t, srv, "org-429")
+				id, _ := p.ActiveHook(map[string]any{"url": rcv.URL("/")})
+				p.Lock(42)
+				d := p.LogDone(id, 1)[0]
+				if d.Status != "delivered" || len(d.Attempts) != 2 || code(d.Attempts[0]) != 429 || d.Attempts[0].Outcome != "retry" || code(d.Attempts[1]) != 204 {
+					t.Fatalf("delivery answered 429 then 204: %+v", d)
+				}
+				first, err1 := time.Parse(domain.TimeLayout, d.Attempts[0].At)
+				second, err2 := time.Parse(domain.TimeLayout, d.Attempts[1].At)
+				if err1 != nil || err2 != nil {
+					t.Fatalf("attempt times: %v %v", err1, err2)
+				}
+				if gap := second.Sub(first); gap < 990*time.Millisecond {
+					t.Errorf("retried %s after a 429 with Retry-After: 1", gap)
+				}
+			})
+
+			t.Run("408", func(t *testing.T) {
+				rcv := newReceiver(t, false)
+				rcv.Answer(firstThen(http.StatusRequestTimeout, nil))
+				p := newPartner(t, srv, "org-408")
+				id, _ := p.ActiveHook(map[string]any{"url": rcv.URL("/")})
+				p.Lock(43)
+				d := p.LogDone(id, 1)[0]
+				if d.Status != "delivered" || len(d.Attempts) != 2 || code(d.Attempts[0]) != 408 || d.Attempts[0].Outcome != "retry" {
+					t.Errorf("delivery answered 408 then 204: %+v", d)
+				}
+				if n := len(rcv.Events()); n != 2 {
+					t.Errorf("receiver got %d requests, want 2", n)
+				}
+			})
+
+			t.Run("410", func(t *testing.T) {
+				gone, control := newReceiver(t, false), newReceiver(t, false)
+				release := make(chan struct{})
+				gone.Answer(func(int, request) (int, http.Header) {
+					<-release
+					return http.StatusGone, nil
+				})
+				p := newPartner(t, srv, "org-410")
+				id, _ := p.ActiveHook(map[string]any{"url": gone.URL("/")})
+				p.ActiveHook(map[string]any{"url": control.URL("/")})
+				p.Lock(44)
+				p.Toggle(44)
+				want, _ := p.Expected(44)
+				// Both events are queued for both webhooks once the control
+				// has them; the first is in flight at the 410 receiver.
+				eventually(t, wait, "the control webhook's events", func() bool { return len(control.Delivered()) == len(want) })
+				close(release)
+				v := p.WaitStatus(id, "disabled")
+				if v.DisabledAt == nil || v.LastStatusCode == nil || *v.LastStatusCode != 410 {
+					t.Errorf("disabled webhook: %+v", v)
+				}
+				log := p.LogDone(id, 2)
+				sent, dropped := log[1], log[0]
+				if sent.Status != "failed" || len(sent.Attempts) != 1 || code(sent.Attempts[0]) != 410 {
+					t.Errorf("delivery answered 410: %+v", sent)
+				}
+				if dropped.Status != "skipped" || len(dropped.Attempts) != 0 || dropped.LastError == nil || !strings.Contains(*dropped.LastError, "disabled") {
+					t.Errorf("delivery queued behind the 410: %+v", dropped)
+				}
+				p.Toggle(44)
+				eventually(t, wait, "the next event at the control webhook", func() bool { return len(control.Delivered()) == len(want)+1 })
+				if n := len(p.AllLog(id)); n != 2 {
+					t.Errorf("disabled webhook got %d deliveries queued, want still 2", n)
+				}
+				if n := len(gone.Events()); n != 1 {
+					t.Errorf("the 410 receiver got %d requests, want 1", n)
+				}
+				if r := p.do("POST", "/tenants/org-410/webhooks/"+id+"/verify", adminHdr(), nil); r.Status != http.StatusConflict {
+					t.Errorf("verify a disabled webhook: %d %s", r.Status, r.Raw)
+				}
+			})
+		})
+	}
+}
