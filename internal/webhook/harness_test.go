@@ -441,16 +441,16 @@ type deliveryLog struct {
 }
 
 type deliveryEntry struct {
-	ID             int64  `json:"id"`
-	EventID        string `json:"eventId"`
-	EventType      string `json:"eventType"`
-	AggregateType  string `json:"aggregateType"`
-	AggregateID    string `json:"aggregateId"`
-	Version        int64  `json:"version"`
-	Status         string `json:"status"`
-	EventTime      string `json:"eventTime"`
-	QueuedAt       string `json:"queuedAt"`
-	LastStatusCode *int   `json:"lastStatusCode"`
+	ID             int64          `json:"id"`
+	EventID        string         `json:"eventId"`
+	EventType      string         `json:"eventType"`
+	AggregateType  string         `json:"aggregateType"`
+	AggregateID    string         `json:"aggregateId"`
+	Version        int64          `json:"version"`
+	Status         string         `json:"status"`
+	EventTime      string         `json:"eventTime"`
+	QueuedAt       string         `json:"queuedAt"`
+	LastStatusCode *int           `json:"lastStatusCode"`
 	LastError      *string        `json:"lastError"`
 	Attempts       []attemptEntry `json:"attempts"`
 }
