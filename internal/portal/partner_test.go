@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -642,4 +643,115 @@ func TestPartnerRoutes(t *testing.T) {
 		}
 	}
 	wantStatus(t, a.postRaw("/portal/onboard", nil, map[string]string{"Content-Type": "text/plain"}), 400)
+}
+
+// TestPartnerAuthorization: a partner's session reaches its own org only.
+// No portal address names an org; ids of another tenant's key or webhook
+// posted along (or in the query) change nothing of that tenant, and its
+// key, webhook and deliveries never show.
+func TestPartnerAuthorization(t *testing.T) {
+	e := newPartnerEnv(t, testenv.SQLite, nil)
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	t.Cleanup(hook.Close)
+	ctx := context.Background()
+
+	keyA, a := e.onboard(t, "a@alpha.example", "alpha")
+	keyB, b := e.onboard(t, "b@beta.example", "beta")
+	bPage := b.get("/portal/")
+	bCSRF := csrfOf(t, bPage.body)
+	bKeyID := find(t, keyIDRE, bPage.body)
+	bURL := hook.URL + "/beta"
+	wantStatus(t, b.postRaw("/portal/webhook", url.Values{"url": {bURL}, "csrf": {bCSRF}}, nil), 200, "Webhook URL saved")
+	beta := app.Principal{Kind: app.TenantCaller, OrgID: "beta"}
+	hooks, _, err := e.srv.Svc.Webhooks(ctx, beta, "", 10, 0)
+	if err != nil || len(hooks) != 1 {
+		t.Fatalf("beta's webhooks: %+v %v", hooks, err)
+	}
+	bHook := hooks[0].ID
+	if got := createLock(t, e, keyB, 20); got != 201 {
+		t.Fatalf("beta's lock: %d", got)
+	}
+	waitFor(t, "a delivery of beta's event", 20*time.Second, func() bool {
+		d, _, err := e.srv.Svc.Deliveries(ctx, beta, "", bHook, 0, 10)
+		return err == nil && len(d) > 0
+	})
+	wantStatus(t, b.get("/portal/"), 200, `class="delivery"`, bURL)
+
+	aPage := a.get("/portal/?orgId=beta&webhookId=" + bHook)
+	wantStatus(t, aPage, 200, `id="org-id">alpha<`, "No webhook yet")
+	for _, leak := range []string{"beta", bURL, bHook, keyB[:8], bKeyID, `class="delivery"`} {
+		if strings.Contains(aPage.body, leak) {
+			t.Fatalf("alpha's dashboard shows %q of beta:\n%s", leak, aPage.body)
+		}
+	}
+	aCSRF := csrfOf(t, aPage.body)
+
+	// Beta's key id: a conflict, nothing rotates anywhere.
+	ans := a.postRaw("/portal/key/rotate", url.Values{"keyId": {bKeyID}, "orgId": {"beta"}, "csrf": {aCSRF}}, nil)
+	wantStatus(t, ans, 409, "nothing was rotated", `id="org-id">alpha<`)
+	for _, k := range []string{keyA, keyB} {
+		if got := e.api(t, "GET", "/locks/20/basic-info", k, ""); got == 401 {
+			t.Fatalf("a key was revoked by alpha's post with beta's key id")
+		}
+	}
+	// Beta's org and webhook id along with a URL: alpha gets its own
+	// webhook; beta's keeps its URL.
+	ans = a.postRaw("/portal/webhook", url.Values{"url": {hook.URL + "/alpha"}, "orgId": {"beta"}, "webhookId": {bHook}, "id": {bHook}, "csrf": {aCSRF}}, nil)
+	wantStatus(t, ans, 200, `id="org-id">alpha<`, hook.URL+"/alpha")
+	hooks, _, _ = e.srv.Svc.Webhooks(ctx, beta, "", 10, 0)
+	if len(hooks) != 1 || hooks[0].URL != bURL {
+		t.Fatalf("beta's webhooks after alpha's post: %+v", hooks)
+	}
+	alpha := app.Principal{Kind: app.TenantCaller, OrgID: "alpha"}
+	if aHooks, _, _ := e.srv.Svc.Webhooks(ctx, alpha, "", 10, 0); len(aHooks) != 1 || aHooks[0].URL != hook.URL+"/alpha" {
+		t.Fatalf("alpha's webhooks: %+v", aHooks)
+	}
+	// Onboarding again as another org id leads home.
+	ans = a.postRaw("/portal/onboard", url.Values{"orgId": {"beta"}, "orgName": {"Beta"}, "csrf": {aCSRF}}, nil)
+	wantStatus(t, ans, 200, `id="org-id">alpha<`)
+	// Underneath, the principal the portal builds cannot name beta either.
+	if _, _, err := e.srv.Svc.Deliveries(ctx, alpha, "beta", bHook, 0, 10); err == nil {
+		t.Fatal("alpha's principal read beta's deliveries")
+	}
+	if _, _, err := e.srv.Svc.Deliveries(ctx, alpha, "", bHook, 0, 10); err == nil {
+		t.Fatal("alpha's principal read beta's deliveries by webhook id")
+	}
+	// Beta's page is as it was.
+	bPage = b.get("/portal/")
+	wantStatus(t, bPage, 200, `id="org-id">beta<`, bURL, keyB[:8]+"…")
+	if strings.Contains(bPage.body, "alpha") {
+		t.Fatalf("beta's dashboard shows alpha:\n%s", bPage.body)
+	}
+}
+
+// TestPartnerWebhookURLError: a URL the server refuses shows the form
+// again with the message and the typed URL, and creates nothing.
+func TestPartnerWebhookURLError(t *testing.T) {
+	e := newPartnerEnv(t, testenv.SQLite, nil)
+	_, a := e.onboard(t, "w@example.com", "wco")
+	a.get("/portal/")
+	for _, bad := range []string{"ftp://files.example/x", "not a url", ""} {
+		ans := a.post("/portal/webhook", url.Values{"url": {bad}})
+		wantStatus(t, ans, 400, `id="hook-form-error" role="alert">`, `aria-invalid="true"`)
+		if bad != "" && !strings.Contains(ans.body, `value="`+bad+`"`) {
+			t.Errorf("the typed URL %q is not kept:\n%s", bad, ans.body)
+		}
+	}
+	me := app.Principal{Kind: app.TenantCaller, OrgID: "wco"}
+	if hooks, _, err := e.srv.Svc.Webhooks(context.Background(), me, "", 10, 0); err != nil || len(hooks) != 0 {
+		t.Fatalf("webhooks after refused URLs: %+v %v", hooks, err)
+	}
+}
+
+// waitFor polls cond until it holds, or fails after within.
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
