@@ -184,12 +184,22 @@ func (p *Partner) Register(mux *http.ServeMux) {
 }
 
 var (
-	partnerTmpl = template.Must(template.ParseFS(templatesFS, "templates/partner/*.html"))
+	partnerTmpl = template.Must(template.New("partner").Funcs(template.FuncMap{"when": when}).ParseFS(templatesFS, "templates/partner/*.html"))
 	partnerCSS  = mustRead("templates/partner/partner.css")
 	// partnerCSP allows the one inline style sheet and nothing else: no
 	// script, forms post only here, no site may frame the portal.
 	partnerCSP = "default-src 'none'; style-src '" + cssHash(partnerCSS) + "'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
+
+// when shows a stored timestamp ("2026-03-04T05:06:07.000Z") to people:
+// "2026-03-04 05:06:07 UTC"; anything else as it is.
+func when(ts string) string {
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return ts
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
 
 // partnerHeaders sets the security headers every portal answer carries.
 // No page may be cached: they hold keys, tokens and CSRF tokens.
