@@ -35,8 +35,9 @@ type Partners interface {
 	RotateOwnKey(ctx context.Context, p app.Principal, currentKeyID string) (app.IssuedKey, error)
 	// UsePortalNonce spends a sign-in link's nonce; fresh only once.
 	UsePortalNonce(ctx context.Context, nonce string, maxTTL time.Duration) (fresh bool, err error)
-	// EndPortalSession records a sign-out; PortalSessionEnded reads it.
+	// EndPortalSession records that session id signed out, on every node.
 	EndPortalSession(ctx context.Context, id string, maxTTL time.Duration) error
+	// PortalSessionEnded reports whether session id signed out.
 	PortalSessionEnded(ctx context.Context, id string) (bool, error)
 	// Webhooks lists the org's webhooks (a tenant sees only its own).
 	Webhooks(ctx context.Context, p app.Principal, orgID string, limit, offset int) ([]app.WebhookView, int, error)

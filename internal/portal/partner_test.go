@@ -424,9 +424,10 @@ func TestPartnerLink(t *testing.T) {
 		payload, sig, _ := strings.Cut(fresh, ".")
 		tampered := payload[:len(payload)-2] + "xx." + sig
 		for name, tok := range map[string]string{"another secret": foreign, "tampered": tampered, "empty": "", "garbage": "a.b"} {
-			x := e.agent(t)
-			wantStatus(t, x.get("/portal/link?token="+url.QueryEscape(tok)), 400, "not valid")
-			_ = name
+			t.Run(name, func(t *testing.T) {
+				x := e.agent(t)
+				wantStatus(t, x.get("/portal/link?token="+url.QueryEscape(tok)), 400, "not valid")
+			})
 		}
 		// A tampered token posted with a valid session's CSRF token.
 		x := e.agent(t)
