@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -111,13 +113,22 @@ func (s *Service) checkURL(ctx context.Context, raw string) (string, error) {
 		return "", domain.InvalidField("url", "url must be at most 2048 characters")
 	}
 	u, err := s.safety.CheckURL(ctx, strings.TrimSpace(raw))
-	if err != nil {
-		if errors.Is(err, netsafe.ErrRefused) {
-			return "", domain.InvalidField("url", err.Error())
+	var dnsErr *net.DNSError
+	switch {
+	case err == nil:
+		return u.String(), nil
+	case errors.Is(err, netsafe.ErrRefused):
+		return "", domain.InvalidField("url", err.Error())
+	case errors.As(err, &dnsErr):
+		// The resolver's own text names our DNS server's address: the
+		// client learns only that the name did not resolve.
+		msg := "url host " + dnsErr.Name + " could not be resolved"
+		if dnsErr.IsNotFound {
+			msg += ": no such host"
 		}
-		return "", domain.InvalidField("url", "url cannot be used: "+err.Error())
+		return "", domain.InvalidField("url", msg)
 	}
-	return u.String(), nil
+	return "", fmt.Errorf("check webhook url: %w", err)
 }
 
 func (s *Service) kick(consumers ...string) func() {
