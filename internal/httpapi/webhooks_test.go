@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -23,8 +25,10 @@ import (
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/testenv"
+	"github.com/spkey-dev/spkey/internal/webhook"
 	"github.com/spkey-dev/spkey/internal/whsig"
 )
 
@@ -785,5 +789,191 @@ func TestWebhookBadInput(t *testing.T) {
 				t.Errorf("total after the refused 21st: %v", got["total"])
 			}
 		})
+	}
+}
+
+// TestWebhookURLPolicy: with the strict outbound policy (the default of
+// `spkey serve`) only https to public addresses is accepted, for the
+// admin's create and update and the partner's own URL change alike; a
+// name that does not resolve is refused without the resolver's details.
+func TestWebhookURLPolicy(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			resolver := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+				return nil, errors.New("resolver 10.9.8.7:53 unreachable")
+			}}
+			// Deliveries time out before they dial: the public address of
+			// the accepted webhook below is never contacted.
+			srv := testenv.NewServer(t, b, testenv.Options{Safety: &netsafe.Policy{Resolver: resolver}, Webhooks: webhook.Config{Timeout: time.Nanosecond}})
+			key := srv.Tenant(t, "acme", false)
+			const public = "https://93.184.216.34/hook"
+			id, _ := wireOK(t, srv, wireReq{Method: "POST", Path: "/tenants/acme/webhooks", Header: hookAdmin, Body: map[string]any{"url": public}}, http.StatusCreated)["webhookId"].(string)
+			hookSettle(t, srv)
+			// Its verification got no answer: pending, with the reason.
+			got := wireOK(t, srv, wireReq{Method: "GET", Path: "/webhooks/" + id, Key: key}, http.StatusOK)
+			if got["status"] != "pending" || got["lastError"] == nil || got["verifiedAt"] != nil {
+				t.Errorf("webhook whose verification timed out: %v", got)
+			}
+
+			private := " (the operator can allow private targets with SPKEY_WEBHOOK_ALLOW_PRIVATE=true)"
+			for _, c := range []struct{ url, msg string }{
+				{"http://93.184.216.34/hook", "url must use https (the operator can allow http with SPKEY_WEBHOOK_ALLOW_HTTP=true)"},
+				{"ftp://93.184.216.34/hook", "url must use https, not ftp"},
+				{"https://10.1.2.3/hook", "url host 10.1.2.3 is a private address" + private},
+				{"https://127.0.0.1:8080/hook", "url host 127.0.0.1 is a loopback address" + private},
+				{"https://169.254.169.254/latest/meta-data", "url host 169.254.169.254 is a link-local address" + private},
+				{"https://[::1]/hook", "url host ::1 is a loopback address" + private},
+				{"https://hooks.partner.test/hook", "url host hooks.partner.test could not be resolved"},
+			} {
+				t.Run(c.url, func(t *testing.T) {
+					want := wireErr(wireCommand, http.StatusBadRequest, c.msg, [2]string{"url", c.msg})
+					for _, r := range []wireReq{
+						{Method: "POST", Path: "/tenants/acme/webhooks", Header: hookAdmin, Body: map[string]any{"url": c.url}},
+						{Method: "PUT", Path: "/tenants/acme/webhooks/" + id, Header: hookAdmin, Body: map[string]any{"url": c.url}},
+						{Method: "PATCH", Path: "/webhooks/" + id, Key: key, Body: map[string]any{"url": c.url}},
+					} {
+						before := wireSnapshot(t, srv)
+						resp := wireDo(t, srv, r)
+						if resp.Status != http.StatusBadRequest {
+							t.Errorf("%s %s: status %d; body %s", r.Method, r.Path, resp.Status, resp.Raw)
+						}
+						if diff := cmp.Diff(any(want), resp.JSON); diff != "" {
+							t.Errorf("%s %s (-want +got):\n%s", r.Method, r.Path, diff)
+						}
+						wireUnchanged(t, srv, before)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestWebhookIdempotentCreate: a create retried with its Idempotency-Key
+// gets the first answer (the same webhook and secret) and creates
+// nothing; the key with another body is refused.
+func TestWebhookIdempotentCreate(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			rcv := newHookReceiver(t)
+			srv := testenv.NewServer(t, b, testenv.Options{})
+			srv.Tenant(t, "acme", false)
+			srv.Tenant(t, "beta", false)
+			req := func(org, path string) wireReq {
+				return wireReq{Method: "POST", Path: "/tenants/" + org + "/webhooks", Body: map[string]any{"url": rcv.URL + path},
+					Header: map[string]string{"X-Admin-API-Key": testenv.AdminKey, "Idempotency-Key": "create-1"}}
+			}
+			first := wireDo(t, srv, req("acme", "/idem"))
+			if first.Status != http.StatusCreated || first.Header.Get("Idempotent-Replayed") != "" {
+				t.Fatalf("first create: %d Idempotent-Replayed=%q %s", first.Status, first.Header.Get("Idempotent-Replayed"), first.Raw)
+			}
+			hookSettle(t, srv)
+			before := hookSnapshot(t, srv, rcv, "acme", "beta")
+			again := wireDo(t, srv, req("acme", "/idem"))
+			if again.Status != http.StatusCreated || again.Header.Get("Idempotent-Replayed") != "true" {
+				t.Errorf("retry: %d Idempotent-Replayed=%q", again.Status, again.Header.Get("Idempotent-Replayed"))
+			}
+			if diff := cmp.Diff(first.JSON, again.JSON); diff != "" {
+				t.Errorf("retry's answer (-first +retry):\n%s", diff)
+			}
+			hookSettle(t, srv)
+			hookUnchanged(t, srv, rcv, before, "acme", "beta")
+			if n := len(rcv.received("/idem")); n != 1 {
+				t.Errorf("%d verification requests, want 1", n)
+			}
+			// The same key with another body: refused, nothing created.
+			hookRefused(t, srv, rcv, []string{"acme", "beta"}, req("acme", "/other"), http.StatusUnprocessableEntity,
+				wireErr(wireCommand, http.StatusUnprocessableEntity, "Idempotency-Key was already used with a different request body"))
+			// The same key for another tenant is another request.
+			other := wireOK(t, srv, req("beta", "/idem"), http.StatusCreated)
+			if other["aggregateId"] != "beta" || other["webhookId"] == first.Obj(t)["webhookId"] {
+				t.Errorf("beta's create with the same key: %v", other)
+			}
+		})
+	}
+}
+
+// TestWebhookOpenAPI: /openapi.json lists every webhook route with its
+// security, success status, answer and body schemas.
+func TestWebhookOpenAPI(t *testing.T) {
+	srv := testenv.NewServer(t, testenv.SQLite, testenv.Options{})
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Security    []map[string][]string `json:"security"`
+			Tags        []string              `json:"tags"`
+			RequestBody *struct {
+				Content map[string]struct {
+					Schema map[string]any `json:"schema"`
+				} `json:"content"`
+			} `json:"requestBody"`
+			Responses map[string]struct {
+				Content map[string]struct {
+					Schema map[string]any `json:"schema"`
+				} `json:"content"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(wireDo(t, srv, wireReq{Method: "GET", Path: "/openapi.json"}).Raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	admin := []map[string][]string{{"AdminApiKey": {}, "BearerAuth": {}}}
+	partner := []map[string][]string{{"ApiKeyAuth": {}}}
+	const ref = "#/components/schemas/"
+	for _, c := range []struct {
+		route        string
+		security     []map[string][]string
+		status       string
+		answer, body string
+		command      bool
+	}{
+		{"POST /tenants/{orgId}/webhooks", admin, "201", "WebhookCommandOutputBody", "WebhookBody", true},
+		{"GET /tenants/{orgId}/webhooks", admin, "200", "WebhooksOutputBody", "", false},
+		{"GET /tenants/{orgId}/webhooks/{webhookId}", admin, "200", "WebhookItem", "", false},
+		{"PUT /tenants/{orgId}/webhooks/{webhookId}", admin, "200", "WebhookCommandOutputBody", "WebhookBody", true},
+		{"DELETE /tenants/{orgId}/webhooks/{webhookId}", admin, "200", "WebhookCommandOutputBody", "", true},
+		{"POST /tenants/{orgId}/webhooks/{webhookId}/verify", admin, "202", "WebhookItem", "", false},
+		{"GET /tenants/{orgId}/webhooks/{webhookId}/secret", admin, "200", "SecretOutputBody", "", false},
+		{"GET /tenants/{orgId}/webhooks/{webhookId}/deliveries", admin, "200", "DeliveriesOutputBody", "", false},
+		{"POST /tenants/{orgId}/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver", admin, "202", "DeliveryItem", "", false},
+		{"POST /tenants/{orgId}/webhooks/{webhookId}/replay", admin, "202", "ReplayOutputBody", "ReplayBody", false},
+		{"GET /webhooks", partner, "200", "WebhooksOutputBody", "", false},
+		{"GET /webhooks/{webhookId}", partner, "200", "WebhookItem", "", false},
+		{"PATCH /webhooks/{webhookId}", partner, "200", "WebhookCommandOutputBody", "PatchWebhookInputBody", true},
+		{"POST /webhooks/{webhookId}/verify", partner, "202", "WebhookItem", "", false},
+		{"GET /webhooks/{webhookId}/secret", partner, "200", "SecretOutputBody", "", false},
+		{"GET /webhooks/{webhookId}/deliveries", partner, "200", "DeliveriesOutputBody", "", false},
+		{"POST /webhooks/{webhookId}/deliveries/{deliveryId}/redeliver", partner, "202", "DeliveryItem", "", false},
+		{"POST /webhooks/{webhookId}/replay", partner, "202", "ReplayOutputBody", "ReplayBody", false},
+		{"POST /api-keys/rotate", partner, "201", "IssuedKeyOutputBody", "", false},
+	} {
+		method, path, _ := strings.Cut(c.route, " ")
+		op, ok := doc.Paths[path][strings.ToLower(method)]
+		if !ok {
+			t.Errorf("%s is not in /openapi.json", c.route)
+			continue
+		}
+		if diff := cmp.Diff(c.security, op.Security); diff != "" {
+			t.Errorf("%s: security (-want +got):\n%s", c.route, diff)
+		}
+		if got := op.Responses[c.status].Content["application/json"].Schema["$ref"]; got != ref+c.answer {
+			t.Errorf("%s: %s answer schema %v, want %s", c.route, c.status, got, c.answer)
+		}
+		if got := op.Responses["default"].Content["application/json"].Schema["$ref"]; got != ref+"APIError" {
+			t.Errorf("%s: error schema %v", c.route, got)
+		}
+		var body any
+		if op.RequestBody != nil {
+			body = op.RequestBody.Content["application/json"].Schema["$ref"]
+		}
+		if want := any(nil); c.body != "" {
+			want = ref + c.body
+			if body != want {
+				t.Errorf("%s: body schema %v, want %v", c.route, body, want)
+			}
+		} else if body != nil {
+			t.Errorf("%s: body schema %v, want none", c.route, body)
+		}
+		if slices.Contains(op.Tags, "Command") != c.command {
+			t.Errorf("%s: tags %v (a command's errors carry success:false)", c.route, op.Tags)
+		}
 	}
 }
