@@ -1,0 +1,438 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/domain/tenant"
+	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/netsafe"
+	"github.com/spkey-dev/spkey/internal/store"
+	"github.com/spkey-dev/spkey/internal/testenv"
+)
+
+// hookWorld is a store with tenants, webhooks and lock events recorded
+// through the service at times the test sets; no dispatcher runs, so the
+// test moves the partner queue itself.
+type hookWorld struct {
+	t   *testing.T
+	st  *store.Store
+	svc *app.Service
+
+	mu  sync.Mutex
+	now time.Time
+
+	residents map[string]string // org -> a user id
+	on        map[int64]bool
+}
+
+func newHookWorld(t *testing.T, b testenv.Backend) *hookWorld {
+	w := &hookWorld{t: t, st: testenv.OpenStore(t, b), now: time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC), residents: map[string]string{}, on: map[int64]bool{}}
+	w.svc = app.New(w.st, app.Options{Now: w.clock, Safety: netsafe.Policy{AllowHTTP: true, AllowPrivate: true}}, testenv.Discard())
+	return w
+}
+
+func (w *hookWorld) clock() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.now
+}
+
+// at moves the clock.
+func (w *hookWorld) at(t time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.now = t
+}
+
+func (w *hookWorld) must(what string, err error) {
+	w.t.Helper()
+	if err != nil {
+		w.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+var hookAdmin = app.Principal{Admin: true, Email: "ops@example.com"}
+
+func keyOf(org string) app.Principal { return app.Principal{Kind: app.TenantCaller, OrgID: org} }
+
+// tenant registers org with a key and a user to use as resident.
+func (w *hookWorld) tenant(org string) {
+	w.t.Helper()
+	ctx := context.Background()
+	_, err := w.svc.RegisterTenant(ctx, app.Call{P: hookAdmin}, org, org, "")
+	w.must("register "+org, err)
+	_, err = w.svc.IssueKey(ctx, hookAdmin, app.IssueKeyInput{OrgID: org}, false)
+	w.must("issue key", err)
+	u, err := w.svc.FindOrCreate(ctx, keyOf(org), false, app.FindInput{Email: "resident@" + org + ".example"})
+	w.must("resident", err)
+	w.residents[org] = u.UserID
+}
+
+// hook creates a webhook of org with events; verified makes it active.
+func (w *hookWorld) hook(org string, events []string, verified bool) string {
+	w.t.Helper()
+	ctx := context.Background()
+	r, err := w.svc.CreateWebhook(ctx, app.Call{P: hookAdmin}, org, app.WebhookInput{URL: "http://127.0.0.1:9/" + org, Events: events})
+	w.must("create webhook", err)
+	if verified {
+		w.must("verify", w.svc.RecordVerification(ctx, org, r.WebhookID, 1, 204, ""))
+	}
+	return r.WebhookID
+}
+
+// lock creates lock id for org (LockCreated, OrganizationSet).
+func (w *hookWorld) lock(org string, id int64) {
+	w.t.Helper()
+	_, err := w.svc.CreateLock(context.Background(), app.Call{P: keyOf(org)}, id, app.CreateLockInput{Index: 1, UUID: fmt.Sprintf("%08d-1111-4111-8111-111111111111", id)})
+	w.must("create lock", err)
+}
+
+// toggle adds org's resident to lock id, or removes them when present.
+func (w *hookWorld) toggle(org string, id int64) {
+	w.t.Helper()
+	ctx := context.Background()
+	u := w.residents[org]
+	var err error
+	if w.on[id] {
+		_, err = w.svc.RemoveResident(ctx, app.Call{P: keyOf(org)}, id, app.ResidentInput{UserID: &u})
+	} else {
+		_, err = w.svc.AddResident(ctx, app.Call{P: keyOf(org)}, id, app.ResidentInput{Name: "Resident", UserID: &u})
+	}
+	w.must("toggle resident", err)
+	w.on[id] = !w.on[id]
+}
+
+// fanOut runs the fan-out in batches of limit until the partner queue is
+// empty and returns the totals.
+func (w *hookWorld) fanOut(limit int) (handled, queued int) {
+	w.t.Helper()
+	for {
+		h, q, err := w.st.FanOutWebhooks(context.Background(), w.clock(), limit)
+		w.must("fan out", err)
+		if h > limit {
+			w.t.Fatalf("fan-out handled %d rows, limit %d", h, limit)
+		}
+		handled, queued = handled+h, queued+q
+		if h == 0 {
+			return handled, queued
+		}
+	}
+}
+
+// rows returns the deliveries of webhook id, oldest first.
+func (w *hookWorld) rows(id string) []store.DeliveryRow {
+	w.t.Helper()
+	d, err := w.st.WebhookDeliveries(context.Background(), id, 0, 1000, "")
+	w.must("deliveries", err)
+	slices.Reverse(d)
+	return d
+}
+
+// keys names deliveries as "type/id vN" for comparisons.
+func keys(ds []store.DeliveryRow) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = fmt.Sprintf("%s/%s v%d %s", d.AggregateType, d.AggID, d.Version, d.EventType)
+	}
+	return out
+}
+
+func claimKeys(cs []store.Claim) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = fmt.Sprintf("%s %s/%s v%d", c.Target[:8], c.AggregateType, c.AggregateID, c.Version)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestFanOutWebhooks: the partner queue becomes one delivery per event and
+// matching subscription of the event's tenant, in version order per
+// aggregate, whatever the batch size; filters hold, disabled webhooks get
+// nothing, pending ones get their rows (held by the dispatcher), other
+// tenants' webhooks nothing, and tenant events never.
+func TestFanOutWebhooks(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			t.Parallel()
+			w := newHookWorld(t, b)
+			w.tenant("acme")
+			w.tenant("beta")
+			all := w.hook("acme", []string{"*"}, true)
+			added := w.hook("acme", []string{"ResidentAdded"}, false)
+			gone := w.hook("acme", []string{"*"}, true)
+			w.must("disable", w.svc.DisableWebhook(context.Background(), "acme", gone, 410, "gone", 0))
+			other := w.hook("beta", []string{"*"}, true)
+
+			w.lock("acme", 1)
+			w.lock("beta", 2)
+			w.toggle("acme", 1)
+			w.lock("acme", 3)
+			w.toggle("beta", 2)
+			w.toggle("acme", 1)
+			w.toggle("acme", 3)
+			_, err := w.svc.UpdateWebhook(context.Background(), app.Call{P: hookAdmin}, "acme", all, app.WebhookInput{RotateSecret: true})
+			w.must("rotate", err)
+			w.toggle("acme", 1)
+
+			handled, queued := w.fanOut(3)
+			if handled == 0 {
+				t.Fatal("nothing to fan out")
+			}
+			left, err := w.st.Outbox(context.Background(), es.ConsumerWebhooks, 10)
+			w.must("outbox", err)
+			if len(left) != 0 {
+				t.Errorf("partner rows left: %+v", left)
+			}
+			wantAll := []string{
+				"lock/1 v2 OrganizationSet", "lock/1 v3 ResidentAdded", "lock/3 v2 OrganizationSet",
+				"lock/1 v4 ResidentRemoved", "lock/3 v3 ResidentAdded", "lock/1 v5 ResidentAdded",
+			}
+			if diff := cmp.Diff(wantAll, keys(w.rows(all))); diff != "" {
+				t.Errorf("[\"*\"] webhook (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]string{"lock/1 v3 ResidentAdded", "lock/3 v3 ResidentAdded", "lock/1 v5 ResidentAdded"}, keys(w.rows(added))); diff != "" {
+				t.Errorf("pending ResidentAdded webhook (-want +got):\n%s", diff)
+			}
+			if got := w.rows(gone); len(got) != 0 {
+				t.Errorf("disabled webhook got %v", keys(got))
+			}
+			if diff := cmp.Diff([]string{"lock/2 v2 OrganizationSet", "lock/2 v3 ResidentAdded"}, keys(w.rows(other))); diff != "" {
+				t.Errorf("other tenant's webhook (-want +got):\n%s", diff)
+			}
+			if queued != 6+3+2 {
+				t.Errorf("queued %d deliveries, want 11", queued)
+			}
+			for _, d := range append(w.rows(all), w.rows(other)...) {
+				if d.Status != store.StatusPending || d.Attempts != 0 || d.AggregateType == tenant.AggregateType {
+					t.Errorf("delivery %+v", d)
+				}
+			}
+			if h, q := w.fanOut(3); h != 0 || q != 0 {
+				t.Errorf("second fan-out handled %d, queued %d", h, q)
+			}
+		})
+	}
+}
+
+// TestClaimOrdered: with Ordered only the oldest undone row of each target
+// and aggregate can be claimed; a leased or retrying row holds the next
+// one back, a finished one (delivered or failed) lets it go; Exclude
+// leaves a target's rows alone; an unordered claim ignores the order.
+func TestClaimOrdered(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			w := newHookWorld(t, b)
+			w.tenant("acme")
+			h1 := w.hook("acme", []string{"*"}, true)
+			h2 := w.hook("acme", []string{"ResidentAdded"}, true)
+			w.lock("acme", 1)
+			w.lock("acme", 2)
+			w.toggle("acme", 1)
+			w.toggle("acme", 1)
+			w.toggle("acme", 1)
+			w.fanOut(100)
+			now := w.clock()
+			ordered := store.ClaimOptions{Ordered: true}
+			claim := func(node string, at time.Time, opt store.ClaimOptions) []store.Claim {
+				t.Helper()
+				cs, err := w.st.ClaimWith(ctx, es.ConsumerWebhookSend, node, at, time.Minute, 100, opt)
+				w.must("claim", err)
+				return cs
+			}
+			n1, n2 := h1[:8], h2[:8]
+
+			heads := claim("node-a", now, ordered)
+			want := []string{n1 + " lock/1 v2", n1 + " lock/2 v2", n2 + " lock/1 v3"}
+			slices.Sort(want)
+			if diff := cmp.Diff(want, claimKeys(heads)); diff != "" {
+				t.Fatalf("ordered claim (-want +got):\n%s", diff)
+			}
+			// Leased rows hold the rest back.
+			if got := claim("node-b", now, ordered); len(got) != 0 {
+				t.Errorf("claimed behind leased rows: %v", claimKeys(got))
+			}
+			excluded := claim("node-b", now.Add(2*time.Minute), store.ClaimOptions{Ordered: true, Exclude: []string{h1}})
+			if diff := cmp.Diff([]string{n2 + " lock/1 v3"}, claimKeys(excluded)); diff != "" {
+				t.Errorf("claim excluding %s after the leases ran out (-want +got):\n%s", n1, diff)
+			}
+			byKey := map[string]store.Claim{}
+			for _, c := range heads {
+				byKey[claimKeys([]store.Claim{c})[0]] = c
+			}
+			finish := func(c store.Claim, node string, o store.Outcome) {
+				t.Helper()
+				w.must("finish", w.st.Finish(ctx, c, node, o))
+			}
+			// lock/1 v2 of h1 is retried later: v3 stays behind it.
+			finish(byKey[n1+" lock/1 v2"], "node-a", store.Outcome{Status: store.OutcomeRetry, At: now, NextAttempt: now.Add(time.Hour)})
+			if got := claim("node-a", now, ordered); len(got) != 0 {
+				t.Errorf("claimed behind a retrying row: %v", claimKeys(got))
+			}
+			// Unordered claims do not care.
+			if got := claim("node-c", now, store.ClaimOptions{Exclude: []string{h2}}); !slices.Contains(claimKeys(got), n1+" lock/1 v3") {
+				t.Errorf("unordered claim: %v", claimKeys(got))
+			}
+			for _, d := range w.rows(h1) {
+				if d.Version == 2 && d.AggID == "1" {
+					c := store.Claim{OutboxRow: es.OutboxRow{ID: d.ID, Target: h1}}
+					// The retrying row: due at its time, then failed for good.
+					got := claim("node-d", now.Add(time.Hour+2*time.Minute), store.ClaimOptions{Ordered: true, Exclude: []string{h2}})
+					if !slices.Contains(claimKeys(got), n1+" lock/1 v2") {
+						t.Fatalf("retrying row not due: %v", claimKeys(got))
+					}
+					finish(c, "node-d", store.Outcome{Status: store.StatusFailed, At: now.Add(time.Hour + 2*time.Minute), Error: "HTTP 400"})
+				}
+			}
+			got := claim("node-e", now.Add(3*time.Hour), store.ClaimOptions{Ordered: true, Exclude: []string{h2}})
+			if !slices.Contains(claimKeys(got), n1+" lock/1 v3") || slices.Contains(claimKeys(got), n1+" lock/1 v4") {
+				t.Errorf("after the failed row: %v, want lock/1 v3 (not v4)", claimKeys(got))
+			}
+		})
+	}
+}
+
+// TestWebhookRowsMaintenance: Redeliver queues one delivery again as a new
+// row; Replay queues the tenant's matching events since a time, in order,
+// never tenant events, and says when there are more than the limit;
+// DropWebhookRows ends a webhook's undone rows (but the one named and
+// other webhooks'); ReleaseWebhookRows makes deferred, never tried rows
+// due at once.
+func TestWebhookRowsMaintenance(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			w := newHookWorld(t, b)
+			t0 := w.clock()
+			w.tenant("acme")
+			w.tenant("beta")
+			h := w.hook("acme", []string{"*"}, true)
+			filtered := w.hook("acme", []string{"ResidentRemoved"}, true)
+			hb := w.hook("beta", []string{"*"}, true)
+			w.lock("acme", 1) // t0: v1, v2
+			w.at(t0.Add(time.Minute))
+			w.toggle("acme", 1) // v3 added
+			w.lock("beta", 9)
+			w.at(t0.Add(2 * time.Minute))
+			w.toggle("acme", 1) // v4 removed
+			w.at(t0.Add(3 * time.Minute))
+			w.toggle("acme", 1) // v5 added
+			w.fanOut(100)
+			rows := w.rows(h)
+			if len(rows) != 4 {
+				t.Fatalf("deliveries: %v", keys(rows))
+			}
+
+			// Redeliver.
+			var again int64
+			w.must("redeliver", w.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+				var err error
+				again, err = tx.Redeliver(ctx, rows[1], w.clock())
+				return err
+			}))
+			d, found, err := w.st.Delivery(ctx, again)
+			w.must("delivery", err)
+			if !found || d.ID <= rows[len(rows)-1].ID || d.EventSeq != rows[1].EventSeq || d.Target != h || d.Version != rows[1].Version || d.Status != store.StatusPending || d.Attempts != 0 {
+				t.Errorf("redelivery %+v of %+v", d, rows[1])
+			}
+
+			// Replay since t0+1m: v3, v4, v5 for ["*"]; v4 for the filter.
+			replay := func(id string, events []string, since time.Time, limit int) (int64, []string) {
+				t.Helper()
+				before := len(w.rows(id))
+				var n int64
+				w.must("replay", w.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+					var err error
+					n, err = tx.Replay(ctx, store.WebhookRow{ID: id, OrgID: "acme", Events: events}, since, w.clock(), limit)
+					return err
+				}))
+				return n, keys(w.rows(id)[before:])
+			}
+			n, got := replay(h, []string{"*"}, t0.Add(time.Minute), 100)
+			if diff := cmp.Diff([]string{"lock/1 v3 ResidentAdded", "lock/1 v4 ResidentRemoved", "lock/1 v5 ResidentAdded"}, got); diff != "" || n != 3 {
+				t.Errorf("replay since t0+1m: %d (-want +got):\n%s", n, diff)
+			}
+			if n, got := replay(filtered, []string{"ResidentRemoved"}, t0, 100); n != 1 || !slices.Equal(got, []string{"lock/1 v4 ResidentRemoved"}) {
+				t.Errorf("filtered replay: %d %v", n, got)
+			}
+			// The tenant's own events since t0 (webhooks, keys) are not
+			// replayed: the whole history of lock 1 for the partner is 4.
+			if n, _ := replay(h, []string{"*"}, t0.Add(-time.Hour), 100); n != 4 {
+				t.Errorf("replay of everything queued %d, want 4", n)
+			}
+			if n, _ := replay(h, []string{"*"}, t0, 2); n != 3 {
+				t.Errorf("replay over the limit queued %d, want limit+1 = 3 so that the caller can tell", n)
+			}
+
+			// Defer two never-tried rows and retry one: release frees the two.
+			cs, err := w.st.ClaimWith(ctx, es.ConsumerWebhookSend, "node", w.clock(), time.Minute, 100, store.ClaimOptions{Ordered: true, Exclude: []string{hb}})
+			w.must("claim", err)
+			if len(cs) != 2 { // the heads of lock 1 for h and for filtered
+				t.Fatalf("claimed %+v", cs)
+			}
+			later := w.clock().Add(time.Hour)
+			w.must("defer", w.st.Defer(ctx, cs[0], "node", later))
+			w.must("retry", w.st.Finish(ctx, cs[1], "node", store.Outcome{Status: store.OutcomeRetry, At: w.clock(), NextAttempt: later}))
+			if got, _ := w.st.ClaimWith(ctx, es.ConsumerWebhookSend, "node", w.clock(), time.Minute, 100, store.ClaimOptions{Ordered: true, Exclude: []string{hb}}); len(got) != 0 {
+				t.Fatalf("claimed deferred rows: %+v", got)
+			}
+			w.must("release", w.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+				if err := tx.ReleaseWebhookRows(ctx, cs[0].Target); err != nil {
+					return err
+				}
+				return tx.ReleaseWebhookRows(ctx, cs[1].Target)
+			}))
+			got2, err := w.st.ClaimWith(ctx, es.ConsumerWebhookSend, "node", w.clock(), time.Minute, 100, store.ClaimOptions{Ordered: true, Exclude: []string{hb}})
+			w.must("claim", err)
+			if len(got2) != 1 || got2[0].ID != cs[0].ID {
+				t.Errorf("after release claimed %+v, want only the deferred row %d (the retrying one keeps its time)", got2, cs[0].ID)
+			}
+
+			// Drop: every undone row of h but the one named; nothing else.
+			undone := func(id string) (n int) {
+				for _, d := range w.rows(id) {
+					if d.Status == store.StatusPending {
+						n++
+					}
+				}
+				return n
+			}
+			verifies := func() int {
+				rows, err := w.st.Outbox(ctx, es.ConsumerWebhookVerify, 100)
+				w.must("outbox", err)
+				return len(rows)
+			}
+			pendingH, pendingB, pendingV := undone(h), undone(hb), verifies()
+			var dropped int64
+			w.must("drop", w.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+				var err error
+				dropped, err = tx.DropWebhookRows(ctx, h, "webhook deleted", w.clock(), got2[0].ID)
+				return err
+			}))
+			// h's undone deliveries but one, and its verification request.
+			if dropped != int64(pendingH-1+1) || undone(h) != 1 || undone(hb) != pendingB || pendingB == 0 || verifies() != pendingV-1 {
+				t.Errorf("dropped %d of %d deliveries (left %d) and 1 verification (%d -> %d); other webhook %d -> %d",
+					dropped, pendingH, undone(h), pendingV, verifies(), pendingB, undone(hb))
+			}
+			for _, d := range w.rows(h) {
+				if d.Status == store.StatusSkipped && (d.LastError != "webhook deleted" || d.DoneAt == "") {
+					t.Errorf("dropped row %+v", d)
+				}
+			}
+			if err := w.st.Finish(ctx, got2[0], "node", store.Outcome{Status: store.StatusDelivered, At: w.clock()}); err != nil {
+				t.Errorf("the row left alone cannot finish: %v", err)
+			}
+		})
+	}
+}
