@@ -25,16 +25,17 @@ const eventBridgeSchemas = "../../../shared/upstream/eventbridge-schemas.yaml"
 // doorbell, so the oneOf over known events cannot name DoorbellRang).
 func envelopeSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	sch := loadEnvelopeSchema(t)
-	if sch == nil {
+	c := upstreamCompiler(t)
+	if c == nil {
 		t.Skipf("upstream schema %s is absent", eventBridgeSchemas)
 	}
-	return sch
+	return compileUpstream(t, c, "WebhookEvent")
 }
 
-// loadEnvelopeSchema is envelopeSchema, nil when the upstream file is
-// absent.
-func loadEnvelopeSchema(t testing.TB) *jsonschema.Schema {
+// upstreamCompiler loads upstream's EventBridge schemas, WebhookEvent's
+// detail held to DomainEventEnvelope, as the resource eventbridge.json;
+// nil when the upstream file is absent.
+func upstreamCompiler(t testing.TB) *jsonschema.Compiler {
 	t.Helper()
 	raw, err := os.ReadFile(eventBridgeSchemas)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -63,9 +64,15 @@ func loadEnvelopeSchema(t testing.TB) *jsonschema.Schema {
 	if err := c.AddResource("eventbridge.json", parsed); err != nil {
 		t.Fatal(err)
 	}
-	sch, err := c.Compile("eventbridge.json#/components/schemas/WebhookEvent")
+	return c
+}
+
+// compileUpstream compiles upstream's components/schemas/name.
+func compileUpstream(t testing.TB, c *jsonschema.Compiler, name string) *jsonschema.Schema {
+	t.Helper()
+	sch, err := c.Compile("eventbridge.json#/components/schemas/" + name)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("compile upstream schema %s: %v", name, err)
 	}
 	return sch
 }

@@ -507,23 +507,29 @@ func (p *partner) LogDone(id string, n int) []deliveryEntry {
 	return l
 }
 
-// schema checks envelopes against upstream's EventBridge schema.
-type schema struct{ sch *jsonschema.Schema }
+// schema checks envelopes against upstream's EventBridge schemas: the
+// whole body against WebhookEvent, and the detail against the schema
+// upstream names after its detail-type, where it has one.
+type schema struct {
+	c   *jsonschema.Compiler
+	env *jsonschema.Schema
+}
 
-// upstreamSchema loads upstream's envelope schema; without the file the
-// checks are skipped (and the test says so).
+// upstreamSchema loads upstream's schemas; without the file the checks are
+// skipped (and the test says so).
 func upstreamSchema(t testing.TB) schema {
 	t.Helper()
-	sch := loadEnvelopeSchema(t)
-	if sch == nil {
+	c := upstreamCompiler(t)
+	if c == nil {
 		t.Logf("upstream schema %s is absent: envelopes are not checked against it", eventBridgeSchemas)
+		return schema{}
 	}
-	return schema{sch}
+	return schema{c: c, env: compileUpstream(t, c, "WebhookEvent")}
 }
 
 func (s schema) check(t testing.TB, reqs ...request) {
 	t.Helper()
-	if s.sch == nil {
+	if s.c == nil {
 		return
 	}
 	for _, q := range reqs {
@@ -531,8 +537,18 @@ func (s schema) check(t testing.TB, reqs ...request) {
 		if err != nil {
 			t.Fatalf("body of %s is not JSON: %v", q.ID(), err)
 		}
-		if err := s.sch.Validate(inst); err != nil {
+		if err := s.env.Validate(inst); err != nil {
 			t.Errorf("envelope %s does not match upstream's schema: %v", q.Body, err)
+			continue
+		}
+		// Every detail-type sent here is one upstream describes.
+		typed, err := s.c.Compile("eventbridge.json#/components/schemas/" + q.Env.DetailType)
+		if err != nil {
+			t.Errorf("upstream has no schema for detail-type %q: %v", q.Env.DetailType, err)
+			continue
+		}
+		if err := typed.Validate(inst.(map[string]any)["detail"]); err != nil {
+			t.Errorf("detail of %s does not match upstream's %s: %v", q.Body, q.Env.DetailType, err)
 		}
 	}
 }
