@@ -93,6 +93,36 @@ func TestFailingReceiverRecovers(t *testing.T) {
 	}
 }
 
+// TestTimeoutRetried: a receiver that does not answer within the timeout
+// is retried; the attempt shows no status code and the timeout.
+func TestTimeoutRetried(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			srv := testenv.NewServer(t, b, testenv.Options{Webhooks: webhook.Config{Timeout: 300 * time.Millisecond}})
+			rcv := newReceiver(t, false)
+			stuck := make(chan struct{})
+			t.Cleanup(func() { close(stuck) })
+			rcv.Answer(func(n int, _ request) (int, http.Header) {
+				if n == 0 {
+					<-stuck
+				}
+				return http.StatusNoContent, nil
+			})
+			p := newPartner(t, srv, "acme")
+			id, _ := p.ActiveHook(map[string]any{"url": rcv.URL("/")})
+			p.Lock(51)
+			d := p.LogDone(id, 1)[0]
+			if d.Status != "delivered" || len(d.Attempts) != 2 {
+				t.Fatalf("delivery after a timeout: %+v", d)
+			}
+			a := d.Attempts[0]
+			if a.Outcome != "retry" || a.StatusCode != nil || a.Error == nil || !strings.Contains(*a.Error, "deadline exceeded") || a.LatencyMS < 300 {
+				t.Errorf("timed-out attempt: %+v", a)
+			}
+		})
+	}
+}
+
 // TestAnswerClasses: 400 fails at once and the next events flow; 429 with
 // Retry-After: 1 is retried no sooner than a second later; 408 is
 // retried; 410 disables the webhook, drops what was queued for it and
@@ -212,6 +242,19 @@ func TestAnswerClasses(t *testing.T) {
 				}
 				if r := p.do("POST", "/tenants/org-410/webhooks/"+id+"/verify", adminHdr(), nil); r.Status != http.StatusConflict {
 					t.Errorf("verify a disabled webhook: %d %s", r.Status, r.Raw)
+				}
+
+				// A new URL brings it back: verified again, then events flow.
+				gone.Answer(nil)
+				p.must(http.StatusOK, "PUT", "/tenants/org-410/webhooks/"+id, adminHdr(), map[string]any{"url": gone.URL("/back")})
+				if v := p.WaitStatus(id, "active"); v.DisabledAt != nil || v.LastStatusCode != nil {
+					t.Errorf("re-enabled webhook: %+v", v)
+				}
+				p.Toggle(44)
+				all, _ := p.Expected(44)
+				eventually(t, wait, "the event after re-enabling", func() bool { return len(gone.Delivered()) == 1 })
+				if got := gone.Delivered()[0].Env.ID; got != all[len(all)-1] {
+					t.Errorf("re-enabled webhook got %s, want the newest event %s", got, all[len(all)-1])
 				}
 			})
 		})

@@ -86,6 +86,16 @@ func TestVerification(t *testing.T) {
 				t.Errorf("verified webhook still shows its failure: %+v", v)
 			}
 
+			// No answer at all: a few tries, then the failure shows, without
+			// a status code.
+			closed := newReceiver(t, false)
+			closed.srv.Close()
+			deadID, _ := p.CreateHook(map[string]any{"url": closed.URL("/in")})
+			eventually(t, wait, "the unreachable URL's failure", func() bool { return p.Hook(deadID).LastError != nil })
+			if v := p.Hook(deadID); v.Status != "pending" || v.LastStatusCode != nil || !strings.Contains(*v.LastError, "refused") {
+				t.Errorf("webhook at an unreachable URL: %+v", v)
+			}
+
 			// The partner moves its URL: pending until the new URL answers.
 			var patched struct {
 				Success bool   `json:"success"`
