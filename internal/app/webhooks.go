@@ -543,17 +543,21 @@ func (s *Service) Redeliver(ctx context.Context, p Principal, orgID, id string, 
 	if w.Status == tenant.StatusDisabled {
 		return DeliveryView{}, domain.Errorf(domain.Conflict, "The webhook is disabled (its URL answered 410 Gone); set its URL again to re-enable it")
 	}
+	now := s.now()
 	var nid int64
 	err = s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-		nid, err = tx.Redeliver(ctx, d, s.now())
+		nid, err = tx.Redeliver(ctx, d, now)
 		tx.AfterCommit(s.kick(es.ConsumerWebhookSend))
 		return err
 	})
 	if err != nil {
 		return DeliveryView{}, err
 	}
-	nd, _, err := s.st.Delivery(ctx, nid)
-	return deliveryView(nd, nil), err
+	// The answer is the delivery as queued: read back after the commit it
+	// may already be sent, its status ahead of its (unread) attempts.
+	nd := d
+	nd.ID, nd.Status, nd.CreatedAt, nd.NextAttemptAt, nd.DoneAt, nd.LastError, nd.Attempts = nid, store.StatusPending, now.UTC().Format(domain.TimeLayout), "", "", "", 0
+	return deliveryView(nd, nil), nil
 }
 
 // MaxReplay bounds the deliveries one replay queues.
