@@ -188,7 +188,9 @@ func (s *Store) FanOutWebhooks(ctx context.Context, now time.Time, limit int) (h
 		handled, queued = 0, 0
 		if s.dialect == Postgres {
 			var got bool
-			if err := tx.q.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock(7331001)`).Scan(&got); err != nil {
+			// Advisory locks are per database: the schema in the key keeps
+			// deployments (and test runs) in other schemas out of the way.
+			if err := tx.q.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock(7331001, hashtext(current_schema()))`).Scan(&got); err != nil {
 				return fmt.Errorf("fan-out lock: %w", err)
 			}
 			if !got {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"sync"
@@ -114,14 +115,20 @@ func (w *hookWorld) toggle(org string, id int64) {
 // empty and returns the totals.
 func (w *hookWorld) fanOut(limit int) (handled, queued int) {
 	w.t.Helper()
+	ctx := context.Background()
 	for {
-		h, q, err := w.st.FanOutWebhooks(context.Background(), w.clock(), limit)
+		h, q, err := w.st.FanOutWebhooks(ctx, w.clock(), limit)
 		w.must("fan out", err)
 		if h > limit {
 			w.t.Fatalf("fan-out handled %d rows, limit %d", h, limit)
 		}
 		handled, queued = handled+h, queued+q
 		if h == 0 {
+			left, err := w.st.Outbox(ctx, es.ConsumerWebhooks, 1)
+			w.must("outbox", err)
+			if len(left) > 0 {
+				w.t.Fatalf("fan-out handled nothing with partner rows queued: %+v", left)
+			}
 			return handled, queued
 		}
 	}
@@ -434,5 +441,57 @@ func TestWebhookRowsMaintenance(t *testing.T) {
 				t.Errorf("the row left alone cannot finish: %v", err)
 			}
 		})
+	}
+}
+
+// TestFanOutLockPerSchema (PostgreSQL): the fan-out's one-node-at-a-time
+// lock keeps out another node on the same schema, not a deployment (or a
+// test run) in another schema of the same database.
+func TestFanOutLockPerSchema(t *testing.T) {
+	if !slices.Contains(testenv.Backends(t), testenv.Postgres) {
+		t.Skip("PostgreSQL not configured")
+	}
+	ctx := context.Background()
+	here, elsewhere := testenv.PostgresURL(t), testenv.PostgresURL(t)
+	st, err := store.OpenPostgres(ctx, here, testenv.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w := &hookWorld{t: t, st: st, now: time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC), residents: map[string]string{}, on: map[int64]bool{}}
+	w.svc = app.New(st, app.Options{Now: w.clock, Safety: netsafe.Policy{AllowHTTP: true, AllowPrivate: true}}, testenv.Discard())
+	w.tenant("acme")
+	w.hook("acme", []string{"*"}, true)
+	w.lock("acme", 1)
+
+	// hold takes the fan-out lock the way a node on the schema of url
+	// does, until the returned function is called.
+	hold := func(url string) func() {
+		t.Helper()
+		db, err := sql.Open("pgx", url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7331001, hashtext(current_schema()))`); err != nil {
+			t.Fatal(err)
+		}
+		return func() { _ = tx.Rollback(); db.Close() }
+	}
+	release := hold(here)
+	if h, _, err := st.FanOutWebhooks(ctx, w.clock(), 100); err != nil || h != 0 {
+		t.Errorf("fan-out while another node of this schema holds the lock: handled %d, %v", h, err)
+	}
+	release()
+	release = hold(elsewhere)
+	defer release()
+	if h, q, err := st.FanOutWebhooks(ctx, w.clock(), 100); err != nil || h == 0 || q == 0 {
+		t.Errorf("fan-out while a node of another schema holds its lock: handled %d, queued %d, %v", h, q, err)
 	}
 }
