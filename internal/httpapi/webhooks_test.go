@@ -583,6 +583,14 @@ func TestWebhookPartnerRoutes(t *testing.T) {
 			}
 			hookShape(t, "list past the end", doc.call(t, srv, "GET /webhooks", mine("GET", "?limit=1&offset=1", nil), http.StatusOK),
 				`{"webhooks":[],"total":1,"limit":1,"offset":1}`)
+			// The key with an accepted admin key beside it (this server has
+			// no admin e-mail domain) is still the partner's own: no org is
+			// named on these routes.
+			withAdmin := mine("GET", "", nil)
+			withAdmin.Header = hookAdmin
+			if diff := cmp.Diff(list, wireOK(t, srv, withAdmin, http.StatusOK)); diff != "" {
+				t.Errorf("list with the admin key beside (-want +got):\n%s", diff)
+			}
 			sec := doc.call(t, srv, "GET /webhooks/{webhookId}/secret", mine("GET", "/"+id+"/secret", nil), http.StatusOK)
 			if diff := cmp.Diff(map[string]any{"secret": created["secret"], "previousSecret": nil, "previousSecretExpiresAt": nil}, sec); diff != "" {
 				t.Errorf("partner's secret (-want +got):\n%s", diff)
