@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -33,6 +34,8 @@ type benchConfig struct {
 	// Doorbell scenarios (f, g; bench_doorbell.go).
 	ringLocks   int
 	ringStreams int
+	// Partner webhook scenarios (h, i; bench_webhooks.go).
+	whCommands int
 }
 
 // The scenario names, printed in the table and asserted by the test.
@@ -77,7 +80,8 @@ func cmdBench(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	fs.StringVar(&c.only, "only", "", "run only the scenarios whose names contain one of these comma-separated words (ratios then lack their other side)")
 	fs.IntVar(&c.ringLocks, "ring-locks", 20, "locks of 10 residents each that scenario (f) rings, every resident streaming")
 	fs.IntVar(&c.ringStreams, "ring-streams", 100, "residents of the lock scenario (g) rings, each with a live stream open")
-	fs.BoolVar(&c.quick, "quick", false, "smoke run: -d 1s -rounds 1 -streams 1000 -ring-locks 4 -ring-streams 20 unless given")
+	fs.IntVar(&c.whCommands, "wh-commands", 1000, "commands scenario (h) sends, each delivered to 10 webhooks")
+	fs.BoolVar(&c.quick, "quick", false, "smoke run: -d 1s -rounds 1 -streams 1000 -ring-locks 4 -ring-streams 20 -wh-commands 100 unless given")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: spkey bench [flags]
 
@@ -91,6 +95,10 @@ Measures, in one run and interleaved over -rounds rounds:
      and rings delivered to every resident's live stream/s, SQLite and PostgreSQL
   g  one ring at a time to a lock whose residents all stream: delay from the
      answer to each stream's event (p50, p99), SQLite and PostgreSQL
+  h  commands whose events go to 10 webhooks at live loopback receivers:
+     deliveries/s and the delay from a command's answer to each receipt
+  i  the command mix of (c) with no webhook, and with 10 webhooks at a dead
+     receiver (never answers; 2s timeout): API throughput, same run
 and prints the medians, the ratios b/a, c/a, c/d and the floors they are held to.
 
 Flags:
@@ -121,6 +129,9 @@ Flags:
 		if !set["ring-streams"] {
 			c.ringStreams = 20
 		}
+		if !set["wh-commands"] {
+			c.whCommands = 100
+		}
 	}
 	for _, s := range strings.Split(writers, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -148,8 +159,8 @@ Flags:
 		return fmt.Errorf("bench: -db %s needs a PostgreSQL URL: -pg, SPKEY_DB or SPKEY_TEST_POSTGRES_URL", c.db)
 	case c.rounds < 1 || c.d <= 0 || c.conns < 1 || c.streams < 1 || c.rate < 1:
 		return fmt.Errorf("bench: -rounds, -d, -conns, -streams and -rate must be positive")
-	case c.ringLocks < 1 || c.ringStreams < 1:
-		return fmt.Errorf("bench: -ring-locks and -ring-streams must be positive")
+	case c.ringLocks < 1 || c.ringStreams < 1 || c.whCommands < 1:
+		return fmt.Errorf("bench: -ring-locks, -ring-streams and -wh-commands must be positive")
 	case c.conns > benchLocks:
 		return fmt.Errorf("bench: -conns must be at most %d (each connection owns locks of its own)", benchLocks)
 	case slices.Max(c.writers) > c.streams:
@@ -241,6 +252,13 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 	if pgInfo == "" {
 		pgInfo = dbInfo
 	}
+	progress("setting up the webhook scenarios")
+	webhooks, whAlso, closeWebhooks, err := webhookScenarios(ctx, c, dir)
+	if err != nil {
+		return err
+	}
+	defer closeWebhooks()
+	maps.Copy(also, whAlso)
 
 	client := newLoadClient(c.conns)
 	defer client.CloseIdleConnections()
@@ -271,6 +289,7 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 		}
 	}
 	scenarios = append(scenarios, doorbell...)
+	scenarios = append(scenarios, webhooks...)
 
 	// Warm up the HTTP paths once, unmeasured: keep-alive connections,
 	// database pools, the page cache.
@@ -383,7 +402,7 @@ func report(w io.Writer, c benchConfig, dir, pgInfo, load0 string, names []strin
 	if pgInfo != "" {
 		fmt.Fprintf(w, "postgres: %s\n", pgInfo)
 	}
-	fmt.Fprintf(w, "flags:    -rounds %d -d %s -conns %d -c %s -streams %d -db %s -rate %d -ring-locks %d -ring-streams %d\n", c.rounds, c.d, c.conns, joinInts(c.writers), c.streams, c.db, c.rate, c.ringLocks, c.ringStreams)
+	fmt.Fprintf(w, "flags:    -rounds %d -d %s -conns %d -c %s -streams %d -db %s -rate %d -ring-locks %d -ring-streams %d -wh-commands %d\n", c.rounds, c.d, c.conns, joinInts(c.writers), c.streams, c.db, c.rate, c.ringLocks, c.ringStreams, c.whCommands)
 	fmt.Fprintf(w, "load:     closed loop of %d keep-alive net/http clients in-process (a, b, c, f); vegeta at %d req/s (c@rate); 1 goroutine (d, g); -c goroutines (e)\n", c.conns, c.rate)
 	fmt.Fprintf(w, "req/s:    HTTP requests/s for a, b, c; committed transactions/s for d; appends/s for e (one event each); rings/s for f and g\n")
 	fmt.Fprintf(w, "doorbell: f rings %d locks of %d residents, %d live streams open; f-accept: answers and their latency; f-deliver: rings on all %d streams, latency answer to last stream\n", c.ringLocks, ringResidents, c.ringLocks*ringResidents, ringResidents)
@@ -474,6 +493,7 @@ func report(w io.Writer, c benchConfig, dir, pgInfo, load0 string, names []strin
 		}
 	}
 	doorbellReport(w, c, meds)
+	webhookReport(w, c, meds)
 	fmt.Fprintf(w, "\nbench took %s\n", took.Round(time.Second))
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,7 +23,10 @@ import (
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
 	"github.com/spkey-dev/spkey/internal/httpapi"
+	"github.com/spkey-dev/spkey/internal/netsafe"
+	"github.com/spkey-dev/spkey/internal/notify"
 	"github.com/spkey-dev/spkey/internal/store"
+	"github.com/spkey-dev/spkey/internal/webhook"
 )
 
 // httpTarget is an http.Server on a loopback port.
@@ -84,26 +88,35 @@ func (b *bareServer) get() *http.Request { return newRequest(http.MethodGet, b.u
 
 func (b *bareServer) close() { b.shutdown() }
 
-// spkeyServer is a real spkey assembled as serve.go does it: SQLite at the
-// default durability (WAL, synchronous=FULL), app, verifier, httpapi and
-// an http.Server on a loopback port.
+// spkeyServer is a real spkey assembled as serve.go does it: the store
+// (SQLite at the default durability, WAL and synchronous=FULL, unless
+// given), the notification engine with its hub, app, the partner webhook
+// dispatcher registered on the engine, verifier, httpapi and an
+// http.Server on a loopback port.
 type spkeyServer struct {
 	*httpTarget
 	st     *store.Store
 	svc    *app.Service
 	apiKey string
 	json   http.Header // Content-Type and X-API-Key of the tenant
+	stop   func()      // stops the engine and waits for it
+	// closeStore closes the store (and drops a PostgreSQL schema).
+	closeStore func()
 
 	residentsLock int64 // the lock of scenario (b), with two residents
 	residentsURL  string
 	users         []string // users[i] is the resident of lock i+1 in scenario (c)
 }
 
+// requestLog is the servers' logger: request lines are formatted as in
+// production and thrown away, so the cost of building them counts and the
+// terminal's does not.
+func requestLog() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
 func startSpkey(ctx context.Context, dir string) (*spkeyServer, error) {
-	// Request lines are formatted as in production and thrown away: the
-	// cost of building them counts, the terminal's does not.
-	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "spkey.db"), store.SQLiteOptions{}, log)
+	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "spkey.db"), store.SQLiteOptions{}, requestLog())
 	if err != nil {
 		return nil, err
 	}
@@ -111,30 +124,60 @@ func startSpkey(ctx context.Context, dir string) (*spkeyServer, error) {
 		st.Close()
 		return nil, err
 	}
-	verifier, err := auth.NewVerifier(ctx, auth.Config{KeyPath: filepath.Join(dir, "jwt-signing-key.pem")})
+	s, err := startSpkeyOn(ctx, st, dir, "bench", webhook.Config{})
 	if err != nil {
 		st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// startSpkeyOn serves spkey over st (migrated; close closes it, unless
+// closeStore is replaced) with its JWT key in dir, as node, its partner
+// deliveries tuned by wcfg. Webhook URLs may be http and on loopback, as
+// the bench's receivers are.
+func startSpkeyOn(ctx context.Context, st *store.Store, dir, node string, wcfg webhook.Config) (*spkeyServer, error) {
+	log := requestLog()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	verifier, err := auth.NewVerifier(ctx, auth.Config{KeyPath: filepath.Join(dir, "jwt-signing-key.pem")})
+	if err != nil {
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	appends := prometheus.NewCounter(prometheus.CounterOpts{Name: "spkey_event_appends_total", Help: "Events appended to the event store."})
 	conflicts := prometheus.NewCounter(prometheus.CounterOpts{Name: "spkey_event_conflicts_total", Help: "Appends refused with a version conflict (retried)."})
-	reg.MustRegister(appends, conflicts)
-	st.SetHooks(store.Hooks{Appended: func(n int) { appends.Add(float64(n)) }, Conflict: conflicts.Inc})
-	svc := app.New(st, app.Options{}, log)
-	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: app.RandomAlnum(32), CORSOrigins: map[string]bool{}}, svc, verifier, st, reg, log)
+	batches := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spkey_store_batch_size", Help: "Commands committed together by the SQLite writer (group commit).",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}})
+	reg.MustRegister(appends, conflicts, batches)
+	st.SetHooks(store.Hooks{Appended: func(n int) { appends.Add(float64(n)) }, Conflict: conflicts.Inc, Batch: func(n int) { batches.Observe(float64(n)) }})
+	hub := notify.NewHub()
+	engine := notify.New(st, hub, notify.Config{Node: node, Observe: notifyMetrics(reg, hub)}, log)
+	safety := netsafe.Policy{AllowHTTP: true, AllowPrivate: true}
+	svc := app.New(st, app.Options{Queued: engine.Queued, Safety: safety}, log)
+	wcfg.Safety = safety
+	webhook.New(st, svc, wcfg, log).Register(engine)
+	streamStop := make(chan struct{})
+	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: app.RandomAlnum(32), CORSOrigins: map[string]bool{},
+		Feed: st, Waker: hub, StreamStop: streamStop}, svc, verifier, st, reg, log)
 	t, err := listen(h)
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
-	return &spkeyServer{httpTarget: t, st: st, svc: svc}, nil
+	t.srv.RegisterOnShutdown(func() { close(streamStop) })
+	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { defer close(done); _ = engine.Run(ectx) }()
+	return &spkeyServer{httpTarget: t, st: st, svc: svc, stop: func() { cancel(); <-done }, closeStore: func() { _ = st.Close() }}, nil
 }
 
+// close stops the HTTP server, then the engine, then closes the store.
 func (s *spkeyServer) close() {
 	s.shutdown()
-	s.st.Close()
+	s.stop()
+	s.closeStore()
 }
 
 // call sends one setup request and fails unless it answers 2xx.

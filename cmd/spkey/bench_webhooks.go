@@ -1,0 +1,463 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/domain/lock"
+	"github.com/spkey-dev/spkey/internal/domain/tenant"
+	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/webhook"
+)
+
+// The partner webhook scenarios (h, i), one set per backend.
+func scHDeliver(backend string) string  { return "h-webhooks-deliver-" + backend }
+func scHCommands(backend string) string { return "h-webhooks-commands-" + backend }
+func scHDelay(backend string) string    { return "h-webhooks-delay-" + backend }
+func scINone(backend string) string     { return "i-webhooks-api-none-" + backend }
+func scIDead(backend string) string     { return "i-webhooks-api-dead-" + backend }
+
+const (
+	// benchWebhooks is how many webhooks, each subscribed to "*" and each
+	// on a receiver of its own, the tenant of (h) and of (i, dead) has.
+	benchWebhooks = 10
+	// whLocks is how many locks (and resident users) the command mix of
+	// (h) and (i) spreads over, as (c) does over benchLocks.
+	whLocks = 256
+	// whTimeout is the bench's webhook request timeout (serve's default is
+	// webhook.DefaultTimeout, 15 s): every attempt at the dead receiver
+	// lasts this long, so a shorter one makes the dispatcher churn more.
+	whTimeout = 2 * time.Second
+	// floorDeadNone is the floor of API throughput with 10 webhooks at a
+	// dead receiver over API throughput with none, in the same run.
+	floorDeadNone = 0.90
+	// How long (h) waits for deliveries before it counts the missing ones
+	// as errors.
+	whDrainTimeout   = 2 * time.Minute
+	whReceiptTimeout = 10 * time.Second
+)
+
+// whOrg is the tenant seed registers.
+const whOrg = "bench-org"
+
+// partnerEndpoints is benchWebhooks receivers, each on a loopback port of
+// its own (one host per partner, as the dispatcher's connection pool sees
+// real partners). They answer verification POSTs with 204. A live set
+// reports each envelope's webhook-id to the current tracker and answers
+// 204; a dead set reads each envelope and never answers it (until close),
+// so every attempt runs into the dispatcher's timeout.
+type partnerEndpoints struct {
+	targets []*httpTarget
+	sink    atomic.Pointer[ringTracker]
+	dead    bool
+	stop    chan struct{} // closed by close: held requests are aborted
+}
+
+func startEndpoints(dead bool) (*partnerEndpoints, error) {
+	p := &partnerEndpoints{dead: dead, stop: make(chan struct{})}
+	for range benchWebhooks {
+		t, err := listen(http.HandlerFunc(p.serve))
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.targets = append(p.targets, t)
+	}
+	return p, nil
+}
+
+func (p *partnerEndpoints) serve(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	id := r.Header.Get("webhook-id")
+	if strings.HasPrefix(id, "verify_") {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if p.dead {
+		select {
+		case <-p.stop:
+		case <-r.Context().Done():
+		}
+		panic(http.ErrAbortHandler) // close the connection without an answer
+	}
+	at := time.Now()
+	if t := p.sink.Load(); t != nil {
+		t.receipt(id, at)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (p *partnerEndpoints) close() {
+	close(p.stop)
+	for _, t := range p.targets {
+		t.shutdown()
+	}
+}
+
+// whBench runs the webhook scenarios on one backend over three servers
+// assembled as serve.go does it, each seeded as (c)'s (whLocks locks with
+// a user each): live, whose tenant has 10 webhooks at live receivers (h);
+// none, whose tenant has no webhook, and dead, whose tenant has 10
+// webhooks at dead receivers (i).
+type whBench struct {
+	backend          string
+	conns            int
+	live, none, dead *spkeyServer
+	liveTog          *residentToggler
+	noneTog, deadTog *residentToggler
+	liveEP, deadEP   *partnerEndpoints
+	client           *http.Client
+	commands         result // (h): the command side of the latest run
+}
+
+// newWHServer starts one server of the webhook scenarios on a fresh
+// database of backend and seeds it.
+func newWHServer(ctx context.Context, c benchConfig, backend, dir, name string) (*spkeyServer, error) {
+	var t *esTarget
+	var err error
+	switch backend {
+	case "sqlite":
+		t, err = openESSQLite(ctx, filepath.Join(dir, "spkey.db"), 1)
+	default:
+		t, _, err = openESPostgres(ctx, c.pg, 1)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, err := startSpkeyOn(ctx, t.st, dir, "bench-"+name+"-"+backend, webhook.Config{Timeout: whTimeout})
+	if err != nil {
+		t.close()
+		return nil, err
+	}
+	s.closeStore = t.close
+	if err := s.seed(ctx, whLocks, c.conns); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// subscribe waits until every event of the seed was fanned out (so that
+// none of it is delivered), then subscribes one webhook per endpoint of
+// ep to "*" and waits until all of them are verified.
+func subscribe(ctx context.Context, s *spkeyServer, ep *partnerEndpoints) error {
+	admin := app.Principal{Admin: true, Email: "bench"}
+	if err := waitFor(ctx, 60*time.Second, "the seed's events to be fanned out", func() (bool, error) {
+		rows, err := s.st.Outbox(ctx, es.ConsumerWebhooks, 1)
+		return len(rows) == 0, err
+	}); err != nil {
+		return err
+	}
+	for _, t := range ep.targets {
+		if _, err := s.svc.CreateWebhook(ctx, app.Call{P: admin, Route: "webhooks " + whOrg}, whOrg, app.WebhookInput{URL: t.base + "/hook", Events: []string{tenant.AllEvents}}); err != nil {
+			return fmt.Errorf("bench: create webhook: %w", err)
+		}
+	}
+	return waitFor(ctx, 60*time.Second, "the webhooks to be verified", func() (bool, error) {
+		ws, _, err := s.svc.Webhooks(ctx, admin, whOrg, 0, 0)
+		if err != nil {
+			return false, err
+		}
+		for _, w := range ws {
+			if w.Status != tenant.StatusActive {
+				return false, nil
+			}
+		}
+		return len(ws) == len(ep.targets), nil
+	})
+}
+
+// waitFor polls cond until it holds, fails or timeout passes.
+func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, err := cond()
+		if err != nil || ok {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: waited %s for %s", timeout, what)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func newWHBench(ctx context.Context, c benchConfig, backend, dir string) (wb *whBench, err error) {
+	wb = &whBench{backend: backend, conns: c.conns, client: newLoadClient(c.conns)}
+	defer func() {
+		if err != nil {
+			wb.close()
+		}
+	}()
+	if wb.liveEP, err = startEndpoints(false); err != nil {
+		return nil, err
+	}
+	if wb.deadEP, err = startEndpoints(true); err != nil {
+		return nil, err
+	}
+	if wb.live, err = newWHServer(ctx, c, backend, filepath.Join(dir, "live"), "live"); err != nil {
+		return nil, err
+	}
+	if err = subscribe(ctx, wb.live, wb.liveEP); err != nil {
+		return nil, err
+	}
+	if wb.none, err = newWHServer(ctx, c, backend, filepath.Join(dir, "none"), "none"); err != nil {
+		return nil, err
+	}
+	if wb.dead, err = newWHServer(ctx, c, backend, filepath.Join(dir, "dead"), "dead"); err != nil {
+		return nil, err
+	}
+	if err = subscribe(ctx, wb.dead, wb.deadEP); err != nil {
+		return nil, err
+	}
+	wb.liveTog = newResidentToggler(wb.live, whLocks, c.conns)
+	wb.noneTog = newResidentToggler(wb.none, whLocks, c.conns)
+	wb.deadTog = newResidentToggler(wb.dead, whLocks, c.conns)
+	return wb, nil
+}
+
+// close aborts the dead receivers' requests first, so that the dead
+// server's dispatcher stops at once.
+func (wb *whBench) close() {
+	if wb.deadEP != nil {
+		wb.deadEP.close()
+	}
+	for _, s := range []*spkeyServer{wb.live, wb.none, wb.dead} {
+		if s != nil {
+			s.close()
+		}
+	}
+	if wb.liveEP != nil {
+		wb.liveEP.close()
+	}
+	wb.client.CloseIdleConnections()
+}
+
+// command sends one command and returns the envelope id of the event it
+// recorded (the lock's new version).
+func (wb *whBench) command(req *http.Request) (string, error) {
+	resp, err := wb.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return "", fmt.Errorf("%s %s: %d %s", req.Method, req.URL.Path, resp.StatusCode, truncate(body, 300))
+	}
+	var out struct {
+		AggregateID string `json:"aggregateId"`
+		Version     int64  `json:"version"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil || out.Version == 0 {
+		return "", fmt.Errorf("%s %s: no version in %s", req.Method, req.URL.Path, truncate(body, 300))
+	}
+	return webhook.EventID(es.Record{AggregateType: lock.AggregateType, AggregateID: out.AggregateID, Version: out.Version}), nil
+}
+
+// countedLoop is closedLoop for a fixed count: workers goroutines run op
+// back to back until n operations have started.
+func countedLoop(ctx context.Context, workers, n int, op func(w int) error) result {
+	parts := make([]result, workers)
+	var left atomic.Int64
+	left.Store(int64(n))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			r := &parts[w]
+			for ctx.Err() == nil && left.Add(-1) >= 0 {
+				t0 := time.Now()
+				err := op(w)
+				r.n++
+				if err != nil {
+					r.fail(err)
+					continue
+				}
+				r.lat = append(r.lat, time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	return merge(parts, time.Since(start))
+}
+
+// runDeliver is scenario (h): -conns clients send n commands of the mix
+// as fast as they are answered (closed loop); each records one event,
+// which goes to all 10 webhooks. The result is the receivers' side: rate
+// = deliveries received / (last receipt − first command), latencies from
+// a command's answer to each of its 10 receipts (0 when a receipt came
+// first), backlog included; errors = deliveries still missing
+// whDrainTimeout after the last answer. The command side is kept in
+// wb.commands.
+func (wb *whBench) runDeliver(ctx context.Context, n int) (result, error) {
+	tr := newRingTracker(benchWebhooks)
+	wb.liveEP.sink.Store(tr)
+	defer wb.liveEP.sink.Store(nil)
+	start := time.Now()
+	wb.commands = countedLoop(ctx, wb.conns, n, func(w int) error {
+		id, err := wb.command(wb.liveTog.next(w))
+		if err != nil {
+			return err
+		}
+		tr.answer(id, time.Now())
+		return nil
+	})
+	tr.drain(ctx, whDrainTimeout)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	del := result{n: tr.answered * benchWebhooks, elapsed: tr.last.Sub(start)}
+	for id, r := range tr.rings {
+		if r.answered.IsZero() {
+			continue
+		}
+		for _, rc := range r.receipts {
+			del.lat = append(del.lat, max(0, rc.Sub(r.answered)))
+		}
+		if miss := tr.want - len(r.receipts); miss > 0 {
+			if del.firstErr == nil {
+				del.firstErr = fmt.Errorf("event %s: %d of %d webhooks received it within %s", id, len(r.receipts), tr.want, whDrainTimeout)
+			}
+			del.errs += miss
+		}
+	}
+	if tr.complete == 0 {
+		del.elapsed = time.Since(start)
+	}
+	return merge([]result{del}, del.elapsed), nil
+}
+
+// runDelay is scenario (h, one at a time): one client sends a command,
+// waits until all 10 webhooks received its event, and sends the next, for
+// d. The rate is commands/s; the latencies are one per receipt, from the
+// command's answer to the receipt (0 when the receipt came first).
+func (wb *whBench) runDelay(ctx context.Context, d time.Duration) (result, error) {
+	tr := newRingTracker(benchWebhooks)
+	wb.liveEP.sink.Store(tr)
+	defer wb.liveEP.sink.Store(nil)
+	res := result{}
+	start := time.Now()
+	for ctx.Err() == nil && time.Since(start) < d {
+		res.n++
+		id, err := wb.command(wb.liveTog.next(0))
+		if err != nil {
+			res.fail(err)
+			continue
+		}
+		at := time.Now()
+		r := tr.answer(id, at)
+		select {
+		case <-r.full:
+		case <-time.After(whReceiptTimeout):
+			tr.mu.Lock()
+			got := len(r.receipts)
+			tr.mu.Unlock()
+			res.fail(fmt.Errorf("event %s: %d of %d webhooks received it within %s", id, got, benchWebhooks, whReceiptTimeout))
+			continue
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		tr.mu.Lock()
+		for _, rc := range r.receipts {
+			res.lat = append(res.lat, max(0, rc.Sub(at)))
+		}
+		tr.mu.Unlock()
+	}
+	return merge([]result{res}, time.Since(start)), nil
+}
+
+// runAPI is scenario (i): the command mix from -conns clients in a closed
+// loop for d against s (as (c) does): the API's own throughput.
+func (wb *whBench) runAPI(ctx context.Context, tog *residentToggler, d time.Duration) (result, error) {
+	return closedLoop(ctx, wb.conns, d, func(w int) error { return httpDo(wb.client, tog.next(w)) }), nil
+}
+
+// webhookScenarios sets up the webhook scenarios on every backend of c and
+// returns them, what they measure besides their own results and a func
+// that tears them down.
+func webhookScenarios(ctx context.Context, c benchConfig, dir string) ([]scenario, map[string]alsoMeasured, func(), error) {
+	var benches []*whBench
+	closeAll := func() {
+		for _, wb := range benches {
+			wb.close()
+		}
+	}
+	var out []scenario
+	also := map[string]alsoMeasured{}
+	for _, b := range c.backends() {
+		wb, err := newWHBench(ctx, c, b, filepath.Join(dir, "webhooks-"+b))
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, err
+		}
+		benches = append(benches, wb)
+		out = append(out,
+			scenario{name: scHDeliver(b), run: func(ctx context.Context) (result, error) { return wb.runDeliver(ctx, c.whCommands) }},
+			scenario{name: scHDelay(b), run: func(ctx context.Context) (result, error) { return wb.runDelay(ctx, c.d) }},
+			scenario{name: scINone(b), run: func(ctx context.Context) (result, error) { return wb.runAPI(ctx, wb.noneTog, c.d) }},
+			scenario{name: scIDead(b), run: func(ctx context.Context) (result, error) { return wb.runAPI(ctx, wb.deadTog, c.d) }},
+		)
+		also[scHDeliver(b)] = alsoMeasured{names: []string{scHCommands(b)}, results: func() []result { return []result{wb.commands} }}
+	}
+	return out, also, closeAll, nil
+}
+
+// backends lists the backends of the per-backend scenarios.
+func (c benchConfig) backends() []string {
+	var out []string
+	if c.db == "sqlite" || c.db == "both" {
+		out = append(out, "sqlite")
+	}
+	if c.db == "postgres" || c.db == "both" {
+		out = append(out, "postgres")
+	}
+	return out
+}
+
+// webhookReport prints the webhook figures and the floor of (i).
+func webhookReport(w io.Writer, c benchConfig, meds map[string]med) {
+	var lines []string
+	for _, b := range []string{"sqlite", "postgres"} {
+		del, cmds, delay := meds[scHDeliver(b)], meds[scHCommands(b)], meds[scHDelay(b)]
+		if del.rate > 0 {
+			lines = append(lines, fmt.Sprintf("  %s = %.0f deliveries/s to %d webhooks (%d commands at %.0f/s; p50 %s, p99 %s from a command's answer to each receipt, backlog included; missing %d)",
+				scHDeliver(b), del.rate, benchWebhooks, c.whCommands, cmds.rate, msf(del.p50), msf(del.p99), del.errs))
+		}
+		if delay.rate > 0 {
+			lines = append(lines, fmt.Sprintf("  p50/p99(%s) = %s / %s (one command at a time, all %d receipts awaited; %.0f commands/s, errors %d)",
+				scHDelay(b), msf(delay.p50), msf(delay.p99), benchWebhooks, delay.rate, delay.errs))
+		}
+		none, dead := meds[scINone(b)], meds[scIDead(b)]
+		if none.rate > 0 && dead.rate > 0 {
+			r := dead.rate / none.rate
+			lines = append(lines, fmt.Sprintf("  %s/%s = %.3f   floor >= %.2f   %s   (API throughput with %d webhooks at a dead receiver vs none, same run)",
+				scIDead(b), scINone(b), r, floorDeadNone, passFail(r >= floorDeadNone && dead.errs == 0 && none.errs == 0), benchWebhooks))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\npartner webhooks: %d webhooks subscribed to \"*\", each on a loopback receiver of its own; the command mix of (c) over %d locks;\n", benchWebhooks, whLocks)
+	fmt.Fprintf(w, "  webhook timeout %s (serve's default %s); a dead receiver reads each request and never answers\n", whTimeout, webhook.DefaultTimeout)
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+}
