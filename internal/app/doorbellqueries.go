@@ -26,8 +26,8 @@ type ChannelDelivery struct {
 
 // RingResidentView is one targeted resident of a ring with its deliveries.
 type RingResidentView struct {
-	UserID     string         `json:"userId"`
-	Name       string         `json:"name"`
+	UserID     string            `json:"userId"`
+	Name       string            `json:"name"`
 	Deliveries []ChannelDelivery `json:"deliveries"`
 }
 

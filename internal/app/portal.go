@@ -131,7 +131,7 @@ func (s *Service) RotateOwnKey(ctx context.Context, p Principal, currentKeyID st
 	key := s.random(40)
 	createdBy := p.Email
 	if createdBy == "" {
-		createdBy = "portal"
+		createdBy = "self-service"
 	}
 	var out IssuedKey
 	_, err := s.run(ctx, Call{P: p, Aggregate: "tenant/" + p.OrgID}, func(ctx context.Context, tx *store.Tx) (Result, error) {

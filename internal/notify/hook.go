@@ -218,4 +218,3 @@ func (h *Hook) Deliver(ctx context.Context, d Delivery) Result {
 	}
 	return res
 }
-
