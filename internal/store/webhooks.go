@@ -285,12 +285,25 @@ func (tx *Tx) ReleaseWebhookRows(ctx context.Context, id string) error {
 }
 
 // Defer hands a claimed row back without recording an attempt, due again
-// at until (a delivery held while its webhook waits for verification). It
+// at until (a delivery held while its webhook waits for verification). A
+// webhook delivery is due at once instead when its webhook is no longer
+// pending: the verification that released the held rows may have
+// committed while this one was being claimed and found pending. It
 // returns ErrLeaseLost when node no longer holds the row.
 func (s *Store) Defer(ctx context.Context, c Claim, node string, until time.Time) error {
 	return s.Write(ctx, func(ctx context.Context, tx *Tx) error {
+		next := any(stamp(until))
+		if c.Consumer == es.ConsumerWebhookSend {
+			held, err := tx.webhookPending(ctx, c.Target)
+			if err != nil {
+				return err
+			}
+			if !held {
+				next = nil
+			}
+		}
 		res, err := tx.q.ExecContext(ctx, s.sql(`UPDATE outbox SET next_attempt_at = $1, claimed_by = NULL, claimed_until = NULL
-			WHERE id = $2 AND claimed_by = $3 AND done_at IS NULL`), stamp(until), c.ID, node)
+			WHERE id = $2 AND claimed_by = $3 AND done_at IS NULL`), next, c.ID, node)
 		if err != nil {
 			return fmt.Errorf("defer outbox row %d: %w", c.ID, err)
 		}
@@ -299,6 +312,26 @@ func (s *Store) Defer(ctx context.Context, c Claim, node string, until time.Time
 		}
 		return nil
 	})
+}
+
+// webhookPending reports whether webhook id is pending. On PostgreSQL it
+// waits for a verification being recorded for it (which moves the
+// webhooks row before it releases the held deliveries), so that a row
+// deferred here is either seen by that release or sees its outcome.
+func (tx *Tx) webhookPending(ctx context.Context, id string) (bool, error) {
+	q := `SELECT status FROM webhooks WHERE webhook_id = $1`
+	if tx.s.dialect == Postgres {
+		q += ` FOR SHARE`
+	}
+	var status string
+	err := tx.q.QueryRowContext(ctx, tx.s.sql(q), id).Scan(&status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read webhook %s status: %w", id, err)
+	}
+	return status == tenant.StatusPending, nil
 }
 
 // DeliveryRow is one delivery of a webhook: an outbox row and its event.

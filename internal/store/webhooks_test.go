@@ -179,7 +179,7 @@ func TestWebhookRowsMaintenance(t *testing.T) {
 			t0 := w.clock()
 			w.tenant("acme")
 			w.tenant("beta")
-			h := w.hook("acme", []string{"*"}, true)
+			h := w.hook("acme", []string{"*"}, false) // pending: its deliveries are held
 			filtered := w.hook("acme", []string{"ResidentRemoved"}, true)
 			hb := w.hook("beta", []string{"*"}, true)
 			w.lock("acme", 1) // t0: v1, v2
@@ -237,10 +237,25 @@ func TestWebhookRowsMaintenance(t *testing.T) {
 				t.Errorf("replay over the limit queued %d, want limit+1 = 3 so that the caller can tell", n)
 			}
 
-			// Defer two never-tried rows and retry one: release frees the two.
+			// A deferred delivery of an active webhook is due at once (the
+			// verification that made it active came first).
+			cb, err := w.st.ClaimWith(ctx, es.ConsumerWebhookSend, "node", w.clock(), time.Minute, 100, store.ClaimOptions{Ordered: true, Exclude: []string{h, filtered}})
+			w.must("claim", err)
+			if len(cb) != 1 || cb[0].Target != hb {
+				t.Fatalf("claimed %+v, want beta's head", cb)
+			}
+			w.must("defer", w.st.Defer(ctx, cb[0], "node", w.clock().Add(time.Hour)))
+			again2, err := w.st.ClaimWith(ctx, es.ConsumerWebhookSend, "node", w.clock(), time.Minute, 100, store.ClaimOptions{Ordered: true, Exclude: []string{h, filtered}})
+			w.must("claim", err)
+			if len(again2) != 1 || again2[0].ID != cb[0].ID {
+				t.Errorf("deferred delivery of an active webhook: claimed %+v, want row %d at once", again2, cb[0].ID)
+			}
+
+			// Defer the pending webhook's head, retry the active one's:
+			// release frees the deferred one only.
 			cs, err := w.st.ClaimWith(ctx, es.ConsumerWebhookSend, "node", w.clock(), time.Minute, 100, store.ClaimOptions{Ordered: true, Exclude: []string{hb}})
 			w.must("claim", err)
-			if len(cs) != 2 { // the heads of lock 1 for h and for filtered
+			if len(cs) != 2 || cs[0].Target != h || cs[1].Target != filtered { // the heads of lock 1 for h and for filtered
 				t.Fatalf("claimed %+v", cs)
 			}
 			later := w.clock().Add(time.Hour)

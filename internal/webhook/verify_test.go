@@ -6,10 +6,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/spkey-dev/spkey/internal/testenv"
+	"github.com/spkey-dev/spkey/internal/webhook"
 )
 
 // TestVerification: a new webhook gets a signed verification POST; a 2xx
@@ -23,7 +25,9 @@ func TestVerification(t *testing.T) {
 		t.Run(string(b), func(t *testing.T) {
 			good, bad, moved := newReceiver(t, false), newReceiver(t, false), newReceiver(t, false)
 			bad.VerifyAs(http.StatusInternalServerError)
-			srv := testenv.NewServer(t, b, testenv.Options{})
+			// Held deliveries would look again only after an hour: what
+			// delivers them is the verification releasing them.
+			srv := testenv.NewServer(t, b, testenv.Options{Webhooks: webhook.Config{Hold: time.Hour}})
 			p := newPartner(t, srv, "acme")
 
 			// 2xx: active, verifiedAt set.
