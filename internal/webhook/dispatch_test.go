@@ -55,7 +55,7 @@ func TestEnvelopesSignedAndValid(t *testing.T) {
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
 			tlsRcv, plainRcv := newReceiver(t, true), newReceiver(t, false)
-			srv := testenv.NewServer(t, b, testenv.Options{Webhooks: webhook.Config{TLS: tlsRcv.TLS()}})
+			srv := testenv.NewServer(t, b, noPoll(testenv.Options{Webhooks: webhook.Config{TLS: tlsRcv.TLS()}}))
 			p := newPartner(t, srv, "acme")
 			if !strings.HasPrefix(tlsRcv.URL(""), "https://") {
 				t.Fatalf("TLS receiver at %s", tlsRcv.URL(""))

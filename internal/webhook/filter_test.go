@@ -20,7 +20,7 @@ func TestOutboundAuth(t *testing.T) {
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
 			keyed, bearer := newReceiver(t, false), newReceiver(t, false)
-			srv := testenv.NewServer(t, b, testenv.Options{})
+			srv := testenv.NewServer(t, b, noPoll(testenv.Options{}))
 			p := newPartner(t, srv, "acme")
 			keyedID, _ := p.ActiveHook(map[string]any{"url": keyed.URL("/k"), "authType": "apiKeyHeader", "authHeader": "X-Partner-Token", "authValue": "tok-123"})
 			bearerID, _ := p.ActiveHook(map[string]any{"url": bearer.URL("/b"), "authType": "bearerToken", "authValue": "bearer-456"})
@@ -58,7 +58,7 @@ func TestEventFilter(t *testing.T) {
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
 			only, created, all := newReceiver(t, false), newReceiver(t, false), newReceiver(t, false)
-			srv := testenv.NewServer(t, b, testenv.Options{})
+			srv := testenv.NewServer(t, b, noPoll(testenv.Options{}))
 			p := newPartner(t, srv, "acme")
 			onlyID, _ := p.ActiveHook(map[string]any{"url": only.URL("/"), "events": []string{"ResidentAdded"}})
 			createdID, _ := p.ActiveHook(map[string]any{"url": created.URL("/"), "events": []string{"LockCreated"}})

@@ -28,6 +28,15 @@ import (
 // every step here takes milliseconds when nothing is wrong.
 const wait = 15 * time.Second
 
+// noPoll turns the dispatcher's safety-net poll off (an hour): every step
+// of a delivery that needs no retry must then be woken by the step before
+// it (a commit, a fan-out, a verification, a finished delivery), as it is
+// for latency's sake.
+func noPoll(opt testenv.Options) testenv.Options {
+	opt.Notify.PollInterval = time.Hour
+	return opt
+}
+
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -22,7 +22,7 @@ func TestSlowReceiverIsolation(t *testing.T) {
 		t.Run(string(b), func(t *testing.T) {
 			// The server first: its cleanup (stopping the dispatcher) must
 			// come after the slow handlers are let go.
-			srv := testenv.NewServer(t, b, testenv.Options{Webhooks: webhook.Config{Timeout: time.Minute}})
+			srv := testenv.NewServer(t, b, noPoll(testenv.Options{Webhooks: webhook.Config{Timeout: time.Minute}}))
 			slow, quick, quick2 := newReceiver(t, false), newReceiver(t, false), newReceiver(t, false)
 			release := make(chan struct{})
 			t.Cleanup(func() { close(release) })

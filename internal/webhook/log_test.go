@@ -35,7 +35,7 @@ func TestDeliveryLog(t *testing.T) {
 				}
 				return http.StatusOK, nil
 			})
-			srv := testenv.NewServer(t, b, testenv.Options{})
+			srv := testenv.NewServer(t, b, noPoll(testenv.Options{}))
 			p := newPartner(t, srv, "acme")
 			id, _ := p.ActiveHook(map[string]any{"url": rcv.URL("/")})
 			p.Lock(lockID)

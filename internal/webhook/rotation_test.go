@@ -22,7 +22,7 @@ func TestSecretRotation(t *testing.T) {
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
 			rcv := newReceiver(t, false)
-			srv := testenv.NewServer(t, b, testenv.Options{})
+			srv := testenv.NewServer(t, b, noPoll(testenv.Options{}))
 			p := newPartner(t, srv, "acme")
 			id, first := p.ActiveHook(map[string]any{"url": rcv.URL("/")})
 
