@@ -264,9 +264,13 @@ func (s *Store) FanOutWebhooks(ctx context.Context, now time.Time, limit int) (h
 // DropWebhookRows ends every undone delivery of webhook id as skipped with
 // reason (the webhook was deleted or disabled). It returns how many.
 // The row except (0: none) is left alone: its attempt is being recorded.
+// So are the rows a node is attempting now (under a lease): the receiver
+// may be answering them, and the log must show what it answered; a retry
+// of one is skipped by the dispatcher.
 func (tx *Tx) DropWebhookRows(ctx context.Context, id, reason string, now time.Time, except int64) (int64, error) {
 	res, err := tx.q.ExecContext(ctx, tx.s.sql(`UPDATE outbox SET done_at = $1, status = $2, last_error = $3, claimed_by = NULL, claimed_until = NULL
-		WHERE target = $4 AND consumer IN ($5, $6) AND done_at IS NULL AND id <> $7`), stamp(now), StatusSkipped, reason, id, es.ConsumerWebhookSend, es.ConsumerWebhookVerify, except)
+		WHERE target = $4 AND consumer IN ($5, $6) AND done_at IS NULL AND id <> $7 AND (claimed_until IS NULL OR claimed_until <= $1)`),
+		stamp(now), StatusSkipped, reason, id, es.ConsumerWebhookSend, es.ConsumerWebhookVerify, except)
 	if err != nil {
 		return 0, fmt.Errorf("drop webhook deliveries: %w", err)
 	}

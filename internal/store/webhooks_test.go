@@ -167,8 +167,8 @@ func TestClaimOrdered(t *testing.T) {
 // TestWebhookRowsMaintenance: Redeliver queues one delivery again as a new
 // row; Replay queues the tenant's matching events since a time, in order,
 // never tenant events, and says when there are more than the limit;
-// DropWebhookRows ends a webhook's undone rows (but the one named and
-// other webhooks'); ReleaseWebhookRows makes deferred, never tried rows
+// DropWebhookRows ends a webhook's undone rows (not the one named, nor
+// those in flight, nor other webhooks'); ReleaseWebhookRows makes deferred, never tried rows
 // due at once.
 func TestWebhookRowsMaintenance(t *testing.T) {
 	for _, b := range testenv.Backends(t) {
@@ -290,6 +290,12 @@ func TestWebhookRowsMaintenance(t *testing.T) {
 				w.must("outbox", err)
 				return len(rows)
 			}
+			// Another row of h is being attempted by another node.
+			busy, err := w.st.ClaimWith(ctx, es.ConsumerWebhookSend, "node-2", w.clock(), time.Minute, 1, store.ClaimOptions{Exclude: []string{filtered, hb}})
+			w.must("claim", err)
+			if len(busy) != 1 || busy[0].ID == got2[0].ID {
+				t.Fatalf("claimed %+v", busy)
+			}
 			pendingH, pendingB, pendingV := undone(h), undone(hb), verifies()
 			var dropped int64
 			w.must("drop", w.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
@@ -297,10 +303,14 @@ func TestWebhookRowsMaintenance(t *testing.T) {
 				dropped, err = tx.DropWebhookRows(ctx, h, "webhook deleted", w.clock(), got2[0].ID)
 				return err
 			}))
-			// h's undone deliveries but one, and its verification request.
-			if dropped != int64(pendingH-1+1) || undone(h) != 1 || undone(hb) != pendingB || pendingB == 0 || verifies() != pendingV-1 {
+			// h's undone deliveries but the two in flight, and its
+			// verification request.
+			if dropped != int64(pendingH-2+1) || undone(h) != 2 || undone(hb) != pendingB || pendingB == 0 || verifies() != pendingV-1 {
 				t.Errorf("dropped %d of %d deliveries (left %d) and 1 verification (%d -> %d); other webhook %d -> %d",
 					dropped, pendingH, undone(h), pendingV, verifies(), pendingB, undone(hb))
+			}
+			if err := w.st.Finish(ctx, busy[0], "node-2", store.Outcome{Status: store.StatusDelivered, At: w.clock(), StatusCode: 200}); err != nil {
+				t.Errorf("the row in flight elsewhere cannot finish: %v", err)
 			}
 			for _, d := range w.rows(h) {
 				if d.Status == store.StatusSkipped && (d.LastError != "webhook deleted" || d.DoneAt == "") {

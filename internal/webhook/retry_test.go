@@ -1,9 +1,11 @@
 package webhook_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,6 +202,50 @@ func TestAnswerClasses(t *testing.T) {
 				}
 				if n := len(rcv.Events()); n != 2 {
 					t.Errorf("receiver got %d requests, want 2", n)
+				}
+			})
+
+			t.Run("410 beside another delivery", func(t *testing.T) {
+				// Two locks' events in flight at once; one answer is 410.
+				// The other, answered 2xx after the webhook was disabled,
+				// is logged as delivered, not as dropped.
+				rcv := newReceiver(t, false)
+				release := make(chan struct{})
+				var hook atomic.Value
+				var inflight atomic.Int32
+				rcv.Answer(func(_ int, q request) (int, http.Header) {
+					inflight.Add(1)
+					<-release
+					if q.Env.Detail.AggregateID == "46" {
+						return http.StatusGone, nil
+					}
+					deadline := time.Now().Add(wait)
+					for time.Now().Before(deadline) {
+						w, _, _ := srv.Store.Webhook(context.Background(), hook.Load().(string))
+						if w.Status == "disabled" {
+							break
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+					return http.StatusOK, nil
+				})
+				p := newPartner(t, srv, "org-410b")
+				id, _ := p.ActiveHook(map[string]any{"url": rcv.URL("/")})
+				hook.Store(id)
+				p.Lock(45)
+				p.Lock(46)
+				eventually(t, wait, "both events in flight", func() bool { return inflight.Load() == 2 })
+				close(release)
+				p.WaitStatus(id, "disabled")
+				byLock := map[string]deliveryEntry{}
+				for _, d := range p.LogDone(id, 2) {
+					byLock[d.AggregateID] = d
+				}
+				if d := byLock["46"]; d.Status != "failed" || len(d.Attempts) != 1 || code(d.Attempts[0]) != 410 {
+					t.Errorf("delivery answered 410: %+v", d)
+				}
+				if d := byLock["45"]; d.Status != "delivered" || len(d.Attempts) != 1 || code(d.Attempts[0]) != 200 {
+					t.Errorf("delivery answered 200 while the webhook was being disabled: %+v", d)
 				}
 			})
 
