@@ -24,7 +24,6 @@ import (
 func TestFanOutWebhooks(t *testing.T) {
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
-			t.Parallel()
 			w := newHookWorld(t, b)
 			w.tenant("acme")
 			w.tenant("beta")
@@ -92,7 +91,6 @@ func TestFanOutWebhooks(t *testing.T) {
 func TestClaimOrdered(t *testing.T) {
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
-			t.Parallel()
 			ctx := context.Background()
 			w := newHookWorld(t, b)
 			w.tenant("acme")
@@ -173,7 +171,6 @@ func TestClaimOrdered(t *testing.T) {
 func TestWebhookRowsMaintenance(t *testing.T) {
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
-			t.Parallel()
 			ctx := context.Background()
 			w := newHookWorld(t, b)
 			t0 := w.clock()
