@@ -251,6 +251,17 @@ func (s *Service) updateWebhook(ctx context.Context, c Call, orgID, id string, i
 			return Result{}, err
 		}
 		now := s.stamp()
+		ws, _, err := tx.WebhookSecrets(ctx, id)
+		if err != nil {
+			return Result{}, err
+		}
+		if secret != "" && secret == ws.Secret {
+			// The secret it has already: nothing rotates.
+			secret = ""
+			if w, ok := st.Webhook(id); ok && u == "" && evs == nil && in.AuthType == "" {
+				return Result{AggregateID: orgID, Version: snap.Version, WebhookID: id, Status: w.Status}, nil
+			}
+		}
 		out, err := tenant.DecideUpdateWebhook(st, tenant.UpdateWebhook{WebhookID: id, URL: u, Events: evs, AuthType: in.AuthType,
 			AuthHeader: in.AuthHeader, RotateSecret: secret != "", Now: now})
 		if err != nil {
@@ -261,11 +272,7 @@ func (s *Service) updateWebhook(ctx context.Context, c Call, orgID, id string, i
 			return Result{}, err
 		}
 		if secret != "" || in.AuthType != "" {
-			ws, _, err := tx.WebhookSecrets(ctx, id)
-			if err != nil {
-				return Result{}, err
-			}
-			if secret != "" && secret != ws.Secret {
+			if secret != "" {
 				until := s.now().Add(SecretOverlap).UTC().Format(domain.TimeLayout)
 				ws.Previous, ws.PreviousUntil, ws.Secret = ws.Secret, until, secret
 			}

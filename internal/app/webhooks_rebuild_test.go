@@ -78,3 +78,30 @@ func TestWebhookReadModelsRebuild(t *testing.T) {
 		})
 	}
 }
+
+// TestWebhookSameSecretIsNoRotation: PUT with the secret the webhook has
+// records nothing and keeps no "previous" secret signing.
+func TestWebhookSameSecretIsNoRotation(t *testing.T) {
+	ctx := context.Background()
+	st := testenv.OpenStore(t, testenv.SQLite)
+	svc := app.New(st, app.Options{Safety: netsafe.Policy{AllowHTTP: true, AllowPrivate: true}}, testenv.Discard())
+	admin := app.Principal{Admin: true, Email: "admin@example.com"}
+	if _, err := svc.RegisterTenant(ctx, app.Call{P: admin}, "acme", "Acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	r, err := svc.CreateWebhook(ctx, app.Call{P: admin}, "acme", app.WebhookInput{URL: "http://127.0.0.1:1/a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, err := svc.UpdateWebhook(ctx, app.Call{P: admin}, "acme", r.WebhookID, app.WebhookInput{Secret: r.Secret})
+	if err != nil || same.Event != nil || same.Version != r.Version || same.Secret != "" {
+		t.Fatalf("same secret: %v %+v", err, same)
+	}
+	w, err := svc.Webhook(ctx, admin, "acme", r.WebhookID)
+	if err != nil || w.SecretRotatedAt != "" {
+		t.Fatalf("webhook after same secret: %v %+v", err, w)
+	}
+	if sec, prev, _, err := svc.WebhookSecret(ctx, admin, "acme", r.WebhookID); err != nil || sec != r.Secret || prev != "" {
+		t.Fatalf("secrets: %v prev=%q", err, prev)
+	}
+}

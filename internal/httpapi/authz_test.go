@@ -591,7 +591,7 @@ func TestAuthzMatrix(t *testing.T) {
 				}
 				delete(got, "apiKey")
 				delete(got, "createdAt")
-				want := map[string]any{"orgId": "org-a", "orgName": "org-a Inc", "createdBy": "portal", "expiresAt": nil, "super": false}
+				want := map[string]any{"orgId": "org-a", "orgName": "org-a Inc", "createdBy": "self-service", "expiresAt": nil, "super": false}
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("rotation answer (-want +got):\n%s", diff)
 				}

@@ -642,7 +642,7 @@ func TestWebhookPartnerRoutes(t *testing.T) {
 			if len(newKey) != 40 || newKey == key {
 				t.Fatalf("rotation gave %q", newKey)
 			}
-			hookShape(t, "rotation answer", rotated, `{"apiKey":%q,"orgId":"acme","orgName":"acme Inc","createdAt":"<time>","createdBy":"portal","expiresAt":null,"super":false}`, newKey)
+			hookShape(t, "rotation answer", rotated, `{"apiKey":%q,"orgId":"acme","orgName":"acme Inc","createdAt":"<time>","createdBy":"self-service","expiresAt":null,"super":false}`, newKey)
 			hookRefused(t, srv, rcv, []string{"acme"}, mine("GET", "", nil), http.StatusUnauthorized, wireErr(wirePlain, http.StatusUnauthorized, msgBadKey))
 			if got := wireOK(t, srv, wireReq{Method: "GET", Path: "/webhooks/" + id, Key: newKey}, http.StatusOK); got["id"] != id {
 				t.Errorf("the new key reads %v", got)
