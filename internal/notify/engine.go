@@ -99,7 +99,11 @@ type Policy struct {
 	// in queue order (store.ClaimOptions.Ordered).
 	Ordered bool
 	// PerTarget, when > 0, caps the attempts in flight per target on this
-	// node, so that one slow receiver cannot take every worker.
+	// node, so that one slow receiver cannot take every worker. A target
+	// whose latest attempt here is to be retried (no answer, 5xx, 429)
+	// gets one attempt at a time, and such targets together at most half
+	// the workers: receivers that hang until the timeout cannot take the
+	// workers of the healthy ones, however many webhooks they have.
 	PerTarget int
 }
 
@@ -260,7 +264,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func(c Channel) {
 			defer wg.Done()
-			e.loop(ctx, c.Consumer(), func(ctx context.Context, cl store.Claim) { e.deliverVia(ctx, c, cl) }, nil, e.policy(Policy{}))
+			e.loop(ctx, c.Consumer(), func(ctx context.Context, cl store.Claim) string { e.deliverVia(ctx, c, cl); return "" }, nil, e.policy(Policy{}))
 		}(c)
 	}
 	for _, h := range e.handlers {
@@ -268,9 +272,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		go func(h Handler) {
 			defer wg.Done()
 			p := e.policy(h.Policy)
-			e.loop(ctx, h.Consumer, func(ctx context.Context, cl store.Claim) {
+			e.loop(ctx, h.Consumer, func(ctx context.Context, cl store.Claim) string {
 				started := e.cfg.Now()
-				e.finishWith(ctx, cl, h.Deliver(ctx, cl), started, p)
+				r := h.Deliver(ctx, cl)
+				e.finishWith(ctx, cl, r, started, p)
+				return r.Status
 			}, nil, p)
 		}(h)
 	}
@@ -284,9 +290,10 @@ func (e *Engine) Run(ctx context.Context) error {
 
 // loop claims and delivers rows of consumer whenever kicked or polled,
 // until ctx ends: one row at a time on up to workers goroutines (deliver),
-// or each claimed batch at once (batch). Deliveries in flight finish (with
+// or each claimed batch at once (batch). deliver returns the attempt's
+// status (Result.Status) for PerTarget. Deliveries in flight finish (with
 // their own timeouts) after ctx ends; their rows are recorded.
-func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context.Context, store.Claim), batch func(context.Context, []store.Claim), p Policy) {
+func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context.Context, store.Claim) string, batch func(context.Context, []store.Claim), p Policy) {
 	workers := p.Workers
 	tick := time.NewTicker(e.cfg.PollInterval)
 	defer tick.Stop()
@@ -298,21 +305,12 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 	}
 	sem := make(chan struct{}, workers)
 	var wg sync.WaitGroup
-	var busyMu sync.Mutex
-	busy := map[string]int{} // attempts in flight per target (PerTarget)
+	tg := &targets{perTarget: p.PerTarget, budget: max(1, workers/2), busy: map[string]int{}, failing: map[string]bool{}}
 	exclude := func() []string {
 		if p.PerTarget <= 0 {
 			return nil
 		}
-		busyMu.Lock()
-		defer busyMu.Unlock()
-		var out []string
-		for t, n := range busy {
-			if n >= p.PerTarget {
-				out = append(out, t)
-			}
-		}
-		return out
+		return tg.exclude()
 	}
 	// Attempts in flight when ctx ends get a grace period to finish, then
 	// their context is cancelled; either way the attempt is recorded.
@@ -353,17 +351,14 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 			if p.PerTarget > 0 && len(claims) > 0 {
 				// A batch can still hold more rows of one target than the
 				// cap: the excess goes back to the queue.
-				busyMu.Lock()
 				kept := claims[:0]
 				for _, cl := range claims {
-					if busy[cl.Target] >= p.PerTarget {
+					if !tg.take(cl.Target) {
 						e.release(ctx, cl)
 						continue
 					}
-					busy[cl.Target]++
 					kept = append(kept, cl)
 				}
-				busyMu.Unlock()
 				claims = kept
 			}
 			if batch == nil {
@@ -386,13 +381,10 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 				}
 				wg.Add(1)
 				go func(cl store.Claim) {
+					status := ""
 					defer func() {
 						if p.PerTarget > 0 {
-							busyMu.Lock()
-							if busy[cl.Target]--; busy[cl.Target] <= 0 {
-								delete(busy, cl.Target)
-							}
-							busyMu.Unlock()
+							tg.done(cl.Target, status)
 						}
 						<-sem
 						wg.Done()
@@ -403,7 +395,7 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 							e.kick(consumer)
 						}
 					}()
-					deliver(work, cl)
+					status = deliver(work, cl)
 				}(cl)
 			}
 			if len(claims) < n {
@@ -416,6 +408,85 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 		case <-e.kicks[consumer]:
 		case <-tick.C:
 		}
+	}
+}
+
+// targets keeps Policy.PerTarget for one consumer's loop: the attempts in
+// flight per target, and the targets whose latest attempt is to be
+// retried (failing), which get one attempt at a time and together at most
+// budget.
+type targets struct {
+	mu        sync.Mutex
+	perTarget int
+	budget    int
+	busy      map[string]int
+	failing   map[string]bool
+}
+
+// blocked reports whether target may not start another attempt; t.mu is
+// held.
+func (t *targets) blocked(target string, inFailing int) bool {
+	if !t.failing[target] {
+		return t.busy[target] >= t.perTarget
+	}
+	return t.busy[target] >= 1 || inFailing >= t.budget
+}
+
+// inFailing counts the attempts in flight to failing targets; t.mu is held.
+func (t *targets) inFailing() int {
+	n := 0
+	for target := range t.failing {
+		n += t.busy[target]
+	}
+	return n
+}
+
+// exclude lists the targets whose rows are not to be claimed now.
+func (t *targets) exclude() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	in := t.inFailing()
+	var out []string
+	for target := range t.busy {
+		if t.blocked(target, in) {
+			out = append(out, target)
+		}
+	}
+	if in >= t.budget {
+		for target := range t.failing {
+			if t.busy[target] == 0 {
+				out = append(out, target)
+			}
+		}
+	}
+	return out
+}
+
+// take counts a claimed row of target in flight, unless target is blocked.
+func (t *targets) take(target string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.blocked(target, t.inFailing()) {
+		return false
+	}
+	t.busy[target]++
+	return true
+}
+
+// done counts an attempt out and notes whether its target is failing: a
+// retry makes it so; any other outcome but a deferral (no attempt) ends it.
+func (t *targets) done(target, status string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.busy[target]--; t.busy[target] <= 0 {
+		delete(t.busy, target)
+	}
+	switch status {
+	case store.OutcomeRetry:
+		t.failing[target] = true
+	case store.OutcomeDefer:
+	default:
+		delete(t.failing, target)
 	}
 }
 
