@@ -219,20 +219,11 @@ func (p *Partner) onboard(w http.ResponseWriter, r *http.Request) {
 
 // rotate serves POST /portal/key/rotate.
 func (p *Partner) rotate(w http.ResponseWriter, r *http.Request) {
-	s, form, ok := p.post(w, r, true)
+	s, form, pr, ok := p.memberPost(w, r)
 	if !ok {
 		return
 	}
 	ctx := r.Context()
-	pr, found, err := p.account(ctx, s)
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	if !found {
-		http.Redirect(w, r, "/portal/", http.StatusSeeOther)
-		return
-	}
 	k, err := p.svc.RotateOwnKey(ctx, pr, form.Get("keyId"))
 	if domain.ErrorCode(err) == domain.Conflict {
 		pg, err := p.dashboard(ctx, s, pr)
@@ -267,20 +258,11 @@ func (p *Partner) revealed(w http.ResponseWriter, r *http.Request, s session, k 
 // setWebhook serves POST /portal/webhook: it creates the org's webhook or
 // changes its URL, then goes home (a bad URL shows the form again, 400).
 func (p *Partner) setWebhook(w http.ResponseWriter, r *http.Request) {
-	s, form, ok := p.post(w, r, true)
+	s, form, pr, ok := p.memberPost(w, r)
 	if !ok {
 		return
 	}
 	ctx := r.Context()
-	pr, found, err := p.account(ctx, s)
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	if !found {
-		http.Redirect(w, r, "/portal/", http.StatusSeeOther)
-		return
-	}
 	u := strings.TrimSpace(form.Get("url"))
 	if _, err := p.svc.PortalSetWebhookURL(ctx, pr, u); err != nil {
 		var de *domain.Error
@@ -324,6 +306,26 @@ func (p *Partner) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	p.clearCookie(w, r, SessionCookie)
 	http.Redirect(w, r, "/portal/?signedout=1", http.StatusSeeOther)
+}
+
+// memberPost is post for a partner whose organization exists: it also
+// returns the partner's principal. Without an organization it sends the
+// browser home (to onboarding). ok is false when it has answered.
+func (p *Partner) memberPost(w http.ResponseWriter, r *http.Request) (session, url.Values, app.Principal, bool) {
+	s, form, ok := p.post(w, r, true)
+	if !ok {
+		return s, form, app.Principal{}, false
+	}
+	pr, found, err := p.account(r.Context(), s)
+	if err != nil {
+		p.fail(w, r, err)
+		return s, form, pr, false
+	}
+	if !found {
+		http.Redirect(w, r, "/portal/", http.StatusSeeOther)
+		return s, form, pr, false
+	}
+	return s, form, pr, true
 }
 
 // post checks a form post before anything happens: it must come from this
