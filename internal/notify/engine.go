@@ -306,11 +306,11 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 	sem := make(chan struct{}, workers)
 	var wg sync.WaitGroup
 	tg := &targets{perTarget: p.PerTarget, budget: max(1, workers/2), busy: map[string]int{}, failing: map[string]bool{}}
-	exclude := func() []string {
+	exclude := func(healthyOnly bool) []string {
 		if p.PerTarget <= 0 {
 			return nil
 		}
-		return tg.exclude()
+		return tg.exclude(healthyOnly)
 	}
 	// Attempts in flight when ctx ends get a grace period to finish, then
 	// their context is cancelled; either way the attempt is recorded.
@@ -347,7 +347,15 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 					break
 				}
 			}
-			claims, err := e.st.ClaimWith(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, n, store.ClaimOptions{Ordered: p.Ordered, Exclude: exclude()})
+			// Healthy targets first: rows are claimed oldest first, and a
+			// failing target's backlog is usually the oldest. Then, in the
+			// room left, the failing targets' rows.
+			claims, err := e.st.ClaimWith(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, n, store.ClaimOptions{Ordered: p.Ordered, Exclude: exclude(true)})
+			if m := min(n-len(claims), tg.room()); err == nil && p.PerTarget > 0 && m > 0 {
+				var more []store.Claim
+				more, err = e.st.ClaimWith(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, m, store.ClaimOptions{Ordered: p.Ordered, Exclude: exclude(false)})
+				claims = append(claims, more...)
+			}
 			if p.PerTarget > 0 && len(claims) > 0 {
 				// A batch can still hold more rows of one target than the
 				// cap: the excess goes back to the queue.
@@ -441,8 +449,9 @@ func (t *targets) inFailing() int {
 	return n
 }
 
-// exclude lists the targets whose rows are not to be claimed now.
-func (t *targets) exclude() []string {
+// exclude lists the targets whose rows are not to be claimed now; with
+// healthyOnly, every failing target too.
+func (t *targets) exclude(healthyOnly bool) []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	in := t.inFailing()
@@ -452,14 +461,24 @@ func (t *targets) exclude() []string {
 			out = append(out, target)
 		}
 	}
-	if in >= t.budget {
+	if healthyOnly || in >= t.budget {
 		for target := range t.failing {
-			if t.busy[target] == 0 {
+			if t.busy[target] == 0 { // the busy ones are in already
 				out = append(out, target)
 			}
 		}
 	}
 	return out
+}
+
+// room is how many more attempts failing targets may start now.
+func (t *targets) room() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.failing) == 0 {
+		return 0
+	}
+	return max(0, t.budget-t.inFailing())
 }
 
 // take counts a claimed row of target in flight, unless target is blocked.
