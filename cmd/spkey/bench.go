@@ -97,8 +97,8 @@ Measures, in one run and interleaved over -rounds rounds:
      answer to each stream's event (p50, p99), SQLite and PostgreSQL
   h  commands whose events go to 10 webhooks at live loopback receivers:
      deliveries/s and the delay from a command's answer to each receipt
-  i  the command mix of (c) with no webhook, and with 10 webhooks at a dead
-     receiver (never answers; 2s timeout): API throughput, same run
+  i  the command mix of (c) with no webhook, with 10 webhooks at a dead
+     receiver (never answers; 2s timeout) and at live ones: API throughput
 and prints the medians, the ratios b/a, c/a, c/d and the floors they are held to.
 
 Flags:

@@ -189,47 +189,73 @@ func (s *spkeyServer) call(client *http.Client, method, path string, body any) e
 	return httpDo(client, newRequest(method, s.base+path, b, s.json))
 }
 
-// seed registers a tenant (in-process, as `spkey tenant create` does) and,
-// through the HTTP API with the tenant's key, creates locks 1..locks and
-// one user per lock for scenario (c), plus a lock with two residents for
-// scenario (b).
-func (s *spkeyServer) seed(ctx context.Context, locks, conns int) error {
-	const org = "bench-org"
+// benchTenant is a tenant seeded on a server: its key's headers and the
+// resident user of each of its locks.
+type benchTenant struct {
+	s         *spkeyServer
+	org       string
+	json      http.Header // Content-Type and X-API-Key of the tenant
+	firstLock int         // users[i] belongs to lock firstLock+i
+	users     []string
+}
+
+// seedTenant registers org (in-process, as `spkey tenant create` does)
+// and, through the HTTP API with its key, creates locks firstLock,
+// firstLock+1, ... (locks of them) and one user per lock.
+func (s *spkeyServer) seedTenant(ctx context.Context, org string, firstLock, locks, conns int) (benchTenant, error) {
 	admin := app.Principal{Admin: true, Email: "bench"}
-	if _, err := s.svc.RegisterTenant(ctx, app.Call{P: admin, Route: "register " + org}, org, "Bench Org", ""); err != nil {
-		return fmt.Errorf("bench: register tenant: %w", err)
+	if _, err := s.svc.RegisterTenant(ctx, app.Call{P: admin, Route: "register " + org}, org, "Bench "+org, ""); err != nil {
+		return benchTenant{}, fmt.Errorf("bench: register tenant: %w", err)
 	}
 	k, err := s.svc.IssueKey(ctx, admin, app.IssueKeyInput{OrgID: org}, false)
 	if err != nil {
-		return fmt.Errorf("bench: issue key: %w", err)
+		return benchTenant{}, fmt.Errorf("bench: issue key: %w", err)
 	}
-	s.apiKey = k.APIKey
-	s.json = http.Header{"Content-Type": {"application/json"}, "X-Api-Key": {k.APIKey}}
-
+	t := benchTenant{s: s, org: org, json: http.Header{"Content-Type": {"application/json"}, "X-Api-Key": {k.APIKey}}, firstLock: firstLock, users: make([]string, locks)}
+	for i := range t.users {
+		t.users[i] = app.NewUUID()
+	}
 	client := newLoadClient(conns)
 	defer client.CloseIdleConnections()
-	s.users = make([]string, locks)
-	for i := range s.users {
-		s.users[i] = app.NewUUID()
+	call := func(path string, body any) error {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		return httpDo(client, newRequest(http.MethodPost, s.base+path, b, t.json))
 	}
 	errs := make([]error, conns)
 	var wg sync.WaitGroup
 	for w := range conns {
 		wg.Go(func() {
 			for i := w; i < locks && errs[w] == nil && ctx.Err() == nil; i += conns {
-				id := strconv.Itoa(i + 1)
-				errs[w] = s.call(client, http.MethodPost, "/locks/"+id+"/CreateLock", map[string]any{"index": 1, "uuid": app.NewUUID(), "serialNumber": "BENCH-" + id})
+				id := strconv.Itoa(firstLock + i)
+				errs[w] = call("/locks/"+id+"/CreateLock", map[string]any{"index": 1, "uuid": app.NewUUID(), "serialNumber": "BENCH-" + id})
 				if errs[w] == nil {
-					u := s.users[i]
-					errs[w] = s.call(client, http.MethodPost, "/users/"+u+"/CreateUser", map[string]any{"userId": u, "email": "bench-" + id + "@example.com"})
+					u := t.users[i]
+					errs[w] = call("/users/"+u+"/CreateUser", map[string]any{"userId": u, "email": "bench-" + id + "@example.com"})
 				}
 			}
 		})
 	}
 	wg.Wait()
 	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
-		return fmt.Errorf("bench: seed: %w", err)
+		return benchTenant{}, fmt.Errorf("bench: seed %s: %w", org, err)
 	}
+	return t, nil
+}
+
+// seed registers a tenant and creates locks 1..locks with one user each
+// for scenario (c) (seedTenant), plus a lock with two residents for
+// scenario (b).
+func (s *spkeyServer) seed(ctx context.Context, locks, conns int) error {
+	t, err := s.seedTenant(ctx, "bench-org", 1, locks, conns)
+	if err != nil {
+		return err
+	}
+	s.apiKey, s.json, s.users = t.json.Get("X-Api-Key"), t.json, t.users
+	client := newLoadClient(conns)
+	defer client.CloseIdleConnections()
 
 	s.residentsLock = int64(locks + 1)
 	id := strconv.FormatInt(s.residentsLock, 10)
@@ -270,7 +296,7 @@ func (s *spkeyServer) residentsReq() *http.Request {
 // users[i] as a resident and removing it, so every request succeeds. It
 // remembers where each lock stands across rounds.
 type residentToggler struct {
-	s        *spkeyServer
+	json     http.Header
 	present  []bool // present[i]: users[i] is on lock i+1 now
 	add, rm  [][]byte
 	addURL   []string
@@ -281,15 +307,21 @@ type residentToggler struct {
 }
 
 func newResidentToggler(s *spkeyServer, locks, workers int) *residentToggler {
-	t := &residentToggler{s: s, cursor: make([]int, workers), present: make([]bool, locks), add: make([][]byte, locks), rm: make([][]byte, locks), addURL: make([]string, locks), rmURL: make([]string, locks)}
+	return newTenantToggler(benchTenant{s: s, json: s.json, firstLock: 1, users: s.users}, locks, workers)
+}
+
+// newTenantToggler is newResidentToggler over tenant t's locks: its lock
+// firstLock+i toggles users[i].
+func newTenantToggler(t benchTenant, locks, workers int) *residentToggler {
+	g := &residentToggler{json: t.json, cursor: make([]int, workers), present: make([]bool, locks), add: make([][]byte, locks), rm: make([][]byte, locks), addURL: make([]string, locks), rmURL: make([]string, locks)}
 	for i := range locks {
-		id := strconv.Itoa(i + 1)
-		t.add[i] = []byte(`{"name":"Resident ` + id + `","userId":"` + s.users[i] + `"}`)
-		t.rm[i] = []byte(`{"userId":"` + s.users[i] + `"}`)
-		t.addURL[i] = s.base + "/locks/" + id + "/AddResident"
-		t.rmURL[i] = s.base + "/locks/" + id + "/RemoveResident"
+		id := strconv.Itoa(t.firstLock + i)
+		g.add[i] = []byte(`{"name":"Resident ` + id + `","userId":"` + t.users[i] + `"}`)
+		g.rm[i] = []byte(`{"userId":"` + t.users[i] + `"}`)
+		g.addURL[i] = t.s.base + "/locks/" + id + "/AddResident"
+		g.rmURL[i] = t.s.base + "/locks/" + id + "/RemoveResident"
 	}
-	return t
+	return g
 }
 
 // flip returns the request that moves lock i to its other state.
@@ -312,7 +344,7 @@ func (t *residentToggler) next(w int) *http.Request {
 	i := w + (t.cursor[w]%owned)*workers
 	t.cursor[w]++
 	url, body := t.flip(i)
-	return newRequest(http.MethodPost, url, body, t.s.json)
+	return newRequest(http.MethodPost, url, body, t.json)
 }
 
 // targeter is the constant-rate run's: all locks round robin. At 1,000
@@ -325,7 +357,7 @@ func (t *residentToggler) targeter() vegeta.Targeter {
 		t.rrCursor++
 		url, body := t.flip(i)
 		t.mu.Unlock()
-		*tgt = vegeta.Target{Method: http.MethodPost, URL: url, Body: body, Header: t.s.json}
+		*tgt = vegeta.Target{Method: http.MethodPost, URL: url, Body: body, Header: t.json}
 		return nil
 	}
 }
