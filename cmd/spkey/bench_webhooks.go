@@ -26,6 +26,7 @@ func scHDelay(backend string) string    { return "h-webhooks-delay-" + backend }
 func scINone(backend string) string     { return "i-webhooks-api-none-" + backend }
 func scIDead(backend string) string     { return "i-webhooks-api-dead-" + backend }
 func scILive(backend string) string     { return "i-webhooks-api-live-" + backend }
+func scIBeside(backend string) string   { return "i-webhooks-api-none-beside-dead-" + backend }
 
 const (
 	// benchWebhooks is how many webhooks, each subscribed to "*" and each
@@ -64,6 +65,7 @@ type partnerEndpoints struct {
 	sink    atomic.Pointer[ringTracker]
 	dead    bool
 	stop    chan struct{} // closed by close: held requests are aborted
+	held    atomic.Int64  // requests a dead set holds now
 }
 
 func startEndpoints(dead bool) (*partnerEndpoints, error) {
@@ -87,6 +89,8 @@ func (p *partnerEndpoints) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.dead {
+		p.held.Add(1)
+		defer p.held.Add(-1)
 		select {
 		case <-p.stop:
 		case <-r.Context().Done():
@@ -110,7 +114,8 @@ func (p *partnerEndpoints) close() {
 // whBench runs the webhook scenarios on one backend on one server
 // assembled as serve.go does it, a node serving three partners: one
 // without webhooks (none), one whose 10 webhooks are at live receivers
-// (live) and one whose 10 webhooks are at dead receivers (dead). Every
+// (live) and one whose 10 webhooks are at dead receivers during its own
+// scenario (dead; see runDead). Every
 // tenant has whLocks locks with a user each, for the command mix of (c).
 // (One server, not one per tenant: a PostgreSQL store keeps up to 32
 // connections, and the bench's other stores already hold most of a
@@ -123,6 +128,7 @@ type whBench struct {
 	liveEP, deadEP            *partnerEndpoints
 	client                    *http.Client
 	commands                  result // (h): the command side of the latest run
+	beside                    result // (i): none's commands beside the dead backlog, latest run
 }
 
 // newWHServer starts one server of the webhook scenarios on a fresh
@@ -226,9 +232,6 @@ func newWHBench(ctx context.Context, c benchConfig, backend, dir string) (_ *whB
 		return nil, err
 	}
 	if err = subscribe(ctx, wb.srv, orgLive, wb.liveEP); err != nil {
-		return nil, err
-	}
-	if err = subscribe(ctx, wb.srv, orgDead, wb.deadEP); err != nil {
 		return nil, err
 	}
 	wb.noneTog = newTenantToggler(none, whLocks, c.conns)
@@ -399,6 +402,34 @@ func (wb *whBench) runAPI(ctx context.Context, tog *residentToggler, d time.Dura
 	}), nil
 }
 
+// runDead is scenario (i, dead): unmeasured, the dead tenant subscribes 10
+// webhooks at the dead receivers (verified: the receivers answer that
+// POST); then its commands run as runAPI does, for d: each event queues
+// 10 deliveries whose attempts all run into the timeout. Right after, for
+// d again, the none tenant's commands run beside the backlog this left
+// (wb.beside). Unmeasured, the webhooks are deleted, which drops their
+// queued deliveries: the other scenarios run without a dead receiver's
+// backlog, and every dead run starts from none.
+func (wb *whBench) runDead(ctx context.Context, d time.Duration) (result, error) {
+	if err := subscribe(ctx, wb.srv, orgDead, wb.deadEP); err != nil {
+		return result{}, err
+	}
+	res, _ := wb.runAPI(ctx, wb.deadTog, d)
+	wb.beside, _ = wb.runAPI(ctx, wb.noneTog, d)
+	admin := app.Principal{Admin: true, Email: "bench"}
+	ws, _, err := wb.srv.svc.Webhooks(ctx, admin, orgDead, 0, 0)
+	if err != nil {
+		return res, err
+	}
+	for _, w := range ws {
+		if _, err := wb.srv.svc.DeleteWebhook(ctx, app.Call{P: admin}, orgDead, w.ID); err != nil {
+			return res, fmt.Errorf("bench: delete webhook: %w", err)
+		}
+	}
+	// The attempts still in flight end at their timeout.
+	return res, waitFor(ctx, 2*whTimeout, "the attempts at the dead receivers to end", func() (bool, error) { return wb.deadEP.held.Load() == 0, nil })
+}
+
 // runAPILive is runAPI with the live tenant (10 webhooks at live
 // receivers), then, unmeasured, waits until its deliveries are done, so
 // that they do not run into the next scenario.
@@ -440,10 +471,11 @@ func webhookScenarios(ctx context.Context, c benchConfig, dir string) ([]scenari
 			scenario{name: scHDeliver(b), run: func(ctx context.Context) (result, error) { return wb.runDeliver(ctx, c.whCommands) }},
 			scenario{name: scHDelay(b), run: func(ctx context.Context) (result, error) { return wb.runDelay(ctx, c.d) }},
 			scenario{name: scINone(b), run: func(ctx context.Context) (result, error) { return wb.runAPI(ctx, wb.noneTog, c.d) }},
-			scenario{name: scIDead(b), run: func(ctx context.Context) (result, error) { return wb.runAPI(ctx, wb.deadTog, c.d) }},
+			scenario{name: scIDead(b), run: func(ctx context.Context) (result, error) { return wb.runDead(ctx, c.d) }},
 			scenario{name: scILive(b), run: func(ctx context.Context) (result, error) { return wb.runAPILive(ctx, c.d) }},
 		)
 		also[scHDeliver(b)] = alsoMeasured{names: []string{scHCommands(b)}, results: func() []result { return []result{wb.commands} }}
+		also[scIDead(b)] = alsoMeasured{names: []string{scIBeside(b)}, results: func() []result { return []result{wb.beside} }}
 	}
 	return out, also, closeAll, nil
 }
@@ -478,6 +510,9 @@ func webhookReport(w io.Writer, c benchConfig, meds map[string]med) {
 			r := dead.rate / none.rate
 			lines = append(lines, fmt.Sprintf("  %s/%s = %.3f   floor >= %.2f   %s   (API throughput with %d webhooks at a dead receiver vs none, same run)",
 				scIDead(b), scINone(b), r, floorDeadNone, passFail(r >= floorDeadNone && dead.errs == 0 && none.errs == 0), benchWebhooks))
+		}
+		if beside := meds[scIBeside(b)]; none.rate > 0 && beside.rate > 0 {
+			lines = append(lines, fmt.Sprintf("  %s/%s = %.3f   (no floor)   (a tenant without webhooks, right after the dead run, beside the deliveries it left queued)", scIBeside(b), scINone(b), beside.rate/none.rate))
 		}
 		if none.rate > 0 && live.rate > 0 {
 			lines = append(lines, fmt.Sprintf("  %s/%s = %.3f   (no floor)   (API throughput with %d webhooks at live receivers vs none)", scILive(b), scINone(b), live.rate/none.rate, benchWebhooks))
