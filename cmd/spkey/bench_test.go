@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spkey-dev/spkey/internal/testenv"
 )
 
 // TestBenchQuick runs the whole bench for a few hundred milliseconds per
@@ -26,6 +30,7 @@ func TestBenchQuick(t *testing.T) {
 	for _, want := range []string{
 		scA, scB, scC, scCRate(1000), scD, scE("sqlite", 1), scE("sqlite", 8),
 		scFAccept("sqlite"), scFDeliver("sqlite"), scG("sqlite"),
+		scHDeliver("sqlite"), scHCommands("sqlite"), scHDelay("sqlite"), scINone("sqlite"), scIDead("sqlite"), scIBeside("sqlite"), scILive("sqlite"),
 		"b/a = ", "c/a = ", "c/d = ", "p99(c @1000/s) = ", "p99(g-doorbell-stream-sqlite) = ",
 		"medians across 1 round(s)",
 	} {
@@ -38,6 +43,55 @@ func TestBenchQuick(t *testing.T) {
 	}
 	if !strings.Contains(got, "PASS") && !strings.Contains(got, "FAIL") {
 		t.Errorf("no PASS/FAIL verdicts:\n%s", got)
+	}
+}
+
+// TestBenchWebhooks runs the webhook scenarios (h, i) with small counts on
+// every backend and checks that every delivery arrived and every ratio is
+// reported (not the figures: they depend on the machine).
+func TestBenchWebhooks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench smoke run skipped in -short mode")
+	}
+	backends := testenv.Backends(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	args := []string{"bench", "-quick", "-only", "webhooks", "-d", "300ms", "-wh-commands", "40", "-dir", t.TempDir(), "-db", "sqlite"}
+	if slices.Contains(backends, testenv.Postgres) {
+		args[len(args)-1] = "both"
+		args = append(args, "-pg", os.Getenv("SPKEY_TEST_POSTGRES_URL"))
+	}
+	var out, errOut bytes.Buffer
+	if err := run(ctx, args, nil, &out, &errOut); err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, errOut.String())
+	}
+	got := out.String()
+	line := func(prefix string) string {
+		for _, l := range strings.Split(got, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), prefix) {
+				return l
+			}
+		}
+		t.Errorf("bench output lacks a line %q:\n%s", prefix, got)
+		return ""
+	}
+	for _, b := range backends {
+		b := string(b)
+		if l := line(scHDeliver(b) + " = "); !strings.Contains(l, "missing 0)") {
+			t.Errorf("deliveries missing: %s", l)
+		}
+		if l := line("p50/p99(" + scHDelay(b) + ") = "); !strings.Contains(l, "errors 0)") {
+			t.Errorf("commands whose deliveries did not all arrive: %s", l)
+		}
+		line(scIDead(b) + "/" + scINone(b) + " = ")
+		line(scIBeside(b) + "/" + scINone(b) + " = ")
+		line(scILive(b) + "/" + scINone(b) + " = ")
+	}
+	// Every command's event reached all 10 webhooks, and no command failed.
+	for _, line := range strings.Split(got[strings.Index(got, "medians across"):], "\n") {
+		if f := strings.Fields(line); len(f) == 7 && strings.Contains(f[0], "webhooks") && f[5] != "0" {
+			t.Errorf("errors in %s", line)
+		}
 	}
 }
 
