@@ -296,7 +296,7 @@ func driveLocks(t *testing.T, clients []client, prefix string, locks []int, togg
 // firstSent is the first version of a lock that reaches the partner.
 // CreateLock records LockCreated (v1) and then OrganizationSet (v2), and
 // an event carries the tenant of the state after it: LockCreated has none,
-// so it is not queued for the tenant's webhooks (see the report).
+// so it is not queued for the tenant's webhooks (README, "Which events").
 const firstSent = 2
 
 // eventIDs returns the envelope id of every version of every lock from
