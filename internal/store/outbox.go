@@ -82,8 +82,11 @@ func (s *Store) ClaimWith(ctx context.Context, consumer, node string, now time.T
 	args := []any{node, stamp(now.Add(lease)), consumer, n, limit}
 	extra := ""
 	if opt.Ordered {
-		extra += ` AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.consumer = o.consumer AND p.target = o.target
-			AND p.aggregate_type = o.aggregate_type AND p.aggregate_id = o.aggregate_id AND p.done_at IS NULL AND p.id < o.id)`
+		// The head of its (target, aggregate) queue: one index probe on
+		// outbox_target_order (a NOT EXISTS form was planned by PostgreSQL,
+		// with stale statistics, as a scan of every pending row per row).
+		extra += ` AND o.id = (SELECT min(p.id) FROM outbox p WHERE p.consumer = o.consumer AND p.target = o.target
+			AND p.aggregate_type = o.aggregate_type AND p.aggregate_id = o.aggregate_id AND p.done_at IS NULL)`
 	}
 	if len(opt.Exclude) > 0 {
 		ph := make([]string, len(opt.Exclude))
