@@ -247,6 +247,7 @@ func (p Policy) Client(timeout time.Duration, tlsConf *tls.Config) *http.Client 
 		TLSClientConfig:       tlsConf.Clone(),
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   8, // up to 4 requests in flight per webhook, several webhooks per host
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
