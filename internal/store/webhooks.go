@@ -98,8 +98,16 @@ func (s *Store) Webhook(ctx context.Context, id string) (WebhookRow, bool, error
 
 func (s *Store) webhooksOf(ctx context.Context, q querier, orgs []string) ([]WebhookRow, error) {
 	var out []WebhookRow
+	// On PostgreSQL the fan-out share-locks the subscriptions it queues
+	// for: a delete or a 410 committing meanwhile waits for it, and then
+	// drops what it queued (DropWebhookRows), instead of leaving rows for
+	// a webhook that is gone.
+	lock := ""
+	if s.dialect == Postgres {
+		lock = " FOR SHARE"
+	}
 	for _, org := range orgs {
-		rows, err := q.QueryContext(ctx, s.sql(`SELECT `+webhookCols+` FROM webhooks WHERE org_id = $1 AND status <> $2 ORDER BY created_at, webhook_id`), org, tenant.StatusDisabled)
+		rows, err := q.QueryContext(ctx, s.sql(`SELECT `+webhookCols+` FROM webhooks WHERE org_id = $1 AND status <> $2 ORDER BY created_at, webhook_id`+lock), org, tenant.StatusDisabled)
 		if err != nil {
 			return nil, fmt.Errorf("read webhooks of %s: %w", org, err)
 		}
