@@ -139,6 +139,43 @@ func (s *Service) kick(consumers ...string) func() {
 	}
 }
 
+// tenantCommand runs decide on tenant orgID in one transaction and saves
+// its events (none: nothing changes); then, in the same transaction, after
+// (if set) gets the new state and the stored records for the work that
+// goes with them, and may add to the answer.
+func (s *Service) tenantCommand(ctx context.Context, c Call, orgID string,
+	decide func(ctx context.Context, tx *store.Tx, st tenant.State, now string) ([]domain.Event, error),
+	after func(ctx context.Context, tx *store.Tx, st tenant.State, recs []es.Record, res *Result) error) (Result, error) {
+	c.Aggregate = "tenant/" + orgID
+	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
+		st, snap, err := load(ctx, tx, tenantAgg, orgID)
+		if err != nil {
+			return Result{}, err
+		}
+		now := s.stamp()
+		evs, err := decide(ctx, tx, st, now)
+		if err != nil {
+			return Result{}, err
+		}
+		st, v, ev, recs, err := saveRecs(ctx, tx, tenantAgg, snap, st, evs, now)
+		if err != nil {
+			return Result{}, err
+		}
+		res := Result{AggregateID: orgID, Version: v, Event: ev}
+		if after != nil {
+			err = after(ctx, tx, st, recs, &res)
+		}
+		return res, err
+	})
+}
+
+// queueVerification queues the verification POST of webhook id, about
+// record rec (the event that set its URL).
+func (s *Service) queueVerification(ctx context.Context, tx *store.Tx, rec es.Record, id string) error {
+	tx.AfterCommit(s.kick(es.ConsumerWebhookVerify))
+	return tx.Enqueue(ctx, es.ConsumerWebhookVerify, rec, id)
+}
+
 // CreateWebhook subscribes orgID's URL to its events (admin). The webhook
 // starts pending; a verification POST follows. The answer carries the new
 // webhook's id and its signing secret.
@@ -173,29 +210,15 @@ func (s *Service) createWebhook(ctx context.Context, c Call, orgID string, in We
 	} else if err := checkSecret(secret); err != nil {
 		return Result{}, err
 	}
-	c.Aggregate = "tenant/" + orgID
-	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
-		st, snap, err := load(ctx, tx, tenantAgg, orgID)
-		if err != nil {
-			return Result{}, err
-		}
-		id, now := s.newUUID(), s.stamp()
-		out, err := tenant.DecideCreateWebhook(st, tenant.CreateWebhook{WebhookID: id, URL: u, Events: evs, AuthType: in.AuthType, AuthHeader: in.AuthHeader, Now: now})
-		if err != nil {
-			return Result{}, err
-		}
-		_, v, ev, recs, err := saveRecs(ctx, tx, tenantAgg, snap, st, out, now)
-		if err != nil {
-			return Result{}, err
-		}
+	id := s.newUUID()
+	return s.tenantCommand(ctx, c, orgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
+		return tenant.DecideCreateWebhook(st, tenant.CreateWebhook{WebhookID: id, URL: u, Events: evs, AuthType: in.AuthType, AuthHeader: in.AuthHeader, Now: now})
+	}, func(ctx context.Context, tx *store.Tx, _ tenant.State, recs []es.Record, res *Result) error {
 		if err := tx.PutWebhookSecrets(ctx, id, store.WebhookSecrets{Secret: secret, AuthValue: in.AuthValue}); err != nil {
-			return Result{}, err
+			return err
 		}
-		if err := tx.Enqueue(ctx, es.ConsumerWebhookVerify, recs[0], id); err != nil {
-			return Result{}, err
-		}
-		tx.AfterCommit(s.kick(es.ConsumerWebhookVerify))
-		return Result{Created: true, AggregateID: orgID, Version: v, Event: ev, WebhookID: id, Secret: secret, Status: tenant.StatusPending}, nil
+		res.Created, res.WebhookID, res.Secret, res.Status = true, id, secret, tenant.StatusPending
+		return s.queueVerification(ctx, tx, recs[0], id)
 	})
 }
 
@@ -244,33 +267,24 @@ func (s *Service) updateWebhook(ctx context.Context, c Call, orgID, id string, i
 	} else if in.RotateSecret {
 		secret = NewWebhookSecret()
 	}
-	c.Aggregate = "tenant/" + orgID
-	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
-		st, snap, err := load(ctx, tx, tenantAgg, orgID)
-		if err != nil {
-			return Result{}, err
-		}
-		now := s.stamp()
-		ws, _, err := tx.WebhookSecrets(ctx, id)
-		if err != nil {
-			return Result{}, err
+	var ws store.WebhookSecrets
+	return s.tenantCommand(ctx, c, orgID, func(ctx context.Context, tx *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
+		var err error
+		if ws, _, err = tx.WebhookSecrets(ctx, id); err != nil {
+			return nil, err
 		}
 		if secret != "" && secret == ws.Secret {
 			// The secret it has already: nothing rotates.
 			secret = ""
-			if w, ok := st.Webhook(id); ok && u == "" && evs == nil && in.AuthType == "" {
-				return Result{AggregateID: orgID, Version: snap.Version, WebhookID: id, Status: w.Status}, nil
+			if _, ok := st.Webhook(id); ok && u == "" && evs == nil && in.AuthType == "" {
+				return nil, nil
 			}
 		}
-		out, err := tenant.DecideUpdateWebhook(st, tenant.UpdateWebhook{WebhookID: id, URL: u, Events: evs, AuthType: in.AuthType,
+		return tenant.DecideUpdateWebhook(st, tenant.UpdateWebhook{WebhookID: id, URL: u, Events: evs, AuthType: in.AuthType,
 			AuthHeader: in.AuthHeader, RotateSecret: secret != "", Now: now})
-		if err != nil {
-			return Result{}, err
-		}
-		st, v, ev, recs, err := saveRecs(ctx, tx, tenantAgg, snap, st, out, now)
-		if err != nil {
-			return Result{}, err
-		}
+	}, func(ctx context.Context, tx *store.Tx, st tenant.State, recs []es.Record, res *Result) error {
+		w, _ := st.Webhook(id)
+		res.WebhookID, res.Status, res.Secret = id, w.Status, secret
 		if secret != "" || in.AuthType != "" {
 			if secret != "" {
 				until := s.now().Add(SecretOverlap).UTC().Format(domain.TimeLayout)
@@ -280,21 +294,13 @@ func (s *Service) updateWebhook(ctx context.Context, c Call, orgID, id string, i
 				ws.AuthValue = in.AuthValue
 			}
 			if err := tx.PutWebhookSecrets(ctx, id, ws); err != nil {
-				return Result{}, err
+				return err
 			}
 		}
-		w, _ := st.Webhook(id)
-		if u != "" {
-			if err := tx.Enqueue(ctx, es.ConsumerWebhookVerify, recs[0], id); err != nil {
-				return Result{}, err
-			}
-			tx.AfterCommit(s.kick(es.ConsumerWebhookVerify))
+		if u == "" {
+			return nil
 		}
-		res := Result{AggregateID: orgID, Version: v, Event: ev, WebhookID: id, Status: w.Status}
-		if secret != "" {
-			res.Secret = secret
-		}
-		return res, nil
+		return s.queueVerification(ctx, tx, recs[0], id)
 	})
 }
 
@@ -318,28 +324,15 @@ func (s *Service) DeleteWebhook(ctx context.Context, c Call, orgID, id string) (
 	if err := requireAdmin(c.P); err != nil {
 		return Result{}, err
 	}
-	c.Aggregate = "tenant/" + orgID
-	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
-		st, snap, err := load(ctx, tx, tenantAgg, orgID)
-		if err != nil {
-			return Result{}, err
-		}
-		now := s.stamp()
-		out, err := tenant.DecideDeleteWebhook(st, id, now)
-		if err != nil {
-			return Result{}, err
-		}
-		_, v, ev, err := save(ctx, tx, tenantAgg, snap, st, out, now)
-		if err != nil {
-			return Result{}, err
-		}
+	return s.tenantCommand(ctx, c, orgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
+		return tenant.DecideDeleteWebhook(st, id, now)
+	}, func(ctx context.Context, tx *store.Tx, _ tenant.State, _ []es.Record, res *Result) error {
+		res.WebhookID = id
 		if err := tx.DeleteWebhookSecrets(ctx, id); err != nil {
-			return Result{}, err
+			return err
 		}
-		if _, err := tx.DropWebhookRows(ctx, id, "webhook deleted", s.now(), 0); err != nil {
-			return Result{}, err
-		}
-		return Result{AggregateID: orgID, Version: v, Event: ev, WebhookID: id}, nil
+		_, err := tx.DropWebhookRows(ctx, id, "webhook deleted", s.now(), 0)
+		return err
 	})
 }
 
@@ -600,23 +593,14 @@ func (s *Service) Replay(ctx context.Context, p Principal, orgID, id string, sin
 // it). A 2xx (errMsg "") makes the webhook active and lets its held
 // deliveries go.
 func (s *Service) RecordVerification(ctx context.Context, orgID, id string, urlVersion, code int, errMsg string) error {
-	_, err := s.run(ctx, Call{Aggregate: "tenant/" + orgID}, func(ctx context.Context, tx *store.Tx) (Result, error) {
-		st, snap, err := load(ctx, tx, tenantAgg, orgID)
-		if err != nil {
-			return Result{}, err
+	_, err := s.tenantCommand(ctx, Call{}, orgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
+		return tenant.DecideVerification(st, tenant.Verification{WebhookID: id, URLVersion: urlVersion, StatusCode: code, Error: errMsg, Now: now}), nil
+	}, func(ctx context.Context, tx *store.Tx, _ tenant.State, recs []es.Record, _ *Result) error {
+		if len(recs) == 0 || errMsg != "" {
+			return nil
 		}
-		now := s.stamp()
-		out := tenant.DecideVerification(st, tenant.Verification{WebhookID: id, URLVersion: urlVersion, StatusCode: code, Error: errMsg, Now: now})
-		if _, _, _, err := save(ctx, tx, tenantAgg, snap, st, out, now); err != nil {
-			return Result{}, err
-		}
-		if len(out) > 0 && errMsg == "" {
-			if err := tx.ReleaseWebhookRows(ctx, id); err != nil {
-				return Result{}, err
-			}
-			tx.AfterCommit(s.kick(es.ConsumerWebhookSend))
-		}
-		return Result{}, nil
+		tx.AfterCommit(s.kick(es.ConsumerWebhookSend))
+		return tx.ReleaseWebhookRows(ctx, id)
 	})
 	return err
 }
@@ -625,21 +609,14 @@ func (s *Service) RecordVerification(ctx context.Context, orgID, id string, urlV
 // Gone (the dispatcher calls it): nothing more is queued for it and what
 // was queued is dropped.
 func (s *Service) DisableWebhook(ctx context.Context, orgID, id string, code int, reason string, exceptRow int64) error {
-	_, err := s.run(ctx, Call{Aggregate: "tenant/" + orgID}, func(ctx context.Context, tx *store.Tx) (Result, error) {
-		st, snap, err := load(ctx, tx, tenantAgg, orgID)
-		if err != nil {
-			return Result{}, err
+	_, err := s.tenantCommand(ctx, Call{}, orgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
+		return tenant.DecideDisable(st, id, code, reason, now), nil
+	}, func(ctx context.Context, tx *store.Tx, _ tenant.State, recs []es.Record, _ *Result) error {
+		if len(recs) == 0 {
+			return nil
 		}
-		now := s.stamp()
-		out := tenant.DecideDisable(st, id, code, reason, now)
-		if len(out) == 0 {
-			return Result{}, nil
-		}
-		if _, _, _, err := save(ctx, tx, tenantAgg, snap, st, out, now); err != nil {
-			return Result{}, err
-		}
-		_, err = tx.DropWebhookRows(ctx, id, "webhook disabled: "+reason, s.now(), exceptRow)
-		return Result{}, err
+		_, err := tx.DropWebhookRows(ctx, id, "webhook disabled: "+reason, s.now(), exceptRow)
+		return err
 	})
 	return err
 }
