@@ -526,9 +526,12 @@ func (e *Engine) every(ctx context.Context, j job) {
 }
 
 // release hands a claimed row back at once, unattempted.
-func (e *Engine) release(ctx context.Context, cl store.Claim) {
-	if err := e.st.Defer(context.WithoutCancel(ctx), cl, e.cfg.Node, e.cfg.Now()); err != nil && !errors.Is(err, store.ErrLeaseLost) {
-		e.log.Error("release outbox row", "consumer", cl.Consumer, "outbox_id", cl.ID, "err", err)
+func (e *Engine) release(ctx context.Context, cl store.Claim) { e.handBack(ctx, cl, e.cfg.Now()) }
+
+// handBack returns a claimed row to the queue, unattempted, due at until.
+func (e *Engine) handBack(ctx context.Context, cl store.Claim, until time.Time) {
+	if err := e.st.Defer(context.WithoutCancel(ctx), cl, e.cfg.Node, until); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+		e.log.Error("hand back outbox row", "consumer", cl.Consumer, "outbox_id", cl.ID, "err", err)
 	}
 }
 
@@ -556,9 +559,7 @@ func (e *Engine) finishWith(ctx context.Context, cl store.Claim, r Result, start
 	ctx = context.WithoutCancel(ctx) // record the attempt even when stopping
 	now := e.cfg.Now()
 	if r.Status == store.OutcomeDefer {
-		if err := e.st.Defer(ctx, cl, e.cfg.Node, now.Add(r.RetryAfter)); err != nil && !errors.Is(err, store.ErrLeaseLost) {
-			e.log.Error("defer outbox row", "consumer", cl.Consumer, "outbox_id", cl.ID, "err", err)
-		}
+		e.handBack(ctx, cl, now.Add(r.RetryAfter))
 		return
 	}
 	o := store.Outcome{Status: r.Status, At: now, StatusCode: r.StatusCode, Latency: now.Sub(started)}
