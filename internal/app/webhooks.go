@@ -415,10 +415,10 @@ func (s *Service) WebhookSecret(ctx context.Context, p Principal, orgID, id stri
 	if err != nil {
 		return "", "", "", err
 	}
-	if ws.PreviousUntil != "" && ws.PreviousUntil <= s.stamp() {
-		ws.Previous, ws.PreviousUntil = "", ""
+	if previous = ws.StillSigning(s.stamp()); previous == "" {
+		return ws.Secret, "", "", nil
 	}
-	return ws.Secret, ws.Previous, ws.PreviousUntil, nil
+	return ws.Secret, previous, ws.PreviousUntil, nil
 }
 
 // PortalSetWebhookURL is the portal's webhook form: it creates the

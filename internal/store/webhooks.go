@@ -22,9 +22,7 @@ type WebhookRow struct {
 }
 
 // Matches reports whether the subscription's filter lets typ through.
-func (w WebhookRow) Matches(typ string) bool {
-	return slices.Contains(w.Events, tenant.AllEvents) || slices.Contains(w.Events, typ)
-}
+func (w WebhookRow) Matches(typ string) bool { return tenant.FilterMatches(w.Events, typ) }
 
 func (s *Store) projectWebhook(ctx context.Context, q querier, r es.Record) error {
 	exec := func(query string, args ...any) error {
@@ -134,6 +132,15 @@ type WebhookSecrets struct {
 	Previous      string // the secret before the last rotation, still signing until PreviousUntil
 	PreviousUntil string
 	AuthValue     string // the apiKeyHeader value or bearer token
+}
+
+// StillSigning returns the rotated-out secret while it still signs at now
+// (a domain.TimeLayout stamp), or "".
+func (ws WebhookSecrets) StillSigning(now string) string {
+	if ws.Previous == "" || ws.PreviousUntil <= now {
+		return ""
+	}
+	return ws.Previous
 }
 
 // PutWebhookSecrets stores (replaces) the secrets of webhook id.

@@ -284,7 +284,7 @@ func (d *Dispatcher) post(ctx context.Context, t target, id string, body []byte)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "spkey-webhooks")
 	var keys [][]byte
-	for _, s := range []string{t.secrets.Secret, t.previous(now)} {
+	for _, s := range []string{t.secrets.Secret, t.secrets.StillSigning(now.UTC().Format(domain.TimeLayout))} {
 		if s == "" {
 			continue
 		}
@@ -327,12 +327,4 @@ func (d *Dispatcher) post(ctx context.Context, t target, id string, body []byte)
 		res.Err = fmt.Errorf("HTTP %d: %s", code, snippet)
 	}
 	return res
-}
-
-// previous returns the rotated-out secret while it still signs.
-func (t target) previous(now time.Time) string {
-	if t.secrets.Previous == "" || t.secrets.PreviousUntil <= now.UTC().Format(domain.TimeLayout) {
-		return ""
-	}
-	return t.secrets.Previous
 }

@@ -59,8 +59,12 @@ type Webhook struct {
 
 // Matches reports whether the webhook's filter lets events of type typ
 // through.
-func (w Webhook) Matches(typ string) bool {
-	return slices.Contains(w.Events, AllEvents) || slices.Contains(w.Events, typ)
+func (w Webhook) Matches(typ string) bool { return FilterMatches(w.Events, typ) }
+
+// FilterMatches reports whether the event filter events (["*"] or event
+// types) lets events of type typ through.
+func FilterMatches(events []string, typ string) bool {
+	return slices.Contains(events, AllEvents) || slices.Contains(events, typ)
 }
 
 // Webhook returns the tenant's webhook id.
