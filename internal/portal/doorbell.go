@@ -150,13 +150,21 @@ func (d *Doorbell) Register(mux *http.ServeMux) {
 }
 
 // secure sets the security headers every doorbell answer carries.
-func secure(next http.Handler) http.Handler {
+func secure(next http.Handler) http.Handler { return withHeaders(next, csp, false) }
+
+// withHeaders sets the security headers of every page: the page's CSP,
+// no sniffing, no referrer (a link page's URL carries its token), no
+// framing and, with noStore, no caching.
+func withHeaders(next http.Handler, policy string, noStore bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", csp)
+		h.Set("Content-Security-Policy", policy)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
+		if noStore {
+			h.Set("Cache-Control", "no-store")
+		}
 		next.ServeHTTP(w, r)
 	})
 }

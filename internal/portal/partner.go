@@ -204,18 +204,7 @@ func when(ts string) string {
 
 // partnerHeaders sets the security headers every portal answer carries.
 // No page may be cached: they hold keys, tokens and CSRF tokens.
-func partnerHeaders(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Security-Policy", partnerCSP)
-		h.Set("X-Content-Type-Options", "nosniff")
-		// The link page's URL carries its token: never send it on.
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Cache-Control", "no-store")
-		next.ServeHTTP(w, r)
-	})
-}
+func partnerHeaders(next http.Handler) http.Handler { return withHeaders(next, partnerCSP, true) }
 
 // base is the public URL, or the request's scheme and host without one.
 func (p *Partner) base(r *http.Request) string {
