@@ -570,11 +570,24 @@ func (rb *ringBench) runG(ctx context.Context, d time.Duration) (result, error) 
 	tr := newRingTracker(rb.gWant)
 	rb.gStreams.sink.Store(tr)
 	defer rb.gStreams.sink.Store(nil)
+	res, err := oneAtATime(ctx, d, tr, ringReceiptTimeout, "ring", "streams", func() (string, error) { return rb.srv.ring(rb.gLock) })
+	if err != nil {
+		return res, err
+	}
+	return res, rb.gStreams.err()
+}
+
+// oneAtATime sends one request at a time for d (send returns the id its
+// receipts are tracked under in tr), waiting each time until tr has all
+// receipts of it or timeout passes (an error naming what, of how many
+// of whom). The rate is requests/s; the latencies are one per receipt,
+// from send's answer to the receipt (0 when the receipt came first).
+func oneAtATime(ctx context.Context, d time.Duration, tr *ringTracker, timeout time.Duration, what, whom string, send func() (string, error)) (result, error) {
 	res := result{lat: make([]time.Duration, 0, 1024)}
 	start := time.Now()
 	for ctx.Err() == nil && time.Since(start) < d {
 		res.n++
-		id, err := rb.srv.ring(rb.gLock)
+		id, err := send()
 		if err != nil {
 			res.fail(err)
 			continue
@@ -583,11 +596,11 @@ func (rb *ringBench) runG(ctx context.Context, d time.Duration) (result, error) 
 		r := tr.answer(id, at)
 		select {
 		case <-r.full:
-		case <-time.After(ringReceiptTimeout):
+		case <-time.After(timeout):
 			tr.mu.Lock()
 			got := len(r.receipts)
 			tr.mu.Unlock()
-			res.fail(fmt.Errorf("ring %s: %d of %d streams received it within %s", id, got, rb.gWant, ringReceiptTimeout))
+			res.fail(fmt.Errorf("%s %s: %d of %d %s received it within %s", what, id, got, tr.want, whom, timeout))
 			continue
 		case <-ctx.Done():
 			return res, ctx.Err()
@@ -599,7 +612,7 @@ func (rb *ringBench) runG(ctx context.Context, d time.Duration) (result, error) 
 		tr.mu.Unlock()
 	}
 	res.elapsed = time.Since(start)
-	return merge([]result{res}, res.elapsed), rb.gStreams.err()
+	return merge([]result{res}, res.elapsed), nil
 }
 
 // doorbellScenarios sets up the doorbell scenarios on every backend of c

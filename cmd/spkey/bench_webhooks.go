@@ -360,35 +360,7 @@ func (wb *whBench) runDelay(ctx context.Context, d time.Duration) (result, error
 	tr := newRingTracker(benchWebhooks)
 	wb.liveEP.sink.Store(tr)
 	defer wb.liveEP.sink.Store(nil)
-	res := result{}
-	start := time.Now()
-	for ctx.Err() == nil && time.Since(start) < d {
-		res.n++
-		id, err := wb.command(wb.liveTog.next(0))
-		if err != nil {
-			res.fail(err)
-			continue
-		}
-		at := time.Now()
-		r := tr.answer(id, at)
-		select {
-		case <-r.full:
-		case <-time.After(whReceiptTimeout):
-			tr.mu.Lock()
-			got := len(r.receipts)
-			tr.mu.Unlock()
-			res.fail(fmt.Errorf("event %s: %d of %d webhooks received it within %s", id, got, benchWebhooks, whReceiptTimeout))
-			continue
-		case <-ctx.Done():
-			return res, ctx.Err()
-		}
-		tr.mu.Lock()
-		for _, rc := range r.receipts {
-			res.lat = append(res.lat, max(0, rc.Sub(at)))
-		}
-		tr.mu.Unlock()
-	}
-	return merge([]result{res}, time.Since(start)), nil
+	return oneAtATime(ctx, d, tr, whReceiptTimeout, "event", "webhooks", func() (string, error) { return wb.command(wb.liveTog.next(0)) })
 }
 
 // runAPI is scenario (i): the command mix from -conns clients in a closed
