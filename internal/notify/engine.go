@@ -113,6 +113,9 @@ type Handler struct {
 	Consumer string
 	Deliver  func(ctx context.Context, cl store.Claim) Result
 	Policy   Policy
+	// Recorded, if set, runs after each attempt's outcome is recorded (or
+	// its row handed back) with the Result's status. It must not block.
+	Recorded func(cl store.Claim, status string)
 }
 
 // job is work that is not a claimed row, run when its consumer is kicked
@@ -276,6 +279,9 @@ func (e *Engine) Run(ctx context.Context) error {
 				started := e.cfg.Now()
 				r := h.Deliver(ctx, cl)
 				e.finishWith(ctx, cl, r, started, p)
+				if h.Recorded != nil {
+					h.Recorded(cl, r.Status)
+				}
 				return r.Status
 			}, nil, p)
 		}(h)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -89,12 +90,15 @@ func (s *Store) ClaimWith(ctx context.Context, consumer, node string, now time.T
 			AND p.aggregate_type = o.aggregate_type AND p.aggregate_id = o.aggregate_id AND p.done_at IS NULL)`
 	}
 	if len(opt.Exclude) > 0 {
-		ph := make([]string, len(opt.Exclude))
-		for i, t := range opt.Exclude {
-			args = append(args, t)
-			ph[i] = fmt.Sprintf("$%d", len(args))
+		// One JSON parameter, not one placeholder each: the statement's
+		// text stays the same, so it is prepared once (stmtCache).
+		list, _ := json.Marshal(opt.Exclude)
+		args = append(args, string(list))
+		if s.dialect == Postgres {
+			extra += ` AND o.target NOT IN (SELECT json_array_elements_text($6::json))`
+		} else {
+			extra += ` AND o.target NOT IN (SELECT value FROM json_each($6))`
 		}
-		extra += ` AND o.target NOT IN (` + strings.Join(ph, ", ") + `)`
 	}
 	q := s.sql(`UPDATE outbox SET claimed_by = $1, claimed_until = $2
 		WHERE id IN (SELECT o.id FROM outbox o WHERE o.consumer = $3 AND o.done_at IS NULL

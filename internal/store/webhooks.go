@@ -191,16 +191,88 @@ func (tx *Tx) EnqueueFor(ctx context.Context, consumer, aggType, aggID, orgID, t
 	return tx.Enqueue(ctx, consumer, es.Record{AggregateType: aggType, AggregateID: aggID, Version: version, OrgID: orgID, Timestamp: now}, target)
 }
 
+// DefaultWebhookWindow is how many undone deliveries one webhook may have
+// queued at a time (FanOutWebhooks' window) unless told otherwise.
+const DefaultWebhookWindow = 200
+
+// fanRow is one queued partner row (an event of an aggregate that belongs
+// to a tenant) with its event's type.
+type fanRow struct {
+	id, seq, version       int64
+	aggType, aggID, org, t string
+}
+
+// wants reports whether subscription h is to get r: the tenant's own
+// event of a type its filter lets through. Tenant events (keys, webhooks)
+// are the partner's own settings, not news about their locks: never sent.
+func (h WebhookRow) wants(r fanRow) bool {
+	return r.aggType != tenant.AggregateType && r.t != "" && h.OrgID == r.org && h.Matches(r.t)
+}
+
+func (tx *Tx) queueDelivery(ctx context.Context, r fanRow, target, now string) error {
+	if _, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), es.ConsumerWebhookSend, r.seq, r.aggType, r.aggID, r.version, r.org, target, now); err != nil {
+		return fmt.Errorf("queue webhook delivery: %w", err)
+	}
+	return nil
+}
+
+// undone counts webhook id's undone deliveries, up to limit.
+func (tx *Tx) undone(ctx context.Context, id string, limit int) (int, error) {
+	var n int
+	err := tx.q.QueryRowContext(ctx, tx.s.sql(`SELECT count(*) FROM (SELECT 1 FROM outbox WHERE consumer = $1 AND target = $2 AND done_at IS NULL LIMIT $3) t`),
+		es.ConsumerWebhookSend, id, limit).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count deliveries of webhook %s: %w", id, err)
+	}
+	return n, nil
+}
+
+func scanFanRows(rows *sql.Rows, err error) ([]fanRow, error) {
+	if err != nil {
+		return nil, fmt.Errorf("read partner rows: %w", err)
+	}
+	defer rows.Close()
+	var out []fanRow
+	for rows.Next() {
+		var r fanRow
+		if err := rows.Scan(&r.id, &r.seq, &r.version, &r.aggType, &r.aggID, &r.org, &r.t); err != nil {
+			return nil, fmt.Errorf("scan partner row: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+const fanCols = `o.id, o.event_seq, o.version, o.aggregate_type, o.aggregate_id, o.org_id, COALESCE(e.type, '')`
+
+// catchUpSpan is how many outbox ids one catch-up step of a parked webhook
+// reads through at most.
+const catchUpSpan = 20000
+
 // FanOutWebhooks turns up to limit queued partner rows (one per event of an
 // aggregate that belongs to a tenant) into one row per matching, not
 // disabled subscription of that tenant, for es.ConsumerWebhookSend, in
 // one transaction. Rows are taken in queue order by one node at a time
 // (an advisory lock on PostgreSQL), so each subscription's rows for one
-// aggregate are numbered in version order. It returns how many partner
-// rows it handled and how many deliveries it queued.
-func (s *Store) FanOutWebhooks(ctx context.Context, now time.Time, limit int) (handled, queued int, err error) {
+// aggregate are numbered in version order.
+//
+// A subscription has at most window undone deliveries. One that has them
+// all (a dead or slow receiver, or a burst) is parked: from the partner row
+// on that did not fit, its events wait in the outbox, where they already
+// are, and cost nothing more per event. Once its queue is down to half the
+// window, the same step queues what it missed, in order, and it is
+// unparked when it has caught up. So the work an event costs does not grow
+// with the receivers that fail, and no webhook's queue grows without end.
+// Catching up costs a look at each parked webhook's queue: it is done only
+// when catchUp is set. It returns how many partner rows it handled, how
+// many deliveries it queued, and how many webhooks are parked.
+func (s *Store) FanOutWebhooks(ctx context.Context, now time.Time, limit, window int, catchUp bool) (handled, queued, parkedN int, err error) {
+	if window <= 0 {
+		window = DefaultWebhookWindow
+	}
 	err = s.Write(ctx, func(ctx context.Context, tx *Tx) error {
-		handled, queued = 0, 0
+		handled, queued, parkedN = 0, 0, 0
 		if s.dialect == Postgres {
 			var got bool
 			// Advisory locks are per database: the schema in the key keeps
@@ -212,72 +284,218 @@ func (s *Store) FanOutWebhooks(ctx context.Context, now time.Time, limit int) (h
 				return nil // another node is fanning out; it takes these rows too
 			}
 		}
-		type row struct {
-			id, seq, version       int64
-			aggType, aggID, org, t string
-		}
-		rows, err := tx.q.QueryContext(ctx, s.sql(`SELECT o.id, o.event_seq, o.version, o.aggregate_type, o.aggregate_id, o.org_id, COALESCE(e.type, '')
-			FROM outbox o LEFT JOIN events e ON e.seq = o.event_seq
-			WHERE o.consumer = $1 AND o.done_at IS NULL ORDER BY o.id LIMIT $2`), es.ConsumerWebhooks, limit)
+		n := stamp(now)
+		parked, q, err := tx.catchUp(ctx, window, n, catchUp)
 		if err != nil {
-			return fmt.Errorf("read partner rows: %w", err)
+			return err
 		}
-		var batch []row
-		var orgs []string
-		for rows.Next() {
-			var r row
-			if err := rows.Scan(&r.id, &r.seq, &r.version, &r.aggType, &r.aggID, &r.org, &r.t); err != nil {
-				rows.Close()
-				return fmt.Errorf("scan partner row: %w", err)
-			}
-			batch = append(batch, r)
-			if !slices.Contains(orgs, r.org) {
-				orgs = append(orgs, r.org)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		queued += q
+		parkedN = len(parked)
+		batch, err := scanFanRows(tx.q.QueryContext(ctx, s.sql(`SELECT `+fanCols+`
+			FROM outbox o LEFT JOIN events e ON e.seq = o.event_seq
+			WHERE o.consumer = $1 AND o.done_at IS NULL ORDER BY o.id LIMIT $2`), es.ConsumerWebhooks, limit))
+		if err != nil {
 			return err
 		}
 		if len(batch) == 0 {
 			return nil
 		}
+		var orgs []string
+		for _, r := range batch {
+			if !slices.Contains(orgs, r.org) {
+				orgs = append(orgs, r.org)
+			}
+		}
 		hooks, err := s.webhooksOf(ctx, tx.q, orgs)
 		if err != nil {
 			return err
 		}
-		n := stamp(now)
-		ids := make([]string, 0, len(batch))
+		room := map[string]int{}
+		ids := make([]int64, 0, len(batch))
 		for _, r := range batch {
-			ids = append(ids, fmt.Sprint(r.id))
-			// Tenant events (keys, webhooks) are the partner's own
-			// settings, not news about their locks: never sent.
-			if r.aggType == tenant.AggregateType || r.t == "" {
-				continue
-			}
+			ids = append(ids, r.id)
 			for _, h := range hooks {
-				if h.OrgID != r.org || !h.Matches(r.t) {
+				if !h.wants(r) {
 					continue
 				}
-				if _, err := tx.q.ExecContext(ctx, s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)
-					VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), es.ConsumerWebhookSend, r.seq, r.aggType, r.aggID, r.version, r.org, h.ID, n); err != nil {
-					return fmt.Errorf("queue webhook delivery: %w", err)
+				if from, ok := parked[h.ID]; ok {
+					if r.id < from {
+						// Committed late (PostgreSQL): catch-up starts here.
+						if err := tx.movePark(ctx, h.ID, r.id); err != nil {
+							return err
+						}
+						parked[h.ID] = r.id
+					}
+					continue
 				}
+				left, ok := room[h.ID]
+				if !ok {
+					u, err := tx.undone(ctx, h.ID, window)
+					if err != nil {
+						return err
+					}
+					left = window - u
+				}
+				if left <= 0 {
+					if err := tx.park(ctx, h.ID, r.id, n); err != nil {
+						return err
+					}
+					parked[h.ID] = r.id
+					continue
+				}
+				if err := tx.queueDelivery(ctx, r, h.ID, n); err != nil {
+					return err
+				}
+				room[h.ID] = left - 1
 				queued++
 			}
 		}
-		// The ids are our own integers: safe to inline.
-		if _, err := tx.q.ExecContext(ctx, s.sql(`UPDATE outbox SET done_at = $1, status = $2 WHERE id IN (`+strings.Join(ids, ",")+`)`), n, StatusDelivered); err != nil {
+		// One JSON parameter, not a list in the text: the statement is
+		// prepared once (stmtCache).
+		list, _ := json.Marshal(ids)
+		in := `SELECT value FROM json_each($3)`
+		if s.dialect == Postgres {
+			in = `SELECT json_array_elements_text($3::json)::bigint`
+		}
+		if _, err := tx.q.ExecContext(ctx, s.sql(`UPDATE outbox SET done_at = $1, status = $2 WHERE id IN (`+in+`)`), n, StatusDelivered, string(list)); err != nil {
 			return fmt.Errorf("finish partner rows: %w", err)
 		}
-		handled = len(batch)
+		handled, parkedN = len(batch), len(parked)
 		return nil
 	})
-	return handled, queued, err
+	return handled, queued, parkedN, err
+}
+
+func (tx *Tx) movePark(ctx context.Context, id string, from int64) error {
+	if _, err := tx.q.ExecContext(ctx, tx.s.sql(`UPDATE webhook_backlog SET parked_from = $1 WHERE webhook_id = $2`), from, id); err != nil {
+		return fmt.Errorf("move parked webhook %s: %w", id, err)
+	}
+	return nil
+}
+
+func (tx *Tx) park(ctx context.Context, id string, from int64, now string) error {
+	if _, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO webhook_backlog (webhook_id, parked_from, since) VALUES ($1, $2, $3)`), id, from, now); err != nil {
+		return fmt.Errorf("park webhook %s: %w", id, err)
+	}
+	return nil
+}
+
+// catchUp queues, for every parked subscription whose queue is down to
+// half the window, the partner rows it missed (handled since it was
+// parked), up to a full window, and unparks those that have caught up.
+// It returns the subscriptions still parked, each with the partner row
+// its catch-up goes on from.
+//
+// On PostgreSQL a partner row can commit after rows with higher ids were
+// fanned out; if such a row is where a subscription is parked, the rows
+// after it that it did get are queued again on catch-up: a duplicate,
+// never a loss (delivery is at least once).
+func (tx *Tx) catchUp(ctx context.Context, window int, now string, run bool) (map[string]int64, int, error) {
+	type parkedHook struct {
+		hook WebhookRow
+		from int64
+	}
+	rows, err := tx.q.QueryContext(ctx, tx.s.sql(`SELECT b.parked_from, `+prefixed("w.", webhookCols)+` FROM webhook_backlog b JOIN webhooks w ON w.webhook_id = b.webhook_id ORDER BY b.webhook_id`))
+	if err != nil {
+		return nil, 0, fmt.Errorf("read parked webhooks: %w", err)
+	}
+	var list []parkedHook
+	for rows.Next() {
+		var p parkedHook
+		var evs string
+		if err := rows.Scan(&p.from, &p.hook.ID, &p.hook.OrgID, &p.hook.URL, &evs, &p.hook.Status, &p.hook.CreatedAt); err != nil {
+			rows.Close()
+			return nil, 0, fmt.Errorf("scan parked webhook: %w", err)
+		}
+		if err := json.Unmarshal([]byte(evs), &p.hook.Events); err != nil {
+			rows.Close()
+			return nil, 0, fmt.Errorf("decode webhook %s events: %w", p.hook.ID, err)
+		}
+		list = append(list, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	parked := map[string]int64{}
+	for _, p := range list {
+		parked[p.hook.ID] = p.from
+	}
+	if len(list) == 0 || !run {
+		return parked, 0, nil
+	}
+	var last int64
+	if err := tx.q.QueryRowContext(ctx, tx.s.sql(`SELECT COALESCE(max(id), 0) FROM outbox`)).Scan(&last); err != nil {
+		return nil, 0, fmt.Errorf("read last outbox id: %w", err)
+	}
+	queued := 0
+	for _, p := range list {
+		if p.hook.Status == tenant.StatusDisabled {
+			continue // its rows are dropped; DropWebhookRows unparks it
+		}
+		u, err := tx.undone(ctx, p.hook.ID, window)
+		if err != nil {
+			return nil, 0, err
+		}
+		if u > window/2 {
+			continue
+		}
+		left := window - u
+		from := p.from
+		for left > 0 && from <= last {
+			to := from + catchUpSpan
+			missed, err := scanFanRows(tx.q.QueryContext(ctx, tx.s.sql(`SELECT `+fanCols+`
+				FROM outbox o LEFT JOIN events e ON e.seq = o.event_seq
+				WHERE o.id >= $1 AND o.id < $2 AND o.consumer = $3 AND o.org_id = $4 AND o.done_at IS NOT NULL ORDER BY o.id`),
+				from, to, es.ConsumerWebhooks, p.hook.OrgID))
+			if err != nil {
+				return nil, 0, err
+			}
+			next := to
+			for _, r := range missed {
+				if !p.hook.wants(r) {
+					continue
+				}
+				if left == 0 {
+					next = r.id
+					break
+				}
+				if err := tx.queueDelivery(ctx, r, p.hook.ID, now); err != nil {
+					return nil, 0, err
+				}
+				left--
+				queued++
+			}
+			from = next
+		}
+		if from > last {
+			if _, err := tx.q.ExecContext(ctx, tx.s.sql(`DELETE FROM webhook_backlog WHERE webhook_id = $1`), p.hook.ID); err != nil {
+				return nil, 0, fmt.Errorf("unpark webhook %s: %w", p.hook.ID, err)
+			}
+			delete(parked, p.hook.ID)
+			continue
+		}
+		if from != p.from {
+			if err := tx.movePark(ctx, p.hook.ID, from); err != nil {
+				return nil, 0, err
+			}
+		}
+		parked[p.hook.ID] = from
+	}
+	return parked, queued, nil
+}
+
+func prefixed(p, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i := range parts {
+		parts[i] = p + parts[i]
+	}
+	return strings.Join(parts, ", ")
 }
 
 // DropWebhookRows ends every undone delivery of webhook id as skipped with
-// reason (the webhook was deleted or disabled). It returns how many.
+// reason (the webhook was deleted or disabled), and forgets the events it
+// was parked with. It returns how many rows it ended.
 // The row except (0: none) is left alone: its attempt is being recorded.
 // So are the rows a node is attempting now (under a lease): the receiver
 // may be answering them, and the log must show what it answered; a retry
@@ -288,6 +506,9 @@ func (tx *Tx) DropWebhookRows(ctx context.Context, id, reason string, now time.T
 		stamp(now), StatusSkipped, reason, id, es.ConsumerWebhookSend, es.ConsumerWebhookVerify, except)
 	if err != nil {
 		return 0, fmt.Errorf("drop webhook deliveries: %w", err)
+	}
+	if _, err := tx.q.ExecContext(ctx, tx.s.sql(`DELETE FROM webhook_backlog WHERE webhook_id = $1`), id); err != nil {
+		return 0, fmt.Errorf("unpark webhook %s: %w", id, err)
 	}
 	return res.RowsAffected()
 }

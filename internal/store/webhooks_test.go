@@ -361,13 +361,13 @@ func TestFanOutLockPerSchema(t *testing.T) {
 		return func() { _ = tx.Rollback(); db.Close() }
 	}
 	release := hold(here)
-	if h, _, err := st.FanOutWebhooks(ctx, w.clock(), 100); err != nil || h != 0 {
+	if h, _, _, err := st.FanOutWebhooks(ctx, w.clock(), 100, 0, true); err != nil || h != 0 {
 		t.Errorf("fan-out while another node of this schema holds the lock: handled %d, %v", h, err)
 	}
 	release()
 	release = hold(elsewhere)
 	defer release()
-	if h, q, err := st.FanOutWebhooks(ctx, w.clock(), 100); err != nil || h == 0 || q == 0 {
+	if h, q, _, err := st.FanOutWebhooks(ctx, w.clock(), 100, 0, true); err != nil || h == 0 || q == 0 {
 		t.Errorf("fan-out while a node of another schema holds its lock: handled %d, queued %d, %v", h, q, err)
 	}
 }

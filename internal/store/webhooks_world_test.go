@@ -115,10 +115,15 @@ func (w *hookWorld) toggle(org string, id int64) {
 // fanOut runs the fan-out in batches of limit until the partner queue is
 // empty and returns the totals.
 func (w *hookWorld) fanOut(limit int) (handled, queued int) {
+	return w.fanOutWindow(limit, 0)
+}
+
+// fanOutWindow is fanOut with each webhook's window of undone deliveries.
+func (w *hookWorld) fanOutWindow(limit, window int) (handled, queued int) {
 	w.t.Helper()
 	ctx := context.Background()
 	for {
-		h, q, err := w.st.FanOutWebhooks(ctx, w.clock(), limit)
+		h, q, _, err := w.st.FanOutWebhooks(ctx, w.clock(), limit, window, true)
 		w.must("fan out", err)
 		if h > limit {
 			w.t.Fatalf("fan-out handled %d rows, limit %d", h, limit)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/spkey-dev/spkey/internal/domain"
@@ -67,7 +68,11 @@ type Config struct {
 	Workers, PerTarget int
 	// FanOutBatch is how many queued events one fan-out step takes (500).
 	FanOutBatch int
-	Now         func() time.Time
+	// Window is how many undone deliveries one webhook may have queued
+	// (store.DefaultWebhookWindow); the events after them wait in the
+	// outbox until its queue drains (store.FanOutWebhooks).
+	Window int
+	Now    func() time.Time
 }
 
 // Dispatcher delivers partner webhooks: it fans queued events out to the
@@ -78,7 +83,17 @@ type Dispatcher struct {
 	cfg    Config
 	client *http.Client
 	log    *slog.Logger
+	parked atomic.Bool // the last fan-out left webhooks parked
+	// catchUpDue asks the next fan-out to look at the parked webhooks;
+	// catchUpTimer is set while a timer is to set it. lastCatchUp is only
+	// used by the fan-out job.
+	catchUpDue, catchUpTimer atomic.Bool
+	lastCatchUp              time.Time
 }
+
+// catchUpDelay is how long after a delivery ends the fan-out looks at the
+// parked webhooks' queues.
+const catchUpDelay = 50 * time.Millisecond
 
 // New returns a dispatcher; Register adds it to an engine.
 func New(st *store.Store, rec Recorder, cfg Config, log *slog.Logger) *Dispatcher {
@@ -123,13 +138,21 @@ func New(st *store.Store, rec Recorder, cfg Config, log *slog.Logger) *Dispatche
 func (d *Dispatcher) Register(e *notify.Engine) {
 	d.st.OnPartnerRows(func() { e.Kick(es.ConsumerWebhooks) })
 	e.Every(es.ConsumerWebhooks, func(ctx context.Context) bool {
-		handled, queued, err := d.st.FanOutWebhooks(ctx, d.cfg.Now(), d.cfg.FanOutBatch)
+		now := d.cfg.Now()
+		// Parked webhooks are looked at when a delivery made room
+		// (Recorded below), and at least every second.
+		catchUp := d.catchUpDue.Swap(false) || now.Sub(d.lastCatchUp) >= time.Second
+		if catchUp {
+			d.lastCatchUp = now
+		}
+		handled, queued, parked, err := d.st.FanOutWebhooks(ctx, now, d.cfg.FanOutBatch, d.cfg.Window, catchUp)
 		if err != nil {
 			if ctx.Err() == nil {
 				d.log.Error("fan out partner events", "err", err)
 			}
 			return false
 		}
+		d.parked.Store(parked > 0)
 		if queued > 0 {
 			e.Queued([]string{es.ConsumerWebhookSend})
 		}
@@ -138,6 +161,17 @@ func (d *Dispatcher) Register(e *notify.Engine) {
 	e.Handle(notify.Handler{Consumer: es.ConsumerWebhookSend, Deliver: d.Send, Policy: notify.Policy{
 		RetryBase: d.cfg.RetryBase, RetryMax: d.cfg.RetryMax, MaxAttempts: -1, Horizon: d.cfg.Horizon,
 		Workers: d.cfg.Workers, Ordered: true, PerTarget: d.cfg.PerTarget,
+	}, Recorded: func(_ store.Claim, status string) {
+		// A parked webhook's queue may have room now: the fan-out is to
+		// queue what it missed (FanOutWebhooks), soon, once for the many
+		// deliveries that end meanwhile. Retries free no room.
+		if status != store.OutcomeRetry && status != store.OutcomeDefer && d.parked.Load() && d.catchUpTimer.CompareAndSwap(false, true) {
+			time.AfterFunc(catchUpDelay, func() {
+				d.catchUpTimer.Store(false)
+				d.catchUpDue.Store(true)
+				e.Kick(es.ConsumerWebhooks)
+			})
+		}
 	}})
 	e.Handle(notify.Handler{Consumer: es.ConsumerWebhookVerify, Deliver: d.Verify, Policy: notify.Policy{
 		RetryBase: d.cfg.RetryBase, RetryMax: d.cfg.RetryMax, MaxAttempts: 5, Workers: 4, PerTarget: 1,
