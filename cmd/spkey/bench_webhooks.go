@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -145,7 +147,7 @@ func newWHServer(ctx context.Context, c benchConfig, backend, dir, name string) 
 	if err != nil {
 		return nil, err
 	}
-	s, err := startSpkeyOn(ctx, t.st, dir, "bench-"+name+"-"+backend, webhook.Config{Timeout: whTimeout})
+	s, err := startSpkeyOn(ctx, t.st, dir, "bench-"+name+"-"+backend, webhook.Config{Timeout: whTimeout, Window: benchWindow()})
 	if err != nil {
 		t.close()
 		return nil, err
@@ -501,4 +503,9 @@ func webhookReport(w io.Writer, c benchConfig, meds map[string]med) {
 	for _, l := range lines {
 		fmt.Fprintln(w, l)
 	}
+}
+
+func benchWindow() int {
+	n, _ := strconv.Atoi(os.Getenv("SPKEY_BENCH_WINDOW"))
+	return n
 }

@@ -391,17 +391,21 @@ func (tx *Tx) park(ctx context.Context, id string, from int64, now string) error
 // after it that it did get are queued again on catch-up: a duplicate,
 // never a loss (delivery is at least once).
 func (tx *Tx) catchUp(ctx context.Context, window int, now string, run bool) (map[string]int64, int, error) {
+	// parkedHook is one parked subscription; while caught up, left is the
+	// room in its queue and next the partner row it goes on from.
 	type parkedHook struct {
-		hook WebhookRow
-		from int64
+		hook       WebhookRow
+		from, next int64
+		left       int
+		full       bool // its queue filled up before the end of the catch-up
 	}
 	rows, err := tx.q.QueryContext(ctx, tx.s.sql(`SELECT b.parked_from, `+prefixed("w.", webhookCols)+` FROM webhook_backlog b JOIN webhooks w ON w.webhook_id = b.webhook_id ORDER BY b.webhook_id`))
 	if err != nil {
 		return nil, 0, fmt.Errorf("read parked webhooks: %w", err)
 	}
-	var list []parkedHook
+	var list []*parkedHook
 	for rows.Next() {
-		var p parkedHook
+		p := &parkedHook{}
 		var evs string
 		if err := rows.Scan(&p.from, &p.hook.ID, &p.hook.OrgID, &p.hook.URL, &evs, &p.hook.Status, &p.hook.CreatedAt); err != nil {
 			rows.Close()
@@ -424,11 +428,12 @@ func (tx *Tx) catchUp(ctx context.Context, window int, now string, run bool) (ma
 	if len(list) == 0 || !run {
 		return parked, 0, nil
 	}
-	var last int64
-	if err := tx.q.QueryRowContext(ctx, tx.s.sql(`SELECT COALESCE(max(id), 0) FROM outbox`)).Scan(&last); err != nil {
-		return nil, 0, fmt.Errorf("read last outbox id: %w", err)
-	}
-	queued := 0
+	// The ones whose queue is down to half the window catch up together,
+	// in one pass over the partner rows, so that their deliveries are
+	// queued interleaved, as the fan-out queues them.
+	var due []*parkedHook
+	var orgs []string
+	start := int64(-1)
 	for _, p := range list {
 		if p.hook.Status == tenant.StatusDisabled {
 			continue // its rows are dropped; DropWebhookRows unparks it
@@ -440,47 +445,74 @@ func (tx *Tx) catchUp(ctx context.Context, window int, now string, run bool) (ma
 		if u > window/2 {
 			continue
 		}
-		left := window - u
-		from := p.from
-		for left > 0 && from <= last {
-			to := from + catchUpSpan
-			missed, err := scanFanRows(tx.q.QueryContext(ctx, tx.s.sql(`SELECT `+fanCols+`
-				FROM outbox o LEFT JOIN events e ON e.seq = o.event_seq
-				WHERE o.id >= $1 AND o.id < $2 AND o.consumer = $3 AND o.org_id = $4 AND o.done_at IS NOT NULL ORDER BY o.id`),
-				from, to, es.ConsumerWebhooks, p.hook.OrgID))
-			if err != nil {
-				return nil, 0, err
-			}
-			next := to
-			for _, r := range missed {
-				if !p.hook.wants(r) {
+		p.left, p.next = window-u, p.from
+		due = append(due, p)
+		if !slices.Contains(orgs, p.hook.OrgID) {
+			orgs = append(orgs, p.hook.OrgID)
+		}
+		if start < 0 || p.from < start {
+			start = p.from
+		}
+	}
+	if len(due) == 0 {
+		return parked, 0, nil
+	}
+	var last int64
+	if err := tx.q.QueryRowContext(ctx, tx.s.sql(`SELECT COALESCE(max(id), 0) FROM outbox`)).Scan(&last); err != nil {
+		return nil, 0, fmt.Errorf("read last outbox id: %w", err)
+	}
+	in := `SELECT value FROM json_each($4)`
+	if tx.s.dialect == Postgres {
+		in = `SELECT json_array_elements_text($4::json)`
+	}
+	orgList, _ := json.Marshal(orgs)
+	queued := 0
+	for from, open := start, len(due); open > 0 && from <= last; from += catchUpSpan {
+		to := from + catchUpSpan
+		missed, err := scanFanRows(tx.q.QueryContext(ctx, tx.s.sql(`SELECT `+fanCols+`
+			FROM outbox o LEFT JOIN events e ON e.seq = o.event_seq
+			WHERE o.id >= $1 AND o.id < $2 AND o.consumer = $3 AND o.org_id IN (`+in+`) AND o.done_at IS NOT NULL ORDER BY o.id`),
+			from, to, es.ConsumerWebhooks, string(orgList)))
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, r := range missed {
+			for _, p := range due {
+				if p.full || r.id < p.from || !p.hook.wants(r) {
 					continue
 				}
-				if left == 0 {
-					next = r.id
-					break
+				if p.left == 0 {
+					p.full, p.next = true, r.id
+					open--
+					continue
 				}
 				if err := tx.queueDelivery(ctx, r, p.hook.ID, now); err != nil {
 					return nil, 0, err
 				}
-				left--
+				p.left--
 				queued++
 			}
-			from = next
 		}
-		if from > last {
+		for _, p := range due {
+			if !p.full {
+				p.next = max(p.next, to)
+			}
+		}
+	}
+	for _, p := range due {
+		if p.next > last {
 			if _, err := tx.q.ExecContext(ctx, tx.s.sql(`DELETE FROM webhook_backlog WHERE webhook_id = $1`), p.hook.ID); err != nil {
 				return nil, 0, fmt.Errorf("unpark webhook %s: %w", p.hook.ID, err)
 			}
 			delete(parked, p.hook.ID)
 			continue
 		}
-		if from != p.from {
-			if err := tx.movePark(ctx, p.hook.ID, from); err != nil {
+		if p.next != p.from {
+			if err := tx.movePark(ctx, p.hook.ID, p.next); err != nil {
 				return nil, 0, err
 			}
 		}
-		parked[p.hook.ID] = from
+		parked[p.hook.ID] = p.next
 	}
 	return parked, queued, nil
 }

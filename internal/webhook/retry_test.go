@@ -18,80 +18,88 @@ import (
 // requests and 2xx afterwards ends up with every event of several
 // interleaved locks exactly once, each lock's in version order (a later
 // version is never tried before the earlier one is delivered), and the
-// delivery log accounts for every request it got.
+// delivery log accounts for every request it got. With a window of 2 the
+// webhook is parked while the receiver fails, and what it missed is
+// queued, in order, as its queue drains.
 func TestFailingReceiverRecovers(t *testing.T) {
 	const failures = 8
 	for _, b := range testenv.Backends(t) {
-		t.Run(string(b), func(t *testing.T) {
-			rcv := newReceiver(t, false)
-			rcv.Answer(func(n int, _ request) (int, http.Header) {
-				if n < failures {
-					return http.StatusServiceUnavailable, nil
-				}
-				return http.StatusOK, nil
+		for _, window := range []int{0, 2} {
+			t.Run(fmt.Sprintf("%s/window-%d", b, window), func(t *testing.T) {
+				failingReceiverRecovers(t, b, window, failures)
 			})
-			srv := testenv.NewServer(t, b, testenv.Options{Webhooks: webhook.Config{RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}})
-			p := newPartner(t, srv, "acme")
-			id, secret := p.ActiveHook(map[string]any{"url": rcv.URL("/")})
-			locks := []int64{11, 12, 13}
-			for _, l := range locks {
-				p.Lock(l)
+		}
+	}
+}
+
+func failingReceiverRecovers(t *testing.T, b testenv.Backend, window, failures int) {
+	rcv := newReceiver(t, false)
+	rcv.Answer(func(n int, _ request) (int, http.Header) {
+		if n < failures {
+			return http.StatusServiceUnavailable, nil
+		}
+		return http.StatusOK, nil
+	})
+	srv := testenv.NewServer(t, b, testenv.Options{Webhooks: webhook.Config{RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, Window: window}})
+	p := newPartner(t, srv, "acme")
+	id, secret := p.ActiveHook(map[string]any{"url": rcv.URL("/")})
+	locks := []int64{11, 12, 13}
+	for _, l := range locks {
+		p.Lock(l)
+	}
+	for range 4 {
+		for _, l := range locks {
+			p.Toggle(l)
+		}
+	}
+	var want []string
+	for _, l := range locks {
+		w, _ := p.Expected(l)
+		want = append(want, w...)
+	}
+	log := p.LogDone(id, len(want))
+	got := rcv.Events()
+	checkSigned(t, secret, got...)
+	checkOrder(t, got, false)
+	delivered := rcv.Delivered()
+	checkOrder(t, delivered, true)
+	count := map[string]int{}
+	for _, q := range delivered {
+		count[q.Env.ID]++
+	}
+	for _, w := range want {
+		if count[w] != 1 {
+			t.Errorf("event %s delivered %d times, want once", w, count[w])
+		}
+		delete(count, w)
+	}
+	if len(count) != 0 {
+		t.Errorf("unexpected deliveries: %v", count)
+	}
+	if len(got) != len(want)+failures {
+		t.Errorf("receiver got %d requests, want %d events + %d failures", len(got), len(want), failures)
+	}
+	attempts, retried := 0, 0
+	for _, d := range log {
+		if d.Status != "delivered" {
+			t.Errorf("delivery %d of %s v%d: %s", d.ID, d.AggregateID, d.Version, d.Status)
+		}
+		for i, a := range d.Attempts {
+			attempts++
+			last := i == len(d.Attempts)-1
+			switch {
+			case last && (a.Outcome != "delivered" || a.StatusCode == nil || *a.StatusCode != 200 || a.Error != nil):
+				t.Errorf("last attempt of delivery %d: %+v", d.ID, a)
+			case !last && (a.Outcome != "retry" || a.StatusCode == nil || *a.StatusCode != 503 || a.Error == nil || !strings.Contains(*a.Error, "503")):
+				t.Errorf("failed attempt of delivery %d: %+v", d.ID, a)
 			}
-			for range 4 {
-				for _, l := range locks {
-					p.Toggle(l)
-				}
+			if !last {
+				retried++
 			}
-			var want []string
-			for _, l := range locks {
-				w, _ := p.Expected(l)
-				want = append(want, w...)
-			}
-			log := p.LogDone(id, len(want))
-			got := rcv.Events()
-			checkSigned(t, secret, got...)
-			checkOrder(t, got, false)
-			delivered := rcv.Delivered()
-			checkOrder(t, delivered, true)
-			count := map[string]int{}
-			for _, q := range delivered {
-				count[q.Env.ID]++
-			}
-			for _, w := range want {
-				if count[w] != 1 {
-					t.Errorf("event %s delivered %d times, want once", w, count[w])
-				}
-				delete(count, w)
-			}
-			if len(count) != 0 {
-				t.Errorf("unexpected deliveries: %v", count)
-			}
-			if len(got) != len(want)+failures {
-				t.Errorf("receiver got %d requests, want %d events + %d failures", len(got), len(want), failures)
-			}
-			attempts, retried := 0, 0
-			for _, d := range log {
-				if d.Status != "delivered" {
-					t.Errorf("delivery %d of %s v%d: %s", d.ID, d.AggregateID, d.Version, d.Status)
-				}
-				for i, a := range d.Attempts {
-					attempts++
-					last := i == len(d.Attempts)-1
-					switch {
-					case last && (a.Outcome != "delivered" || a.StatusCode == nil || *a.StatusCode != 200 || a.Error != nil):
-						t.Errorf("last attempt of delivery %d: %+v", d.ID, a)
-					case !last && (a.Outcome != "retry" || a.StatusCode == nil || *a.StatusCode != 503 || a.Error == nil || !strings.Contains(*a.Error, "503")):
-						t.Errorf("failed attempt of delivery %d: %+v", d.ID, a)
-					}
-					if !last {
-						retried++
-					}
-				}
-			}
-			if attempts != len(got) || retried != failures {
-				t.Errorf("log shows %d attempts (%d retried), receiver got %d requests (%d refused)", attempts, retried, len(got), failures)
-			}
-		})
+		}
+	}
+	if attempts != len(got) || retried != failures {
+		t.Errorf("log shows %d attempts (%d retried), receiver got %d requests (%d refused)", attempts, retried, len(got), failures)
 	}
 }
 
