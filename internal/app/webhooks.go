@@ -47,6 +47,25 @@ type WebhookView struct {
 	LastError, LastErrorAt           string
 	LastStatusCode                   int
 	SecretRotatedAt, DisabledAt      string
+	// QueueFullSince is when its queue of undone deliveries filled up
+	// (store.FanOutWebhooks parked it), "" when it is not full.
+	QueueFullSince string
+}
+
+// withQueues sets QueueFullSince on views.
+func (s *Service) withQueues(ctx context.Context, views []WebhookView) error {
+	ids := make([]string, len(views))
+	for i, v := range views {
+		ids[i] = v.ID
+	}
+	since, err := s.st.ParkedSince(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for i := range views {
+		views[i].QueueFullSince = since[views[i].ID]
+	}
+	return nil
 }
 
 func viewOf(org string, w tenant.Webhook) WebhookView {
@@ -369,7 +388,11 @@ func (s *Service) ownWebhook(ctx context.Context, p Principal, orgID, id string)
 	if !ok {
 		return WebhookView{}, domain.Errorf(domain.NotFound, "Webhook not found")
 	}
-	return viewOf(org, w), nil
+	v := []WebhookView{viewOf(org, w)}
+	if err := s.withQueues(ctx, v); err != nil {
+		return WebhookView{}, err
+	}
+	return v[0], nil
 }
 
 // Webhook returns one webhook of orgID ("" for a partner's own).
@@ -401,6 +424,9 @@ func (s *Service) Webhooks(ctx context.Context, p Principal, orgID string, limit
 	out := make([]WebhookView, 0, end-offset)
 	for _, w := range all[offset:end] {
 		out = append(out, viewOf(org, w))
+	}
+	if err := s.withQueues(ctx, out); err != nil {
+		return nil, 0, err
 	}
 	return out, total, nil
 }

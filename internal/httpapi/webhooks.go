@@ -198,6 +198,7 @@ type webhookItem struct {
 	LastStatusCode  *int     `json:"lastStatusCode"`
 	SecretRotatedAt *string  `json:"secretRotatedAt"`
 	DisabledAt      *string  `json:"disabledAt"`
+	QueueFullSince  *string  `json:"queueFullSince" doc:"When the webhook's queue filled up (200 undone deliveries): events after that wait in the event log and are queued, in order, as it drains. null while it is not full"`
 }
 
 func optInt(n int) *int {
@@ -210,7 +211,8 @@ func optInt(n int) *int {
 func item(w app.WebhookView) webhookItem {
 	return webhookItem{ID: w.ID, OrgID: w.OrgID, URL: w.URL, Events: w.Events, Status: w.Status, AuthType: w.AuthType, AuthHeader: w.AuthHeader,
 		CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt, VerifiedAt: optional(w.VerifiedAt), LastError: optional(w.LastError),
-		LastErrorAt: optional(w.LastErrorAt), LastStatusCode: optInt(w.LastStatusCode), SecretRotatedAt: optional(w.SecretRotatedAt), DisabledAt: optional(w.DisabledAt)}
+		LastErrorAt: optional(w.LastErrorAt), LastStatusCode: optInt(w.LastStatusCode), SecretRotatedAt: optional(w.SecretRotatedAt), DisabledAt: optional(w.DisabledAt),
+		QueueFullSince: optional(w.QueueFullSince)}
 }
 
 // WebhookOutput is one webhook.

@@ -181,7 +181,7 @@ func hookRefused(t testing.TB, srv *testenv.Server, rcv *hookReceiver, orgs []st
 // hookTimeKeys are the members that hold a time (domain.TimeLayout) or
 // null.
 var hookTimeKeys = map[string]bool{"createdAt": true, "updatedAt": true, "verifiedAt": true, "lastErrorAt": true, "secretRotatedAt": true,
-	"disabledAt": true, "deletedAt": true, "at": true, "eventTime": true, "queuedAt": true, "lastAttemptAt": true, "nextAttemptAt": true,
+	"disabledAt": true, "queueFullSince": true, "deletedAt": true, "at": true, "eventTime": true, "queuedAt": true, "lastAttemptAt": true, "nextAttemptAt": true,
 	"previousSecretExpiresAt": true}
 
 var (
@@ -326,7 +326,7 @@ func (r *hookReceiver) received(path string) []hookRequest {
 // disabledAt are JSON values ("null", `"<time>"`, ...).
 func hookItem(id, url, events, authType, status, verifiedAt, secretRotatedAt string) string {
 	return fmt.Sprintf(`{"id":%q,"orgId":"acme","url":%q,"events":%s,"status":%q,"authType":%q%s,"createdAt":"<time>","updatedAt":"<time>",
-		"verifiedAt":%s,"lastError":null,"lastErrorAt":null,"lastStatusCode":null,"secretRotatedAt":%s,"disabledAt":null}`,
+		"verifiedAt":%s,"lastError":null,"lastErrorAt":null,"lastStatusCode":null,"secretRotatedAt":%s,"disabledAt":null,"queueFullSince":null}`,
 		id, url, events, status, authType, "", verifiedAt, secretRotatedAt)
 }
 
@@ -495,7 +495,7 @@ func TestWebhookAdminRoutes(t *testing.T) {
 			}
 			got = wireOK(t, srv, admin("GET", "/"+id, nil), http.StatusOK)
 			hookShape(t, "moved webhook", got, `{"id":%q,"orgId":"acme","url":%q,"events":["*"],"status":"active","authType":"bearerToken","createdAt":"<time>","updatedAt":"<time>",
-				"verifiedAt":"<time>","lastError":null,"lastErrorAt":null,"lastStatusCode":null,"secretRotatedAt":"<time>","disabledAt":null}`, id, url2)
+				"verifiedAt":"<time>","lastError":null,"lastErrorAt":null,"lastStatusCode":null,"secretRotatedAt":"<time>","disabledAt":null,"queueFullSince":null}`, id, url2)
 
 			// List with paging, oldest first.
 			id2, _ := wireOK(t, srv, admin("POST", "", map[string]any{"url": rcv.URL + "/three"}), http.StatusCreated)["webhookId"].(string)

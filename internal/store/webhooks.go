@@ -366,6 +366,33 @@ func (s *Store) FanOutWebhooks(ctx context.Context, now time.Time, limit, window
 	return handled, queued, parkedN, err
 }
 
+// ParkedSince returns, for those of webhooks ids that are parked (their
+// queue is full: FanOutWebhooks), when they were.
+func (s *Store) ParkedSince(ctx context.Context, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	list, _ := json.Marshal(ids)
+	in := `SELECT value FROM json_each($1)`
+	if s.dialect == Postgres {
+		in = `SELECT json_array_elements_text($1::json)`
+	}
+	rows, err := s.r.QueryContext(ctx, s.sql(`SELECT webhook_id, since FROM webhook_backlog WHERE webhook_id IN (`+in+`)`), string(list))
+	if err != nil {
+		return nil, fmt.Errorf("read parked webhooks: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, since string
+		if err := rows.Scan(&id, &since); err != nil {
+			return nil, fmt.Errorf("scan parked webhook: %w", err)
+		}
+		out[id] = since
+	}
+	return out, rows.Err()
+}
+
 func (tx *Tx) movePark(ctx context.Context, id string, from int64) error {
 	if _, err := tx.q.ExecContext(ctx, tx.s.sql(`UPDATE webhook_backlog SET parked_from = $1 WHERE webhook_id = $2`), from, id); err != nil {
 		return fmt.Errorf("move parked webhook %s: %w", id, err)

@@ -192,6 +192,7 @@ type hookView struct {
 	LastError      *string  `json:"lastError"`
 	LastStatusCode *int     `json:"lastStatusCode"`
 	DisabledAt     *string  `json:"disabledAt"`
+	QueueFullSince *string  `json:"queueFullSince"`
 }
 
 // Hook reads webhook id with the admin API.

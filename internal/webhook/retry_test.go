@@ -314,3 +314,72 @@ func TestAnswerClasses(t *testing.T) {
 		})
 	}
 }
+
+// TestQueueWindow: while a receiver is down, a webhook's queue never holds
+// more than its window, the webhook shows since when its queue is full,
+// and the events after that wait; once the receiver is back every event
+// arrives once, each lock's in order, and the queue is no longer full.
+func TestQueueWindow(t *testing.T) {
+	const window = 3
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			var up atomic.Bool
+			rcv := newReceiver(t, false)
+			rcv.Answer(func(int, request) (int, http.Header) {
+				if up.Load() {
+					return http.StatusNoContent, nil
+				}
+				return http.StatusServiceUnavailable, nil
+			})
+			srv := testenv.NewServer(t, b, testenv.Options{Webhooks: webhook.Config{RetryBase: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond, Window: window}})
+			p := newPartner(t, srv, "acme")
+			id, _ := p.ActiveHook(map[string]any{"url": rcv.URL("/")})
+			locks := []int64{21, 22}
+			for _, l := range locks {
+				p.Lock(l)
+			}
+			for range 3 {
+				for _, l := range locks {
+					p.Toggle(l)
+				}
+			}
+			var want []string
+			for _, l := range locks {
+				w, _ := p.Expected(l)
+				want = append(want, w...)
+			}
+			var full hookView
+			eventually(t, wait, "the webhook's queue to be full", func() bool { full = p.Hook(id); return full.QueueFullSince != nil })
+			if _, err := time.Parse(domain.TimeLayout, *full.QueueFullSince); err != nil {
+				t.Errorf("queueFullSince %q: %v", *full.QueueFullSince, err)
+			}
+			if n := len(p.AllLog(id)); n > window {
+				t.Errorf("%d deliveries queued while the receiver is down, window %d", n, window)
+			}
+			up.Store(true)
+			log := p.LogDone(id, len(want))
+			if v := p.Hook(id); v.QueueFullSince != nil {
+				t.Errorf("queueFullSince %q after every event was delivered", *v.QueueFullSince)
+			}
+			delivered := rcv.Delivered()
+			checkOrder(t, delivered, true)
+			count := map[string]int{}
+			for _, q := range delivered {
+				count[q.Env.ID]++
+			}
+			for _, w := range want {
+				if count[w] != 1 {
+					t.Errorf("event %s delivered %d times, want once", w, count[w])
+				}
+			}
+			if len(delivered) != len(want) {
+				t.Errorf("%d deliveries, want %d", len(delivered), len(want))
+			}
+			for _, d := range log {
+				if d.Status != "delivered" {
+					t.Errorf("delivery %d: %s", d.ID, d.Status)
+				}
+			}
+		})
+	}
+}
