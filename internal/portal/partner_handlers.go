@@ -59,7 +59,8 @@ type keyCard struct {
 type hookCard struct {
 	Exists                                                      bool
 	Status, StatusText, URL, VerifiedAt, LastError, LastErrorAt string
-	Others                                                      int // further webhooks, set up by the operator
+	QueueFullSince                                              string // its queue is full: later events wait
+	Others                                                      int    // further webhooks, set up by the operator
 	Input, Error                                                string
 	Unavailable                                                 bool
 	Deliveries                                                  []deliveryRow
@@ -158,7 +159,7 @@ func (p *Partner) dashboard(ctx context.Context, s session, pr app.Principal) (p
 	}
 	h := hooks[0]
 	pg.Hook = hookCard{Exists: true, Status: h.Status, StatusText: hookStatusText[h.Status], URL: h.URL, Input: h.URL,
-		VerifiedAt: h.VerifiedAt, LastError: h.LastError, LastErrorAt: h.LastErrorAt, Others: total - 1}
+		VerifiedAt: h.VerifiedAt, LastError: h.LastError, LastErrorAt: h.LastErrorAt, QueueFullSince: h.QueueFullSince, Others: total - 1}
 	dels, _, err := p.svc.Deliveries(ctx, pr, pr.OrgID, h.ID, 0, deliveriesShown)
 	if err != nil {
 		p.log.ErrorContext(ctx, "partner portal: list deliveries", "org_id", pr.OrgID, "err", err)

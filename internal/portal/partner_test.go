@@ -11,12 +11,14 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/portal"
 	"github.com/spkey-dev/spkey/internal/testenv"
+	"github.com/spkey-dev/spkey/internal/webhook"
 )
 
 const (
@@ -36,6 +38,13 @@ type partnerEnv struct {
 
 func newPartnerEnv(t *testing.T, b testenv.Backend, tweak func(*portal.PartnerConfig)) *partnerEnv {
 	t.Helper()
+	return newPartnerEnvWith(t, b, tweak, webhook.Config{})
+}
+
+// newPartnerEnvWith is newPartnerEnv with the server's webhook dispatcher
+// configured by wh.
+func newPartnerEnvWith(t *testing.T, b testenv.Backend, tweak func(*portal.PartnerConfig), wh webhook.Config) *partnerEnv {
+	t.Helper()
 	e := &partnerEnv{iss: testenv.OIDCIssuer(t), secret: make([]byte, 32), clock: &fakeClock{t: time.Now()}}
 	_, _ = rand.Read(e.secret)
 	cfg := portal.PartnerConfig{Secret: e.secret, Now: e.clock.Now,
@@ -43,7 +52,7 @@ func newPartnerEnv(t *testing.T, b testenv.Backend, tweak func(*portal.PartnerCo
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	e.srv = testenv.NewServer(t, b, testenv.Options{Mount: func(mux *http.ServeMux, svc *app.Service) {
+	e.srv = testenv.NewServer(t, b, testenv.Options{Webhooks: wh, Mount: func(mux *http.ServeMux, svc *app.Service) {
 		p, err := portal.NewPartner(svc, cfg, testenv.Logger(t))
 		if err != nil {
 			t.Fatal(err)
@@ -417,4 +426,38 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestPartnerQueueFull: when the partner's endpoint stops keeping up and
+// its webhook's queue fills, the webhook card says since when and that
+// newer events wait; once the endpoint answers again, the note goes.
+func TestPartnerQueueFull(t *testing.T) {
+	var up atomic.Bool
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if strings.HasPrefix(r.Header.Get("webhook-id"), "verify_") || up.Load() {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(rcv.Close)
+	e := newPartnerEnvWith(t, testenv.SQLite, nil, webhook.Config{Window: 2, RetryBase: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond})
+	key, a := e.onboard(t, "q@example.com", "qco")
+	wantStatus(t, a.post("/portal/webhook", url.Values{"url": {rcv.URL + "/events"}}), 200, `id="hook-url"`)
+	waitFor(t, "the webhook to be verified", 10*time.Second, func() bool {
+		return strings.Contains(a.get("/portal/").body, `id="hook-status">active<`)
+	})
+	for id := 1; id <= 4; id++ {
+		if got := createLock(t, e, key, id); got != http.StatusCreated && got != http.StatusOK {
+			t.Fatalf("CreateLock %d: %d", id, got)
+		}
+	}
+	waitFor(t, "the queue-full note", 10*time.Second, func() bool {
+		return strings.Contains(a.get("/portal/").body, `id="hook-queue">Full since <time datetime="`)
+	})
+	up.Store(true)
+	waitFor(t, "the queue-full note to go", 10*time.Second, func() bool {
+		return !strings.Contains(a.get("/portal/").body, `id="hook-queue"`)
+	})
 }
