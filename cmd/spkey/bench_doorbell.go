@@ -479,9 +479,10 @@ func newRingBench(ctx context.Context, backend string, st *store.Store, closeSto
 		return nil, err
 	}
 	rb = &ringBench{srv: srv, conns: conns, gWant: streams, closeSt: closeStore}
+	built := rb // the returns below set rb to nil
 	defer func() {
 		if err != nil {
-			rb.close()
+			built.close()
 		}
 	}()
 	var fUsers []string

@@ -311,7 +311,7 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 	}
 	sem := make(chan struct{}, workers)
 	var wg sync.WaitGroup
-	tg := &targets{perTarget: p.PerTarget, budget: max(1, workers/2), busy: map[string]int{}, failing: map[string]bool{}}
+	tg := newTargets(p.PerTarget, max(1, workers/2), 2*p.RetryMax+e.cfg.Lease, e.cfg.Now)
 	exclude := func(healthyOnly bool) []string {
 		if p.PerTarget <= 0 {
 			return nil
@@ -356,10 +356,10 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 			// Healthy targets first: rows are claimed oldest first, and a
 			// failing target's backlog is usually the oldest. Then, in the
 			// room left, the failing targets' rows.
-			claims, err := e.st.ClaimWith(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, n, store.ClaimOptions{Ordered: p.Ordered, Exclude: exclude(true)})
+			claims, err := e.st.ClaimWith(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, n, store.ClaimOptions{Ordered: p.Ordered, Exclude: exclude(true), PerTarget: p.PerTarget})
 			if m := min(n-len(claims), tg.room()); err == nil && p.PerTarget > 0 && m > 0 {
 				var more []store.Claim
-				more, err = e.st.ClaimWith(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, m, store.ClaimOptions{Ordered: p.Ordered, Exclude: exclude(false)})
+				more, err = e.st.ClaimWith(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, m, store.ClaimOptions{Ordered: p.Ordered, Exclude: exclude(false), PerTarget: min(p.PerTarget, 1)})
 				claims = append(claims, more...)
 			}
 			if p.PerTarget > 0 && len(claims) > 0 {
@@ -434,13 +434,22 @@ type targets struct {
 	perTarget int
 	budget    int
 	busy      map[string]int
-	failing   map[string]bool
+	failing   map[string]time.Time // when each failing target last failed
+	// forget is how long a failing target with nothing in flight is
+	// remembered after its last failure: longer than any retry wait, so
+	// only a target that is gone (a deleted webhook) is forgotten.
+	forget time.Duration
+	now    func() time.Time
+}
+
+func newTargets(perTarget, budget int, forget time.Duration, now func() time.Time) *targets {
+	return &targets{perTarget: perTarget, budget: budget, busy: map[string]int{}, failing: map[string]time.Time{}, forget: forget, now: now}
 }
 
 // blocked reports whether target may not start another attempt; t.mu is
 // held.
 func (t *targets) blocked(target string, inFailing int) bool {
-	if !t.failing[target] {
+	if _, failing := t.failing[target]; !failing {
 		return t.busy[target] >= t.perTarget
 	}
 	return t.busy[target] >= 1 || inFailing >= t.budget
@@ -460,6 +469,12 @@ func (t *targets) inFailing() int {
 func (t *targets) exclude(healthyOnly bool) []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := t.now()
+	for target, at := range t.failing {
+		if t.busy[target] == 0 && now.Sub(at) > t.forget {
+			delete(t.failing, target)
+		}
+	}
 	in := t.inFailing()
 	var out []string
 	for target := range t.busy {
@@ -508,7 +523,7 @@ func (t *targets) done(target, status string) {
 	}
 	switch status {
 	case store.OutcomeRetry:
-		t.failing[target] = true
+		t.failing[target] = t.now()
 	case store.OutcomeDefer:
 	default:
 		delete(t.failing, target)

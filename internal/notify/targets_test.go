@@ -1,111 +1,56 @@
 package notify_test
 
 import (
-	"context"
-	"errors"
-	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/notify"
 	"github.com/spkey-dev/spkey/internal/store"
-	"github.com/spkey-dev/spkey/internal/testenv"
 )
 
-// TestHangingTargetsLeaveWorkers: ten targets whose receivers hang until
-// the attempt's timeout, with many rows queued before a healthy target's,
-// cannot take every worker. Once their first attempts have timed out they
-// get one attempt at a time and half the workers together, so the healthy
-// target's rows go out while the dead ones still have rows due (before,
-// the oldest due rows, all dead, took every freed worker).
-func TestHangingTargetsLeaveWorkers(t *testing.T) {
-	const (
-		consumer    = "test.send"
-		workers     = 8
-		deadTargets = 10
-		deadRows    = 40 // per dead target, each on an aggregate of its own
-		liveRows    = 20
-		hang        = 300 * time.Millisecond
-	)
-	for _, b := range testenv.Backends(t) {
-		t.Run(string(b), func(t *testing.T) {
-			ctx := context.Background()
-			st := testenv.OpenStore(t, b)
-			now := time.Now().UTC().Format(domain.TimeLayout)
-			err := st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-				for i := range deadRows {
-					for d := range deadTargets {
-						if err := tx.EnqueueFor(ctx, consumer, "lock", fmt.Sprintf("d%d-%d", d, i), "org", fmt.Sprintf("dead-%d", d), 1, now); err != nil {
-							return err
-						}
-					}
-				}
-				for i := range liveRows {
-					if err := tx.EnqueueFor(ctx, consumer, "lock", fmt.Sprintf("l%d", i), "org", "live", 1, now); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var mu sync.Mutex
-			var liveDone, deadTried, inFlightDead, maxDead int
-			e := notify.New(st, notify.NewHub(), notify.Config{PollInterval: 50 * time.Millisecond}, testenv.Discard())
-			e.Handle(notify.Handler{Consumer: consumer, Policy: notify.Policy{Workers: workers, PerTarget: 4, Ordered: true, MaxAttempts: -1, RetryBase: time.Hour},
-				Deliver: func(ctx context.Context, cl store.Claim) notify.Result {
-					if cl.Target == "live" {
-						mu.Lock()
-						liveDone++
-						mu.Unlock()
-						return notify.Result{Status: store.StatusDelivered, StatusCode: 204}
-					}
-					mu.Lock()
-					deadTried++
-					inFlightDead++
-					maxDead = max(maxDead, inFlightDead)
-					mu.Unlock()
-					// The receiver never answers: the attempt ends at its
-					// timeout.
-					select {
-					case <-time.After(hang):
-					case <-ctx.Done():
-					}
-					mu.Lock()
-					inFlightDead--
-					mu.Unlock()
-					return notify.Result{Status: store.OutcomeRetry, Err: errors.New("timeout")}
-				}})
-			rctx, stop := context.WithCancel(ctx)
-			done := make(chan struct{})
-			go func() { defer close(done); _ = e.Run(rctx) }()
-			defer func() { stop(); <-done }()
+// TestFailingTargetForgotten: a target whose latest attempt is to be
+// retried is failing (one attempt at a time, excluded from healthy-only
+// claims) until an attempt succeeds, or, when nothing of it is in flight,
+// until longer than forget has passed since it last failed: a webhook
+// deleted while failing is not remembered for ever.
+func TestFailingTargetForgotten(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	tg := notify.NewTargets(4, 8, time.Hour, clock)
 
-			started := time.Now()
-			deadline := started.Add(10 * time.Second)
-			for {
-				mu.Lock()
-				live, tried := liveDone, deadTried
-				mu.Unlock()
-				if live == liveRows {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("after %s: %d of %d healthy rows delivered, %d attempts at the dead targets", time.Since(started), live, liveRows, tried)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			// The dead targets had rows due all along: the healthy rows did
-			// not just wait for them to run out.
-			if deadTried >= deadTargets*deadRows {
-				t.Errorf("every dead row (%d) was tried before the healthy ones went out", deadTried)
-			}
-			t.Logf("healthy rows delivered after %s; %d dead attempts, at most %d at once", time.Since(started).Round(time.Millisecond), deadTried, maxDead)
-		})
+	if !tg.Take("gone") {
+		t.Fatal("a new target is refused")
+	}
+	tg.Done("gone", store.OutcomeRetry)
+	if !tg.Failing("gone") || !slices.Contains(tg.Exclude(true), "gone") {
+		t.Fatal("a target whose attempt is to be retried is not failing")
+	}
+	if !tg.Take("gone") || tg.Take("gone") {
+		t.Fatal("a failing target does not get exactly one attempt at a time")
+	}
+	advance(2 * time.Hour)
+	tg.Exclude(true)
+	if !tg.Failing("gone") {
+		t.Fatal("a failing target with an attempt in flight was forgotten")
+	}
+	tg.Done("gone", store.OutcomeRetry) // fails again now
+	advance(59 * time.Minute)
+	if tg.Exclude(true); !tg.Failing("gone") {
+		t.Fatal("forgotten before forget passed")
+	}
+	advance(2 * time.Minute)
+	if ex := tg.Exclude(true); tg.Failing("gone") || slices.Contains(ex, "gone") {
+		t.Fatalf("still failing %s after its last failure with nothing in flight (excluded: %v)", 61*time.Minute, ex)
+	}
+	if !tg.Take("gone") {
+		t.Fatal("a forgotten target is refused")
+	}
+	tg.Done("gone", store.StatusDelivered)
+	if tg.Failing("gone") {
+		t.Fatal("a delivered attempt leaves its target failing")
 	}
 }

@@ -70,7 +70,13 @@ type ClaimOptions struct {
 	Ordered bool
 	// Exclude lists targets whose rows are not claimed now.
 	Exclude []string
+	// PerTarget, when > 0, claims at most this many rows of one target.
+	PerTarget int
 }
+
+// claimScan is how many of the oldest due rows, per row wanted, a claim
+// with PerTarget looks at.
+const claimScan = 8
 
 // ClaimWith is Claim narrowed by opt.
 func (s *Store) ClaimWith(ctx context.Context, consumer, node string, now time.Time, lease time.Duration, limit int, opt ClaimOptions) ([]Claim, error) {
@@ -94,17 +100,33 @@ func (s *Store) ClaimWith(ctx context.Context, consumer, node string, now time.T
 		// text stays the same, so it is prepared once (stmtCache).
 		list, _ := json.Marshal(opt.Exclude)
 		args = append(args, string(list))
+		ph := fmt.Sprintf("$%d", len(args))
 		if s.dialect == Postgres {
-			extra += ` AND o.target NOT IN (SELECT json_array_elements_text($6::json))`
+			extra += ` AND o.target NOT IN (SELECT json_array_elements_text(` + ph + `::json))`
 		} else {
-			extra += ` AND o.target NOT IN (SELECT value FROM json_each($6))`
+			extra += ` AND o.target NOT IN (SELECT value FROM json_each(` + ph + `))`
 		}
 	}
-	q := s.sql(`UPDATE outbox SET claimed_by = $1, claimed_until = $2
-		WHERE id IN (SELECT o.id FROM outbox o WHERE o.consumer = $3 AND o.done_at IS NULL
+	pick := `SELECT o.id FROM outbox o WHERE o.consumer = $3 AND o.done_at IS NULL
 			AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= $4)
 			AND (o.claimed_until IS NULL OR o.claimed_until <= $4)` + extra + `
-			ORDER BY o.id LIMIT $5` + lockClause + `)
+			ORDER BY o.id LIMIT $5` + lockClause
+	if opt.PerTarget > 0 && limit > opt.PerTarget {
+		// At most PerTarget rows of one target among the oldest due
+		// rows (claimScan per row wanted): a block of one target's rows
+		// (a replay, a catch-up) is not claimed only to be handed back.
+		// (A claim of no more rows than that needs no cap: the common
+		// claim of a row or two as attempts end costs no more.)
+		args = append(args, opt.PerTarget, limit*claimScan)
+		capPH, scanPH := fmt.Sprintf("$%d", len(args)-1), fmt.Sprintf("$%d", len(args))
+		pick = `SELECT c.id FROM (SELECT w.id, row_number() OVER (PARTITION BY w.target ORDER BY w.id) AS rn FROM (
+			SELECT o.id, o.target FROM outbox o WHERE o.consumer = $3 AND o.done_at IS NULL
+			AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= $4)
+			AND (o.claimed_until IS NULL OR o.claimed_until <= $4)` + extra + `
+			ORDER BY o.id LIMIT ` + scanPH + lockClause + `) w) c WHERE c.rn <= ` + capPH + ` ORDER BY c.id LIMIT $5`
+	}
+	q := s.sql(`UPDATE outbox SET claimed_by = $1, claimed_until = $2
+		WHERE id IN (` + pick + `)
 		RETURNING id, consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, attempts, created_at`)
 	err := s.w.update(ctx, func(ctx context.Context, tx querier, _ *batch) error {
 		out = out[:0]

@@ -191,3 +191,49 @@ func TestFanOutWindowDelete(t *testing.T) {
 		})
 	}
 }
+
+// TestClaimPerTarget: a claim with PerTarget takes at most that many rows
+// of one target, the oldest, and still fills up from other targets.
+func TestClaimPerTarget(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			ctx := context.Background()
+			w := newHookWorld(t, b)
+			w.tenant("acme")
+			h1 := w.hook("acme", []string{"*"}, true)
+			h2 := w.hook("acme", []string{"*"}, true)
+			for id := int64(1); id <= 6; id++ {
+				w.lock("acme", id)
+			}
+			w.fanOut(100)
+			claim := func(node string, opt store.ClaimOptions) map[string][]int64 {
+				t.Helper()
+				cs, err := w.st.ClaimWith(ctx, es.ConsumerWebhookSend, node, w.clock(), time.Minute, 10, opt)
+				w.must("claim", err)
+				per := map[string][]int64{}
+				for _, c := range cs {
+					per[c.Target] = append(per[c.Target], c.ID)
+				}
+				return per
+			}
+			got := claim("node-a", store.ClaimOptions{Ordered: true, PerTarget: 2})
+			if len(got[h1]) != 2 || len(got[h2]) != 2 || len(got) != 2 {
+				t.Fatalf("claim of 10 with PerTarget 2 from 6 heads of each of 2 webhooks: %v", got)
+			}
+			rows := map[string][]int64{}
+			for _, h := range []string{h1, h2} {
+				for _, d := range w.rows(h) {
+					rows[h] = append(rows[h], d.ID)
+				}
+				if diff := cmp.Diff(rows[h][:2], got[h]); diff != "" {
+					t.Errorf("webhook %s: not its oldest rows (-want +got):\n%s", h[:8], diff)
+				}
+			}
+			// Without a cap the rest goes in one claim.
+			rest := claim("node-b", store.ClaimOptions{Ordered: true})
+			if n := len(rest[h1]) + len(rest[h2]); n != 8 {
+				t.Errorf("uncapped claim took %d of the 8 rows left: %v", n, rest)
+			}
+		})
+	}
+}
