@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spkey-dev/spkey/internal/domain"
@@ -83,6 +84,10 @@ type Engine struct {
 	handlers []Handler
 	jobs     []job
 	kicks    map[string]chan struct{}
+	// fresh[consumer] is set by every wake-up that may have made rows of
+	// healthy targets claimable (Kick, Queued, another node, an attempt
+	// that did not end in a retry); see loop.
+	fresh map[string]*atomic.Bool
 }
 
 // Policy tunes how one consumer's rows are claimed and retried. Zero
@@ -141,6 +146,7 @@ func (e *Engine) Every(consumer string, f func(ctx context.Context) (more bool))
 func (e *Engine) addKick(consumer string) {
 	if _, ok := e.kicks[consumer]; !ok {
 		e.kicks[consumer] = make(chan struct{}, 1)
+		e.fresh[consumer] = &atomic.Bool{}
 	}
 }
 
@@ -196,7 +202,7 @@ func New(st *store.Store, hub *Hub, cfg Config, log *slog.Logger, chans ...Chann
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = 5 * time.Second
 	}
-	e := &Engine{st: st, hub: hub, cfg: cfg, log: log, channels: chans, kicks: map[string]chan struct{}{}}
+	e := &Engine{st: st, hub: hub, cfg: cfg, log: log, channels: chans, kicks: map[string]chan struct{}{}, fresh: map[string]*atomic.Bool{}}
 	e.addKick(es.ConsumerDoorbellLive)
 	for _, c := range chans {
 		e.addKick(c.Consumer())
@@ -223,6 +229,15 @@ func (e *Engine) Queued(consumers []string) {
 }
 
 func (e *Engine) kick(consumer string) {
+	if f, ok := e.fresh[consumer]; ok {
+		f.Store(true)
+	}
+	e.nudge(consumer)
+}
+
+// nudge wakes consumer's loop without marking it fresh: only rows of
+// failing targets may have become claimable.
+func (e *Engine) nudge(consumer string) {
 	if ch, ok := e.kicks[consumer]; ok {
 		select {
 		case ch <- struct{}{}:
@@ -312,6 +327,9 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 	sem := make(chan struct{}, workers)
 	var wg sync.WaitGroup
 	tg := newTargets(p.PerTarget, max(1, workers/2), 2*p.RetryMax+e.cfg.Lease, e.cfg.Now)
+	fresh := e.fresh[consumer]
+	fresh.Store(true)
+	healthyLeft := true // the last healthy claim may have left rows
 	exclude := func(healthyOnly bool) []string {
 		if p.PerTarget <= 0 {
 			return nil
@@ -355,8 +373,16 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 			}
 			// Healthy targets first: rows are claimed oldest first, and a
 			// failing target's backlog is usually the oldest. Then, in the
-			// room left, the failing targets' rows.
-			claims, err := e.st.ClaimWith(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, n, store.ClaimOptions{Ordered: p.Ordered, Exclude: exclude(true), PerTarget: p.PerTarget})
+			// room left, the failing targets' rows. The healthy claim is
+			// skipped when it found nothing last time and nothing since
+			// could have changed that (fresh): with dead receivers, each
+			// of their attempts ending would otherwise walk their queues.
+			var claims []store.Claim
+			var err error
+			if healthyLeft || fresh.Swap(false) || p.PerTarget <= 0 {
+				claims, err = e.st.ClaimWith(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, n, store.ClaimOptions{Ordered: p.Ordered, Exclude: exclude(true), PerTarget: p.PerTarget})
+				healthyLeft = len(claims) == n
+			}
 			if m := min(n-len(claims), tg.room()); err == nil && p.PerTarget > 0 && m > 0 {
 				var more []store.Claim
 				more, err = e.st.ClaimWith(ctx, consumer, e.cfg.Node, e.cfg.Now(), e.cfg.Lease, m, store.ClaimOptions{Ordered: p.Ordered, Exclude: exclude(false), PerTarget: min(p.PerTarget, 1)})
@@ -406,7 +432,13 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 							// The next row of this aggregate (Ordered) or
 							// of this target (PerTarget) may be claimable
 							// now: look again at once, not at the next poll.
-							e.kick(consumer)
+							// After a retry its target is failing: only the
+							// failing targets' claim can find anything new.
+							if p.PerTarget > 0 && (status == store.OutcomeRetry || status == store.OutcomeDefer) {
+								e.nudge(consumer)
+							} else {
+								e.kick(consumer)
+							}
 						}
 					}()
 					status = deliver(work, cl)
@@ -421,6 +453,7 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 			return
 		case <-e.kicks[consumer]:
 		case <-tick.C:
+			fresh.Store(true) // rows come due with time, leases run out
 		}
 	}
 }

@@ -255,15 +255,34 @@ func (tx *Tx) queueDeliveries(ctx context.Context, ds []newDelivery, now string)
 	return nil
 }
 
-// undone counts webhook id's undone deliveries, up to limit.
-func (tx *Tx) undone(ctx context.Context, id string, limit int) (int, error) {
-	var n int
-	err := tx.q.QueryRowContext(ctx, tx.s.sql(`SELECT count(*) FROM (SELECT 1 FROM outbox WHERE consumer = $1 AND target = $2 AND done_at IS NULL LIMIT $3) t`),
-		es.ConsumerWebhookSend, id, limit).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("count deliveries of webhook %s: %w", id, err)
+// undone counts the undone deliveries of each webhook of ids, each up to
+// limit, in one statement.
+func (tx *Tx) undone(ctx context.Context, ids []string, limit int) (map[string]int, error) {
+	out := make(map[string]int, len(ids))
+	if len(ids) == 0 {
+		return out, nil
 	}
-	return n, nil
+	list, _ := json.Marshal(ids)
+	q := `SELECT j.value, (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE consumer = $1 AND target = j.value AND done_at IS NULL LIMIT $2) t)
+		FROM json_each($3) j`
+	if tx.s.dialect == Postgres {
+		q = `SELECT j.value, (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE consumer = $1 AND target = j.value AND done_at IS NULL LIMIT $2) t)
+		FROM json_array_elements_text($3::json) j(value)`
+	}
+	rows, err := tx.q.QueryContext(ctx, tx.s.sql(q), es.ConsumerWebhookSend, limit, string(list))
+	if err != nil {
+		return nil, fmt.Errorf("count webhook deliveries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("count webhook deliveries: %w", err)
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
 }
 
 func scanFanRows(rows *sql.Rows, err error) ([]fanRow, error) {
@@ -348,7 +367,20 @@ func (s *Store) FanOutWebhooks(ctx context.Context, now time.Time, limit, window
 		if err != nil {
 			return err
 		}
-		room := map[string]int{}
+		var open []string
+		for _, h := range hooks {
+			if _, ok := parked[h.ID]; !ok {
+				open = append(open, h.ID)
+			}
+		}
+		counts, err := tx.undone(ctx, open, window)
+		if err != nil {
+			return err
+		}
+		room := make(map[string]int, len(counts))
+		for id, u := range counts {
+			room[id] = window - u
+		}
 		var ds []newDelivery
 		ids := make([]int64, 0, len(batch))
 		for _, r := range batch {
@@ -367,14 +399,7 @@ func (s *Store) FanOutWebhooks(ctx context.Context, now time.Time, limit, window
 					}
 					continue
 				}
-				left, ok := room[h.ID]
-				if !ok {
-					u, err := tx.undone(ctx, h.ID, window)
-					if err != nil {
-						return err
-					}
-					left = window - u
-				}
+				left := room[h.ID]
 				if left <= 0 {
 					if err := tx.park(ctx, h.ID, r.id, n); err != nil {
 						return err
@@ -514,16 +539,20 @@ func (tx *Tx) catchUp(ctx context.Context, window int, now string, run bool) (ma
 	// in one pass over the partner rows, so that their deliveries are
 	// queued interleaved, as the fan-out queues them.
 	var due []*parkedHook
-	var orgs []string
+	var orgs, ids []string
 	start := int64(-1)
+	for _, p := range list {
+		ids = append(ids, p.hook.ID)
+	}
+	counts, err := tx.undone(ctx, ids, window)
+	if err != nil {
+		return nil, 0, err
+	}
 	for _, p := range list {
 		if p.hook.Status == tenant.StatusDisabled {
 			continue // its rows are dropped; DropWebhookRows unparks it
 		}
-		u, err := tx.undone(ctx, p.hook.ID, window)
-		if err != nil {
-			return nil, 0, err
-		}
+		u := counts[p.hook.ID]
 		if u > window/2 {
 			continue
 		}
