@@ -237,6 +237,45 @@ func (p *partner) Expected(id int64) (ids, types []string) {
 	return ids, types
 }
 
+// Traffic creates locks, toggles a resident on each of them rounds times,
+// and returns the envelope ids of every event the partner must receive,
+// lock by lock, each lock's in version order.
+func (p *partner) Traffic(locks []int64, rounds int) (want []string) {
+	p.t.Helper()
+	for _, l := range locks {
+		p.Lock(l)
+	}
+	for range rounds {
+		for _, l := range locks {
+			p.Toggle(l)
+		}
+	}
+	for _, l := range locks {
+		w, _ := p.Expected(l)
+		want = append(want, w...)
+	}
+	return want
+}
+
+// checkOnce fails t unless delivered holds each event of want exactly
+// once, and nothing else.
+func checkOnce(t testing.TB, delivered []request, want []string) {
+	t.Helper()
+	count := map[string]int{}
+	for _, q := range delivered {
+		count[q.Env.ID]++
+	}
+	for _, w := range want {
+		if count[w] != 1 {
+			t.Errorf("event %s delivered %d times, want once", w, count[w])
+		}
+		delete(count, w)
+	}
+	if len(count) != 0 {
+		t.Errorf("unexpected deliveries: %v", count)
+	}
+}
+
 // eventID is the envelope id of version v of lock id.
 func eventID(id int64, v int64) string {
 	return webhook.EventID(es.Record{AggregateType: lock.AggregateType, AggregateID: strconv.FormatInt(id, 10), Version: v})

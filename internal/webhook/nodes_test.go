@@ -52,18 +52,7 @@ func TestTwoNodes(t *testing.T) {
 			checkSigned(t, secret, rcv.Requests()...)
 			checkOrder(t, rcv.Events(), false)
 			checkOrder(t, rcv.Delivered(), true)
-			count := map[string]int{}
-			for _, q := range rcv.Delivered() {
-				count[q.Env.ID]++
-			}
-			for _, w := range want {
-				if count[w] != 1 {
-					t.Errorf("event %s delivered %d times, want once", w, count[w])
-				}
-			}
-			if len(count) != len(want) {
-				t.Errorf("%d distinct events delivered, want %d", len(count), len(want))
-			}
+			checkOnce(t, rcv.Delivered(), want)
 		})
 	}
 }

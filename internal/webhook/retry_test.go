@@ -43,39 +43,14 @@ func failingReceiverRecovers(t *testing.T, b testenv.Backend, window, failures i
 	srv := testenv.NewServer(t, b, testenv.Options{Webhooks: webhook.Config{RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, Window: window}})
 	p := newPartner(t, srv, "acme")
 	id, secret := p.ActiveHook(map[string]any{"url": rcv.URL("/")})
-	locks := []int64{11, 12, 13}
-	for _, l := range locks {
-		p.Lock(l)
-	}
-	for range 4 {
-		for _, l := range locks {
-			p.Toggle(l)
-		}
-	}
-	var want []string
-	for _, l := range locks {
-		w, _ := p.Expected(l)
-		want = append(want, w...)
-	}
+	want := p.Traffic([]int64{11, 12, 13}, 4)
 	log := p.LogDone(id, len(want))
 	got := rcv.Events()
 	checkSigned(t, secret, got...)
 	checkOrder(t, got, false)
 	delivered := rcv.Delivered()
 	checkOrder(t, delivered, true)
-	count := map[string]int{}
-	for _, q := range delivered {
-		count[q.Env.ID]++
-	}
-	for _, w := range want {
-		if count[w] != 1 {
-			t.Errorf("event %s delivered %d times, want once", w, count[w])
-		}
-		delete(count, w)
-	}
-	if len(count) != 0 {
-		t.Errorf("unexpected deliveries: %v", count)
-	}
+	checkOnce(t, delivered, want)
 	if len(got) != len(want)+failures {
 		t.Errorf("receiver got %d requests, want %d events + %d failures", len(got), len(want), failures)
 	}
@@ -334,20 +309,7 @@ func TestQueueWindow(t *testing.T) {
 			srv := testenv.NewServer(t, b, testenv.Options{Webhooks: webhook.Config{RetryBase: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond, Window: window}})
 			p := newPartner(t, srv, "acme")
 			id, _ := p.ActiveHook(map[string]any{"url": rcv.URL("/")})
-			locks := []int64{21, 22}
-			for _, l := range locks {
-				p.Lock(l)
-			}
-			for range 3 {
-				for _, l := range locks {
-					p.Toggle(l)
-				}
-			}
-			var want []string
-			for _, l := range locks {
-				w, _ := p.Expected(l)
-				want = append(want, w...)
-			}
+			want := p.Traffic([]int64{21, 22}, 3)
 			var full hookView
 			eventually(t, wait, "the webhook's queue to be full", func() bool { full = p.Hook(id); return full.QueueFullSince != nil })
 			if _, err := time.Parse(domain.TimeLayout, *full.QueueFullSince); err != nil {
@@ -363,18 +325,7 @@ func TestQueueWindow(t *testing.T) {
 			}
 			delivered := rcv.Delivered()
 			checkOrder(t, delivered, true)
-			count := map[string]int{}
-			for _, q := range delivered {
-				count[q.Env.ID]++
-			}
-			for _, w := range want {
-				if count[w] != 1 {
-					t.Errorf("event %s delivered %d times, want once", w, count[w])
-				}
-			}
-			if len(delivered) != len(want) {
-				t.Errorf("%d deliveries, want %d", len(delivered), len(want))
-			}
+			checkOnce(t, delivered, want)
 			for _, d := range log {
 				if d.Status != "delivered" {
 					t.Errorf("delivery %d: %s", d.ID, d.Status)
