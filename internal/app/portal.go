@@ -55,24 +55,19 @@ func (s *Service) Onboard(ctx context.Context, email, orgID, orgName string) (Is
 	}
 	key := s.random(40)
 	var out IssuedKey
-	_, err = s.run(ctx, Call{Aggregate: "tenant/" + orgID}, func(ctx context.Context, tx *store.Tx) (Result, error) {
+	_, err = s.tenantCommand(ctx, Call{}, orgID, func(ctx context.Context, tx *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
 		if owned, found, err := tx.TenantByOwnerEmail(ctx, e); err != nil {
-			return Result{}, err
+			return nil, err
 		} else if found {
-			return Result{}, domain.Errorf(domain.Conflict, "%s already owns the organization %s", e, owned)
-		}
-		st, snap, err := load(ctx, tx, tenantAgg, orgID)
-		if err != nil {
-			return Result{}, err
+			return nil, domain.Errorf(domain.Conflict, "%s already owns the organization %s", e, owned)
 		}
 		if st.Exists() {
-			return Result{}, &domain.Error{Code: domain.Conflict, Message: "The organization id " + orgID + " is taken; please choose another.",
+			return nil, &domain.Error{Code: domain.Conflict, Message: "The organization id " + orgID + " is taken; please choose another.",
 				Details: []domain.FieldError{{Field: "orgId", Message: "taken"}}}
 		}
-		now := s.stamp()
 		evs, err := tenant.DecideRegister(st, tenant.Register{OrgID: orgID, OrgName: orgName, OwnerEmail: e, Now: now})
 		if err != nil {
-			return Result{}, err
+			return nil, err
 		}
 		registered := st
 		for _, ev := range evs {
@@ -81,18 +76,18 @@ func (s *Service) Onboard(ctx context.Context, email, orgID, orgName string) (Is
 		issue := tenant.Issue{KeyID: s.newUUID(), Hash: HashAPIKey(key), Masked: MaskAPIKey(key), CreatedBy: e, Now: now}
 		keyEvs, err := tenant.DecideIssueKey(registered, issue)
 		if err != nil {
-			return Result{}, err
+			return nil, err
 		}
 		if err := tx.SetTenantContact(ctx, orgID, e); err != nil {
-			return Result{}, err
-		}
-		if _, _, _, err := save(ctx, tx, tenantAgg, snap, st, append(evs, keyEvs...), now); err != nil {
-			return Result{}, err
+			return nil, err
 		}
 		out = IssuedKey{APIKey: key, OrgID: orgID, OrgName: orgName, CreatedAt: now, CreatedBy: e}
-		return Result{}, nil
-	})
-	return out, err
+		return append(evs, keyEvs...), nil
+	}, nil)
+	if err != nil {
+		return IssuedKey{}, err
+	}
+	return out, nil
 }
 
 // PortalOrg returns the portal principal's organization with its active
@@ -134,28 +129,19 @@ func (s *Service) RotateOwnKey(ctx context.Context, p Principal, currentKeyID st
 		createdBy = "self-service"
 	}
 	var out IssuedKey
-	_, err := s.run(ctx, Call{P: p, Aggregate: "tenant/" + p.OrgID}, func(ctx context.Context, tx *store.Tx) (Result, error) {
-		st, snap, err := load(ctx, tx, tenantAgg, p.OrgID)
-		if err != nil {
-			return Result{}, err
-		}
-		now := s.stamp()
+	_, err := s.tenantCommand(ctx, Call{P: p}, p.OrgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
 		active, ok := st.ActiveKey(now)
 		if active.KeyID != currentKeyID {
-			return Result{}, domain.Errorf(domain.Conflict, "The API key changed since this page was shown; nothing was rotated")
+			return nil, domain.Errorf(domain.Conflict, "The API key changed since this page was shown; nothing was rotated")
 		}
 		cmd := tenant.Issue{KeyID: s.newUUID(), Hash: HashAPIKey(key), Masked: MaskAPIKey(key), CreatedBy: createdBy, Now: now, Super: ok && active.Super}
-		evs, err := tenant.DecideRotateKey(st, cmd)
-		if err != nil {
-			return Result{}, err
-		}
-		if _, _, _, err := save(ctx, tx, tenantAgg, snap, st, evs, now); err != nil {
-			return Result{}, err
-		}
 		out = IssuedKey{APIKey: key, OrgID: p.OrgID, OrgName: st.OrgName, CreatedAt: now, CreatedBy: createdBy, Super: cmd.Super}
-		return Result{}, nil
-	})
-	return out, err
+		return tenant.DecideRotateKey(st, cmd)
+	}, nil)
+	if err != nil {
+		return IssuedKey{}, err
+	}
+	return out, nil
 }
 
 // UsePortalNonce spends the nonce of a one-time sign-in link: fresh is true

@@ -45,24 +45,15 @@ func (s *Service) RegisterTenant(ctx context.Context, c Call, orgID, orgName, ow
 			return Result{}, err
 		}
 	}
-	c.Aggregate = "tenant/" + orgID
-	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
-		st, snap, err := load(ctx, tx, tenantAgg, orgID)
-		if err != nil {
-			return Result{}, err
-		}
-		now := s.stamp()
+	return s.tenantCommand(ctx, c, orgID, func(ctx context.Context, tx *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
 		evs, err := tenant.DecideRegister(st, tenant.Register{OrgID: orgID, OrgName: orgName, OwnerEmail: email, Now: now})
-		if err != nil {
-			return Result{}, err
+		if err != nil || email == "" {
+			return evs, err
 		}
-		if email != "" {
-			if err := tx.SetTenantContact(ctx, orgID, email); err != nil {
-				return Result{}, err
-			}
-		}
-		_, v, ev, err := save(ctx, tx, tenantAgg, snap, st, evs, now)
-		return Result{Created: true, AggregateID: orgID, Version: v, Event: ev}, err
+		return evs, tx.SetTenantContact(ctx, orgID, email)
+	}, func(_ context.Context, _ *store.Tx, _ tenant.State, _ []es.Record, res *Result) error {
+		res.Created = true
+		return nil
 	})
 }
 
@@ -113,12 +104,7 @@ func (s *Service) IssueKey(ctx context.Context, p Principal, in IssueKeyInput, r
 		createdBy = "admin"
 	}
 	var out IssuedKey
-	_, err := s.run(ctx, Call{P: p, Aggregate: "tenant/" + in.OrgID}, func(ctx context.Context, tx *store.Tx) (Result, error) {
-		st, snap, err := load(ctx, tx, tenantAgg, in.OrgID)
-		if err != nil {
-			return Result{}, err
-		}
-		now := s.stamp()
+	_, err := s.tenantCommand(ctx, Call{P: p}, in.OrgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
 		super := in.Super
 		if rotate {
 			if k, ok := st.ActiveKey(now); ok && !in.Super {
@@ -130,19 +116,18 @@ func (s *Service) IssueKey(ctx context.Context, p Principal, in IssueKeyInput, r
 		if rotate {
 			decide = tenant.DecideRotateKey
 		}
-		evs, err := decide(st, cmd)
-		if err != nil {
-			return Result{}, err
+		out = IssuedKey{APIKey: key, OrgID: in.OrgID, OrgName: in.OrgName, CreatedAt: now, CreatedBy: createdBy, ExpiresAt: expires, Super: super}
+		return decide(st, cmd)
+	}, func(_ context.Context, _ *store.Tx, st tenant.State, _ []es.Record, _ *Result) error {
+		if out.OrgName == "" {
+			out.OrgName = st.OrgName
 		}
-		st, _, _, err = save(ctx, tx, tenantAgg, snap, st, evs, now)
-		name := in.OrgName
-		if name == "" {
-			name = st.OrgName
-		}
-		out = IssuedKey{APIKey: key, OrgID: in.OrgID, OrgName: name, CreatedAt: now, CreatedBy: createdBy, ExpiresAt: expires, Super: super}
-		return Result{}, err
+		return nil
 	})
-	return out, err
+	if err != nil {
+		return IssuedKey{}, err
+	}
+	return out, nil
 }
 
 // TenantView is one tenant in the admin list.
