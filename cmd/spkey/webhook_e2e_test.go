@@ -318,6 +318,33 @@ func eventIDs(final map[string]int64) (want map[string]string, optional map[stri
 }
 
 // missing lists the events of want not answered 2xx yet, sorted.
+// awaitDelivered waits until recv has answered every envelope of want and
+// the delivery log accounts for each (logProblems with maxAttempts), then
+// checks every request's signature. Once the log has
+// every delivery done nothing is pending, so nothing more can arrive.
+func awaitDelivered(t *testing.T, recv *partnerReceiver, p partner, want map[string]string, optional map[string]bool, maxAttempts int) {
+	t.Helper()
+	waitUntil(t, 30*time.Second, func() bool {
+		_, answered, _ := recv.counts()
+		return len(missing(want, answered)) == 0
+	}, func() string {
+		_, answered, _ := recv.counts()
+		m := missing(want, answered)
+		return fmt.Sprintf("%d of %d envelopes not answered, e.g. %v", len(m), len(want), m[:min(3, len(m))])
+	})
+	var log []loggedDelivery
+	waitUntil(t, 10*time.Second, func() bool {
+		log = p.deliveryLog(t)
+		return len(logProblems(log, want, optional, maxAttempts)) == 0
+	}, func() string {
+		bad := logProblems(log, want, optional, maxAttempts)
+		return fmt.Sprintf("delivery log: %d problems, e.g. %v", len(bad), bad[:min(3, len(bad))])
+	})
+	if bad := recv.checkSignatures(p.secret); len(bad) > 0 {
+		t.Errorf("%d requests broke the contract, e.g. %s", len(bad), bad[0])
+	}
+}
+
 func missing(want map[string]string, answered map[string]int) []string {
 	var out []string
 	for id, label := range want {
@@ -473,27 +500,8 @@ func TestWebhookSIGKILLMidDelivery(t *testing.T) {
 
 			_, base2 := startPartnerNode(t, bin, data, db, "after-kill", 2*time.Second)
 			p.admin.base, p.key.base = base2, base2
-			waitUntil(t, 30*time.Second, func() bool {
-				_, answered, _ := recv.counts()
-				return len(missing(want, answered)) == 0
-			}, func() string {
-				_, answered, _ := recv.counts()
-				m := missing(want, answered)
-				return fmt.Sprintf("after the restart %d of %d envelopes not answered, e.g. %v", len(m), len(want), m[:min(3, len(m))])
-			})
-			var log []loggedDelivery
-			waitUntil(t, 10*time.Second, func() bool {
-				log = p.deliveryLog(t)
-				return len(logProblems(log, want, optional, 0)) == 0
-			}, func() string {
-				bad := logProblems(log, want, optional, 0)
-				return fmt.Sprintf("delivery log: %d problems, e.g. %v", len(bad), bad[:min(3, len(bad))])
-			})
-
+			awaitDelivered(t, recv, p, want, optional, 0)
 			arrived, answered, order := recv.counts()
-			if bad := recv.checkSignatures(p.secret); len(bad) > 0 {
-				t.Errorf("%d requests broke the contract, e.g. %s", len(bad), bad[0])
-			}
 			for id := range arrived {
 				if want[id] == "" && !optional[id] {
 					t.Errorf("unexpected envelope %s", id)
@@ -548,28 +556,8 @@ func TestWebhookTwoNodes(t *testing.T) {
 	locks := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 	final := driveLocks(t, []client{p.key, kcB}, "two", locks, 9)
 	want, optional := eventIDs(final)
-	waitUntil(t, 30*time.Second, func() bool {
-		_, answered, _ := recv.counts()
-		return len(missing(want, answered)) == 0
-	}, func() string {
-		_, answered, _ := recv.counts()
-		m := missing(want, answered)
-		return fmt.Sprintf("%d of %d envelopes not answered, e.g. %v", len(m), len(want), m[:min(3, len(m))])
-	})
-	// Once the log has every delivery done nothing is pending, so nothing
-	// more can arrive.
-	var log []loggedDelivery
-	waitUntil(t, 10*time.Second, func() bool {
-		log = p.deliveryLog(t)
-		return len(logProblems(log, want, optional, 1)) == 0
-	}, func() string {
-		bad := logProblems(log, want, optional, 1)
-		return fmt.Sprintf("delivery log: %d problems, e.g. %v", len(bad), bad[:min(3, len(bad))])
-	})
+	awaitDelivered(t, recv, p, want, optional, 1)
 	arrived, answered, order := recv.counts()
-	if bad := recv.checkSignatures(p.secret); len(bad) > 0 {
-		t.Errorf("%d requests broke the contract, e.g. %s", len(bad), bad[0])
-	}
 	for id, n := range arrived {
 		switch {
 		case want[id] == "" && !optional[id]:
