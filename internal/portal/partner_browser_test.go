@@ -224,16 +224,15 @@ func TestPartnerPortalInBrowser(t *testing.T) {
 // reloadUntil reloads the page until ok, or fails after within.
 func reloadUntil(t *testing.T, ctx context.Context, what string, within time.Duration, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", within, what)
+	waitFor(t, what, within, func() bool {
+		if ok() {
+			return true
 		}
-		time.Sleep(200 * time.Millisecond)
 		if err := chromedp.Do(ctx, chromedp.Navigate(strings.TrimSuffix(mustLocation(t, ctx), "?saved=webhook")), chromedp.WaitVisible(chromedp.ID("hook-h"))); err != nil {
 			t.Fatalf("reload: %v", err)
 		}
-	}
+		return false
+	})
 }
 
 func mustLocation(t *testing.T, ctx context.Context) string {
