@@ -20,20 +20,20 @@ func (s *Server) webhookRoutes(a huma.API) {
 	const admin, partner = "Admin", "Partner"
 	huma.Register(a, op(http.MethodPost, "/tenants/{orgId}/webhooks", "post_CreateWebhook", "Subscribe a URL to the tenant's events (pending until its verification POST gets a 2xx)", 201, secAdmin, admin, "Webhooks", "Command"), s.createWebhook)
 	huma.Register(a, op(http.MethodGet, "/tenants/{orgId}/webhooks", "get_ListWebhooks", "The tenant's webhooks", 200, secAdmin, admin, "Webhooks"), s.listWebhooks)
-	huma.Register(a, op(http.MethodGet, "/tenants/{orgId}/webhooks/{webhookId}", "get_GetWebhook", "One webhook", 200, secAdmin, admin, "Webhooks"), s.getWebhook)
+	huma.Register(a, op(http.MethodGet, "/tenants/{orgId}/webhooks/{webhookId}", "get_GetWebhook", "One webhook", 200, secAdmin, admin, "Webhooks"), asAdmin(s, s.webhook))
 	huma.Register(a, op(http.MethodPut, "/tenants/{orgId}/webhooks/{webhookId}", "put_UpdateWebhook", "Change url, events, secret or outbound auth", 200, secAdmin, admin, "Webhooks", "Command"), s.updateWebhook)
 	huma.Register(a, op(http.MethodDelete, "/tenants/{orgId}/webhooks/{webhookId}", "delete_DeleteWebhook", "Delete a webhook; its queued deliveries are dropped", 200, secAdmin, admin, "Webhooks", "Command"), s.deleteWebhook)
-	huma.Register(a, op(http.MethodPost, "/tenants/{orgId}/webhooks/{webhookId}/verify", "post_VerifyWebhook", "Send the verification POST again", 202, secAdmin, admin, "Webhooks"), s.verifyWebhook)
-	huma.Register(a, op(http.MethodGet, "/tenants/{orgId}/webhooks/{webhookId}/secret", "get_WebhookSecret", "The signing secret (and the previous one during a rotation)", 200, secAdmin, admin, "Webhooks"), s.webhookSecret)
+	huma.Register(a, op(http.MethodPost, "/tenants/{orgId}/webhooks/{webhookId}/verify", "post_VerifyWebhook", "Send the verification POST again", 202, secAdmin, admin, "Webhooks"), asAdmin(s, s.verify))
+	huma.Register(a, op(http.MethodGet, "/tenants/{orgId}/webhooks/{webhookId}/secret", "get_WebhookSecret", "The signing secret (and the previous one during a rotation)", 200, secAdmin, admin, "Webhooks"), asAdmin(s, s.secret))
 	huma.Register(a, op(http.MethodGet, "/tenants/{orgId}/webhooks/{webhookId}/deliveries", "get_WebhookDeliveries", "Delivery log: every delivery with its attempts, newest first", 200, secAdmin, admin, "Webhooks"), s.webhookDeliveries)
 	huma.Register(a, op(http.MethodPost, "/tenants/{orgId}/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver", "post_RedeliverWebhook", "Send one delivery's event again", 202, secAdmin, admin, "Webhooks"), s.redeliver)
 	huma.Register(a, op(http.MethodPost, "/tenants/{orgId}/webhooks/{webhookId}/replay", "post_ReplayWebhook", "Queue every matching event since a time again", 202, secAdmin, admin, "Webhooks"), s.replay)
 
 	huma.Register(a, op(http.MethodGet, "/webhooks", "get_MyWebhooks", "The partner's own webhooks", 200, secPartner, partner, "Webhooks"), s.myWebhooks)
-	huma.Register(a, op(http.MethodGet, "/webhooks/{webhookId}", "get_MyWebhook", "One of the partner's webhooks", 200, secPartner, partner, "Webhooks"), s.myWebhook)
+	huma.Register(a, op(http.MethodGet, "/webhooks/{webhookId}", "get_MyWebhook", "One of the partner's webhooks", 200, secPartner, partner, "Webhooks"), asPartner(s.webhook))
 	huma.Register(a, op(http.MethodPatch, "/webhooks/{webhookId}", "patch_MyWebhookUrl", "Change the webhook's URL (back to pending until verified)", 200, secPartner, partner, "Webhooks", "Command"), s.patchWebhook)
-	huma.Register(a, op(http.MethodPost, "/webhooks/{webhookId}/verify", "post_VerifyMyWebhook", "Send the verification POST again", 202, secPartner, partner, "Webhooks"), s.verifyMyWebhook)
-	huma.Register(a, op(http.MethodGet, "/webhooks/{webhookId}/secret", "get_MyWebhookSecret", "The signing secret (and the previous one during a rotation)", 200, secPartner, partner, "Webhooks"), s.myWebhookSecret)
+	huma.Register(a, op(http.MethodPost, "/webhooks/{webhookId}/verify", "post_VerifyMyWebhook", "Send the verification POST again", 202, secPartner, partner, "Webhooks"), asPartner(s.verify))
+	huma.Register(a, op(http.MethodGet, "/webhooks/{webhookId}/secret", "get_MyWebhookSecret", "The signing secret (and the previous one during a rotation)", 200, secPartner, partner, "Webhooks"), asPartner(s.secret))
 	huma.Register(a, op(http.MethodGet, "/webhooks/{webhookId}/deliveries", "get_MyWebhookDeliveries", "Delivery log, newest first", 200, secPartner, partner, "Webhooks"), s.myDeliveries)
 	huma.Register(a, op(http.MethodPost, "/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver", "post_RedeliverMyWebhook", "Send one delivery's event again", 202, secPartner, partner, "Webhooks"), s.myRedeliver)
 	huma.Register(a, op(http.MethodPost, "/webhooks/{webhookId}/replay", "post_ReplayMyWebhook", "Queue every matching event since a time again", 202, secPartner, partner, "Webhooks"), s.myReplay)
@@ -358,16 +358,26 @@ func (s *Server) webhooks(ctx context.Context, p app.Principal, org string, limi
 	return out, nil
 }
 
-func (s *Server) getWebhook(ctx context.Context, in *orgHookInput) (*WebhookOutput, error) {
-	p, err := s.admin(ctx)
-	if err != nil {
-		return nil, err
+// hookHandler serves one webhook for principal p: org names it for an
+// admin, "" for the partner's own.
+type hookHandler[O any] func(ctx context.Context, p app.Principal, org, id string) (*O, error)
+
+// asAdmin serves h on an admin route: /tenants/{orgId}/webhooks/{webhookId}...
+func asAdmin[O any](s *Server, h hookHandler[O]) func(context.Context, *orgHookInput) (*O, error) {
+	return func(ctx context.Context, in *orgHookInput) (*O, error) {
+		p, err := s.admin(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return h(ctx, p, in.OrgID, in.WebhookID)
 	}
-	return s.webhook(ctx, p, in.OrgID, in.WebhookID)
 }
 
-func (s *Server) myWebhook(ctx context.Context, in *HookPath) (*WebhookOutput, error) {
-	return s.webhook(ctx, principal(ctx), "", in.WebhookID)
+// asPartner serves h on a partner route: /webhooks/{webhookId}...
+func asPartner[O any](h hookHandler[O]) func(context.Context, *HookPath) (*O, error) {
+	return func(ctx context.Context, in *HookPath) (*O, error) {
+		return h(ctx, principal(ctx), "", in.WebhookID)
+	}
 }
 
 func (s *Server) webhook(ctx context.Context, p app.Principal, org, id string) (*WebhookOutput, error) {
@@ -378,36 +388,12 @@ func (s *Server) webhook(ctx context.Context, p app.Principal, org, id string) (
 	return &WebhookOutput{Status: http.StatusOK, Body: item(w)}, nil
 }
 
-func (s *Server) verifyWebhook(ctx context.Context, in *orgHookInput) (*WebhookOutput, error) {
-	p, err := s.admin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return s.verify(ctx, p, in.OrgID, in.WebhookID)
-}
-
-func (s *Server) verifyMyWebhook(ctx context.Context, in *HookPath) (*WebhookOutput, error) {
-	return s.verify(ctx, principal(ctx), "", in.WebhookID)
-}
-
 func (s *Server) verify(ctx context.Context, p app.Principal, org, id string) (*WebhookOutput, error) {
 	w, err := s.svc.VerifyWebhook(ctx, p, org, id)
 	if err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}
 	return &WebhookOutput{Status: http.StatusAccepted, Body: item(w)}, nil
-}
-
-func (s *Server) webhookSecret(ctx context.Context, in *orgHookInput) (*SecretOutput, error) {
-	p, err := s.admin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return s.secret(ctx, p, in.OrgID, in.WebhookID)
-}
-
-func (s *Server) myWebhookSecret(ctx context.Context, in *HookPath) (*SecretOutput, error) {
-	return s.secret(ctx, principal(ctx), "", in.WebhookID)
 }
 
 func (s *Server) secret(ctx context.Context, p app.Principal, org, id string) (*SecretOutput, error) {
