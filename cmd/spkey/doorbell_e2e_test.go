@@ -39,9 +39,8 @@ type hookReceiver struct {
 	arrived  map[string]int // webhook-id → requests received
 	answered map[string]int // webhook-id → 2xx answers written
 	bad      []string       // requests that broke the contract
-	hold     chan struct{}  // non-nil: hold requests until it is closed
-	held     int            // requests being held now
 	inFlight chan string    // webhook-ids of held requests
+	requestGate
 }
 
 func newHookReceiver(t *testing.T) *hookReceiver {
@@ -73,54 +72,14 @@ func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 		id != "msg_"+p.RingID+"_"+p.Resident.UserID {
 		h.bad = append(h.bad, fmt.Sprintf("%s %s id=%q signature=%q body=%s", r.Method, r.URL.Path, id, r.Header.Get("webhook-signature"), body))
 	}
-	hold := h.hold
-	if hold != nil {
-		h.held++
-	}
 	h.mu.Unlock()
-	if hold != nil {
-		h.inFlight <- id
-		var gone bool
-		select {
-		case <-hold:
-		case <-r.Context().Done():
-			gone = true
-		}
-		h.mu.Lock()
-		h.held--
-		h.mu.Unlock()
-		if gone {
-			return // the sender went away: nothing was answered
-		}
+	if !h.pass(r.Context(), true, func() { h.inFlight <- id }) {
+		return // the sender went away: nothing was answered
 	}
 	w.WriteHeader(http.StatusNoContent)
 	h.mu.Lock()
 	h.answered[id]++
 	h.mu.Unlock()
-}
-
-// holdRequests makes later requests wait until release.
-func (h *hookReceiver) holdRequests() {
-	h.mu.Lock()
-	h.hold = make(chan struct{})
-	h.mu.Unlock()
-}
-
-// release answers held requests and stops holding.
-func (h *hookReceiver) release() {
-	h.mu.Lock()
-	if h.hold != nil {
-		close(h.hold)
-		h.hold = nil
-	}
-	h.mu.Unlock()
-}
-
-// holding returns how many requests are being held.
-func (h *hookReceiver) holding() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.held
 }
 
 // counts returns copies of the per-id counters and the contract breaches.

@@ -49,8 +49,7 @@ type partnerReceiver struct {
 	order         map[string][]int64 // aggregate → versions in the order their 2xx answers were decided
 	bad           []string           // requests that broke the contract
 	holdAfter     int                // hold envelopes once this many were answered
-	hold          chan struct{}      // non-nil: holding
-	held          int                // requests being held now
+	requestGate
 }
 
 func newPartnerReceiver(t *testing.T) *partnerReceiver {
@@ -85,27 +84,10 @@ func (p *partnerReceiver) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	p.reqs = append(p.reqs, req)
 	p.arrived[req.id]++
-	hold := p.hold
-	if hold != nil && len(p.answered) < p.holdAfter {
-		hold = nil
-	}
-	if hold != nil {
-		p.held++
-	}
+	subject := len(p.answered) >= p.holdAfter
 	p.mu.Unlock()
-	if hold != nil {
-		var gone bool
-		select {
-		case <-hold:
-		case <-r.Context().Done():
-			gone = true
-		}
-		p.mu.Lock()
-		p.held--
-		p.mu.Unlock()
-		if gone {
-			return // the sender went away: nothing was answered
-		}
+	if !p.pass(r.Context(), subject, nil) {
+		return // the sender went away: nothing was answered
 	}
 	// Recorded before the answer is written: the sender cannot send the
 	// aggregate's next event before it reads this answer.
@@ -121,25 +103,9 @@ func (p *partnerReceiver) serve(w http.ResponseWriter, r *http.Request) {
 // have been answered.
 func (p *partnerReceiver) holdFrom(n int) {
 	p.mu.Lock()
-	p.holdAfter, p.hold = n, make(chan struct{})
+	p.holdAfter = n
 	p.mu.Unlock()
-}
-
-// release answers held requests and stops holding.
-func (p *partnerReceiver) release() {
-	p.mu.Lock()
-	if p.hold != nil {
-		close(p.hold)
-		p.hold = nil
-	}
-	p.mu.Unlock()
-}
-
-// holding returns how many requests are held now.
-func (p *partnerReceiver) holding() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.held
+	p.holdRequests()
 }
 
 // counts returns copies of the per-id counters and of the order of
