@@ -46,6 +46,8 @@ type config struct {
 	RetryBase   time.Duration
 	MaxAttempts int
 	TrustProxy  bool
+	// AllowUserLockCreate lets user tokens provision locks (CreateLock).
+	AllowUserLockCreate bool
 	// Outbound URL policy of the notify hook and partner webhooks.
 	WebhookAllowHTTP                                 bool
 	WebhookAllowPrivate                              bool
@@ -82,6 +84,7 @@ func (c *config) bind(fs *flag.FlagSet, env map[string]string) error {
 	fs.DurationVar(&c.OutboxLease, "outbox-lease", time.Minute, "how long a node keeps a claimed delivery before another node may take it over")
 	fs.DurationVar(&c.RetryBase, "notify-retry-base", 2*time.Second, "first retry delay of a failed notification; doubles per attempt (with jitter), at most 10m")
 	fs.IntVar(&c.MaxAttempts, "notify-max-attempts", 8, "attempts per notification before it is marked failed")
+	fs.BoolVar(&c.AllowUserLockCreate, "allow-user-lock-create", false, "let user tokens (JWT) create locks; off: locks are provisioned with a tenant's API key")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", false, "take client addresses and scheme from X-Forwarded-For/-Proto (only behind a reverse proxy)")
 	fs.BoolVar(&c.WebhookAllowHTTP, "webhook-allow-http", false, "allow http:// (not only https://) URLs for the notify hook and partner webhooks (local development)")
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", false, "allow the notify hook and partner webhooks to call loopback, private and link-local addresses")

@@ -72,7 +72,7 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	}
 	engine := notify.New(st, hub, notify.Config{Node: c.NodeID, Lease: c.OutboxLease, RetryBase: c.RetryBase, MaxAttempts: c.MaxAttempts,
 		Observe: notifyMetrics(reg, hub)}, log, chans...)
-	svc := app.New(st, app.Options{Channels: appChans, Queued: engine.Queued, Safety: c.safety()}, log)
+	svc := app.New(st, app.Options{Channels: appChans, Queued: engine.Queued, Safety: c.safety(), AllowUserLockCreate: c.AllowUserLockCreate}, log)
 	webhook.New(st, svc, webhook.Config{Region: c.WebhookRegion, Account: c.WebhookAccount, Safety: c.safety(), Timeout: c.WebhookTimeout,
 		RetryBase: c.WebhookRetryBase, Horizon: c.WebhookHorizon}, log).Register(engine)
 	origins := map[string]bool{}

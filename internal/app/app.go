@@ -38,6 +38,11 @@ type Principal struct {
 	Kind   Kind
 	UserID string // JWT user
 	Email  string // JWT e-mail claim, if any
+	// EmailVerified: the token's issuer vouches for Email (the local
+	// issuer always; an outside one with email_verified: true).
+	EmailVerified bool
+	Phone         string // JWT phone_number claim, if any
+	PhoneVerified bool   // the issuer vouches for Phone
 	OrgID  string // API key's tenant
 	KeyID  string
 	Super  bool
@@ -75,6 +80,9 @@ type Service struct {
 	chans   Channels
 	queued  func(consumers []string)
 	safety  netsafe.Policy
+	signIns signIns
+	// allowUserLockCreate: user tokens may provision locks (CreateLock).
+	allowUserLockCreate bool
 }
 
 // Channels says which operator-configured doorbell channels exist: a ring
@@ -99,6 +107,9 @@ type Options struct {
 	// Safety says which webhook URLs are acceptable (https only and public
 	// addresses only, unless the operator allows more).
 	Safety netsafe.Policy
+	// AllowUserLockCreate lets user tokens call CreateLock (off: locks are
+	// provisioned by tenants' keys and the admin).
+	AllowUserLockCreate bool
 }
 
 // New returns a Service over st.
@@ -112,7 +123,7 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 	if opt.Random == nil {
 		opt.Random = RandomAlnum
 	}
-	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log, chans: opt.Channels, queued: opt.Queued, safety: opt.Safety}
+	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log, chans: opt.Channels, queued: opt.Queued, safety: opt.Safety, allowUserLockCreate: opt.AllowUserLockCreate}
 	if st.Dialect() == store.Postgres {
 		// SQLite has one writer already; on PostgreSQL commands run in
 		// parallel, so keep one writer per aggregate inside this node and

@@ -2,10 +2,12 @@ package app
 
 import (
 	"context"
+	"errors"
 	"strconv"
 
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
+	"github.com/spkey-dev/spkey/internal/domain/user"
 	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/store"
 )
@@ -78,6 +80,9 @@ func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLoc
 			return Result{}, domain.InvalidField("keys["+strconv.Itoa(i)+"].uuid", "Key uuid is required")
 		}
 	}
+	if c.P.Kind == UserCaller && !c.P.Admin && !s.allowUserLockCreate {
+		return Result{}, domain.Errorf(domain.Forbidden, "Locks are provisioned with a tenant's API key: this server does not let user tokens create locks (spkey serve --allow-user-lock-create)")
+	}
 	c.Aggregate = "lock/" + lockKey(id)
 	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
 		st, snap, err := load(ctx, tx, lockAgg, lockKey(id))
@@ -106,8 +111,24 @@ func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLoc
 		if err != nil {
 			return Result{}, err
 		}
+		if other, taken, err := tx.LockByDevice(ctx, u); err != nil {
+			return Result{}, err
+		} else if taken && other != lockKey(id) {
+			return Result{}, domain.Errorf(domain.Conflict, "Another lock already has device uuid %s", u)
+		}
 		_, v, ev, err := save(ctx, tx, lockAgg, snap, st, evs, now)
-		return Result{Created: true, AggregateID: lockKey(id), Version: v, Event: ev}, err
+		if err != nil {
+			return Result{}, err
+		}
+		// On PostgreSQL another node may have claimed the uuid for another
+		// lock meanwhile (the projection keeps the first): run again, and
+		// the check above answers 409.
+		if other, _, err := tx.LockByDevice(ctx, u); err != nil {
+			return Result{}, err
+		} else if other != lockKey(id) {
+			return Result{}, &es.ConflictError{AggregateType: lock.AggregateType, AggregateID: lockKey(id)}
+		}
+		return Result{Created: true, AggregateID: lockKey(id), Version: v, Event: ev}, nil
 	})
 }
 
@@ -252,16 +273,37 @@ func resolveResident(ctx context.Context, tx *store.Tx, in ResidentInput) (store
 	return found, nil
 }
 
-// AddResident puts a user on the doorbell list of lock id. It returns
-// NotFound when the user does not exist yet and Invalid for a duplicate.
+// AddResident puts a user on the doorbell list of lock id. With a tenant's
+// key it returns NotFound when the user does not exist yet (upstream); with
+// a user's token (an owner or key holder) an e-mail or phone number of no
+// user creates one, so the answer does not tell whether the address was
+// known. It returns Invalid for a duplicate.
 func (s *Service) AddResident(ctx context.Context, c Call, id int64, in ResidentInput) (Result, error) {
 	if in.Name == "" {
 		return Result{}, domain.InvalidField("name", "name is required")
 	}
+	byUser := c.P.Kind == UserCaller && !c.P.Admin
+	if byUser && countIdentifiers(in) > 1 {
+		return Result{}, domain.InvalidField("email", "With a user token, name the resident by one of email, phoneNumber or userId")
+	}
 	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
-		u, err := resolveResident(ctx, tx, in)
+		resolve := resolveResident
+		if byUser {
+			resolve = s.resolveOrCreateResident
+		}
+		u, err := resolve(ctx, tx, in)
 		if err != nil {
 			return nil, Result{}, err
+		}
+		echo := u.Email
+		if byUser {
+			// A user's token learns nothing it did not send: the answer
+			// echoes the e-mail it gave, never the one of a user it named
+			// by phone number or id.
+			echo = ""
+			if in.Email != nil {
+				echo, _ = domain.NormalizeEmail("email", *in.Email)
+			}
 		}
 		masked := ""
 		if u.Email != "" {
@@ -271,13 +313,48 @@ func (s *Service) AddResident(ctx context.Context, c Call, id int64, in Resident
 		if err != nil {
 			return nil, Result{}, err
 		}
-		if c.P.Kind == TenantCaller {
-			if err := tx.LinkUserTenant(ctx, u.UserID, c.P.OrgID); err != nil {
-				return nil, Result{}, err
-			}
-		}
-		return evs, Result{Email: u.Email}, nil
+		return evs, Result{Email: echo}, nil
 	})
+}
+
+func countIdentifiers(in ResidentInput) int {
+	n := 0
+	for _, v := range []*string{in.Email, in.PhoneNumber, in.UserID} {
+		if v != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// resolveOrCreateResident is resolveResident for a user's token: an
+// e-mail or phone number that names no user creates one (with no creator
+// custody), so the caller cannot tell known addresses from unknown ones.
+// in names one identifier.
+func (s *Service) resolveOrCreateResident(ctx context.Context, tx *store.Tx, in ResidentInput) (store.User, error) {
+	u, err := resolveResident(ctx, tx, in)
+	if err == nil || domain.ErrorCode(err) != domain.NotFound || in.UserID != nil {
+		return u, err
+	}
+	nu := store.User{UserID: s.newUUID(), CreatedAt: s.stamp()}
+	key := ""
+	if in.Email != nil {
+		nu.Email, _ = domain.NormalizeEmail("email", *in.Email)
+		key = nu.Email
+	} else if in.PhoneNumber != nil {
+		nu.Phone, _ = domain.NormalizePhone("phoneNumber", *in.PhoneNumber)
+		key = nu.Phone
+	}
+	if err := tx.InsertUser(ctx, nu); errors.Is(err, store.ErrTaken) {
+		// Created concurrently on another node: run again and find it.
+		return store.User{}, &es.ConflictError{AggregateType: user.AggregateType, AggregateID: key}
+	} else if err != nil {
+		return store.User{}, err
+	}
+	if _, _, err := s.appendUserCreated(ctx, tx, nu); err != nil {
+		return store.User{}, err
+	}
+	return nu, nil
 }
 
 // RemoveResident takes a user off the doorbell list of lock id. It returns

@@ -13,44 +13,14 @@ import (
 
 var userAgg = aggregate[user.State]{typ: user.AggregateType, apply: user.Apply, org: func(user.State) string { return "" }}
 
-// authorizeUser: a JWT user may touch only their own record; a tenant's
-// key only users linked to the tenant (created, found or added as a
-// resident by it), unless the key is super.
-func authorizeUser(ctx context.Context, p Principal, userID string, linked func(ctx context.Context, userID, orgID string) (bool, error)) error {
-	if err := requireAuth(p); err != nil {
-		return err
-	}
-	switch p.Kind {
-	case UserCaller:
-		if p.UserID == userID {
-			return nil
-		}
-		return domain.Errorf(domain.Forbidden, "You can only access your own user record")
-	case TenantCaller:
-		if p.Super {
-			return nil
-		}
-		ok, err := linked(ctx, userID, p.OrgID)
-		if err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		return domain.Errorf(domain.Forbidden, "This user is not linked to your organization")
-	}
-	return domain.Errorf(domain.Forbidden, "Not allowed")
-}
-
 // UserView is a user as the lookup and profile routes show it.
 type UserView struct {
 	store.User
 	Status string
 }
 
-// appendUserCreated records the events of a user just put in the vault and
-// links it to the calling tenant.
-func (s *Service) appendUserCreated(ctx context.Context, tx *store.Tx, p Principal, u store.User) (*EventOut, int64, error) {
+// appendUserCreated records the events of a user just put in the vault.
+func (s *Service) appendUserCreated(ctx context.Context, tx *store.Tx, u store.User) (*EventOut, int64, error) {
 	now := s.stamp()
 	st, snap, err := load(ctx, tx, userAgg, u.UserID)
 	if err != nil {
@@ -61,17 +31,16 @@ func (s *Service) appendUserCreated(ctx context.Context, tx *store.Tx, p Princip
 		return nil, 0, err
 	}
 	_, v, ev, err := save(ctx, tx, userAgg, snap, st, evs, now)
-	if err != nil {
-		return nil, 0, err
-	}
-	return ev, v, s.link(ctx, tx, p, u.UserID)
+	return ev, v, err
 }
 
-func (s *Service) link(ctx context.Context, tx *store.Tx, p Principal, userID string) error {
-	if p.Kind == TenantCaller {
-		return tx.LinkUserTenant(ctx, userID, p.OrgID)
+// creator is the org recorded as a new user record's creator: the calling
+// tenant's ("" for a user's token or the admin).
+func creator(p Principal) string {
+	if p.Kind == TenantCaller && !p.Admin {
+		return p.OrgID
 	}
-	return nil
+	return ""
 }
 
 // FindInput is the query of GET /users/by-email and /users/by-phone.
@@ -83,9 +52,13 @@ type FindInput struct {
 }
 
 // FindOrCreate finds a user by e-mail (byPhone=false) or phone number,
-// creating it on a miss unless SearchOnly. It returns Invalid for bad
-// identifiers, NotFound on a search-only miss and Conflict when the chosen
-// UUID (or the e-mail given with a phone) belongs to another user.
+// creating it on a miss unless SearchOnly. Finding grants nothing: the
+// answer is all the caller gets. A user's token may look up only its own
+// verified address, and a record it creates gets the token's id. It
+// returns Invalid for bad identifiers, Forbidden for another address or
+// uuid on a user's token (whether or not it exists), NotFound on a
+// search-only miss and Conflict when the chosen UUID (or the e-mail given
+// with a phone) belongs to another user.
 func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, in FindInput) (UserView, error) {
 	if err := requireAuth(p); err != nil {
 		return UserView{}, err
@@ -109,6 +82,18 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 			return UserView{}, err
 		}
 	}
+	if p.Kind == UserCaller && !p.Admin {
+		// Decided before anything is read: the answer and its timing do
+		// not depend on whether the address exists.
+		if err := ownAddress(p, email, phone); err != nil {
+			return UserView{}, err
+		}
+		own, err := domain.NormalizeUUID("uuid", p.UserID)
+		if err != nil || (id != "" && id != own) {
+			return UserView{}, domain.Errorf(domain.Forbidden, "A user token may only create its own user record (uuid must be the token's user id)")
+		}
+		id = own
+	}
 	var out UserView
 	agg := "email/" + email
 	if byPhone {
@@ -125,7 +110,7 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 		}
 		if found {
 			out = UserView{User: u, Status: user.StatusActive}
-			return Result{}, s.link(ctx, tx, p, u.UserID)
+			return Result{}, nil
 		}
 		if in.SearchOnly {
 			return Result{}, domain.Errorf(domain.NotFound, "User not found")
@@ -133,6 +118,8 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 		if id != "" {
 			if _, taken, err := tx.User(ctx, store.ByID, id); err != nil {
 				return Result{}, err
+			} else if taken && p.Kind == UserCaller && !p.Admin {
+				return Result{}, domain.Errorf(domain.Conflict, "Your user record exists without this address: set it with UpdateEmail or UpdatePhoneNumber")
 			} else if taken {
 				return Result{}, domain.Errorf(domain.Conflict, "Requested UUID already exists")
 			}
@@ -146,15 +133,15 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 				return Result{}, domain.Errorf(domain.Conflict, "Email already belongs to another user")
 			}
 		}
-		u = store.User{UserID: id, Email: email, Phone: phone}
-		if err := tx.InsertUser(ctx, store.User{UserID: id, Email: email, Phone: phone, CreatedAt: s.stamp()}); errors.Is(err, store.ErrTaken) {
+		u = store.User{UserID: id, Email: email, Phone: phone, CreatedBy: creator(p)}
+		if err := tx.InsertUser(ctx, store.User{UserID: id, Email: email, Phone: phone, CreatedAt: s.stamp(), CreatedBy: creator(p)}); errors.Is(err, store.ErrTaken) {
 			// Another node created this user between our find and our
 			// insert (PostgreSQL): run again, and the find will see it.
 			return Result{}, &es.ConflictError{AggregateType: user.AggregateType, AggregateID: key}
 		} else if err != nil {
 			return Result{}, err
 		}
-		if _, _, err := s.appendUserCreated(ctx, tx, p, u); err != nil {
+		if _, _, err := s.appendUserCreated(ctx, tx, u); err != nil {
 			return Result{}, err
 		}
 		u.CreatedAt = s.stamp()
@@ -198,12 +185,15 @@ func (s *Service) CreateUser(ctx context.Context, c Call, id string, in CreateUs
 	if bodyID != pathID {
 		return Result{}, domain.InvalidField("userId", "userId must equal the id in the path")
 	}
-	if c.P.Kind == UserCaller && c.P.UserID != pathID {
+	if c.P.Kind == UserCaller && !c.P.Admin && c.P.UserID != pathID {
 		return Result{}, domain.Errorf(domain.Forbidden, "You can only create your own user record")
 	}
 	email := ""
 	if in.Email != "" {
 		if email, err = domain.NormalizeEmail("email", in.Email); err != nil {
+			return Result{}, err
+		}
+		if err := ownAddress(c.P, email, ""); err != nil {
 			return Result{}, err
 		}
 	}
@@ -221,10 +211,12 @@ func (s *Service) CreateUser(ctx context.Context, c Call, id string, in CreateUs
 			if err != nil {
 				return Result{}, err
 			}
-			if c.P.Kind == TenantCaller && !c.P.Super {
-				if ok, err := tx.UserLinked(ctx, pathID, c.P.OrgID); err != nil {
+			if c.P.Kind == TenantCaller && !c.P.Super && !c.P.Admin {
+				// Another tenant's (or the person's own) record: say only
+				// that the id is taken.
+				if st, err := tx.UserStanding(ctx, pathID, c.P.OrgID); err != nil {
 					return Result{}, err
-				} else if !ok {
+				} else if !custody(st, c.P.OrgID) {
 					return Result{}, domain.Errorf(domain.Conflict, "A user with this id already exists")
 				}
 			}
@@ -237,26 +229,26 @@ func (s *Service) CreateUser(ctx context.Context, c Call, id string, in CreateUs
 				return Result{}, domain.Errorf(domain.Conflict, "Email already belongs to another user")
 			}
 		}
-		u := store.User{UserID: pathID, Email: email, FirstName: in.FirstName, LastName: in.LastName, CreatedAt: s.stamp()}
+		u := store.User{UserID: pathID, Email: email, FirstName: in.FirstName, LastName: in.LastName, CreatedAt: s.stamp(), CreatedBy: creator(c.P)}
 		if err := tx.InsertUser(ctx, u); errors.Is(err, store.ErrTaken) {
 			// Created concurrently (another node): run again and answer 200.
 			return Result{}, &es.ConflictError{AggregateType: user.AggregateType, AggregateID: pathID}
 		} else if err != nil {
 			return Result{}, err
 		}
-		ev, v, err := s.appendUserCreated(ctx, tx, c.P, u)
+		ev, v, err := s.appendUserCreated(ctx, tx, u)
 		return Result{Created: true, AggregateID: pathID, Version: v, Event: ev, UserID: pathID}, err
 	})
 }
 
-// userCommand runs a decide step on an existing user the caller may touch.
+// userCommand runs a decide step on an existing user the caller may change.
 func (s *Service) userCommand(ctx context.Context, c Call, id string, decide func(ctx context.Context, tx *store.Tx, st user.State, u store.User, now string) ([]domain.Event, error)) (Result, error) {
 	if err := requireAuth(c.P); err != nil {
 		return Result{}, err
 	}
 	c.Aggregate = "user/" + id
 	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
-		if err := authorizeUser(ctx, c.P, id, tx.UserLinked); err != nil {
+		if err := authorizeUser(ctx, c.P, id, changeUser, tx.UserStanding); err != nil {
 			return Result{}, err
 		}
 		u, found, err := tx.User(ctx, store.ByID, id)
@@ -280,11 +272,15 @@ func (s *Service) userCommand(ctx context.Context, c Call, id string, decide fun
 	})
 }
 
-// UpdateEmail sets the e-mail of a user that has none. It returns Conflict
-// when the user has one or the address belongs to another user.
+// UpdateEmail sets the e-mail of a user that has none. A user's token may
+// set only its own verified address. It returns Forbidden, Conflict when
+// the user has one or the address belongs to another user.
 func (s *Service) UpdateEmail(ctx context.Context, c Call, id, email string) (Result, error) {
 	e, err := domain.NormalizeEmail("email", email)
 	if err != nil {
+		return Result{}, err
+	}
+	if err := ownAddress(c.P, e, ""); err != nil {
 		return Result{}, err
 	}
 	return s.userCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st user.State, u store.User, now string) ([]domain.Event, error) {
@@ -306,12 +302,16 @@ func (s *Service) UpdateEmail(ctx context.Context, c Call, id, email string) (Re
 }
 
 // UpdatePhoneNumber sets (non-nil) or removes (nil) a user's phone number.
-// It returns Conflict when another user has the number.
+// A user's token may set only its own verified number. It returns
+// Forbidden, Conflict when another user has the number.
 func (s *Service) UpdatePhoneNumber(ctx context.Context, c Call, id string, phone *string) (Result, error) {
 	p := ""
 	if phone != nil {
 		var err error
 		if p, err = domain.NormalizePhone("phoneNumber", *phone); err != nil {
+			return Result{}, err
+		}
+		if err := ownAddress(c.P, "", p); err != nil {
 			return Result{}, err
 		}
 	}
@@ -332,7 +332,7 @@ func (s *Service) UpdatePhoneNumber(ctx context.Context, c Call, id string, phon
 
 // Profile returns user id for a caller allowed to read it.
 func (s *Service) Profile(ctx context.Context, p Principal, id string) (UserView, error) {
-	if err := authorizeUser(ctx, p, id, s.st.UserLinked); err != nil {
+	if err := authorizeUser(ctx, p, id, readUser, s.st.UserStanding); err != nil {
 		return UserView{}, err
 	}
 	u, found, err := s.st.User(ctx, store.ByID, id)
@@ -353,11 +353,17 @@ func (s *Service) Profile(ctx context.Context, p Principal, id string) (UserView
 }
 
 // EnsureUser is the sign-up hook (POST /users): find the user with this
-// e-mail or create one. The caller has passed the hook's admin-key check.
+// e-mail or create one. The person has signed up with the identity
+// provider, so the record counts as signed in: the tenant that created it
+// loses custody. The caller has passed the hook's admin-key check.
 func (s *Service) EnsureUser(ctx context.Context, email string) (UserView, error) {
 	e, err := domain.NormalizeEmail("detail.data.user_name", email)
 	if err != nil {
 		return UserView{}, err
 	}
-	return s.FindOrCreate(ctx, Principal{Admin: true}, false, FindInput{Email: e})
+	u, err := s.FindOrCreate(ctx, Principal{Admin: true}, false, FindInput{Email: e})
+	if err != nil {
+		return u, err
+	}
+	return u, s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error { return tx.NoteSignIn(ctx, u.UserID, s.stamp()) })
 }

@@ -254,7 +254,13 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				return
 			}
 			claims = c
-			p = app.Principal{Kind: app.UserCaller, UserID: c.UserID, Email: c.Email}
+			p = userPrincipal(c)
+			// The person has now signed in: the tenant that created their
+			// record loses custody of it (app.authorizeUser).
+			if err := s.svc.NoteSignIn(ctx, p); err != nil {
+				s.refuse(w, r, toAPIError(ctx, s.log, err))
+				return
+			}
 		case apiKey != "":
 			kp, err := s.svc.AuthenticateKey(ctx, apiKey)
 			if err != nil {
@@ -281,6 +287,11 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		ctx = context.WithValue(ctx, keyPrincipal, p)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// userPrincipal is the principal of a verified user token.
+func userPrincipal(c auth.Claims) app.Principal {
+	return app.Principal{Kind: app.UserCaller, UserID: c.UserID, Email: c.Email, EmailVerified: c.EmailVerified, Phone: c.Phone, PhoneVerified: c.PhoneVerified}
 }
 
 // adminCheck returns nil when the request passed the admin check, else the

@@ -216,7 +216,7 @@ func (s *Server) reauthorize(ctx context.Context, r *http.Request, userID string
 		if err != nil {
 			return err
 		}
-		p = app.Principal{Kind: app.UserCaller, UserID: c.UserID, Email: c.Email}
+		p = userPrincipal(c)
 	} else if k := r.Header.Get("X-API-Key"); k != "" {
 		kp, err := s.svc.AuthenticateKey(ctx, k)
 		if err != nil {

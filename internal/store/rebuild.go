@@ -21,7 +21,7 @@ func (s *Store) Rebuild(ctx context.Context, fold Folder) error {
 		if s.cache != nil {
 			tx.b.after = append(tx.b.after, s.cache.clear)
 		}
-		for _, t := range []string{"aggregates", "api_keys", "doorbell_rings", "doorbell_ring_targets", "webhooks"} {
+		for _, t := range []string{"aggregates", "api_keys", "doorbell_rings", "doorbell_ring_targets", "webhooks", "lock_members", "lock_devices"} {
 			if _, err := tx.q.ExecContext(ctx, "DELETE FROM "+t); err != nil {
 				return fmt.Errorf("clear %s: %w", t, err)
 			}

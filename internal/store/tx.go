@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
+	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
 	"github.com/spkey-dev/spkey/internal/es"
 )
@@ -163,6 +164,9 @@ func (s *Store) putSnapshot(ctx context.Context, q querier, expected int64, snap
 func (s *Store) project(ctx context.Context, q querier, r es.Record) error {
 	if r.AggregateType == doorbell.AggregateType {
 		return s.projectDoorbell(ctx, q, r)
+	}
+	if r.AggregateType == lock.AggregateType {
+		return s.projectLock(ctx, q, r)
 	}
 	if r.AggregateType == tenant.AggregateType && isWebhookEvent(r.Type) {
 		return s.projectWebhook(ctx, q, r)

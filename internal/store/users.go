@@ -20,6 +20,9 @@ type User struct {
 	FirstName string
 	LastName  string
 	CreatedAt string
+	// CreatedBy is the org whose API key created the record; "" when the
+	// person, the admin's sign-up hook or a user's token did.
+	CreatedBy string
 }
 
 // UserBy selects which column identifies a user.
@@ -39,16 +42,16 @@ func (s *Store) user(ctx context.Context, q querier, by UserBy, v string) (User,
 		return User{}, false, fmt.Errorf("find user: bad column %q", by)
 	}
 	var u User
-	var email, phone sql.NullString
-	err := q.QueryRowContext(ctx, s.sql(`SELECT user_id, email, phone, first_name, last_name, created_at FROM users WHERE `+string(by)+` = $1`), v).
-		Scan(&u.UserID, &email, &phone, &u.FirstName, &u.LastName, &u.CreatedAt)
+	var email, phone, createdBy sql.NullString
+	err := q.QueryRowContext(ctx, s.sql(`SELECT user_id, email, phone, first_name, last_name, created_at, created_by FROM users WHERE `+string(by)+` = $1`), v).
+		Scan(&u.UserID, &email, &phone, &u.FirstName, &u.LastName, &u.CreatedAt, &createdBy)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, false, nil
 	}
 	if err != nil {
 		return User{}, false, fmt.Errorf("find user by %s: %w", by, err)
 	}
-	u.Email, u.Phone = email.String, phone.String
+	u.Email, u.Phone, u.CreatedBy = email.String, phone.String, createdBy.String
 	return u, true, nil
 }
 
@@ -95,8 +98,8 @@ func (tx *Tx) User(ctx context.Context, by UserBy, v string) (User, bool, error)
 // ErrTaken when the id, e-mail or phone is already used.
 func (tx *Tx) InsertUser(ctx context.Context, u User) error {
 	tx.dropUserAfter(u.UserID)
-	_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO users (user_id, email, phone, first_name, last_name, created_at) VALUES ($1, $2, $3, $4, $5, $6)`),
-		u.UserID, nullable(u.Email), nullable(u.Phone), u.FirstName, u.LastName, u.CreatedAt)
+	_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO users (user_id, email, phone, first_name, last_name, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)`),
+		u.UserID, nullable(u.Email), nullable(u.Phone), u.FirstName, u.LastName, u.CreatedAt, nullable(u.CreatedBy))
 	if isUniqueViolation(err) {
 		return fmt.Errorf("insert user: %w", ErrTaken)
 	}
@@ -125,35 +128,6 @@ func (tx *Tx) SetUserContact(ctx context.Context, userID string, col UserBy, v s
 		return fmt.Errorf("set user %s: %w", col, err)
 	}
 	return nil
-}
-
-// LinkUserTenant records that a tenant created, found or added this user,
-// which lets its API key read and change the user.
-func (tx *Tx) LinkUserTenant(ctx context.Context, userID, orgID string) error {
-	_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO user_tenants (user_id, org_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`), userID, orgID)
-	if err != nil {
-		return fmt.Errorf("link user to tenant: %w", err)
-	}
-	return nil
-}
-
-// UserLinked reports whether the tenant orgID is linked to the user.
-func (s *Store) UserLinked(ctx context.Context, userID, orgID string) (bool, error) {
-	return s.userLinked(ctx, s.r, userID, orgID)
-}
-
-func (s *Store) userLinked(ctx context.Context, q querier, userID, orgID string) (bool, error) {
-	var n int
-	err := q.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM user_tenants WHERE user_id = $1 AND org_id = $2`), userID, orgID).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("check user tenant link: %w", err)
-	}
-	return n > 0, nil
-}
-
-// UserLinked reports, inside the transaction, whether orgID is linked.
-func (tx *Tx) UserLinked(ctx context.Context, userID, orgID string) (bool, error) {
-	return tx.s.userLinked(ctx, tx.q, userID, orgID)
 }
 
 // SetTenantContact stores a tenant's raw owner e-mail (its events carry a
@@ -222,18 +196,18 @@ func (s *Store) Users(ctx context.Context, ids []string) (map[string]User, error
 		fmt.Fprintf(&b, "$%d", i+1)
 		args[i] = id
 	}
-	rows, err := s.r.QueryContext(ctx, s.sql(`SELECT user_id, email, phone, first_name, last_name, created_at FROM users WHERE user_id IN (`+b.String()+`)`), args...)
+	rows, err := s.r.QueryContext(ctx, s.sql(`SELECT user_id, email, phone, first_name, last_name, created_at, created_by FROM users WHERE user_id IN (`+b.String()+`)`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("find users: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var u User
-		var email, phone sql.NullString
-		if err := rows.Scan(&u.UserID, &email, &phone, &u.FirstName, &u.LastName, &u.CreatedAt); err != nil {
+		var email, phone, createdBy sql.NullString
+		if err := rows.Scan(&u.UserID, &email, &phone, &u.FirstName, &u.LastName, &u.CreatedAt, &createdBy); err != nil {
 			return nil, fmt.Errorf("scan user: %w", err)
 		}
-		u.Email, u.Phone = email.String, phone.String
+		u.Email, u.Phone, u.CreatedBy = email.String, phone.String, createdBy.String
 		out[u.UserID] = u
 		s.cache.putUser(u, gen)
 	}

@@ -170,6 +170,9 @@ type Options struct {
 	// Webhooks tunes partner deliveries (zero: fast test retries); its
 	// Safety is Options.Safety.
 	Webhooks webhook.Config
+	// AllowUserLockCreate lets user tokens call CreateLock
+	// (spkey serve --allow-user-lock-create).
+	AllowUserLockCreate bool
 }
 
 // NewServer starts spkey's handler on 127.0.0.1:0 over a fresh store.
@@ -216,7 +219,7 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	if opt.Safety != nil {
 		safety = *opt.Safety
 	}
-	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Queued: engine.Queued, Safety: safety}, log)
+	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Queued: engine.Queued, Safety: safety, AllowUserLockCreate: opt.AllowUserLockCreate}, log)
 	wcfg := opt.Webhooks
 	wcfg.Safety = safety
 	if wcfg.RetryBase == 0 {

@@ -1,0 +1,132 @@
+package app
+
+import (
+	"context"
+	"sync"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+// userAccess is what a caller wants to do with a user record.
+type userAccess int
+
+const (
+	readUser   userAccess = iota // profile, phone number, notifications
+	changeUser                   // e-mail, phone number
+)
+
+// Refusals of authorizeUser, as the API shows them.
+const (
+	msgOwnRecord   = "You can only access your own user record"
+	msgNoStanding  = "Your organization has no standing over this user: it may read users on its locks and change only users it created who have not signed in or joined another organization's lock"
+)
+
+// custody reports whether orgID may change the user: it created the record,
+// the person has never signed in, and nobody outside orgID has them on a
+// lock.
+func custody(st store.Standing, orgID string) bool {
+	return st.CreatedBy != "" && st.CreatedBy == orgID && !st.SignedIn && !st.OnOtherLock
+}
+
+// authorizeUser decides whether p may read or change user userID:
+//   - the person themself (their own token), the admin and a super key: always;
+//   - a tenant's key: to change, custody (see custody); to read, custody or
+//     the person being owner, key holder or resident of one of its locks.
+//
+// Looking a user up grants nothing. It returns Unauthorized or Forbidden.
+func authorizeUser(ctx context.Context, p Principal, userID string, access userAccess, standing func(ctx context.Context, userID, orgID string) (store.Standing, error)) error {
+	if err := requireAuth(p); err != nil {
+		return err
+	}
+	if p.Admin {
+		return nil
+	}
+	switch p.Kind {
+	case UserCaller:
+		if p.UserID == userID {
+			return nil
+		}
+		return domain.Errorf(domain.Forbidden, msgOwnRecord)
+	case TenantCaller:
+		if p.Super {
+			return nil
+		}
+		st, err := standing(ctx, userID, p.OrgID)
+		if err != nil {
+			return err
+		}
+		if custody(st, p.OrgID) || (access == readUser && st.OnOrgLock) {
+			return nil
+		}
+		return domain.Errorf(domain.Forbidden, msgNoStanding)
+	}
+	return domain.Errorf(domain.Forbidden, "Not allowed")
+}
+
+// ownAddress checks that an address a user's token sets or looks up is the
+// token's own, vouched for by its issuer (the local issuer always; an
+// outside one with email_verified / phone_number_verified). It returns
+// Forbidden otherwise. Empty values are not checked.
+func ownAddress(p Principal, email, phone string) error {
+	if p.Kind != UserCaller || p.Admin {
+		return nil
+	}
+	if email != "" {
+		own, err := domain.NormalizeEmail("email", p.Email)
+		if p.Email == "" || err != nil || !p.EmailVerified || own != email {
+			return domain.Errorf(domain.Forbidden, "A user token may only use its own verified e-mail address (the token's email claim)")
+		}
+	}
+	if phone != "" {
+		own, err := domain.NormalizePhone("phoneNumber", p.Phone)
+		if p.Phone == "" || err != nil || !p.PhoneVerified || own != phone {
+			return domain.Errorf(domain.Forbidden, "A user token may only use its own verified phone number (the token's phone_number claim)")
+		}
+	}
+	return nil
+}
+
+// signIns remembers the users whose sign-in is recorded, so that only a
+// user's first request in this process touches the database. It is bounded:
+// when full it forgets everything and starts over.
+type signIns struct {
+	mu   sync.Mutex
+	seen map[string]struct{}
+}
+
+const maxSignInsRemembered = 100_000
+
+func (s *signIns) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.seen[id]
+	return ok
+}
+
+func (s *signIns) add(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil || len(s.seen) >= maxSignInsRemembered {
+		s.seen = map[string]struct{}{}
+	}
+	s.seen[id] = struct{}{}
+}
+
+// NoteSignIn records that the person behind a user token has called the
+// API: from then on the tenant that created their record no longer has
+// custody of it. Other principals are ignored. It returns store errors.
+func (s *Service) NoteSignIn(ctx context.Context, p Principal) error {
+	if p.Kind != UserCaller || p.UserID == "" || s.signIns.has(p.UserID) {
+		return nil
+	}
+	if ok, err := s.st.SignedIn(ctx, p.UserID); err != nil {
+		return err
+	} else if !ok {
+		if err := s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error { return tx.NoteSignIn(ctx, p.UserID, s.stamp()) }); err != nil {
+			return err
+		}
+	}
+	s.signIns.add(p.UserID)
+	return nil
+}
