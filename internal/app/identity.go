@@ -18,8 +18,13 @@ const (
 
 // Refusals of authorizeUser, as the API shows them.
 const (
-	msgOwnRecord   = "You can only access your own user record"
-	msgNoStanding  = "Your organization has no standing over this user: it may read users on its locks and change only users it created who have not signed in or joined another organization's lock"
+	msgOwnRecord = "You can only access your own user record"
+	// MsgNoReadStanding refuses a tenant's key reading a user who is on
+	// none of its locks and not in its custody.
+	MsgNoReadStanding = "This user is not on your organization's locks and not in its custody"
+	// MsgNoChangeStanding refuses a tenant's key changing a user it has
+	// no custody of.
+	MsgNoChangeStanding = "Only the user, the admin or the organization that created this user (until they sign in or join another organization's lock) may change it"
 )
 
 // custody reports whether orgID may change the user: it created the record,
@@ -59,7 +64,10 @@ func authorizeUser(ctx context.Context, p Principal, userID string, access userA
 		if custody(st, p.OrgID) || (access == readUser && st.OnOrgLock) {
 			return nil
 		}
-		return domain.Errorf(domain.Forbidden, msgNoStanding)
+		if access == readUser {
+			return domain.Errorf(domain.Forbidden, MsgNoReadStanding)
+		}
+		return domain.Errorf(domain.Forbidden, MsgNoChangeStanding)
 	}
 	return domain.Errorf(domain.Forbidden, "Not allowed")
 }

@@ -213,10 +213,11 @@ func (s *Service) CreateUser(ctx context.Context, c Call, id string, in CreateUs
 			}
 			if c.P.Kind == TenantCaller && !c.P.Super && !c.P.Admin {
 				// Another tenant's (or the person's own) record: say only
-				// that the id is taken.
+				// that the id is taken. Its creator, or a tenant it is on a
+				// lock of, gets upstream's idempotent 200.
 				if st, err := tx.UserStanding(ctx, pathID, c.P.OrgID); err != nil {
 					return Result{}, err
-				} else if !custody(st, c.P.OrgID) {
+				} else if st.CreatedBy != c.P.OrgID && !st.OnOrgLock {
 					return Result{}, domain.Errorf(domain.Conflict, "A user with this id already exists")
 				}
 			}
@@ -280,10 +281,10 @@ func (s *Service) UpdateEmail(ctx context.Context, c Call, id, email string) (Re
 	if err != nil {
 		return Result{}, err
 	}
-	if err := ownAddress(c.P, e, ""); err != nil {
-		return Result{}, err
-	}
 	return s.userCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st user.State, u store.User, now string) ([]domain.Event, error) {
+		if err := ownAddress(c.P, e, ""); err != nil {
+			return nil, err
+		}
 		if u.Email != "" {
 			return nil, domain.Errorf(domain.Conflict, "User already has an email")
 		}
@@ -311,11 +312,11 @@ func (s *Service) UpdatePhoneNumber(ctx context.Context, c Call, id string, phon
 		if p, err = domain.NormalizePhone("phoneNumber", *phone); err != nil {
 			return Result{}, err
 		}
-		if err := ownAddress(c.P, "", p); err != nil {
-			return Result{}, err
-		}
 	}
 	return s.userCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st user.State, u store.User, now string) ([]domain.Event, error) {
+		if err := ownAddress(c.P, "", p); err != nil {
+			return nil, err
+		}
 		evs, err := user.DecideUpdatePhone(st, u.Phone, p, now)
 		if err != nil || len(evs) == 0 {
 			return evs, err

@@ -26,8 +26,8 @@ type authzClass int
 
 const (
 	authzLock    authzClass = iota // owner org's key, owner or key holder's JWT
-	authzUser                      // /users/{id}/...: the user's own JWT, a linked tenant's key
-	authzLookup                    // find-or-create: any authenticated caller
+	authzUser                      // /users/{id}/...: the user's own JWT, a tenant's key with standing (app.authorizeUser)
+	authzLookup                    // find-or-create: a tenant's key; a user's JWT for its own address only
 	authzPublic                    // GET /locks/{id}/residents
 	authzAdmin                     // admin API: X-Admin-API-Key + admin-domain JWT
 	authzHook                      // POST /users: X-Admin-API-Key
@@ -58,27 +58,33 @@ var authzQuirks = map[string]struct {
 	"POST /users/{id}/SetNotificationPreferences": {noKey: true,
 		tenantMsg: "Notification preferences apply at every tenant's locks: only the user (or a super key) may change them"},
 	"POST /locks/{id}/RingDoorbell":        {userMsg: "Only the lock owner or the lock's organization may ring lock 1"},
+	"POST /locks/{id}/CreateLock":          {userMsg: msgNoUserLocks},
+	"POST /users/{id}/UpdateEmail":         {tenantMsg: app.MsgNoChangeStanding},
+	"POST /users/{id}/UpdatePhoneNumber":   {tenantMsg: app.MsgNoChangeStanding},
 	"GET /locks/{id}/doorbell/rings":       {userMsg: "Only the lock owner or the lock's organization may read the rings of lock 1"},
 	"GET /users/{id}/notifications/stream": {stream: true},
 	"POST /api-keys/rotate":                {jwtMsg: "Only an API key can rotate itself: send it in X-API-Key", selfOnly: true},
 }
 
 const (
-	authzLockUUID = "0d8e4a3c-2b1f-4e6d-9c8b-7a6f5e4d3c2b"
-	msgNoAuth     = "Authentication required: send a Bearer JWT or an X-API-Key"
-	msgAdmin      = "Admin credentials required: X-Admin-API-Key and an admin JWT"
-	msgHook       = "X-Admin-API-Key required"
-	msgNotOwner   = "This API key's organization does not own lock 1"
-	msgNotHolder  = "Only the lock owner or a key holder may access lock 1"
-	msgNotLinked  = "This user is not linked to your organization"
-	msgNotOwnUser = "You can only access your own user record"
-	msgDomain     = "This account's e-mail domain is not allowed to use admin routes"
-	msgExpired    = "Invalid token: expired"
-	msgBadToken   = "Invalid token: verification failed"
-	msgBoth       = "Send either a Bearer JWT or an X-API-Key, not both"
-	msgInternal   = "X-Org-Id and X-User-Id are internal headers and must not be sent by clients"
-	msgBadKey     = "Invalid, revoked or expired API key"
-	msgBadAdmin   = "Invalid admin API key"
+	authzLockUUID  = "0d8e4a3c-2b1f-4e6d-9c8b-7a6f5e4d3c2b"
+	msgNoAuth      = "Authentication required: send a Bearer JWT or an X-API-Key"
+	msgAdmin       = "Admin credentials required: X-Admin-API-Key and an admin JWT"
+	msgHook        = "X-Admin-API-Key required"
+	msgNotOwner    = "This API key's organization does not own lock 1"
+	msgNotHolder   = "Only the lock owner or a key holder may access lock 1"
+	msgNotLinked   = app.MsgNoReadStanding
+	msgNoUserLocks = "Locks are provisioned with a tenant's API key: this server does not let user tokens create locks (spkey serve --allow-user-lock-create)"
+	msgNotOwnAddr  = "A user token may only use its own verified e-mail address (the token's email claim)"
+	msgNotOwnPhone = "A user token may only use its own verified phone number (the token's phone_number claim)"
+	msgNotOwnUser  = "You can only access your own user record"
+	msgDomain      = "This account's e-mail domain is not allowed to use admin routes"
+	msgExpired     = "Invalid token: expired"
+	msgBadToken    = "Invalid token: verification failed"
+	msgBoth        = "Send either a Bearer JWT or an X-API-Key, not both"
+	msgInternal    = "X-Org-Id and X-User-Id are internal headers and must not be sent by clients"
+	msgBadKey      = "Invalid, revoked or expired API key"
+	msgBadAdmin    = "Invalid admin API key"
 	// The partner routes' refusals (app.webhookOrg, app.ownWebhook).
 	msgNoPartnerKey = "Authentication required: send your X-API-Key"
 	msgPartnerOnly  = "Only the partner's API key or an admin can manage webhooks"
@@ -154,7 +160,12 @@ func authzRoutes() []authzRoute {
 				return wireReq{Method: "POST", Path: "/users/" + f.noEmail + "/UpdateEmail", Body: map[string]any{"email": "phone-only@users.test"}}
 			}, 200, "event"},
 		{"POST /users/{id}/UpdatePhoneNumber", authzUser, wireCommand,
-			post("/users/{user}/UpdatePhoneNumber", func(*authzFixture) any { return map[string]any{"phoneNumber": "+48500600700"} }), 200, "event"},
+			func(f *authzFixture) wireReq {
+				// The owner has signed in (their JWT is used above), so
+				// org-a has no custody of them any more: the user it
+				// created that never signed in.
+				return wireReq{Method: "POST", Path: "/users/" + f.noEmail + "/UpdatePhoneNumber", Body: map[string]any{"phoneNumber": "+48500600700"}}
+			}, 200, "event"},
 		{"GET /users/{id}/profile", authzUser, wireQuery, get("/users/{user}/profile"), 200, "userId"},
 		{"GET /users/{id}/phone-number", authzUser, wireQuery, get("/users/{user}/phone-number"), 200, "phoneNumber"},
 		{"POST /tenants/{orgId}/register", authzAdmin, wirePlain,
@@ -388,15 +399,20 @@ func authzRefusals(t *testing.T, f *authzFixture, r authzRoute) []authzCase {
 		}
 		cases = append(cases,
 			authzCase{name: "no credentials", req: anon, status: 401, want: refusal(401, msgNoAuth)},
-			authzCase{name: "API key of a tenant the user is not linked to", req: wrongTenant, status: tenantStatus, want: refusal(tenantStatus, tenantMsg)},
+			authzCase{name: "API key of a tenant without standing over the user", req: wrongTenant, status: tenantStatus, want: refusal(tenantStatus, tenantMsg)},
 			authzCase{name: "another user's JWT", req: otherUser, status: 403, want: refusal(403, userMsg)})
 		if authzQuirks[r.pattern].noKey {
 			cases = append(cases, authzCase{name: "API key of the user's own tenant", req: with(func(q *wireReq) { q.Key = f.keyA }), status: 403, want: refusal(403, tenantMsg)})
 		}
 	case authzLookup:
-		// Find-or-create is open to every authenticated caller (upstream):
-		// there is no other tenant or user to refuse.
-		cases = append(cases, authzCase{name: "no credentials", req: anon, status: 401, want: refusal(401, msgNoAuth)})
+		// Find-or-create is open to every tenant's key (upstream); a user's
+		// JWT may look up only its own verified address.
+		msg := msgNotOwnAddr
+		if r.pattern == "GET /users/by-phone" {
+			msg = msgNotOwnPhone
+		}
+		cases = append(cases, authzCase{name: "no credentials", req: anon, status: 401, want: refusal(401, msgNoAuth)},
+			authzCase{name: "another user's JWT", req: otherUser, status: 403, want: refusal(403, msg)})
 	case authzPublic:
 		cases = append(cases,
 			authzCase{name: "no credentials is public, without e-mails", req: anon, status: 200, want: f.publicResidents},

@@ -176,7 +176,7 @@ func TestOpenAPIUpstreamSchemas(t *testing.T) {
 				t.Fatalf("load upstream document: %v", err)
 			}
 
-			srv := testenv.NewServer(t, b, testenv.Options{})
+			srv := testenv.NewServer(t, b, testenv.Options{AllowUserLockCreate: true})
 			key := srv.Tenant(t, "acme", false)
 			beta := srv.Tenant(t, "beta", false)
 			lockUUID, lock3UUID := app.NewUUID(), app.NewUUID()
@@ -253,16 +253,16 @@ func TestOpenAPIUpstreamSchemas(t *testing.T) {
 					return wireReq{Method: "POST", Path: "/users/" + phoneUser + "/UpdateEmail", Key: key, Body: map[string]any{"email": "phone@example.com"}}
 				}},
 				{"POST", "/users/{id}/UpdateEmail", 409, func() wireReq {
-					return wireReq{Method: "POST", Path: "/users/" + user + "/UpdateEmail", Key: key, Body: map[string]any{"email": "other@example.com"}}
+					return wireReq{Method: "POST", Path: "/users/" + user + "/UpdateEmail", JWT: userJWT(), Body: map[string]any{"email": "user@example.com"}}
 				}},
 				{"POST", "/users/{id}/UpdateEmail", 404, func() wireReq {
 					return wireReq{Method: "POST", Path: "/users/" + ghost + "/UpdateEmail", JWT: ghostJWT, Body: map[string]any{"email": "ghost@example.com"}}
 				}},
 				{"POST", "/users/{id}/UpdatePhoneNumber", 200, func() wireReq {
-					return wireReq{Method: "POST", Path: "/users/" + user + "/UpdatePhoneNumber", Key: key, Body: map[string]any{"phoneNumber": "+48500600700"}}
+					return wireReq{Method: "POST", Path: "/users/" + phoneUser + "/UpdatePhoneNumber", Key: key, Body: map[string]any{"phoneNumber": "+48500600700"}}
 				}},
 				{"POST", "/users/{id}/UpdatePhoneNumber", 200, func() wireReq {
-					return wireReq{Method: "POST", Path: "/users/" + user + "/UpdatePhoneNumber", Key: key, Body: `{"phoneNumber":null}`}
+					return wireReq{Method: "POST", Path: "/users/" + phoneUser + "/UpdatePhoneNumber", Key: key, Body: `{"phoneNumber":null}`}
 				}},
 				{"POST", "/users/{id}/UpdatePhoneNumber", 404, func() wireReq {
 					return wireReq{Method: "POST", Path: "/users/" + ghost + "/UpdatePhoneNumber", JWT: ghostJWT, Body: map[string]any{"phoneNumber": "+48500600701"}}

@@ -33,10 +33,12 @@ func TestRoutingErrors(t *testing.T) {
 
 // TestUserCreatedLockIsTheirs: a lock created with a JWT and no ownerId is
 // owned by that user, who can then use it; another user cannot.
+// TestUserCreatedLockIsTheirs runs with --allow-user-lock-create (off by
+// default: TestIdentityLockProvisioning).
 func TestUserCreatedLockIsTheirs(t *testing.T) {
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
-			srv := testenv.NewServer(t, b, testenv.Options{})
+			srv := testenv.NewServer(t, b, testenv.Options{AllowUserLockCreate: true})
 			alice := srv.Token(t, "aaaaaaaa-1111-4111-8111-111111111111", "alice@example.com")
 			bob := srv.Token(t, "bbbbbbbb-2222-4222-8222-222222222222", "bob@example.com")
 			out := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/9/CreateLock", JWT: alice, Body: map[string]any{"index": 1, "uuid": "11111111-2222-4333-8444-555555555555"}}, 201)

@@ -309,7 +309,9 @@ func TestSeedAddResident(t *testing.T) {
 			})
 
 			t.Run("unknown user", func(t *testing.T) {
-				resp := wireRefused(t, srv, wireReq{Method: "POST", Path: "/locks/1/AddResident", JWT: f.jwt, Body: `{"email":"nobody@example.com","name":"Nobody"}`},
+				// With a tenant's key, upstream's 404 (a user's token creates
+				// the user instead: TestIdentityResidentByUserToken).
+				resp := wireRefused(t, srv, wireReq{Method: "POST", Path: "/locks/1/AddResident", Key: f.key, Body: `{"email":"nobody@example.com","name":"Nobody"}`},
 					http.StatusNotFound, wireErr(wireCommand, 404, "No user found for email nobody@example.com: call GET /users/by-email first to create the user"))
 				if msg, _ := resp.Obj(t)["message"].(string); !strings.Contains(msg, "GET /users/by-email") {
 					t.Errorf("message %q does not tell the client to call GET /users/by-email", msg)

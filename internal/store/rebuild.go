@@ -96,6 +96,8 @@ func (s *Store) DumpReadModels(ctx context.Context) (string, error) {
 		`SELECT ring_id, lock_id, org_id, rang_at, event_seq FROM doorbell_rings`,
 		`SELECT user_id, ring_id, lock_id, event_seq FROM doorbell_ring_targets`,
 		`SELECT webhook_id, org_id, url, events, status, created_at FROM webhooks`,
+		`SELECT lock_id, user_id, role FROM lock_members`,
+		`SELECT uuid, lock_id FROM lock_devices`,
 	} {
 		rows, err := s.r.QueryContext(ctx, q)
 		if err != nil {
