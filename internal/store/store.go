@@ -183,7 +183,11 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Migrate applies the embedded migrations that have not run yet, in order.
-func (s *Store) Migrate(ctx context.Context) error {
+func (s *Store) Migrate(ctx context.Context) error { return s.migrate(ctx, "") }
+
+// migrate applies the migrations up to and including version until (all of
+// them when until is "").
+func (s *Store) migrate(ctx context.Context, until string) error {
 	return s.w.update(ctx, func(ctx context.Context, q querier, _ *batch) error {
 		if s.dialect == Postgres {
 			// Nodes starting together migrate one at a time.
@@ -206,6 +210,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 		sort.Strings(names)
 		for _, name := range names {
 			version := strings.TrimSuffix(name, ".sql")
+			if until != "" && version > until {
+				break
+			}
 			var n int
 			if err := q.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM schema_migrations WHERE version = $1`), version).Scan(&n); err != nil {
 				return fmt.Errorf("check migration %s: %w", name, err)
