@@ -69,7 +69,7 @@ func (s *Service) Residents(ctx context.Context, p Principal, id int64) ([]Resid
 		if u, ok := users[r.UserID]; ok {
 			rv.HasPhone = u.Phone != ""
 			if showEmail {
-				rv.Email = u.Email
+				rv.Email = emailFor(p, r, u.Email)
 			}
 		}
 		out = append(out, rv)
@@ -77,20 +77,31 @@ func (s *Service) Residents(ctx context.Context, p Principal, id int64) ([]Resid
 	return out, nil
 }
 
-// ResidentEmails returns the raw e-mail of each resident user id known to
-// the vault (for the details view of an authorized caller).
-func (s *Service) ResidentEmails(ctx context.Context, residents []lock.Resident) (map[string]string, error) {
+// ResidentEmails returns the e-mail of each resident user id known to the
+// vault, as caller p (authorized on the lock) may see it: raw for the
+// lock's tenant, the admin and the resident themself; masked for other
+// user tokens (an owner or key holder who named a resident by phone number
+// learns no address from it).
+func (s *Service) ResidentEmails(ctx context.Context, p Principal, residents []lock.Resident) (map[string]string, error) {
 	users, err := s.residentUsers(ctx, residents)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]string{}
-	for id, u := range users {
-		if u.Email != "" {
-			out[id] = u.Email
+	for _, r := range residents {
+		if u, ok := users[r.UserID]; ok && u.Email != "" {
+			out[r.UserID] = emailFor(p, r, u.Email)
 		}
 	}
 	return out, nil
+}
+
+// emailFor is the resident's e-mail as p may see it (see ResidentEmails).
+func emailFor(p Principal, r lock.Resident, raw string) string {
+	if p.Kind == UserCaller && !p.Admin && p.UserID != r.UserID {
+		return domain.MaskEmail(raw)
+	}
+	return raw
 }
 
 func (s *Service) residentUsers(ctx context.Context, residents []lock.Resident) (map[string]store.User, error) {

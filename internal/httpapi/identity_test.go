@@ -216,6 +216,29 @@ func TestIdentityUserLookups(t *testing.T) {
 			if e, ok := byPhone["email"]; ok && e != "" {
 				t.Errorf("AddResident by phone echoes the user's e-mail %v", e)
 			}
+			// Nor does the lock's resident list: other residents' e-mails are
+			// masked for a user's token, raw for the lock's tenant.
+			for _, c := range []struct {
+				req  wireReq
+				want string
+			}{
+				{wireReq{Method: "GET", Path: "/locks/5/details", JWT: tok}, "k***@example.com"},
+				{wireReq{Method: "GET", Path: "/locks/5/details", Key: key}, "known@example.com"},
+			} {
+				got := wireOK(t, srv, c.req, 200)
+				found := false
+				for _, r := range got["residents"].([]any) {
+					if m := r.(map[string]any); m["userId"] == known {
+						found = true
+						if m["email"] != c.want {
+							t.Errorf("details for %+v show %v, want %s", c.req, m["email"], c.want)
+						}
+					}
+				}
+				if !found {
+					t.Errorf("details lack the resident: %v", got)
+				}
+			}
 			wireRefused(t, srv, wireReq{Method: "POST", Path: "/locks/5/AddResident", JWT: tok,
 				Body: map[string]any{"name": "Two", "email": "known@example.com", "phoneNumber": "+48500100999"}}, 400,
 				wireErr(wireCommand, 400, "With a user token, name the resident by one of email, phoneNumber or userId",

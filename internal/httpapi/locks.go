@@ -236,7 +236,7 @@ func (s *Server) lockDetails(ctx context.Context, in *LockPath) (*DetailsOutput,
 	if err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}
-	emails, err := s.svc.ResidentEmails(ctx, v.State.Residents)
+	emails, err := s.svc.ResidentEmails(ctx, principal(ctx), v.State.Residents)
 	if err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}
