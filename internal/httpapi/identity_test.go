@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -277,6 +278,45 @@ func TestIdentityLockProvisioning(t *testing.T) {
 			wireRefused(t, srv, wireReq{Method: "POST", Path: "/locks/1003/CreateLock", Key: keyA, Body: map[string]any{"index": 1, "uuid": device}}, 409, wireErr(wireCommand, 409, msg))
 			// The same lock again is upstream's idempotent 200.
 			wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1001/CreateLock", Key: keyA, Body: map[string]any{"index": 1, "uuid": device}}, 200)
+		})
+	}
+}
+
+// TestIdentityDeviceUUIDRace: locks with one device uuid created at once
+// (different lock ids, so no per-aggregate serialisation on PostgreSQL):
+// exactly one is created, every other answer is 409, and only that lock
+// exists.
+func TestIdentityDeviceUUIDRace(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			srv := testenv.NewServer(t, b, testenv.Options{})
+			key := srv.Tenant(t, "org-a", false)
+			device := app.NewUUID()
+			const n = 8
+			statuses := make(chan int, n)
+			start := make(chan struct{})
+			for i := range n {
+				go func() {
+					<-start
+					statuses <- wireDo(t, srv, wireReq{Method: "POST", Path: "/locks/" + strconv.Itoa(3000+i) + "/CreateLock", Key: key,
+						Body: map[string]any{"index": 1, "uuid": device}}).Status
+				}()
+			}
+			close(start)
+			count := map[int]int{}
+			for range n {
+				count[<-statuses]++
+			}
+			if diff := cmp.Diff(map[int]int{201: 1, 409: n - 1}, count); diff != "" {
+				t.Fatalf("statuses (-want +got):\n%s", diff)
+			}
+			snaps, err := srv.Store.Snapshots(context.Background(), "lock")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(snaps) != 1 {
+				t.Fatalf("%d locks exist, want 1", len(snaps))
+			}
 		})
 	}
 }
