@@ -170,6 +170,8 @@ type Options struct {
 	// Webhooks tunes partner deliveries (zero: fast test retries); its
 	// Safety is Options.Safety.
 	Webhooks webhook.Config
+	// ReplaysPerHour is app.Options.ReplaysPerHour (0: the default).
+	ReplaysPerHour int
 }
 
 // NewServer starts spkey's handler on 127.0.0.1:0 over a fresh store.
@@ -216,7 +218,7 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	if opt.Safety != nil {
 		safety = *opt.Safety
 	}
-	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Queued: engine.Queued, Safety: safety}, log)
+	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Queued: engine.Queued, Safety: safety, ReplaysPerHour: opt.ReplaysPerHour}, log)
 	wcfg := opt.Webhooks
 	wcfg.Safety = safety
 	if wcfg.RetryBase == 0 {
