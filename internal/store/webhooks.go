@@ -645,8 +645,12 @@ var parkedCols = func() string {
 // may be answering them, and the log must show what it answered; a retry
 // of one is skipped by the dispatcher.
 func (tx *Tx) DropWebhookRows(ctx context.Context, id, reason string, now time.Time, except int64) (int64, error) {
+	leaseNow := "$1" // leases are on the database's clock (ClaimWith)
+	if tx.s.dialect == Postgres {
+		leaseNow = pgStamp("now()")
+	}
 	res, err := tx.q.ExecContext(ctx, tx.s.sql(`UPDATE outbox SET done_at = $1, status = $2, last_error = $3, claimed_by = NULL, claimed_until = NULL
-		WHERE target = $4 AND consumer IN ($5, $6) AND done_at IS NULL AND id <> $7 AND (claimed_until IS NULL OR claimed_until <= $1)`),
+		WHERE target = $4 AND consumer IN ($5, $6) AND done_at IS NULL AND id <> $7 AND (claimed_until IS NULL OR claimed_until <= `+leaseNow+`)`),
 		stamp(now), StatusSkipped, reason, id, es.ConsumerWebhookSend, es.ConsumerWebhookVerify, except)
 	if err != nil {
 		return 0, fmt.Errorf("drop webhook deliveries: %w", err)
