@@ -1,6 +1,10 @@
 package store
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"sort"
+)
 
 // QueuedWrites is how many jobs wait for the SQLite writer (tests only).
 func QueuedWrites(s *Store) int {
@@ -22,4 +26,35 @@ func EndLeases(s *Store, ids ...int64) error {
 		}
 		return nil
 	})
+}
+
+// DumpTable renders every row of table as text, sorted (tests only).
+func DumpTable(s *Store, table string) ([]string, error) {
+	rows, err := s.rdb.Query(`SELECT * FROM ` + table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		line := ""
+		for i, v := range vals {
+			if b, ok := v.([]byte); ok {
+				v = string(b)
+			}
+			line += fmt.Sprintf("%s=%v ", cols[i], v)
+		}
+		out = append(out, line)
+	}
+	sort.Strings(out)
+	return out, rows.Err()
 }
