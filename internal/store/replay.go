@@ -231,3 +231,13 @@ func (tx *Tx) endReplays(ctx context.Context, id string, now time.Time) error {
 	}
 	return nil
 }
+
+// OpenReplays counts the replays still being queued (their rows are not
+// all in the outbox yet).
+func (s *Store) OpenReplays(ctx context.Context) (int, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM webhook_replays WHERE done_at IS NULL`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count open replays: %w", err)
+	}
+	return n, nil
+}
