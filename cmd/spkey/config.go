@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/webhook"
@@ -53,6 +54,10 @@ type config struct {
 	WebhookAllowPrivate                              bool
 	WebhookRegion, WebhookAccount                    string
 	WebhookTimeout, WebhookRetryBase, WebhookHorizon time.Duration
+	// Bounds: replays per tenant and hour; retention of finished rows.
+	ReplaysPerHour                                      int
+	RetainIdempotency, RetainDeliveries, RetainLiveFeed time.Duration
+	PruneInterval                                       time.Duration
 	// Partner Portal (cmd/spkey/portal.go).
 	PortalSecret                                                 string
 	PortalOIDCIssuer, PortalOIDCClientID, PortalOIDCClientSecret string
@@ -93,6 +98,11 @@ func (c *config) bind(fs *flag.FlagSet, env map[string]string) error {
 	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", webhook.DefaultTimeout, "how long one partner webhook request may take")
 	fs.DurationVar(&c.WebhookRetryBase, "webhook-retry-base", webhook.DefaultRetryBase, "first retry delay of a failed partner delivery; doubles per attempt (with jitter), at most 1h")
 	fs.DurationVar(&c.WebhookHorizon, "webhook-retry-horizon", webhook.DefaultHorizon, "how long a partner delivery is retried before it is marked failed")
+	fs.IntVar(&c.ReplaysPerHour, "webhook-replays-per-hour", app.DefaultReplaysPerHour, "webhook replays one tenant may start per hour (429 with Retry-After beyond); 0: no limit")
+	fs.DurationVar(&c.RetainIdempotency, "retain-idempotency", app.DefaultRetention.Idempotency, "how long Idempotency-Key records are kept (0: for ever)")
+	fs.DurationVar(&c.RetainDeliveries, "retain-deliveries", app.DefaultRetention.Deliveries, "how long finished deliveries (delivered, failed, skipped) and their attempts are kept (0: for ever)")
+	fs.DurationVar(&c.RetainLiveFeed, "retain-live-feed", app.DefaultRetention.LiveFeed, "how long live-stream feed entries are kept (0: for ever)")
+	fs.DurationVar(&c.PruneInterval, "prune-interval", 10*time.Minute, "how often the retention job prunes old rows (0: never)")
 	fs.StringVar(&c.PortalSecret, "portal-secret", "", "secret (32+ characters) signing Partner Portal sessions and sign-in links; empty: one made in --data/portal-secret (set it on every node of a cluster)")
 	fs.StringVar(&c.PortalOIDCIssuer, "portal-oidc-issuer", "", "OIDC issuer URL partners sign in to the portal with; empty: one-time links only (spkey portal-link)")
 	fs.StringVar(&c.PortalOIDCClientID, "portal-oidc-client-id", "", "the portal's OIDC client id (redirect URI: <public URL>/portal/callback)")
@@ -138,6 +148,12 @@ func (c *config) validate() error {
 			return fmt.Errorf("--public-url must be an absolute http(s) URL")
 		}
 		c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+	}
+	if c.ReplaysPerHour < 0 || c.RetainIdempotency < 0 || c.RetainDeliveries < 0 || c.RetainLiveFeed < 0 || c.PruneInterval < 0 {
+		return fmt.Errorf("--webhook-replays-per-hour, --retain-* and --prune-interval must not be negative")
+	}
+	if c.RetainIdempotency > 0 && c.RetainIdempotency < time.Hour {
+		return fmt.Errorf("--retain-idempotency must be at least 1h (a client retries with the same key within that)")
 	}
 	if err := c.validatePortal(); err != nil {
 		return err

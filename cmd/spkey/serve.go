@@ -19,6 +19,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/auth"
 	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/portal"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/webhook"
 )
@@ -72,7 +73,11 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	}
 	engine := notify.New(st, hub, notify.Config{Node: c.NodeID, Lease: c.OutboxLease, RetryBase: c.RetryBase, MaxAttempts: c.MaxAttempts,
 		Observe: notifyMetrics(reg, hub)}, log, chans...)
-	svc := app.New(st, app.Options{Channels: appChans, Queued: engine.Queued, Safety: c.safety(), AllowUserLockCreate: c.AllowUserLockCreate}, log)
+	replays := c.ReplaysPerHour
+	if replays == 0 {
+		replays = -1 // app.Options: no limit
+	}
+	svc := app.New(st, app.Options{Channels: appChans, Queued: engine.Queued, Safety: c.safety(), ReplaysPerHour: replays, AllowUserLockCreate: c.AllowUserLockCreate}, log)
 	webhook.New(st, svc, webhook.Config{Region: c.WebhookRegion, Account: c.WebhookAccount, Safety: c.safety(), Timeout: c.WebhookTimeout,
 		RetryBase: c.WebhookRetryBase, Horizon: c.WebhookHorizon}, log).Register(engine)
 	origins := map[string]bool{}
@@ -95,6 +100,17 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	engineDone := make(chan struct{})
 	go func() { defer close(engineDone); _ = engine.Run(ectx) }()
 	defer func() { stopEngine(); <-engineDone }()
+	if c.PruneInterval > 0 {
+		pruned := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spkey_pruned_rows_total", Help: "Rows deleted by the retention job, by table."}, []string{"table"})
+		reg.MustRegister(pruned)
+		retention := store.Retention{Idempotency: c.RetainIdempotency, Deliveries: c.RetainDeliveries, LiveFeed: c.RetainLiveFeed, Nonces: portal.MaxLinkTTL}
+		pruneDone := make(chan struct{})
+		go func() {
+			defer close(pruneDone)
+			svc.RunRetention(ectx, c.PruneInterval, retention, func(table string, n int64) { pruned.WithLabelValues(table).Add(float64(n)) }, log)
+		}()
+		defer func() { stopEngine(); <-pruneDone }()
+	}
 	backend := "sqlite " + c.Data
 	if c.DB != "" {
 		backend = "postgres"

@@ -83,6 +83,8 @@ type Service struct {
 	signIns signIns
 	// allowUserLockCreate: user tokens may provision locks (CreateLock).
 	allowUserLockCreate bool
+	// replaysPerHour bounds the webhook replays one tenant starts per hour.
+	replaysPerHour int
 }
 
 // Channels says which operator-configured doorbell channels exist: a ring
@@ -110,6 +112,9 @@ type Options struct {
 	// AllowUserLockCreate lets user tokens call CreateLock (off: locks are
 	// provisioned by tenants' keys and the admin).
 	AllowUserLockCreate bool
+	// ReplaysPerHour is how many webhook replays one tenant may start per
+	// hour (0: DefaultReplaysPerHour; negative: no limit).
+	ReplaysPerHour int
 }
 
 // New returns a Service over st.
@@ -123,7 +128,14 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 	if opt.Random == nil {
 		opt.Random = RandomAlnum
 	}
-	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log, chans: opt.Channels, queued: opt.Queued, safety: opt.Safety, allowUserLockCreate: opt.AllowUserLockCreate}
+	switch {
+	case opt.ReplaysPerHour == 0:
+		opt.ReplaysPerHour = DefaultReplaysPerHour
+	case opt.ReplaysPerHour < 0:
+		opt.ReplaysPerHour = 0
+	}
+	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log, chans: opt.Channels, queued: opt.Queued, safety: opt.Safety,
+		replaysPerHour: opt.ReplaysPerHour, allowUserLockCreate: opt.AllowUserLockCreate}
 	if st.Dialect() == store.Postgres {
 		// SQLite has one writer already; on PostgreSQL commands run in
 		// parallel, so keep one writer per aggregate inside this node and
@@ -160,6 +172,16 @@ type Result struct {
 	Status    string `json:"status,omitempty"`
 	// Replayed is true when the answer came from an Idempotency-Key record.
 	Replayed bool `json:"-"`
+}
+
+// stored is r as its Idempotency-Key record keeps it: without the
+// webhook secret and the resident's e-mail address. The record holds no
+// secret or raw address (a replay after a rotation must not hand out the
+// old secret); a replayed answer omits those two fields (the secret is
+// read with GET …/secret). The event data in it is already masked.
+func (r Result) stored() Result {
+	r.Secret, r.Email = "", ""
+	return r
 }
 
 // Call identifies one command call for the idempotency record.
@@ -236,7 +258,7 @@ func (s *Service) run(ctx context.Context, c Call, fn func(ctx context.Context, 
 			}
 			res = r
 			if c.IdempotencyKey != "" {
-				b, err := json.Marshal(res)
+				b, err := json.Marshal(res.stored())
 				if err != nil {
 					return fmt.Errorf("encode idempotent answer: %w", err)
 				}

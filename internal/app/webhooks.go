@@ -589,8 +589,26 @@ func (s *Service) Redeliver(ctx context.Context, p Principal, orgID, id string, 
 // MaxReplay bounds the deliveries one replay queues.
 const MaxReplay = 100000
 
+// DefaultReplaysPerHour is how many replays one tenant may start per hour
+// (Options.ReplaysPerHour) unless told otherwise.
+const DefaultReplaysPerHour = 10
+
+// RateLimitedError refuses a request over a rate limit; it may be made
+// again after RetryAfter.
+type RateLimitedError struct {
+	Message    string
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitedError) Error() string { return e.Message }
+
 // Replay queues, for webhook id, every event of its tenant since since
-// that its filter matches, in order. It returns how many were queued.
+// that its filter matches, in order. It returns how many it will queue:
+// they are queued after the answer, in chunks (store.ReplayStep), and an
+// accepted replay completes even across a restart. A replay while an
+// earlier one of the webhook still has undone rows is a conflict; a
+// tenant starts at most ReplaysPerHour replays per hour (a
+// *RateLimitedError beyond).
 func (s *Service) Replay(ctx context.Context, p Principal, orgID, id string, since time.Time) (int64, error) {
 	w, err := s.ownWebhook(ctx, p, orgID, id)
 	if err != nil {
@@ -599,18 +617,29 @@ func (s *Service) Replay(ctx context.Context, p Principal, orgID, id string, sin
 	if w.Status == tenant.StatusDisabled {
 		return 0, domain.Errorf(domain.Conflict, "The webhook is disabled (its URL answered 410 Gone); set its URL again to re-enable it")
 	}
-	if since.After(s.now()) {
+	now := s.now()
+	if since.After(now) {
 		return 0, domain.InvalidField("since", "since must not be in the future")
 	}
 	var n int64
 	err = s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-		n, err = tx.Replay(ctx, store.WebhookRow{ID: w.ID, OrgID: w.OrgID, Events: w.Events}, since, s.now(), MaxReplay)
+		n, err = tx.StartReplay(ctx, store.ReplayRequest{Webhook: store.WebhookRow{ID: w.ID, OrgID: w.OrgID, Events: w.Events}, Since: since, Now: now,
+			Max: MaxReplay, PerWindow: s.replaysPerHour})
 		if n == MaxReplay+1 {
 			return domain.Errorf(domain.Invalid, "More than %d events since %s: replay a later start, several times", MaxReplay, since.UTC().Format(time.RFC3339))
 		}
-		tx.AfterCommit(s.kick(es.ConsumerWebhookSend))
+		tx.AfterCommit(s.kick(es.ConsumerWebhooks))
 		return err
 	})
+	var limited *store.ReplayLimitedError
+	switch {
+	case errors.Is(err, store.ErrReplayRunning):
+		return 0, domain.Errorf(domain.Conflict, "A replay of this webhook is still running: wait until its deliveries are done (see the delivery log), then replay again")
+	case errors.As(err, &limited):
+		wait := max(limited.RetryAt.Sub(now), time.Second)
+		return 0, &RateLimitedError{RetryAfter: wait,
+			Message: fmt.Sprintf("At most %d replays per tenant per hour: try again in %d s", s.replaysPerHour, int64((wait+time.Second-1)/time.Second))}
+	}
 	return n, err
 }
 

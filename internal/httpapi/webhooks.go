@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -481,6 +482,12 @@ func (s *Server) replayAs(ctx context.Context, p app.Principal, org, id string, 
 		return nil, toAPIError(ctx, s.log, domain.InvalidField("since", "since must be an ISO-8601 date-time, e.g. 2026-11-01T00:00:00Z"))
 	}
 	n, err := s.svc.Replay(ctx, p, org, id, since)
+	var limited *app.RateLimitedError
+	if errors.As(err, &limited) {
+		secs := int64((limited.RetryAfter + time.Second - 1) / time.Second)
+		return nil, huma.ErrorWithHeaders(newAPIError(http.StatusTooManyRequests, limited.Message, nil),
+			http.Header{"Retry-After": {strconv.FormatInt(secs, 10)}})
+	}
 	if err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}

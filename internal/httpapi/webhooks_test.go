@@ -106,7 +106,12 @@ func hookSettle(t testing.TB, srv *testenv.Server) {
 			}
 			busy = append(busy, rows...)
 		}
-		if len(busy) == 0 {
+		// A replay being queued (in chunks, after its answer) is work too.
+		replays, err := srv.Store.OpenReplays(context.Background())
+		if err != nil {
+			t.Fatalf("read open replays: %v", err)
+		}
+		if len(busy) == 0 && replays == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -857,8 +862,9 @@ func TestWebhookURLPolicy(t *testing.T) {
 }
 
 // TestWebhookIdempotentCreate: a create retried with its Idempotency-Key
-// gets the first answer (the same webhook and secret) and creates
-// nothing; the key with another body is refused.
+// gets the first answer (the same webhook) without the secret and creates
+// nothing, also after the secret was rotated; the key with another body
+// is refused.
 func TestWebhookIdempotentCreate(t *testing.T) {
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
@@ -880,11 +886,28 @@ func TestWebhookIdempotentCreate(t *testing.T) {
 			if again.Status != http.StatusCreated || again.Header.Get("Idempotent-Replayed") != "true" {
 				t.Errorf("retry: %d Idempotent-Replayed=%q", again.Status, again.Header.Get("Idempotent-Replayed"))
 			}
-			if diff := cmp.Diff(first.JSON, again.JSON); diff != "" {
-				t.Errorf("retry's answer (-first +retry):\n%s", diff)
+			// The first answer without its secret: the record keeps none
+			// (GET …/secret reads it).
+			want := first.Obj(t)
+			secret, _ := want["secret"].(string)
+			if !strings.HasPrefix(secret, "whsec_") {
+				t.Fatalf("first create answered no secret: %s", first.Raw)
+			}
+			delete(want, "secret")
+			if diff := cmp.Diff(want, again.JSON); diff != "" {
+				t.Errorf("retry's answer (-first without its secret +retry):\n%s", diff)
 			}
 			hookSettle(t, srv)
 			hookUnchanged(t, srv, rcv, before, "acme", "beta")
+			// After a rotation the key's replay reveals no secret, old or new.
+			id, _ := want["webhookId"].(string)
+			wireOK(t, srv, wireReq{Method: "PUT", Path: "/tenants/acme/webhooks/" + id, Body: map[string]any{"rotateSecret": true},
+				Header: map[string]string{"X-Admin-API-Key": testenv.AdminKey}}, http.StatusOK)
+			hookSettle(t, srv)
+			rotated := wireDo(t, srv, req("acme", "/idem"))
+			if rotated.Status != http.StatusCreated || rotated.Header.Get("Idempotent-Replayed") != "true" || strings.Contains(string(rotated.Raw), "whsec_") {
+				t.Errorf("replay after a rotation: %d %s, want the first answer with no secret", rotated.Status, rotated.Raw)
+			}
 			if n := len(rcv.received("/idem")); n != 1 {
 				t.Errorf("%d verification requests, want 1", n)
 			}

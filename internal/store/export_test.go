@@ -1,6 +1,10 @@
 package store
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"sort"
+)
 
 // QueuedWrites is how many jobs wait for the SQLite writer (tests only).
 func QueuedWrites(s *Store) int {
@@ -21,4 +25,48 @@ func Exec(ctx context.Context, s *Store, query string, args ...any) error {
 		_, err := tx.q.ExecContext(ctx, s.sql(query), args...)
 		return err
 	})
+}
+// EndLeases makes the leases on outbox rows ids run out now, as time
+// passing would (tests only: on PostgreSQL leases run on the database's
+// clock, which a test cannot move).
+func EndLeases(s *Store, ids ...int64) error {
+	return s.Write(context.Background(), func(ctx context.Context, tx *Tx) error {
+		for _, id := range ids {
+			if _, err := tx.q.ExecContext(ctx, s.sql(`UPDATE outbox SET claimed_until = '1970-01-01T00:00:00.000Z' WHERE id = $1`), id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DumpTable renders every row of table as text, sorted (tests only).
+func DumpTable(s *Store, table string) ([]string, error) {
+	rows, err := s.rdb.Query(`SELECT * FROM ` + table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		line := ""
+		for i, v := range vals {
+			if b, ok := v.([]byte); ok {
+				v = string(b)
+			}
+			line += fmt.Sprintf("%s=%v ", cols[i], v)
+		}
+		out = append(out, line)
+	}
+	sort.Strings(out)
+	return out, rows.Err()
 }

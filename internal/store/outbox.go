@@ -31,6 +31,12 @@ const OutcomeDefer = "defer"
 
 func stamp(t time.Time) string { return t.UTC().Format(domain.TimeLayout) }
 
+// pgStamp is PostgreSQL SQL rendering the timestamptz expression expr as
+// stamp does (domain.TimeLayout, UTC).
+func pgStamp(expr string) string {
+	return `to_char((` + expr + `) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
+}
+
 // Enqueue adds, in this transaction, one outbox row for consumer about the
 // stored record r (its Seq set by Append), aimed at target ("" for none).
 // The consumer claims it after commit.
@@ -86,7 +92,16 @@ func (s *Store) ClaimWith(ctx context.Context, consumer, node string, now time.T
 		lockClause = " FOR UPDATE SKIP LOCKED"
 	}
 	n := stamp(now)
-	args := []any{node, stamp(now.Add(lease)), consumer, n, limit}
+	// Leases are set and compared on the database's clock on PostgreSQL
+	// (nodes' clocks may disagree; a node whose clock runs ahead must
+	// not take a row another node still holds). SQLite has one node: its
+	// clock is the database's.
+	var until any = stamp(now.Add(lease))
+	leaseEnd, leaseNow := "$2", "$4"
+	if s.dialect == Postgres {
+		until, leaseEnd, leaseNow = lease.Milliseconds(), pgStamp("now() + $2 * interval '1 millisecond'"), pgStamp("now()")
+	}
+	args := []any{node, until, consumer, n, limit}
 	extra := ""
 	if opt.Ordered {
 		// The head of its (target, aggregate) queue: one index probe on
@@ -109,7 +124,7 @@ func (s *Store) ClaimWith(ctx context.Context, consumer, node string, now time.T
 	}
 	pick := `SELECT o.id FROM outbox o WHERE o.consumer = $3 AND o.done_at IS NULL
 			AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= $4)
-			AND (o.claimed_until IS NULL OR o.claimed_until <= $4)` + extra + `
+			AND (o.claimed_until IS NULL OR o.claimed_until <= ` + leaseNow + `)` + extra + `
 			ORDER BY o.id LIMIT $5` + lockClause
 	if opt.PerTarget > 0 && limit > opt.PerTarget {
 		// At most PerTarget rows of one target among the oldest due
@@ -122,10 +137,10 @@ func (s *Store) ClaimWith(ctx context.Context, consumer, node string, now time.T
 		pick = `SELECT c.id FROM (SELECT w.id, row_number() OVER (PARTITION BY w.target ORDER BY w.id) AS rn FROM (
 			SELECT o.id, o.target FROM outbox o WHERE o.consumer = $3 AND o.done_at IS NULL
 			AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= $4)
-			AND (o.claimed_until IS NULL OR o.claimed_until <= $4)` + extra + `
+			AND (o.claimed_until IS NULL OR o.claimed_until <= ` + leaseNow + `)` + extra + `
 			ORDER BY o.id LIMIT ` + scanPH + lockClause + `) w) c WHERE c.rn <= ` + capPH + ` ORDER BY c.id LIMIT $5`
 	}
-	q := s.sql(`UPDATE outbox SET claimed_by = $1, claimed_until = $2
+	q := s.sql(`UPDATE outbox SET claimed_by = $1, claimed_until = ` + leaseEnd + `
 		WHERE id IN (` + pick + `)
 		RETURNING id, consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, attempts, created_at`)
 	err := s.w.update(ctx, func(ctx context.Context, tx querier, _ *batch) error {

@@ -638,21 +638,28 @@ var parkedCols = func() string {
 }()
 
 // DropWebhookRows ends every undone delivery of webhook id as skipped with
-// reason (the webhook was deleted or disabled), and forgets the events it
-// was parked with. It returns how many rows it ended.
+// reason (the webhook was deleted or disabled), forgets the events it
+// was parked with and ends its replays. It returns how many rows it ended.
 // The row except (0: none) is left alone: its attempt is being recorded.
 // So are the rows a node is attempting now (under a lease): the receiver
 // may be answering them, and the log must show what it answered; a retry
 // of one is skipped by the dispatcher.
 func (tx *Tx) DropWebhookRows(ctx context.Context, id, reason string, now time.Time, except int64) (int64, error) {
+	leaseNow := "$1" // leases are on the database's clock (ClaimWith)
+	if tx.s.dialect == Postgres {
+		leaseNow = pgStamp("now()")
+	}
 	res, err := tx.q.ExecContext(ctx, tx.s.sql(`UPDATE outbox SET done_at = $1, status = $2, last_error = $3, claimed_by = NULL, claimed_until = NULL
-		WHERE target = $4 AND consumer IN ($5, $6) AND done_at IS NULL AND id <> $7 AND (claimed_until IS NULL OR claimed_until <= $1)`),
+		WHERE target = $4 AND consumer IN ($5, $6) AND done_at IS NULL AND id <> $7 AND (claimed_until IS NULL OR claimed_until <= `+leaseNow+`)`),
 		stamp(now), StatusSkipped, reason, id, es.ConsumerWebhookSend, es.ConsumerWebhookVerify, except)
 	if err != nil {
 		return 0, fmt.Errorf("drop webhook deliveries: %w", err)
 	}
 	if _, err := tx.q.ExecContext(ctx, tx.s.sql(`DELETE FROM webhook_backlog WHERE webhook_id = $1`), id); err != nil {
 		return 0, fmt.Errorf("unpark webhook %s: %w", id, err)
+	}
+	if err := tx.endReplays(ctx, id, now); err != nil {
+		return 0, err
 	}
 	return res.RowsAffected()
 }
@@ -809,27 +816,4 @@ func (tx *Tx) Redeliver(ctx context.Context, d DeliveryRow, now time.Time) (int6
 		return 0, fmt.Errorf("queue redelivery: %w", err)
 	}
 	return id, nil
-}
-
-// Replay queues, for webhook w, every event of its tenant recorded at or
-// after since that its filter matches (tenant settings excepted), in event
-// order, at most limit+1 of them. It returns how many.
-func (tx *Tx) Replay(ctx context.Context, w WebhookRow, since time.Time, now time.Time, limit int) (int64, error) {
-	args := []any{es.ConsumerWebhookSend, w.ID, stamp(now), w.OrgID, stamp(since), tenant.AggregateType}
-	filter := ""
-	if !slices.Contains(w.Events, tenant.AllEvents) {
-		ph := make([]string, len(w.Events))
-		for i, e := range w.Events {
-			args = append(args, e)
-			ph[i] = fmt.Sprintf("$%d", len(args))
-		}
-		filter = ` AND type IN (` + strings.Join(ph, ", ") + `)`
-	}
-	res, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)
-		SELECT $1, seq, aggregate_type, aggregate_id, version, org_id, $2, $3 FROM events
-		WHERE org_id = $4 AND ts >= $5 AND aggregate_type <> $6`+filter+fmt.Sprintf(` ORDER BY seq LIMIT %d`, limit+1)), args...)
-	if err != nil {
-		return 0, fmt.Errorf("queue replay: %w", err)
-	}
-	return res.RowsAffected()
 }

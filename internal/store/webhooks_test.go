@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -122,6 +123,13 @@ func TestClaimOrdered(t *testing.T) {
 			if got := claim("node-b", now, ordered); len(got) != 0 {
 				t.Errorf("claimed behind leased rows: %v", claimKeys(got))
 			}
+			// h2's head's lease runs out (leases run on the database's
+			// clock on PostgreSQL: a later now alone would not end it).
+			for _, c := range heads {
+				if c.Target == h2 {
+					w.must("end lease", store.EndLeases(w.st, c.ID))
+				}
+			}
 			excluded := claim("node-b", now.Add(2*time.Minute), store.ClaimOptions{Ordered: true, Exclude: []string{h1}})
 			if diff := cmp.Diff([]string{n2 + " lock/1 v3"}, claimKeys(excluded)); diff != "" {
 				t.Errorf("claim excluding %s after the leases ran out (-want +got):\n%s", n1, diff)
@@ -140,8 +148,12 @@ func TestClaimOrdered(t *testing.T) {
 				t.Errorf("claimed behind a retrying row: %v", claimKeys(got))
 			}
 			// Unordered claims do not care.
-			if got := claim("node-c", now, store.ClaimOptions{Exclude: []string{h2}}); !slices.Contains(claimKeys(got), n1+" lock/1 v3") {
-				t.Errorf("unordered claim: %v", claimKeys(got))
+			unordered := claim("node-c", now, store.ClaimOptions{Exclude: []string{h2}})
+			if !slices.Contains(claimKeys(unordered), n1+" lock/1 v3") {
+				t.Errorf("unordered claim: %v", claimKeys(unordered))
+			}
+			for _, c := range unordered {
+				w.must("end lease", store.EndLeases(w.st, c.ID))
 			}
 			for _, d := range w.rows(h1) {
 				if d.Version == 2 && d.AggID == "1" {
@@ -163,8 +175,10 @@ func TestClaimOrdered(t *testing.T) {
 }
 
 // TestWebhookRowsMaintenance: Redeliver queues one delivery again as a new
-// row; Replay queues the tenant's matching events since a time, in order,
-// never tenant events, and says when there are more than the limit;
+// row; a replay queues the tenant's matching events since a time, in order,
+// in chunks, never tenant events, says when there are more than the limit,
+// is refused while the webhook's last one has undone rows and beyond the
+// tenant's rate;
 // DropWebhookRows ends a webhook's undone rows (not the one named, nor
 // those in flight, nor other webhooks'); ReleaseWebhookRows makes deferred, never tried rows
 // due at once.
@@ -179,6 +193,8 @@ func TestWebhookRowsMaintenance(t *testing.T) {
 			h := w.hook("acme", []string{"*"}, false) // pending: its deliveries are held
 			filtered := w.hook("acme", []string{"ResidentRemoved"}, true)
 			hb := w.hook("beta", []string{"*"}, true)
+			everything := w.hook("acme", []string{"*"}, true)
+			over := w.hook("acme", []string{"*"}, true)
 			w.lock("acme", 1) // t0: v1, v2
 			w.at(t0.Add(time.Minute))
 			w.toggle("acme", 1) // v3 added
@@ -207,15 +223,29 @@ func TestWebhookRowsMaintenance(t *testing.T) {
 			}
 
 			// Replay since t0+1m: v3, v4, v5 for ["*"]; v4 for the filter.
+			// A replay is recorded, then queued a chunk (here 2 rows) per
+			// step; each webhook replays once (another one is refused
+			// while its rows are undone), so "everything" and "over the
+			// limit" use webhooks of their own, dropped afterwards.
 			replay := func(id string, events []string, since time.Time, limit int) (int64, []string) {
 				t.Helper()
 				before := len(w.rows(id))
 				var n int64
 				w.must("replay", w.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 					var err error
-					n, err = tx.Replay(ctx, store.WebhookRow{ID: id, OrgID: "acme", Events: events}, since, w.clock(), limit)
+					n, err = tx.StartReplay(ctx, store.ReplayRequest{Webhook: store.WebhookRow{ID: id, OrgID: "acme", Events: events}, Since: since, Now: w.clock(), Max: limit})
 					return err
 				}))
+				for steps := 0; ; steps++ {
+					more, _, err := w.st.ReplayStep(ctx, w.clock(), 2)
+					w.must("replay step", err)
+					if !more {
+						break
+					}
+					if steps > 10 {
+						t.Fatal("the replay never ends")
+					}
+				}
 				return n, keys(w.rows(id)[before:])
 			}
 			n, got := replay(h, []string{"*"}, t0.Add(time.Minute), 100)
@@ -225,14 +255,40 @@ func TestWebhookRowsMaintenance(t *testing.T) {
 			if n, got := replay(filtered, []string{"ResidentRemoved"}, t0, 100); n != 1 || !slices.Equal(got, []string{"lock/1 v4 ResidentRemoved"}) {
 				t.Errorf("filtered replay: %d %v", n, got)
 			}
+			w.must("replay again", w.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+				_, err := tx.StartReplay(ctx, store.ReplayRequest{Webhook: store.WebhookRow{ID: h, OrgID: "acme", Events: []string{"*"}}, Since: t0, Now: w.clock(), Max: 100})
+				if !errors.Is(err, store.ErrReplayRunning) {
+					t.Errorf("a second replay while the first one's rows are undone: %v, want ErrReplayRunning", err)
+				}
+				return nil
+			}))
 			// The tenant's own events since t0 (webhooks, keys) are not
 			// replayed: the whole history of lock 1 for the partner is 4.
-			if n, _ := replay(h, []string{"*"}, t0.Add(-time.Hour), 100); n != 4 {
-				t.Errorf("replay of everything queued %d, want 4", n)
+			if n, got := replay(everything, []string{"*"}, t0.Add(-time.Hour), 100); n != 4 || len(got) != 4 {
+				t.Errorf("replay of everything queued %d %v, want 4", n, got)
 			}
-			if n, _ := replay(h, []string{"*"}, t0, 2); n != 3 {
-				t.Errorf("replay over the limit queued %d, want limit+1 = 3 so that the caller can tell", n)
+			if n, got := replay(over, []string{"*"}, t0, 2); n != 3 || len(got) != 0 {
+				t.Errorf("replay over the limit answered %d and queued %v, want limit+1 = 3 so that the caller can tell, and nothing queued", n, got)
 			}
+			// Three replays of acme recorded so far (the one over the limit
+			// was not): a limit of 3 per hour refuses the fourth until the
+			// first leaves the window.
+			w.must("rate", w.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+				_, err := tx.StartReplay(ctx, store.ReplayRequest{Webhook: store.WebhookRow{ID: over, OrgID: "acme", Events: []string{"*"}}, Since: t0, Now: w.clock(), Max: 100, PerWindow: 3})
+				var limited *store.ReplayLimitedError
+				if !errors.As(err, &limited) || !limited.RetryAt.Equal(w.clock().Add(store.ReplayWindow)) {
+					t.Errorf("fourth replay in an hour with a limit of 3: %v, want a limit until %s", err, w.clock().Add(store.ReplayWindow))
+				}
+				return nil
+			}))
+			w.must("drop", w.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+				for _, id := range []string{everything, over} {
+					if _, err := tx.DropWebhookRows(ctx, id, "webhook deleted", w.clock(), 0); err != nil {
+						return err
+					}
+				}
+				return nil
+			}))
 
 			// A deferred delivery of an active webhook is due at once (the
 			// verification that made it active came first).

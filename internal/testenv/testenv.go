@@ -173,6 +173,8 @@ type Options struct {
 	// AllowUserLockCreate lets user tokens call CreateLock
 	// (spkey serve --allow-user-lock-create).
 	AllowUserLockCreate bool
+	// ReplaysPerHour is app.Options.ReplaysPerHour (0: the default).
+	ReplaysPerHour int
 }
 
 // NewServer starts spkey's handler on 127.0.0.1:0 over a fresh store.
@@ -219,7 +221,7 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	if opt.Safety != nil {
 		safety = *opt.Safety
 	}
-	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Queued: engine.Queued, Safety: safety, AllowUserLockCreate: opt.AllowUserLockCreate}, log)
+	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Queued: engine.Queued, Safety: safety, ReplaysPerHour: opt.ReplaysPerHour, AllowUserLockCreate: opt.AllowUserLockCreate}, log)
 	wcfg := opt.Webhooks
 	wcfg.Safety = safety
 	if wcfg.RetryBase == 0 {

@@ -72,7 +72,10 @@ type Config struct {
 	// (store.DefaultWebhookWindow); the events after them wait in the
 	// outbox until its queue drains (store.FanOutWebhooks).
 	Window int
-	Now    func() time.Time
+	// ReplayChunk is how many deliveries of a replay are queued per
+	// transaction (store.DefaultReplayChunk).
+	ReplayChunk int
+	Now         func() time.Time
 }
 
 // Dispatcher delivers partner webhooks: it fans queued events out to the
@@ -133,7 +136,8 @@ func New(st *store.Store, rec Recorder, cfg Config, log *slog.Logger) *Dispatche
 	return &Dispatcher{st: st, rec: rec, cfg: cfg, client: cfg.Safety.Client(cfg.Timeout, cfg.TLS), log: log}
 }
 
-// Register adds the fan-out step, the sender and the verifier to e, and
+// Register adds the fan-out step (which also queues replays, a chunk at a
+// time), the sender and the verifier to e, and
 // makes every commit that queues partner events wake the fan-out.
 func (d *Dispatcher) Register(e *notify.Engine) {
 	d.st.OnPartnerRows(func() { e.Kick(es.ConsumerWebhooks) })
@@ -153,10 +157,16 @@ func (d *Dispatcher) Register(e *notify.Engine) {
 			return false
 		}
 		d.parked.Store(parked > 0)
-		if queued > 0 {
+		// One chunk of a replay per step: the writer is free between
+		// chunks for everybody else's commands.
+		replaying, replayed, err := d.st.ReplayStep(ctx, now, d.cfg.ReplayChunk)
+		if err != nil && ctx.Err() == nil {
+			d.log.Error("queue replay chunk", "err", err)
+		}
+		if queued > 0 || replayed > 0 {
 			e.Queued([]string{es.ConsumerWebhookSend})
 		}
-		return handled == d.cfg.FanOutBatch
+		return handled == d.cfg.FanOutBatch || (replaying && err == nil)
 	})
 	e.Handle(notify.Handler{Consumer: es.ConsumerWebhookSend, Deliver: d.Send, Policy: notify.Policy{
 		RetryBase: d.cfg.RetryBase, RetryMax: d.cfg.RetryMax, MaxAttempts: -1, Horizon: d.cfg.Horizon,

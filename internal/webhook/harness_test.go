@@ -59,6 +59,7 @@ type api struct {
 type reply struct {
 	Status int
 	Raw    []byte
+	Header http.Header
 }
 
 // Obj decodes the answer as a JSON object.
@@ -111,7 +112,7 @@ func (a api) do(method, path string, hdr map[string]string, body any) reply {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	return reply{Status: resp.StatusCode, Raw: raw}
+	return reply{Status: resp.StatusCode, Raw: raw, Header: resp.Header}
 }
 
 // must sends one request and fails the test unless it gets status.
