@@ -43,10 +43,10 @@ type Principal struct {
 	EmailVerified bool
 	Phone         string // JWT phone_number claim, if any
 	PhoneVerified bool   // the issuer vouches for Phone
-	OrgID  string // API key's tenant
-	KeyID  string
-	Super  bool
-	Admin  bool // passed the admin check (admin routes only)
+	OrgID         string // API key's tenant
+	KeyID         string
+	Super         bool
+	Admin         bool // passed the admin check (admin routes only)
 }
 
 func (p Principal) scope() string {

@@ -16,7 +16,9 @@ func QueuedWrites(s *Store) int {
 
 // MigrateUntil applies the migrations up to and including version (tests of
 // a migration over data made before it).
-func MigrateUntil(ctx context.Context, s *Store, version string) error { return s.migrate(ctx, version) }
+func MigrateUntil(ctx context.Context, s *Store, version string) error {
+	return s.migrate(ctx, version)
+}
 
 // Exec runs one statement on the store's writer (tests that build data as an
 // older version wrote it).
@@ -26,6 +28,7 @@ func Exec(ctx context.Context, s *Store, query string, args ...any) error {
 		return err
 	})
 }
+
 // EndLeases makes the leases on outbox rows ids run out now, as time
 // passing would (tests only: on PostgreSQL leases run on the database's
 // clock, which a test cannot move).
