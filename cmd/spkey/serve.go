@@ -71,7 +71,7 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		return err
 	}
 	engine := notify.New(st, hub, notify.Config{Node: c.NodeID, Lease: c.OutboxLease, RetryBase: c.RetryBase, MaxAttempts: c.MaxAttempts,
-		Observe: notifyMetrics(reg, hub)}, log, chans...)
+		Observe: notifyMetrics(reg)}, log, chans...)
 	svc := app.New(st, app.Options{Channels: appChans, Queued: engine.Queued, Safety: c.safety()}, log)
 	webhook.New(st, svc, webhook.Config{Region: c.WebhookRegion, Account: c.WebhookAccount, Safety: c.safety(), Timeout: c.WebhookTimeout,
 		RetryBase: c.WebhookRetryBase, Horizon: c.WebhookHorizon}, log).Register(engine)
@@ -144,12 +144,11 @@ func adminHint(c *config) string {
 
 // notifyMetrics registers the notification metrics in reg and returns the
 // engine's Observe hook that feeds them.
-func notifyMetrics(reg *prometheus.Registry, hub *notify.Hub) func(consumer, outcome string, d time.Duration) {
+func notifyMetrics(reg *prometheus.Registry) func(consumer, outcome string, d time.Duration) {
 	attempts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spkey_notify_attempts_total", Help: "Doorbell notification attempts by channel and outcome."}, []string{"consumer", "outcome"})
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "spkey_notify_attempt_seconds", Help: "Doorbell notification attempt latency by channel.",
 		Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 15}}, []string{"consumer"})
-	streams := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "spkey_live_streams", Help: "Open live notification streams on this node."}, func() float64 { return float64(hub.Streams()) })
-	reg.MustRegister(attempts, latency, streams)
+	reg.MustRegister(attempts, latency)
 	return func(consumer, outcome string, d time.Duration) {
 		attempts.WithLabelValues(consumer, outcome).Inc()
 		latency.WithLabelValues(consumer).Observe(d.Seconds())
