@@ -23,9 +23,12 @@ import (
 	"github.com/spkey-dev/spkey/internal/webhook"
 )
 
+// serveCommand is `spkey serve`: it takes every setting.
+var serveCommand = command{name: "serve", usage: "serve [flags]"}
+
 func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	env := envMap(environ)
-	c, _, err := parse("serve", args, env, stderr, nil)
+	c, _, err := parse(serveCommand, args, env, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -83,11 +86,28 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	}
 	streamStop := make(chan struct{})
 	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: c.AdminAPIKey, AdminEmailDomain: c.AdminEmailDomain, CORSOrigins: origins,
-		Feed: st, Waker: hub, StreamStop: streamStop, Mount: c.pages(svc, log)}, svc, verifier, st, reg, log)
+		Feed: st, Waker: hub, StreamStop: streamStop, MaxStreams: c.MaxStreams, MaxStreamsPerUser: c.MaxStreamsPerUser, Mount: c.pages(svc, log)}, svc, verifier, st, reg, log)
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)
+	}
+	metricsAt, stopMetrics, err := c.serveMetrics(reg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stopMetrics(sctx)
+	}()
+	metricsHint := "off (--metrics-addr is empty)"
+	if metricsAt != "" {
+		metricsHint = "http://" + metricsAt + "/metrics"
+		if c.MetricsToken != "" {
+			metricsHint += " (Authorization: Bearer <--metrics-token>)"
+		}
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
 	srv.RegisterOnShutdown(func() { close(streamStop) })
@@ -106,7 +126,8 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
   an API key:    spkey tenant create <ORG_ID> --name <NAME>%s
   admin routes:  %s
   OpenAPI:       %s/openapi.json
-`, version, base, backend, dataFlag(c), dataFlag(c), adminHint(c), base)
+  metrics:       %s
+`, version, base, backend, dataFlag(c), dataFlag(c), adminHint(c), base, metricsHint)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
