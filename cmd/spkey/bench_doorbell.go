@@ -146,11 +146,11 @@ func startRingServer(ctx context.Context, backend string, st *store.Store, dir s
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	hub := notify.NewHub()
-	engine := notify.New(st, hub, notify.Config{Node: "bench-" + backend, Observe: notifyMetrics(reg, hub)}, log)
+	engine := notify.New(st, hub, notify.Config{Node: "bench-" + backend, Observe: notifyMetrics(reg)}, log)
 	svc := app.New(st, app.Options{Queued: engine.Queued}, log)
 	streamStop := make(chan struct{})
 	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: app.RandomAlnum(32), CORSOrigins: map[string]bool{},
-		Feed: st, Waker: hub, StreamStop: streamStop}, svc, verifier, st, reg, log)
+		Feed: st, Waker: hub, StreamStop: streamStop, MaxStreams: 1 << 20}, svc, verifier, st, reg, log)
 	t, err := listen(h)
 	if err != nil {
 		return nil, err

@@ -154,7 +154,7 @@ func startSpkeyOn(ctx context.Context, st *store.Store, dir, node string, wcfg w
 	reg.MustRegister(appends, conflicts, batches)
 	st.SetHooks(store.Hooks{Appended: func(n int) { appends.Add(float64(n)) }, Conflict: conflicts.Inc, Batch: func(n int) { batches.Observe(float64(n)) }})
 	hub := notify.NewHub()
-	engine := notify.New(st, hub, notify.Config{Node: node, Observe: notifyMetrics(reg, hub)}, log)
+	engine := notify.New(st, hub, notify.Config{Node: node, Observe: notifyMetrics(reg)}, log)
 	safety := netsafe.Policy{AllowHTTP: true, AllowPrivate: true}
 	svc := app.New(st, app.Options{Queued: engine.Queued, Safety: safety}, log)
 	wcfg.Safety = safety

@@ -12,8 +12,11 @@ import (
 	"github.com/spkey-dev/spkey/internal/domain"
 )
 
+// storeFlags are the settings of the commands that open the database.
+var storeFlags = []string{"data", "db", "sqlite-synchronous", "log-level"}
+
 func cmdMigrate(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
-	c, _, err := parse("migrate", args, envMap(environ), stderr, nil)
+	c, _, err := parse(command{name: "migrate", usage: "migrate [flags]", flags: storeFlags}, args, envMap(environ), stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -26,21 +29,27 @@ func cmdMigrate(ctx context.Context, args, environ []string, stdout, stderr io.W
 	return nil
 }
 
+const tenantUsage = "tenant create ORG_ID --name NAME [--owner-email E] [--super] [flags]"
+
 func cmdTenant(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
-	if len(args) < 2 || args[0] != "create" {
-		return fmt.Errorf("usage: spkey tenant create ORG_ID --name NAME [--owner-email E] [--super]")
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		fmt.Fprintf(stdout, "Usage: spkey %s\n\nRun \"spkey tenant create -h\" for its flags.\n", tenantUsage)
+		return flag.ErrHelp
 	}
-	orgID := args[1]
+	if len(args) == 0 || args[0] != "create" {
+		return fmt.Errorf("usage: spkey %s", tenantUsage)
+	}
 	var name, email string
 	var super bool
-	c, _, err := parse("tenant create", args[2:], envMap(environ), stderr, func(fs *flag.FlagSet) {
+	c, pos, err := parse(command{name: "tenant create", usage: tenantUsage, flags: storeFlags, args: 1, extra: func(fs *flag.FlagSet) {
 		fs.StringVar(&name, "name", "", "organization name")
-		fs.StringVar(&email, "owner-email", "", "owner e-mail")
+		fs.StringVar(&email, "owner-email", "", "the tenant owner's e-mail address (optional)")
 		fs.BoolVar(&super, "super", false, "issue a super key (bypasses org ownership)")
-	})
+	}}, args[1:], envMap(environ), stdout, stderr)
 	if err != nil {
 		return err
 	}
+	orgID := pos[0]
 	log := c.logger(stderr)
 	st, err := c.openStore(ctx, log)
 	if err != nil {
@@ -64,16 +73,20 @@ func cmdTenant(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 func cmdToken(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	var sub, email string
 	var ttl time.Duration
-	c, _, err := parse("token", args, envMap(environ), stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&sub, "sub", "", "user UUID (required)")
-		fs.StringVar(&email, "email", "", "email claim")
-		fs.DurationVar(&ttl, "ttl", time.Hour, "lifetime")
-	})
+	c, _, err := parse(command{name: "token", usage: "token --sub USER_UUID [--email E] [--ttl 1h] [flags]", flags: []string{"data", "jwt-user-claim"},
+		extra: func(fs *flag.FlagSet) {
+			fs.StringVar(&sub, "sub", "", "user UUID (required)")
+			fs.StringVar(&email, "email", "", "email claim")
+			fs.DurationVar(&ttl, "ttl", time.Hour, "lifetime (positive)")
+		}}, args, envMap(environ), stdout, stderr)
 	if err != nil {
 		return err
 	}
 	if !domain.ValidUUID(sub) {
 		return fmt.Errorf("--sub must be a user UUID")
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("--ttl must be positive (e.g. 1h), got %s", ttl)
 	}
 	v, err := auth.NewVerifier(ctx, auth.Config{KeyPath: c.keyPath(), UserClaim: c.JWTUserClaim})
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/webhook"
@@ -32,6 +34,7 @@ type config struct {
 	JWTIssuer        string
 	JWKSURL          string
 	JWTAudience      string
+	JWTAudienceAny   bool
 	JWTUserClaim     string
 	CORSOrigins      string
 	LogLevel         string
@@ -61,12 +64,25 @@ type config struct {
 	// Partner Portal (cmd/spkey/portal.go).
 	PortalSecret                                                 string
 	PortalOIDCIssuer, PortalOIDCClientID, PortalOIDCClientSecret string
+	// Live stream bounds and the metrics listener.
+	MaxStreams, MaxStreamsPerUser int
+	MetricsAddr, MetricsToken     string
+	// from says where each setting that is not its default came from:
+	// "--flag" or "SPKEY_FLAG".
+	from map[string]string
 }
 
-// bind registers the flags of c on fs, then sets every one whose SPKEY_*
-// twin is in env (the command line, parsed afterwards, wins). A twin that
-// does not parse is an error naming it.
-func (c *config) bind(fs *flag.FlagSet, env map[string]string) error {
+// defaultMetricsAddr is where `spkey serve` serves /metrics unless told
+// otherwise: loopback only (tests run every server on a free port).
+var defaultMetricsAddr = "127.0.0.1:9787"
+
+// leaseMargin is how much longer than the longest delivery attempt the
+// outbox lease must be, so that no node takes over a delivery still in
+// flight.
+const leaseMargin = 5 * time.Second
+
+// register registers every flag of c on fs, with its default.
+func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8787", "listen address")
 	fs.StringVar(&c.Data, "data", "./spkey-data", "data folder: the SQLite file and the local JWT signing key")
 	fs.StringVar(&c.DB, "db", "", "database: empty for SQLite in --data, or postgres://...")
@@ -75,7 +91,8 @@ func (c *config) bind(fs *flag.FlagSet, env map[string]string) error {
 	fs.StringVar(&c.AdminEmailDomain, "admin-email-domain", "", "admin routes also need a JWT whose email ends in @DOMAIN; empty: the admin key alone")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "outside OIDC issuer URL whose tokens are accepted (JWKS by discovery)")
 	fs.StringVar(&c.JWKSURL, "jwt-jwks-url", "", "JWKS URL of the outside issuer (skips discovery)")
-	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "required aud of outside tokens")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "the aud outside tokens must carry (required with --jwt-issuer, unless --jwt-audience-any)")
+	fs.BoolVar(&c.JWTAudienceAny, "jwt-audience-any", false, "accept outside tokens whatever their aud (only for an issuer that mints tokens for spkey alone)")
 	fs.StringVar(&c.JWTUserClaim, "jwt-user-claim", "sub", "JWT claim that carries the user UUID")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated origins allowed to call the API from a browser")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -107,17 +124,15 @@ func (c *config) bind(fs *flag.FlagSet, env map[string]string) error {
 	fs.StringVar(&c.PortalOIDCIssuer, "portal-oidc-issuer", "", "OIDC issuer URL partners sign in to the portal with; empty: one-time links only (spkey portal-link)")
 	fs.StringVar(&c.PortalOIDCClientID, "portal-oidc-client-id", "", "the portal's OIDC client id (redirect URI: <public URL>/portal/callback)")
 	fs.StringVar(&c.PortalOIDCClientSecret, "portal-oidc-client-secret", "", "the portal's OIDC client secret")
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "SPKEY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		f.Usage += " (env " + name + ")"
-		if v, ok := env[name]; ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
-			}
-		}
-	})
-	return errors.Join(errs...)
+	fs.IntVar(&c.MaxStreams, "max-streams", httpapi.DefaultMaxStreams, "live notification streams this node keeps open at most; more are refused with 429")
+	fs.IntVar(&c.MaxStreamsPerUser, "max-streams-per-user", httpapi.DefaultMaxStreamsPerUser, "live streams one credential may keep open for one user; more are refused with 429")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", defaultMetricsAddr, "listen address of the Prometheus metrics (GET /metrics), apart from the API; empty disables them")
+	fs.StringVar(&c.MetricsToken, "metrics-token", "", "bearer token a scrape of --metrics-addr must send; empty: none (keep the address private)")
+}
+
+// envName is the SPKEY_* twin of a flag.
+func envName(flagName string) string {
+	return "SPKEY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 func (c *config) validate() error {
@@ -139,8 +154,14 @@ func (c *config) validate() error {
 	if c.MaxAttempts < 1 || c.MaxAttempts > 100 {
 		return fmt.Errorf("--notify-max-attempts must be between 1 and 100")
 	}
-	if c.OutboxLease < time.Second || c.RetryBase <= 0 {
-		return fmt.Errorf("--outbox-lease must be at least 1s and --notify-retry-base positive")
+	if c.RetryBase <= 0 {
+		return fmt.Errorf("--notify-retry-base must be positive")
+	}
+	if err := c.validateLease(); err != nil {
+		return err
+	}
+	if err := c.validateBounds(); err != nil {
+		return err
 	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)
@@ -200,22 +221,98 @@ func (c *config) openStore(ctx context.Context, log *slog.Logger) (*store.Store,
 	return st, nil
 }
 
-// parse binds and parses flags for a subcommand.
-func parse(name string, args []string, env map[string]string, stderr io.Writer, extra func(fs *flag.FlagSet)) (*config, *flag.FlagSet, error) {
-	fs := flag.NewFlagSet("spkey "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	c := &config{}
-	if err := c.bind(fs, env); err != nil {
+// command is a subcommand's command line.
+type command struct {
+	name  string   // "tenant create"
+	usage string   // what follows "spkey " in its usage line
+	flags []string // the settings it takes (nil: all)
+	args  int      // how many positional arguments it takes
+	extra func(fs *flag.FlagSet)
+}
+
+// parse parses a subcommand's command line: flags (its own and the
+// settings it takes, each set, when not given, from its SPKEY_* twin) and
+// positional arguments, in any order ("--" ends the flags). -h prints the
+// command's usage on stdout and returns flag.ErrHelp (run exits 0).
+// Nothing else happens before the command line is known to be good.
+func parse(cmd command, args []string, env map[string]string, stdout, stderr io.Writer) (*config, []string, error) {
+	all := flag.NewFlagSet("", flag.ContinueOnError)
+	c := &config{from: map[string]string{}}
+	c.register(all)
+	fs := flag.NewFlagSet("spkey "+cmd.name, flag.ContinueOnError)
+	settings := map[string]bool{}
+	add := func(f *flag.Flag) {
+		fs.Var(f.Value, f.Name, f.Usage+" (env "+envName(f.Name)+")")
+		settings[f.Name] = true
+	}
+	if cmd.flags == nil {
+		all.VisitAll(add)
+	}
+	for _, name := range cmd.flags {
+		add(all.Lookup(name))
+	}
+	if cmd.extra != nil {
+		cmd.extra(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: spkey %s\n\nFlags:\n", cmd.usage)
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args, stdout, stderr)
+	if err != nil {
 		return nil, nil, err
 	}
-	if extra != nil {
-		extra(fs)
+	switch {
+	case len(pos) > cmd.args:
+		return nil, nil, fmt.Errorf("%s: unexpected argument %q (usage: spkey %s)", cmd.name, pos[cmd.args], cmd.usage)
+	case len(pos) < cmd.args:
+		return nil, nil, fmt.Errorf("%s: missing argument (usage: spkey %s)", cmd.name, cmd.usage)
 	}
-	if err := fs.Parse(args); err != nil {
+	fs.Visit(func(f *flag.Flag) { c.from[f.Name] = "--" + f.Name })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		v, ok := env[name]
+		if !settings[f.Name] || c.from[f.Name] != "" || !ok {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+		}
+		c.from[f.Name] = name
+	})
+	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
 	}
 	if err := c.validate(); err != nil {
 		return nil, nil, err
 	}
-	return c, fs, nil
+	return c, pos, nil
+}
+
+// parseFlags parses args on fs, flags and positional arguments mixed, and
+// returns the positional ones. Help goes to stdout (flag.ErrHelp), a bad
+// flag's message and the usage to stderr.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string, error) {
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			w := stderr
+			if errors.Is(err, flag.ErrHelp) {
+				w = stdout
+			}
+			_, _ = out.WriteTo(w)
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
 }

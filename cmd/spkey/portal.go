@@ -156,19 +156,36 @@ func (c *config) publicBase() string {
 	return "http://" + net.JoinHostPort(host, port)
 }
 
+// publicSource says which public URL publicBase gives and which setting
+// it came from, as `spkey serve` reads the same settings.
+func (c *config) publicSource() string {
+	if from := c.from["public-url"]; from != "" {
+		return fmt.Sprintf("%s (from %s)", c.publicBase(), from)
+	}
+	addr := "the default --addr"
+	if from := c.from["addr"]; from != "" {
+		addr = from
+	}
+	return fmt.Sprintf("%s (no --public-url or SPKEY_PUBLIC_URL: made from %s %s; set the public URL your server is reached at)", c.publicBase(), addr, c.Addr)
+}
+
 // cmdPortalLink prints a one-time sign-in link to the Partner Portal.
 func cmdPortalLink(_ context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	var email string
 	var ttl time.Duration
-	c, _, err := parse("portal-link", args, envMap(environ), stderr, func(fs *flag.FlagSet) {
+	const usage = "portal-link --email E [--ttl 15m] [flags]"
+	c, _, err := parse(command{name: "portal-link", usage: usage, flags: []string{"data", "public-url", "addr", "portal-secret"}, extra: func(fs *flag.FlagSet) {
 		fs.StringVar(&email, "email", "", "the partner's e-mail address (required): the link signs them in as its owner")
 		fs.DurationVar(&ttl, "ttl", 15*time.Minute, "how long the link works (at most 168h); it works once")
-	})
+	}}, args, envMap(environ), stdout, stderr)
 	if err != nil {
 		return err
 	}
 	if email == "" {
-		return fmt.Errorf("usage: spkey portal-link --email E [--ttl 15m]")
+		return fmt.Errorf("usage: spkey %s", usage)
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("--ttl must be positive (e.g. 15m), got %s", ttl)
 	}
 	secret, err := c.portalSecret()
 	if err != nil {
@@ -179,6 +196,7 @@ func cmdPortalLink(_ context.Context, args, environ []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stderr, "public URL: %s\n", c.publicSource())
 	fmt.Fprintf(stderr, "one-time sign-in link for %s, valid until %s:\n", strings.ToLower(strings.TrimSpace(email)), now.Add(ttl).UTC().Format(time.RFC3339))
 	fmt.Fprintln(stdout, portal.LinkURL(c.publicBase(), token))
 	return nil

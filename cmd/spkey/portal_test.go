@@ -132,20 +132,25 @@ func TestPortalSecretShared(t *testing.T) {
 }
 
 // TestPortalSettings: bad portal settings stop the command with the
-// setting's name.
+// setting's name (portal-link takes the secret; the OIDC settings are
+// serve's).
 func TestPortalSettings(t *testing.T) {
+	portalLink := []string{"portal-link", "--email", "a@example.com", "--data", t.TempDir()}
+	serve := []string{"serve", "--addr", "127.0.0.1:0", "--data", t.TempDir()}
 	for _, c := range []struct {
+		args []string
 		env  []string
 		want string
 	}{
-		{[]string{"SPKEY_PORTAL_SECRET=short"}, "--portal-secret"},
-		{[]string{"SPKEY_PORTAL_OIDC_ISSUER=https://id.example"}, "--portal-oidc-client-id"},
-		{[]string{"SPKEY_PORTAL_OIDC_CLIENT_ID=spkey"}, "--portal-oidc-issuer"},
-		{[]string{"SPKEY_PORTAL_OIDC_ISSUER=id.example", "SPKEY_PORTAL_OIDC_CLIENT_ID=spkey"}, "--portal-oidc-issuer"},
+		{portalLink, []string{"SPKEY_PORTAL_SECRET=short"}, "--portal-secret"},
+		{serve, []string{"SPKEY_PORTAL_SECRET=short"}, "--portal-secret"},
+		{serve, []string{"SPKEY_PORTAL_OIDC_ISSUER=https://id.example"}, "--portal-oidc-client-id"},
+		{serve, []string{"SPKEY_PORTAL_OIDC_CLIENT_ID=spkey"}, "--portal-oidc-issuer"},
+		{serve, []string{"SPKEY_PORTAL_OIDC_ISSUER=id.example", "SPKEY_PORTAL_OIDC_CLIENT_ID=spkey"}, "--portal-oidc-issuer"},
 	} {
-		err := run(context.Background(), []string{"portal-link", "--email", "a@example.com", "--data", t.TempDir()}, c.env, io.Discard, io.Discard)
+		err := run(context.Background(), c.args, c.env, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%v: error %v, want one naming %s", c.env, err, c.want)
+			t.Errorf("%s %v: error %v, want one naming %s", c.args[0], c.env, err, c.want)
 		}
 	}
 	if err := run(context.Background(), []string{"portal-link", "--data", t.TempDir()}, nil, io.Discard, io.Discard); err == nil {

@@ -24,9 +24,12 @@ import (
 	"github.com/spkey-dev/spkey/internal/webhook"
 )
 
+// serveCommand is `spkey serve`: it takes every setting.
+var serveCommand = command{name: "serve", usage: "serve [flags]"}
+
 func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	env := envMap(environ)
-	c, _, err := parse("serve", args, env, stderr, nil)
+	c, _, err := parse(serveCommand, args, env, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -72,7 +75,7 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		return err
 	}
 	engine := notify.New(st, hub, notify.Config{Node: c.NodeID, Lease: c.OutboxLease, RetryBase: c.RetryBase, MaxAttempts: c.MaxAttempts,
-		Observe: notifyMetrics(reg, hub)}, log, chans...)
+		Observe: notifyMetrics(reg)}, log, chans...)
 	replays := c.ReplaysPerHour
 	if replays == 0 {
 		replays = -1 // app.Options: no limit
@@ -88,11 +91,28 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	}
 	streamStop := make(chan struct{})
 	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: c.AdminAPIKey, AdminEmailDomain: c.AdminEmailDomain, CORSOrigins: origins,
-		Feed: st, Waker: hub, StreamStop: streamStop, Mount: c.pages(svc, log)}, svc, verifier, st, reg, log)
+		Feed: st, Waker: hub, StreamStop: streamStop, MaxStreams: c.MaxStreams, MaxStreamsPerUser: c.MaxStreamsPerUser, Mount: c.pages(svc, log)}, svc, verifier, st, reg, log)
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)
+	}
+	metricsAt, stopMetrics, err := c.serveMetrics(reg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stopMetrics(sctx)
+	}()
+	metricsHint := "off (--metrics-addr is empty)"
+	if metricsAt != "" {
+		metricsHint = "http://" + metricsAt + "/metrics"
+		if c.MetricsToken != "" {
+			metricsHint += " (Authorization: Bearer <--metrics-token>)"
+		}
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
 	srv.RegisterOnShutdown(func() { close(streamStop) })
@@ -122,7 +142,8 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
   an API key:    spkey tenant create <ORG_ID> --name <NAME>%s
   admin routes:  %s
   OpenAPI:       %s/openapi.json
-`, version, base, backend, dataFlag(c), dataFlag(c), adminHint(c), base)
+  metrics:       %s
+`, version, base, backend, dataFlag(c), dataFlag(c), adminHint(c), base, metricsHint)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -160,12 +181,11 @@ func adminHint(c *config) string {
 
 // notifyMetrics registers the notification metrics in reg and returns the
 // engine's Observe hook that feeds them.
-func notifyMetrics(reg *prometheus.Registry, hub *notify.Hub) func(consumer, outcome string, d time.Duration) {
+func notifyMetrics(reg *prometheus.Registry) func(consumer, outcome string, d time.Duration) {
 	attempts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spkey_notify_attempts_total", Help: "Doorbell notification attempts by channel and outcome."}, []string{"consumer", "outcome"})
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "spkey_notify_attempt_seconds", Help: "Doorbell notification attempt latency by channel.",
 		Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 15}}, []string{"consumer"})
-	streams := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "spkey_live_streams", Help: "Open live notification streams on this node."}, func() float64 { return float64(hub.Streams()) })
-	reg.MustRegister(attempts, latency, streams)
+	reg.MustRegister(attempts, latency)
 	return func(consumer, outcome string, d time.Duration) {
 		attempts.WithLabelValues(consumer, outcome).Inc()
 		latency.WithLabelValues(consumer).Observe(d.Seconds())

@@ -154,12 +154,12 @@ func (p *partnerReceiver) checkSignatures(secret string) []string {
 const partnerAdmin = "webhook-e2e-admin-key-0123"
 
 // startPartnerNode runs `spkey serve` on data (and db, if not "") as node,
-// with http and loopback webhook URLs allowed, quick webhook retries and
-// the outbox lease given (how soon a killed PostgreSQL node's deliveries
-// are taken over; a delivery outliving it may be sent twice).
+// with http and loopback webhook URLs allowed, quick webhook retries, a 5 s
+// webhook timeout and the outbox lease given (how soon a killed PostgreSQL
+// node's deliveries are taken over; it must exceed the timeout by 5 s).
 func startPartnerNode(t *testing.T, bin, data, db, node string, lease time.Duration) (*exec.Cmd, string) {
 	t.Helper()
-	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--webhook-retry-base", "100ms", "--outbox-lease", lease.String()}
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--webhook-retry-base", "100ms", "--webhook-timeout", "5s", "--outbox-lease", lease.String()}
 	if db != "" {
 		args = append(args, "--db", db)
 	}
@@ -419,7 +419,7 @@ func outOfOrder(order map[string][]int64) []string {
 // partner deliveries are in flight (the receiver holds them unanswered,
 // after the first few were answered) and commands keep queueing more, then
 // starts it again on the same data (SQLite folder, or PostgreSQL schema
-// after the dead node's 2 s lease): every event's envelope is then answered
+// after the dead node's 10 s lease): every event's envelope is then answered
 // 2xx at least once, in version order per lock, correctly signed, nothing
 // else arrives, and the delivery log shows every delivery delivered.
 func TestWebhookSIGKILLMidDelivery(t *testing.T) {
@@ -434,7 +434,7 @@ func TestWebhookSIGKILLMidDelivery(t *testing.T) {
 				db = testenv.PostgresURL(t)
 			}
 			recv := newPartnerReceiver(t)
-			cmd, base := startPartnerNode(t, bin, data, db, "before-kill", 2*time.Second)
+			cmd, base := startPartnerNode(t, bin, data, db, "before-kill", 10*time.Second)
 			p := setupPartner(t, base, "kill", recv.URL+"/partner")
 
 			const answerFirst = 5
@@ -464,7 +464,7 @@ func TestWebhookSIGKILLMidDelivery(t *testing.T) {
 				t.Fatalf("%d envelopes answered before the kill, want from %d to fewer than %d", len(answeredBefore), answerFirst, len(want))
 			}
 
-			_, base2 := startPartnerNode(t, bin, data, db, "after-kill", 2*time.Second)
+			_, base2 := startPartnerNode(t, bin, data, db, "after-kill", 10*time.Second)
 			p.admin.base, p.key.base = base2, base2
 			awaitDelivered(t, recv, p, want, optional, 0)
 			arrived, answered, order := recv.counts()

@@ -77,15 +77,22 @@ func TestOutsideIssuer(t *testing.T) {
 	if c, err := v.Verify(ctx, sign(good)); err != nil || !c.EmailVerified {
 		t.Fatalf("outside token with a verified e-mail: %+v %v", c, err)
 	}
+	good["aud"] = []string{"other-app", "spkey"}
+	if _, err := v.Verify(ctx, sign(good)); err != nil {
+		t.Fatalf("outside token whose audiences include ours: %v", err)
+	}
+	good["aud"] = "spkey"
 	if _, err := auth.NewVerifier(ctx, auth.Config{KeyPath: filepath.Join(t.TempDir(), "k2.pem"), JWKSURL: iss.URL + "/jwks"}); err == nil {
 		t.Fatal("a JWKS URL without an issuer was accepted")
 	}
 	cases := map[string]jwt.MapClaims{}
 	for name, mutate := range map[string]func(jwt.MapClaims){
-		"wrong audience": func(m jwt.MapClaims) { m["aud"] = "other" },
-		"wrong issuer":   func(m jwt.MapClaims) { m["iss"] = "https://evil.example" },
-		"expired":        func(m jwt.MapClaims) { m["exp"] = now.Add(-time.Hour).Unix() },
-		"no user claim":  func(m jwt.MapClaims) { delete(m, "https://spkey/uid") },
+		"wrong audience":        func(m jwt.MapClaims) { m["aud"] = "other" },
+		"no audience":           func(m jwt.MapClaims) { delete(m, "aud") },
+		"other apps' audiences": func(m jwt.MapClaims) { m["aud"] = []string{"other-app", "spkey-admin"} },
+		"wrong issuer":          func(m jwt.MapClaims) { m["iss"] = "https://evil.example" },
+		"expired":               func(m jwt.MapClaims) { m["exp"] = now.Add(-time.Hour).Unix() },
+		"no user claim":         func(m jwt.MapClaims) { delete(m, "https://spkey/uid") },
 	} {
 		m := jwt.MapClaims{}
 		for k, val := range good {

@@ -84,19 +84,15 @@ func TestOpsMetrics(t *testing.T) {
 			wireDo(t, srv, wireReq{Method: "GET", Path: "/locks/7/details", Key: key})
 			// A request is counted after its answer is written, so the
 			// client may see the answer first: scrape until both are in.
-			var resp wireResp
+			var text string
 			deadline := time.Now().Add(5 * time.Second)
 			for {
-				resp = wireDo(t, srv, wireReq{Method: "GET", Path: "/metrics"})
-				if resp.Status != http.StatusOK {
-					t.Fatalf("GET /metrics: %d", resp.Status)
-				}
-				if strings.Contains(string(resp.Raw), `route="GET /locks/{id}/details"`) || time.Now().After(deadline) {
+				text = scrapeMetrics(t, srv, "")
+				if strings.Contains(text, `route="GET /locks/{id}/details"`) || time.Now().After(deadline) {
 					break
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
-			text := string(resp.Raw)
 			series := regexp.MustCompile(`(?m)^spkey_http_requests_total\{(.*)\} (\S+)$`).FindAllStringSubmatch(text, -1)
 			if len(series) == 0 {
 				t.Fatalf("no spkey_http_requests_total series in:\n%s", text)

@@ -15,7 +15,6 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
@@ -37,6 +36,15 @@ type Config struct {
 	// StreamRecheck is how often a live stream checks its caller's
 	// credentials and rights again (30s).
 	StreamRecheck time.Duration
+	// MaxStreams bounds the live streams open on this node (1000), and
+	// MaxStreamsPerUser those one caller (a user's token, or a tenant's
+	// key) has open for one user (5); a stream beyond either is refused
+	// with 429 and Retry-After.
+	MaxStreams, MaxStreamsPerUser int
+	// StreamReads bounds how many database reads the live streams of this
+	// node run at once (4), whatever their number: their polls and
+	// credential checks cannot take the pool from commands.
+	StreamReads int
 	// Mount, if set, adds routes served outside the JSON API (HTML pages).
 	Mount func(mux *http.ServeMux)
 }
@@ -59,6 +67,7 @@ type Server struct {
 	db      Pinger
 	log     *slog.Logger
 	metrics metrics
+	streams *streamLimits
 	handler http.Handler
 	huma    huma.API
 	mux     *http.ServeMux
@@ -70,8 +79,8 @@ type Server struct {
 
 var hookOnce sync.Once
 
-// New builds the handler. reg receives the HTTP metrics; /metrics serves
-// everything registered in it.
+// New builds the handler. reg receives the HTTP and live stream metrics;
+// the handler does not serve them (see MetricsHandler).
 func New(cfg Config, svc *app.Service, jwt *auth.Verifier, db Pinger, reg *prometheus.Registry, log *slog.Logger) *Server {
 	hookOnce.Do(hookHumaErrors)
 	s := &Server{cfg: cfg, svc: svc, jwt: jwt, db: db, log: log}
@@ -83,6 +92,7 @@ func New(cfg Config, svc *app.Service, jwt *auth.Verifier, db Pinger, reg *prome
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"route"})
 	reg.MustRegister(s.metrics.requests, s.metrics.latency)
+	s.streams = newStreamLimits(cfg, reg)
 
 	mux := http.NewServeMux()
 	hc := huma.DefaultConfig("spkey — SmartphoneKey-compatible API", cfg.Version)
@@ -113,7 +123,6 @@ func New(cfg Config, svc *app.Service, jwt *auth.Verifier, db Pinger, reg *prome
 	if cfg.Mount != nil {
 		cfg.Mount(mux)
 	}
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.handler = s.observe(s.cors(s.authenticate(s.route(mux))))
 	return s
 }

@@ -76,13 +76,18 @@ func (s *Server) notificationStream(ctx context.Context, in *streamInput) (*huma
 	if err := s.svc.AuthorizeUserStream(ctx, principal(ctx), in.ID); err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}
+	release, err := s.streams.acquire(streamKey(principal(ctx), in.ID))
+	if err != nil {
+		return nil, err
+	}
 	resume := in.LastEventID
 	if resume == "" {
 		resume = in.After
 	}
 	// Subscribe before reading the head: an entry added in between wakes
 	// us instead of being skipped.
-	sub, cancel := s.cfg.Waker.Subscribe(in.ID)
+	sub, unsubscribe := s.cfg.Waker.Subscribe(in.ID)
+	cancel := func() { unsubscribe(); release() }
 	var last int64
 	if resume != "" {
 		n, err := strconv.ParseInt(resume, 10, 64)
@@ -92,7 +97,11 @@ func (s *Server) notificationStream(ctx context.Context, in *streamInput) (*huma
 		}
 		last = n
 	} else {
-		n, err := s.cfg.Feed.FeedHead(ctx, in.ID)
+		var n int64
+		err := s.streams.read(ctx, func(ctx context.Context) (err error) {
+			n, err = s.cfg.Feed.FeedHead(ctx, in.ID)
+			return err
+		})
 		if err != nil {
 			cancel()
 			return nil, toAPIError(ctx, s.log, err)
@@ -102,7 +111,9 @@ func (s *Server) notificationStream(ctx context.Context, in *streamInput) (*huma
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
 		defer cancel()
 		r, w := humago.Unwrap(hctx)
-		recheck := func(ctx context.Context) error { return s.reauthorize(ctx, r, in.ID) }
+		recheck := func(ctx context.Context) error {
+			return s.streams.read(ctx, func(ctx context.Context) error { return s.reauthorize(ctx, r, in.ID) })
+		}
 		s.stream(r.Context(), w, in.ID, app.FeedScope(principal(ctx)), last, sub, recheck)
 	}}, nil
 }
@@ -147,8 +158,10 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID, org 
 			entries, upTo, readDB = handedOver(sub.Take(), last, org)
 		}
 		if readDB {
-			var err error
-			entries, err = s.cfg.Feed.FeedFor(ctx, userID, org, last, streamPage)
+			err := s.streams.read(ctx, func(ctx context.Context) (err error) {
+				entries, err = s.cfg.Feed.FeedFor(ctx, userID, org, last, streamPage)
+				return err
+			})
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Error("read live feed", "user_id", userID, "err", err)
@@ -203,7 +216,8 @@ func streamOp() huma.Operation {
 	o := op(http.MethodGet, "/users/{id}/notifications/stream", "get_GetUserNotificationStreamRoute",
 		"Live notifications as Server-Sent Events (id: per-user event number; event: DoorbellRang, DoorbellAnswered or DoorbellDeclined; data: the event's JSON with its type)",
 		200, secUser, "User", "Doorbell")
-	o.Responses = map[string]*huma.Response{"200": {Description: "An endless text/event-stream", Content: map[string]*huma.MediaType{"text/event-stream": {Schema: &huma.Schema{Type: "string"}}}}}
+	o.Responses = map[string]*huma.Response{"200": {Description: "An endless text/event-stream", Content: map[string]*huma.MediaType{"text/event-stream": {Schema: &huma.Schema{Type: "string"}}}},
+		"429": {Description: "Too many live streams open for this user with this credential, or on this server (Retry-After says when to try again)"}}
 	return o
 }
 

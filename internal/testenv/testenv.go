@@ -137,6 +137,9 @@ type Server struct {
 	Svc   *app.Service
 	JWT   *auth.Verifier
 	Reg   *prometheus.Registry
+	// MetricsURL is the base URL of the server's metrics listener
+	// (GET /metrics), apart from URL as in `spkey serve`.
+	MetricsURL string
 	// Engine delivers this server's doorbell notifications; Hub wakes its
 	// live streams.
 	Engine *notify.Engine
@@ -175,6 +178,11 @@ type Options struct {
 	AllowUserLockCreate bool
 	// ReplaysPerHour is app.Options.ReplaysPerHour (0: the default).
 	ReplaysPerHour int
+	// MaxStreams and MaxStreamsPerUser bound the live streams (zero: the
+	// defaults of httpapi.Config).
+	MaxStreams, MaxStreamsPerUser int
+	// MetricsToken, if set, is the bearer token of the metrics listener.
+	MetricsToken string
 }
 
 // NewServer starts spkey's handler on 127.0.0.1:0 over a fresh store.
@@ -252,13 +260,15 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 		mount = func(mux *http.ServeMux) { opt.Mount(mux, svc) }
 	}
 	h := httpapi.New(httpapi.Config{Version: "test", AdminAPIKey: adminKey, AdminEmailDomain: opt.AdminEmailDomain, CORSOrigins: origins,
-		Feed: st, Waker: hub, Mount: mount, StreamRecheck: 200 * time.Millisecond}, svc, v, st, reg, log)
+		Feed: st, Waker: hub, Mount: mount, StreamRecheck: 200 * time.Millisecond, MaxStreams: opt.MaxStreams, MaxStreamsPerUser: opt.MaxStreamsPerUser}, svc, v, st, reg, log)
+	msrv := httptest.NewServer(httpapi.MetricsHandler(reg, opt.MetricsToken))
+	t.Cleanup(msrv.Close)
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ReadTimeout, srv.Config.WriteTimeout = opt.Timeouts, opt.Timeouts
 	srv.Start()
 	// Live streams never end by themselves: cut them before closing.
 	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
-	return &Server{URL: srv.URL, Store: st, Svc: svc, JWT: v, Reg: reg, Engine: engine, Hub: hub}
+	return &Server{URL: srv.URL, MetricsURL: msrv.URL, Store: st, Svc: svc, JWT: v, Reg: reg, Engine: engine, Hub: hub}
 }
 
 // Token mints a local JWT for sub valid for an hour.

@@ -1,0 +1,109 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spkey-dev/spkey/internal/app"
+)
+
+// Defaults of the live stream bounds (Config.MaxStreams,
+// Config.MaxStreamsPerUser, Config.StreamReads).
+const (
+	DefaultMaxStreams        = 1000
+	DefaultMaxStreamsPerUser = 5
+	DefaultStreamReads       = 4
+)
+
+// streamRetryAfter is the Retry-After (seconds) of a refused stream.
+const streamRetryAfter = 10
+
+// streamLimits bounds the live streams of this node: at most perKey open
+// for one caller and user, at most total in all. It also holds the
+// semaphore through which streams read the database, so that however
+// many are open they use at most cap(reads) connections of the pool.
+type streamLimits struct {
+	mu            sync.Mutex
+	open          map[string]int
+	count         int
+	total, perKey int
+	reads         chan struct{}
+	refused       *prometheus.CounterVec
+}
+
+func newStreamLimits(cfg Config, reg *prometheus.Registry) *streamLimits {
+	l := &streamLimits{open: map[string]int{}, total: cfg.MaxStreams, perKey: cfg.MaxStreamsPerUser}
+	if l.total <= 0 {
+		l.total = DefaultMaxStreams
+	}
+	if l.perKey <= 0 {
+		l.perKey = DefaultMaxStreamsPerUser
+	}
+	reads := cfg.StreamReads
+	if reads <= 0 {
+		reads = DefaultStreamReads
+	}
+	l.reads = make(chan struct{}, reads)
+	l.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spkey_live_stream_refusals_total",
+		Help: "Live streams refused with 429, by the limit reached (user: --max-streams-per-user, node: --max-streams)."}, []string{"limit"})
+	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "spkey_live_streams", Help: "Open live notification streams on this node."},
+		func() float64 { l.mu.Lock(); defer l.mu.Unlock(); return float64(l.count) })
+	reg.MustRegister(l.refused, open)
+	return l
+}
+
+// streamKey names whose streams count together: one caller (a user's
+// token, or a tenant's key) streaming one user's feed.
+func streamKey(p app.Principal, userID string) string {
+	return fmt.Sprintf("%d|%s|%s|%s", p.Kind, p.UserID, p.OrgID, userID)
+}
+
+// acquire takes a stream slot for key, or answers why not (429 with
+// Retry-After). The release func must be called when the stream ends.
+func (l *streamLimits) acquire(key string) (func(), error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var limit, msg string
+	switch {
+	case l.open[key] >= l.perKey:
+		limit, msg = "user", fmt.Sprintf("Too many live streams: at most %d may be open for one user with one credential; close one before opening another", l.perKey)
+	case l.count >= l.total:
+		limit, msg = "node", fmt.Sprintf("Too many live streams on this server (at most %d): try again later", l.total)
+	}
+	if limit != "" {
+		l.refused.WithLabelValues(limit).Inc()
+		e := newAPIError(http.StatusTooManyRequests, msg, nil)
+		return nil, huma.ErrorWithHeaders(e, http.Header{"Retry-After": {strconv.Itoa(streamRetryAfter)}})
+	}
+	l.open[key]++
+	l.count++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.count--
+			if l.open[key]--; l.open[key] <= 0 {
+				delete(l.open, key)
+			}
+		})
+	}, nil
+}
+
+// read runs fn, a stream's database read, once one of the stream read
+// slots is free (or fails with ctx's error).
+func (l *streamLimits) read(ctx context.Context, fn func(context.Context) error) error {
+	select {
+	case l.reads <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-l.reads }()
+	return fn(ctx)
+}
