@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/spkey-dev/spkey/internal/auth"
 )
 
 // runIn runs spkey with args and env in a fresh working folder (where the
@@ -38,7 +41,7 @@ func TestCLIHelp(t *testing.T) {
 		{[]string{"tenant", "create", "-h"}, "Usage: spkey tenant create ORG_ID", append([]string{"name", "owner-email", "super"}, store...)},
 		{[]string{"tenant", "create", "acme", "--help"}, "Usage: spkey tenant create ORG_ID", append([]string{"name", "owner-email", "super"}, store...)},
 		{[]string{"tenant", "-h"}, "Usage: spkey tenant create ORG_ID", nil},
-		{[]string{"token", "-h"}, "Usage: spkey token --sub USER_UUID", []string{"data", "email", "jwt-user-claim", "sub", "ttl"}},
+		{[]string{"token", "-h"}, "Usage: spkey token --sub USER_UUID", []string{"data", "email", "jwt-user-claim", "phone", "sub", "ttl"}},
 		{[]string{"portal-link", "-h"}, "Usage: spkey portal-link --email E", []string{"addr", "data", "email", "portal-secret", "public-url", "ttl"}},
 		{[]string{"serve", "-h"}, "Usage: spkey serve", nil},
 		{[]string{"bench", "-h"}, "Usage: spkey bench", nil},
@@ -100,6 +103,7 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"token", "--sub", "0f8fad5b-d9cb-469f-a165-70867728950e", "--ttl", "0s"}, "--ttl must be positive"},
 		{[]string{"token", "--sub", "0f8fad5b-d9cb-469f-a165-70867728950e", "--ttl", "-1h"}, "--ttl must be positive"},
 		{[]string{"portal-link", "--email", "p@example.com", "--ttl", "-5m"}, "--ttl must be positive"},
+		{[]string{"token", "--sub", "0f8fad5b-d9cb-469f-a165-70867728950e", "--phone", "123"}, "--phone:"},
 	} {
 		_, _, dir, err := runIn(t, nil, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -168,5 +172,28 @@ func TestCLIPortalLinkPublicURL(t *testing.T) {
 		if !strings.HasPrefix(out.String(), c.link) || !strings.Contains(errOut.String(), c.source) {
 			t.Errorf("%v %v: stdout %q, stderr %q; want %q and %q", c.args, c.env, out.String(), errOut.String(), c.link, c.source)
 		}
+	}
+}
+
+// TestCLITokenPhone: `spkey token --phone` mints a phone_number claim (in
+// international form) that the server takes as the user's own verified
+// number.
+func TestCLITokenPhone(t *testing.T) {
+	data := t.TempDir()
+	var out bytes.Buffer
+	sub := "0f8fad5b-d9cb-469f-a165-70867728950e"
+	if err := run(context.Background(), []string{"token", "--data", data, "--sub", sub, "--phone", "0048 600 700 800"}, nil, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.NewVerifier(context.Background(), auth.Config{KeyPath: filepath.Join(data, "jwt-signing-key.pem")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(context.Background(), strings.TrimSpace(out.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.UserID != sub || c.Phone != "+48600700800" || !c.PhoneVerified {
+		t.Fatalf("claims %+v", c)
 	}
 }

@@ -71,12 +71,13 @@ func cmdTenant(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 }
 
 func cmdToken(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
-	var sub, email string
+	var sub, email, phone string
 	var ttl time.Duration
-	c, _, err := parse(command{name: "token", usage: "token --sub USER_UUID [--email E] [--ttl 1h] [flags]", flags: []string{"data", "jwt-user-claim"},
+	c, _, err := parse(command{name: "token", usage: "token --sub USER_UUID [--email E] [--phone P] [--ttl 1h] [flags]", flags: []string{"data", "jwt-user-claim"},
 		extra: func(fs *flag.FlagSet) {
 			fs.StringVar(&sub, "sub", "", "user UUID (required)")
-			fs.StringVar(&email, "email", "", "email claim")
+			fs.StringVar(&email, "email", "", "email claim: the address the user may set on their own record")
+			fs.StringVar(&phone, "phone", "", "phone_number claim (international form): the number the user may set on their own record")
 			fs.DurationVar(&ttl, "ttl", time.Hour, "lifetime (positive)")
 		}}, args, envMap(environ), stdout, stderr)
 	if err != nil {
@@ -88,11 +89,16 @@ func cmdToken(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	if ttl <= 0 {
 		return fmt.Errorf("--ttl must be positive (e.g. 1h), got %s", ttl)
 	}
+	if phone != "" {
+		if phone, err = domain.NormalizePhone("phone", phone); err != nil {
+			return fmt.Errorf("--phone: %w", err)
+		}
+	}
 	v, err := auth.NewVerifier(ctx, auth.Config{KeyPath: c.keyPath(), UserClaim: c.JWTUserClaim})
 	if err != nil {
 		return err
 	}
-	tok, err := v.Mint(sub, email, ttl, time.Now())
+	tok, err := v.MintPhone(sub, email, phone, ttl, time.Now())
 	if err != nil {
 		return err
 	}
