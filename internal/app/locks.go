@@ -73,9 +73,19 @@ func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLoc
 	if err != nil {
 		return Result{}, err
 	}
+	if in.OwnerID != "" {
+		if _, err := domain.CanonicalUUID("ownerId", in.OwnerID); err != nil {
+			return Result{}, err
+		}
+	}
 	for i, k := range in.Keys {
 		if k.UUID == "" {
 			return Result{}, domain.InvalidField("keys["+strconv.Itoa(i)+"].uuid", "Key uuid is required")
+		}
+		if k.UserID != "" {
+			if _, err := domain.CanonicalUUID("keys["+strconv.Itoa(i)+"].userId", k.UserID); err != nil {
+				return Result{}, err
+			}
 		}
 	}
 	c.Aggregate = "lock/" + lockKey(id)
@@ -175,6 +185,9 @@ func (s *Service) SetOwner(ctx context.Context, c Call, id int64, userID string)
 	if userID == "" {
 		return Result{}, domain.InvalidField("userId", "userId is required")
 	}
+	if _, err := domain.CanonicalUUID("userId", userID); err != nil {
+		return Result{}, err
+	}
 	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
 		if err := authorizeOwnership(c.P, st); err != nil {
 			return nil, Result{}, err
@@ -207,7 +220,7 @@ func resolveResident(ctx context.Context, tx *store.Tx, in ResidentInput) (store
 	}
 	var probes []probe
 	if in.UserID != nil {
-		id, err := domain.NormalizeUUID("userId", *in.UserID)
+		id, err := domain.CanonicalUUID("userId", *in.UserID)
 		if err != nil {
 			return store.User{}, err
 		}
@@ -255,8 +268,8 @@ func resolveResident(ctx context.Context, tx *store.Tx, in ResidentInput) (store
 // AddResident puts a user on the doorbell list of lock id. It returns
 // NotFound when the user does not exist yet and Invalid for a duplicate.
 func (s *Service) AddResident(ctx context.Context, c Call, id int64, in ResidentInput) (Result, error) {
-	if in.Name == "" {
-		return Result{}, domain.InvalidField("name", "name is required")
+	if err := lock.CheckResidentName(in.Name); err != nil {
+		return Result{}, err
 	}
 	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
 		u, err := resolveResident(ctx, tx, in)
