@@ -1,8 +1,11 @@
 package domain_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spkey-dev/spkey/internal/domain"
 )
@@ -106,4 +109,61 @@ func TestCheckText(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzParseID: an accepted id is exactly the decimal form of its value.
+func FuzzParseID(f *testing.F) {
+	for _, s := range []string{"1", "007", "+1", "1e3", " 12", "9007199254740991", "9007199254740992", "-0", "١"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := domain.ParseID("id", s)
+		if err != nil {
+			return
+		}
+		if n < 1 || n > domain.MaxID || strconv.FormatInt(n, 10) != s {
+			t.Fatalf("ParseID(%q) = %d", s, n)
+		}
+	})
+}
+
+// FuzzCanonicalUUID: an accepted id is 36 characters of lower-case hex and
+// dashes, unchanged.
+func FuzzCanonicalUUID(f *testing.F) {
+	for _, s := range []string{"3f2b8c1e-0d4a-4b6e-9f1a-2c3d4e5f6a7b", "3F2B8C1E-0D4A-4B6E-9F1A-2C3D4E5F6A7B", "{3f2b8c1e-0d4a-4b6e-9f1a-2c3d4e5f6a7b}", "../..", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := domain.CanonicalUUID("id", s)
+		if err != nil {
+			return
+		}
+		if got != s || len(s) != 36 || strings.Trim(s, "0123456789abcdef-") != "" || strings.Count(s, "-") != 4 {
+			t.Fatalf("CanonicalUUID(%q) accepted", s)
+		}
+	})
+}
+
+// FuzzCheckText: accepted text is valid UTF-8 within the limit and holds
+// no control (but line feed and tab when multiline), separator or bidi
+// formatting character.
+func FuzzCheckText(f *testing.F) {
+	for _, s := range []string{"Zoë", "a\nb", "evil\u202Egnp.exe", "a\u2066b\u2069", "\x00", "\xff", "a\u2028b"} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, s string, multiline bool) {
+		if domain.CheckText("name", s, 50, multiline) != nil {
+			return
+		}
+		if !utf8.ValidString(s) || utf8.RuneCountInString(s) > 50 {
+			t.Fatalf("CheckText accepted %q", s)
+		}
+		for _, r := range s {
+			ok := !unicode.IsControl(r) || (multiline && (r == '\n' || r == '\t'))
+			if !ok || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r) {
+				t.Fatalf("CheckText accepted %q (U+%04X)", s, r)
+			}
+		}
+	})
 }
