@@ -69,7 +69,7 @@ func (s *Service) RingFromVisitor(ctx context.Context, id int64, residentUserID,
 func (s *Service) ring(ctx context.Context, c Call, id int64, in RingInput, public bool) (Result, error) {
 	in.VisitorName, in.Message = strings.TrimSpace(in.VisitorName), strings.TrimSpace(in.Message)
 	if in.ResidentUserID != "" {
-		u, err := domain.NormalizeUUID("residentUserId", in.ResidentUserID)
+		u, err := domain.CanonicalUUID("residentUserId", in.ResidentUserID)
 		if err != nil {
 			return Result{}, err
 		}
@@ -184,7 +184,7 @@ func (s *Service) respond(ctx context.Context, c Call, ringID string, decide fun
 	if err := requireAuth(c.P); err != nil {
 		return Result{}, err
 	}
-	id, err := domain.NormalizeUUID("ringId", ringID)
+	id, err := domain.CanonicalUUID("ringId", ringID)
 	if err != nil {
 		return Result{}, domain.Errorf(domain.NotFound, "Ring %s not found", ringID)
 	}

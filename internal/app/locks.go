@@ -75,9 +75,19 @@ func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLoc
 	if err != nil {
 		return Result{}, err
 	}
+	if in.OwnerID != "" {
+		if _, err := domain.CanonicalUUID("ownerId", in.OwnerID); err != nil {
+			return Result{}, err
+		}
+	}
 	for i, k := range in.Keys {
 		if k.UUID == "" {
 			return Result{}, domain.InvalidField("keys["+strconv.Itoa(i)+"].uuid", "Key uuid is required")
+		}
+		if k.UserID != "" {
+			if _, err := domain.CanonicalUUID("keys["+strconv.Itoa(i)+"].userId", k.UserID); err != nil {
+				return Result{}, err
+			}
 		}
 	}
 	if c.P.Kind == UserCaller && !c.P.Admin && !s.allowUserLockCreate {
@@ -196,6 +206,9 @@ func (s *Service) SetOwner(ctx context.Context, c Call, id int64, userID string)
 	if userID == "" {
 		return Result{}, domain.InvalidField("userId", "userId is required")
 	}
+	if _, err := domain.CanonicalUUID("userId", userID); err != nil {
+		return Result{}, err
+	}
 	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
 		if err := authorizeOwnership(c.P, st); err != nil {
 			return nil, Result{}, err
@@ -228,7 +241,7 @@ func resolveResident(ctx context.Context, tx *store.Tx, in ResidentInput) (store
 	}
 	var probes []probe
 	if in.UserID != nil {
-		id, err := domain.NormalizeUUID("userId", *in.UserID)
+		id, err := domain.CanonicalUUID("userId", *in.UserID)
 		if err != nil {
 			return store.User{}, err
 		}
@@ -279,8 +292,8 @@ func resolveResident(ctx context.Context, tx *store.Tx, in ResidentInput) (store
 // user creates one, so the answer does not tell whether the address was
 // known. It returns Invalid for a duplicate.
 func (s *Service) AddResident(ctx context.Context, c Call, id int64, in ResidentInput) (Result, error) {
-	if in.Name == "" {
-		return Result{}, domain.InvalidField("name", "name is required")
+	if err := lock.CheckResidentName(in.Name); err != nil {
+		return Result{}, err
 	}
 	byUser := c.P.Kind == UserCaller && !c.P.Admin
 	if byUser && countIdentifiers(in) > 1 {

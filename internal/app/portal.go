@@ -43,7 +43,7 @@ func (s *Service) Onboard(ctx context.Context, email, orgID, orgName string) (Is
 	if err != nil {
 		return IssuedKey{}, err
 	}
-	if !orgIDRE.MatchString(orgID) {
+	if !domain.ValidOrgID(orgID) {
 		return IssuedKey{}, domain.InvalidField("orgId", "The organization id must be 1-128 characters of letters, digits and . _ : @ -, starting with a letter or digit.")
 	}
 	orgName = strings.TrimSpace(orgName)

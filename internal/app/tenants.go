@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/spkey-dev/spkey/internal/domain"
@@ -18,8 +17,6 @@ import (
 
 var tenantAgg = aggregate[tenant.State]{typ: tenant.AggregateType, apply: tenant.Apply, org: func(s tenant.State) string { return s.OrgID }}
 
-var orgIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
-
 func requireAdmin(p Principal) error {
 	if !p.Admin {
 		return domain.Errorf(domain.Unauthorized, "Admin credentials required")
@@ -32,7 +29,7 @@ func (s *Service) RegisterTenant(ctx context.Context, c Call, orgID, orgName, ow
 	if err := requireAdmin(c.P); err != nil {
 		return Result{}, err
 	}
-	if !orgIDRE.MatchString(orgID) {
+	if !domain.ValidOrgID(orgID) {
 		return Result{}, domain.InvalidField("orgId", "orgId must be 1-128 characters of letters, digits and . _ : @ -")
 	}
 	if orgName == "" {
@@ -86,6 +83,9 @@ func (s *Service) IssueKey(ctx context.Context, p Principal, in IssueKeyInput, r
 	}
 	if in.OrgID == "" {
 		return IssuedKey{}, domain.InvalidField("orgId", "orgId is required")
+	}
+	if err := tenant.CheckOrgName(in.OrgName); err != nil {
+		return IssuedKey{}, err
 	}
 	expires := ""
 	if in.ExpiresAt != "" {

@@ -78,7 +78,7 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 		return UserView{}, err
 	}
 	if in.UUID != "" {
-		if id, err = domain.NormalizeUUID("uuid", in.UUID); err != nil {
+		if id, err = domain.CanonicalUUID("uuid", in.UUID); err != nil {
 			return UserView{}, err
 		}
 	}
@@ -174,11 +174,11 @@ func (s *Service) CreateUser(ctx context.Context, c Call, id string, in CreateUs
 	if err := requireAuth(c.P); err != nil {
 		return Result{}, err
 	}
-	bodyID, err := domain.NormalizeUUID("userId", in.UserID)
+	bodyID, err := domain.CanonicalUUID("userId", in.UserID)
 	if err != nil {
 		return Result{}, err
 	}
-	pathID, err := domain.NormalizeUUID("id", id)
+	pathID, err := domain.CanonicalUUID("id", id)
 	if err != nil {
 		return Result{}, err
 	}
@@ -201,6 +201,9 @@ func (s *Service) CreateUser(ctx context.Context, c Call, id string, in CreateUs
 		if _, err := domain.NormalizePhone("phoneNumber", in.PhoneNumber); err != nil {
 			return Result{}, err
 		}
+	}
+	if err := user.CheckNames(in.FirstName, in.LastName); err != nil {
+		return Result{}, err
 	}
 	c.Aggregate = "user/" + pathID
 	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
@@ -354,17 +357,33 @@ func (s *Service) Profile(ctx context.Context, p Principal, id string) (UserView
 }
 
 // EnsureUser is the sign-up hook (POST /users): find the user with this
-// e-mail or create one. The person has signed up with the identity
-// provider, so the record counts as signed in: the tenant that created it
-// loses custody. The caller has passed the hook's admin-key check.
-func (s *Service) EnsureUser(ctx context.Context, email string) (UserView, error) {
+// e-mail or create one with id userID (the identity provider's id, the
+// sub of the user's JWTs). It returns Conflict when the e-mail belongs to
+// a user with another id, or the id to a user with another e-mail. The
+// person has signed up with the identity provider, so the record counts
+// as signed in: the tenant that created it loses custody. The caller has
+// passed the hook's admin-key check.
+func (s *Service) EnsureUser(ctx context.Context, email, userID string) (UserView, error) {
 	e, err := domain.NormalizeEmail("detail.data.user_name", email)
 	if err != nil {
 		return UserView{}, err
 	}
-	u, err := s.FindOrCreate(ctx, Principal{Admin: true}, false, FindInput{Email: e})
+	id, err := domain.CanonicalUUID("detail.data.user_id", userID)
 	if err != nil {
-		return u, err
+		return UserView{}, err
+	}
+	u, err := s.FindOrCreate(ctx, Principal{Admin: true}, false, FindInput{Email: e, UUID: id})
+	if domain.ErrorCode(err) == domain.Conflict {
+		return UserView{}, &domain.Error{Code: domain.Conflict, Message: "detail.data.user_id already belongs to a user with another e-mail address",
+			Details: []domain.FieldError{{Field: "detail.data.user_id", Message: "taken by another user"}}}
+	}
+	if err != nil {
+		return UserView{}, err
+	}
+	if u.UserID != id {
+		// Found by e-mail, under another id: nothing was written.
+		return UserView{}, &domain.Error{Code: domain.Conflict, Message: "This e-mail address already belongs to a user with another id",
+			Details: []domain.FieldError{{Field: "detail.data.user_name", Message: "taken by another user"}}}
 	}
 	return u, s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error { return tx.NoteSignIn(ctx, u.UserID, s.stamp()) })
 }

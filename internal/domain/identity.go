@@ -3,6 +3,7 @@ package domain
 import (
 	"net/mail"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode"
 )
@@ -20,6 +21,45 @@ func NormalizeUUID(field, s string) (string, error) {
 	}
 	return strings.ToLower(s), nil
 }
+
+var canonicalUUIDRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// CanonicalUUID checks that s is a UUID in its canonical text form: 36
+// characters, lower-case hex digits in groups of 8-4-4-4-12. User and ring
+// ids are compared as strings, so no other spelling (upper case, braces,
+// "urn:uuid:") is accepted. It returns an Invalid error naming field.
+func CanonicalUUID(field, s string) (string, error) {
+	if !canonicalUUIDRE.MatchString(s) {
+		return "", InvalidField(field, field+" must be a UUID in lower-case canonical form (8-4-4-4-12 hex digits, e.g. 3f2b8c1e-0d4a-4b6e-9f1a-2c3d4e5f6a7b)")
+	}
+	return s, nil
+}
+
+// MaxID is the largest lock or delivery id: 2^53-1, the largest integer a
+// JSON client (JavaScript's Number) reads exactly.
+const MaxID = 1<<53 - 1
+
+// ParseID reads a positive integer id in canonical decimal form: digits
+// only, no sign, no leading zero, no exponent or spaces, 1 to MaxID. It
+// returns an Invalid error naming field.
+func ParseID(field, s string) (int64, error) {
+	bad := len(s) == 0 || s[0] == '0'
+	for i := 0; i < len(s) && !bad; i++ {
+		bad = s[i] < '0' || s[i] > '9'
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if bad || err != nil || n < 1 || n > MaxID {
+		return 0, InvalidField(field, field+" must be a positive integer written with digits only (no sign, leading zero or exponent), at most 9007199254740991")
+	}
+	return n, nil
+}
+
+var orgIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
+
+// ValidOrgID reports whether s is an organization id: 1-128 characters of
+// ASCII letters, digits and . _ : @ -, starting with a letter or digit.
+// Org ids are case-sensitive ("Acme" and "acme" are two organizations).
+func ValidOrgID(s string) bool { return orgIDRE.MatchString(s) }
 
 // NormalizeEmail trims and lower-cases an address and checks its form. It
 // returns an Invalid error naming field when the address is malformed.

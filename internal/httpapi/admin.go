@@ -18,7 +18,7 @@ type registerTenantInput struct {
 }
 
 func (s *Server) admin(ctx context.Context) (app.Principal, error) {
-	if err := adminCheck(ctx); err != nil {
+	if err := s.adminCheck(ctx); err != nil {
 		return app.Principal{}, toAPIError(ctx, s.log, err)
 	}
 	return principal(ctx), nil

@@ -21,7 +21,7 @@ func TestAdminDisabledWithoutKey(t *testing.T) {
 		{Method: "POST", Path: "/api-keys", Body: map[string]any{"orgId": "acme"}},
 		{Method: "POST", Path: "/api-keys/acme/rotate"},
 		{Method: "GET", Path: "/tenants"},
-		{Method: "POST", Path: "/users", Body: map[string]any{"detail": map[string]any{"data": map[string]any{"user_name": "a@example.com", "user_id": "auth0|1"}}}},
+		{Method: "POST", Path: "/users", Body: map[string]any{"detail": map[string]any{"data": map[string]any{"user_name": "a@example.com", "user_id": "5a5a5a5a-0000-4000-8000-000000000001"}}}},
 	} {
 		for _, key := range []string{"", testenv.AdminKey, "anything-at-all-0123456789"} {
 			r := r

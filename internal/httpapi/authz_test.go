@@ -148,7 +148,7 @@ func authzRoutes() []authzRoute {
 		{"GET /users/{id}/notifications/stream", authzUser, wirePlain, get("/users/{user}/notifications/stream"), 200, ""},
 		{"POST /users", authzHook, wirePlain,
 			post("/users", func(*authzFixture) any {
-				return map[string]any{"detail": map[string]any{"data": map[string]any{"user_name": "signup@users.test", "user_id": "auth0|signup"}}}
+				return map[string]any{"detail": map[string]any{"data": map[string]any{"user_name": "signup@users.test", "user_id": "5a5a5a5a-0000-4000-8000-00000000516e"}}}
 			}), 200, "userId"},
 		{"GET /users/by-email", authzLookup, wireQuery, get("/users/by-email?email=owner@users.test"), 200, "uuid"},
 		{"GET /users/by-phone", authzLookup, wireQuery, get("/users/by-phone?phoneNumber=%2B48111222333"), 200, "uuid"},

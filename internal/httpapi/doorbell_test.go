@@ -78,7 +78,7 @@ func TestDoorbellOverHTTP(t *testing.T) {
 				msg    string
 			}{
 				{"unknown ring", wireReq{Method: "POST", Path: "/doorbell/rings/00000000-2b1f-4e6d-9c8b-7a6f5e4d3c2b/answer", JWT: aliceJWT}, 404, "Ring 00000000-2b1f-4e6d-9c8b-7a6f5e4d3c2b not found"},
-				{"malformed ring id", wireReq{Method: "POST", Path: "/doorbell/rings/nope/answer", JWT: aliceJWT}, 404, "Ring nope not found"},
+				{"malformed ring id", wireReq{Method: "POST", Path: "/doorbell/rings/nope/answer", JWT: aliceJWT}, 400, "ringId must be a UUID in lower-case canonical form (8-4-4-4-12 hex digits, e.g. 3f2b8c1e-0d4a-4b6e-9f1a-2c3d4e5f6a7b)"},
 				{"non-resident", wireReq{Method: "POST", Path: "/doorbell/rings/" + ringID + "/answer", JWT: strangerJWT}, 403, "Only a resident this ring notified may answer it"},
 				{"unknown lock ring", wireReq{Method: "POST", Path: "/locks/999/RingDoorbell", Key: key}, 404, "Lock 999 not found"},
 				{"oversized message", wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: key, Body: map[string]any{"message": strings.Repeat("x", 281)}}, 400, ""},

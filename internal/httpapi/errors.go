@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -78,11 +79,49 @@ func toAPIError(ctx context.Context, log *slog.Logger, err error) *APIError {
 	return newAPIError(http.StatusInternalServerError, "Internal server error", nil)
 }
 
+var requiredRE = regexp.MustCompile(`^expected required property (.+) to be present$`)
+
+// fieldError turns one of huma's error details into ours: the field is the
+// member's path in the body (or the parameter's name), also for a missing
+// required member (huma reports it at the enclosing object) and for a value
+// our JSON decoder refused.
+func fieldError(loc, msg string) domain.FieldError {
+	field := loc
+	for _, p := range []string{"body.", "path.", "query.", "header."} {
+		field = strings.TrimPrefix(field, p)
+	}
+	if field == "body" {
+		field = ""
+	}
+	if m := requiredRE.FindStringSubmatch(msg); m != nil {
+		if field != "" {
+			field += "."
+		}
+		return domain.FieldError{Field: field + m[1], Message: field + m[1] + " is required"}
+	}
+	if f, text, ok := splitBodyErr(msg); ok && field == "" {
+		return domain.FieldError{Field: f, Message: f + " " + text}
+	}
+	return domain.FieldError{Field: field, Message: plain(msg)}
+}
+
+// plain keeps Go's type names out of a message: encoding/json's "cannot
+// unmarshal ... into Go struct field .x of type int64" becomes a plain
+// sentence (our decoder reports such values itself; this is the net).
+func plain(msg string) string {
+	if strings.Contains(msg, "Go struct field") || strings.Contains(msg, "Go value of type") {
+		return "a value in the body has the wrong type or is out of range"
+	}
+	return msg
+}
+
 // hookHumaErrors makes huma's own errors (validation, bad JSON, body too
 // large) use our envelope and upstream's 400 instead of 422/413. huma
 // exposes this hook only as a package variable; it is set once, the same
 // way, by every server.
 func hookHumaErrors() {
+	// Member names match exactly: "Email" is not "email" (see jsonFormat).
+	huma.ValidateStrictCasing = true
 	huma.NewErrorWithContext = func(_ huma.Context, status int, msg string, errs ...error) huma.StatusError {
 		var details []domain.FieldError
 		for _, e := range errs {
@@ -91,24 +130,17 @@ func hookHumaErrors() {
 			}
 			var d *huma.ErrorDetail
 			if errors.As(e, &d) {
-				field := d.Location
-				for _, p := range []string{"body.", "path.", "query.", "header."} {
-					field = strings.TrimPrefix(field, p)
-				}
-				if field == "body" {
-					field = ""
-				}
-				details = append(details, domain.FieldError{Field: field, Message: d.Message})
+				details = append(details, fieldError(d.Location, d.Message))
 				continue
 			}
-			details = append(details, domain.FieldError{Message: e.Error()})
+			details = append(details, domain.FieldError{Message: plain(e.Error())})
 		}
 		switch status {
 		case http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge:
 			status = http.StatusBadRequest
 		}
 		if status == http.StatusBadRequest {
-			if len(details) > 0 && details[0].Field != "" {
+			if len(details) > 0 && details[0].Field != "" && !strings.HasPrefix(details[0].Message, details[0].Field+" ") {
 				msg = "Invalid request: " + details[0].Field + ": " + details[0].Message
 			} else if len(details) > 0 {
 				msg = "Invalid request: " + details[0].Message

@@ -228,23 +228,23 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.refuse(w, r, newAPIError(http.StatusUnauthorized, "Send either a Bearer JWT or an X-API-Key, not both", nil))
 			return
 		}
-		// Every body this API takes is JSON; clients (curl -d) often omit
-		// the header or send the form default. (HTML pages take real forms.)
-		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody && s.api[patternOf(r)] {
-			if ct := r.Header.Get("Content-Type"); ct == "" || strings.HasPrefix(ct, "application/x-www-form-urlencoded") || strings.HasPrefix(ct, "text/plain") {
-				r.Header.Set("Content-Type", "application/json")
-			}
-		}
 		var p app.Principal
 		var claims auth.Claims
 		switch {
 		case bearer != "":
-			tok, ok := strings.CutPrefix(bearer, "Bearer ")
-			if !ok || tok == "" {
+			// The scheme is case-insensitive (RFC 9110 section 11.1).
+			scheme, tok, _ := strings.Cut(strings.TrimSpace(bearer), " ")
+			tok = strings.TrimSpace(tok)
+			if !strings.EqualFold(scheme, "Bearer") || tok == "" {
 				s.refuse(w, r, newAPIError(http.StatusUnauthorized, "Authorization header must be 'Bearer <jwt>'", nil))
 				return
 			}
-			c, err := s.jwt.Verify(ctx, strings.TrimSpace(tok))
+			// One spelling from here on (the live stream re-reads it).
+			if bearer != "Bearer "+tok {
+				r = r.Clone(ctx)
+				r.Header.Set("Authorization", "Bearer "+tok)
+			}
+			c, err := s.jwt.Verify(ctx, tok)
 			if err != nil {
 				msg := "Invalid token"
 				if errors.Is(err, auth.ErrInvalid) {
@@ -296,15 +296,19 @@ func userPrincipal(c auth.Claims) app.Principal {
 
 // adminCheck returns nil when the request passed the admin check, else the
 // right refusal: 403 for a valid JWT outside the admin domain, 401
-// otherwise.
-func adminCheck(ctx context.Context) error {
+// otherwise (naming the admin JWT only when --admin-email-domain asks for
+// one).
+func (s *Server) adminCheck(ctx context.Context) error {
 	if principal(ctx).Admin {
 		return nil
 	}
 	if denied, _ := ctx.Value(keyAdminDenied).(bool); denied {
 		return domain.Errorf(domain.Forbidden, "This account's e-mail domain is not allowed to use admin routes")
 	}
-	return domain.Errorf(domain.Unauthorized, "Admin credentials required: X-Admin-API-Key and an admin JWT")
+	if s.cfg.AdminEmailDomain != "" {
+		return domain.Errorf(domain.Unauthorized, "Admin credentials required: X-Admin-API-Key and an admin JWT")
+	}
+	return domain.Errorf(domain.Unauthorized, "Admin credentials required: X-Admin-API-Key")
 }
 
 // streamToken returns the access_token query parameter of a live-stream

@@ -206,10 +206,10 @@ func TestOpenAPIUpstreamSchemas(t *testing.T) {
 					return wireReq{Method: "GET", Path: "/users/by-phone?phoneNumber=%2B48999000222&uuid=" + user, Key: key}
 				}},
 				{"POST", "/users", 200, func() wireReq {
-					return wireReq{Method: "POST", Path: "/users", Header: admin, Body: `{"detail":{"data":{"user_name":"hook@example.com","user_id":"auth0|1"}}}`}
+					return wireReq{Method: "POST", Path: "/users", Header: admin, Body: `{"detail":{"data":{"user_name":"hook@example.com","user_id":"5a5a5a5a-0000-4000-8000-000000000001"}}}`}
 				}},
 				{"POST", "/users", 400, func() wireReq {
-					return wireReq{Method: "POST", Path: "/users", Header: admin, Body: `{"detail":{"data":{"user_name":"not-an-email","user_id":"auth0|2"}}}`}
+					return wireReq{Method: "POST", Path: "/users", Header: admin, Body: `{"detail":{"data":{"user_name":"not-an-email","user_id":"5a5a5a5a-0000-4000-8000-000000000002"}}}`}
 				}},
 				{"POST", "/locks/{id}/SetOwner", 200, func() wireReq {
 					return wireReq{Method: "POST", Path: "/locks/1/SetOwner", Key: key, Body: map[string]any{"userId": user}}

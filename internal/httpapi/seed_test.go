@@ -380,11 +380,10 @@ func TestSeedBadInput(t *testing.T) {
 		badPhone   = "Invalid phone number: use international form, e.g. +48123456789"
 		badUUID    = "Invalid UUID format"
 		tooLarge   = "request body is too large limit=1048576 bytes"
-		notInt     = "invalid integer"
-		notPos     = "expected number > 0"
 		wantString = "expected string"
 	)
 	inv := func(field, msg string) string { return "Invalid request: " + field + ": " + msg }
+	badID, badUserID := badIDMsg("id"), badUUIDMsg("id")
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
 			f := newSeedFixture(t, b)
@@ -408,13 +407,13 @@ func TestSeedBadInput(t *testing.T) {
 				{"AddResident invalid phone", wireReq{Method: "POST", Path: "/locks/1/AddResident", Body: `{"name":"x","phoneNumber":"123"}`},
 					wireErr(wireCommand, 400, badPhone, [2]string{"phoneNumber", badPhone})},
 				{"AddResident invalid userId", wireReq{Method: "POST", Path: "/locks/1/AddResident", Body: `{"name":"x","userId":"not-a-uuid"}`},
-					wireErr(wireCommand, 400, badUUID, [2]string{"userId", badUUID})},
+					wireErr(wireCommand, 400, badUUIDMsg("userId"), [2]string{"userId", badUUIDMsg("userId")})},
 				{"AddResident lock id abc", wireReq{Method: "POST", Path: "/locks/abc/AddResident", Body: resBody},
-					wireErr(wireCommand, 400, inv("id", notInt), [2]string{"id", notInt})},
+					wireErr(wireCommand, 400, badID, [2]string{"id", badID})},
 				{"AddResident lock id 0", wireReq{Method: "POST", Path: "/locks/0/AddResident", Body: resBody},
-					wireErr(wireCommand, 400, inv("id", notPos), [2]string{"id", notPos})},
+					wireErr(wireCommand, 400, badID, [2]string{"id", badID})},
 				{"AddResident lock id -5", wireReq{Method: "POST", Path: "/locks/-5/AddResident", Body: resBody},
-					wireErr(wireCommand, 400, inv("id", notPos), [2]string{"id", notPos})},
+					wireErr(wireCommand, 400, badID, [2]string{"id", badID})},
 				{"AddResident body over 1 MiB", wireReq{Method: "POST", Path: "/locks/1/AddResident", Body: huge},
 					wireErr(wireCommand, 400, tooLarge)},
 
@@ -423,15 +422,15 @@ func TestSeedBadInput(t *testing.T) {
 				{"CreateLock index not an integer", wireReq{Method: "POST", Path: "/locks/5/CreateLock", Body: `{"index":"one","uuid":"` + seedLockUUID + `"}`},
 					wireErr(wireCommand, 400, inv("index", "expected integer"), [2]string{"index", "expected integer"})},
 				{"CreateLock index 0", wireReq{Method: "POST", Path: "/locks/5/CreateLock", Body: `{"index":0,"uuid":"` + seedLockUUID + `"}`},
-					wireErr(wireCommand, 400, inv("index", notPos), [2]string{"index", notPos})},
+					wireErr(wireCommand, 400, inv("index", "expected number > 0"), [2]string{"index", "expected number > 0"})},
 				{"CreateLock invalid uuid", wireReq{Method: "POST", Path: "/locks/5/CreateLock", Body: `{"index":5,"uuid":"not-a-uuid"}`},
 					wireErr(wireCommand, 400, badUUID, [2]string{"uuid", badUUID})},
 				{"CreateLock lock id abc", wireReq{Method: "POST", Path: "/locks/abc/CreateLock", Body: lockBody},
-					wireErr(wireCommand, 400, inv("id", notInt), [2]string{"id", notInt})},
+					wireErr(wireCommand, 400, badID, [2]string{"id", badID})},
 				{"CreateLock lock id 0", wireReq{Method: "POST", Path: "/locks/0/CreateLock", Body: lockBody},
-					wireErr(wireCommand, 400, inv("id", notPos), [2]string{"id", notPos})},
+					wireErr(wireCommand, 400, badID, [2]string{"id", badID})},
 				{"CreateLock lock id -5", wireReq{Method: "POST", Path: "/locks/-5/CreateLock", Body: lockBody},
-					wireErr(wireCommand, 400, inv("id", notPos), [2]string{"id", notPos})},
+					wireErr(wireCommand, 400, badID, [2]string{"id", badID})},
 				{"CreateLock body over 1 MiB", wireReq{Method: "POST", Path: "/locks/5/CreateLock", Body: `{"index":5,"uuid":"` + seedLockUUID + `","vendorName":"` + strings.Repeat("a", 1<<20) + `"}`},
 					wireErr(wireCommand, 400, tooLarge)},
 
@@ -440,7 +439,7 @@ func TestSeedBadInput(t *testing.T) {
 				{"by-email missing email", wireReq{Method: "GET", Path: "/users/by-email"},
 					wireErr(wireQuery, 400, inv("email", "required query parameter is missing"), [2]string{"email", "required query parameter is missing"})},
 				{"by-email invalid uuid", wireReq{Method: "GET", Path: "/users/by-email?email=new@example.com&uuid=not-a-uuid"},
-					wireErr(wireQuery, 400, badUUID, [2]string{"uuid", badUUID})},
+					wireErr(wireQuery, 400, badUUIDMsg("uuid"), [2]string{"uuid", badUUIDMsg("uuid")})},
 				{"by-email searchOnly not a boolean", wireReq{Method: "GET", Path: "/users/by-email?email=new@example.com&searchOnly=maybe"},
 					wireErr(wireQuery, 400, inv("searchOnly", `expected value to be one of "true, false"`), [2]string{"searchOnly", `expected value to be one of "true, false"`})},
 				{"by-phone invalid phone", wireReq{Method: "GET", Path: "/users/by-phone?phoneNumber=123"},
@@ -454,10 +453,10 @@ func TestSeedBadInput(t *testing.T) {
 					wireErr(wireCommand, 400, badEmail, [2]string{"email", badEmail})},
 				{"CreateUser invalid phone", wireReq{Method: "POST", Path: "/users/" + seedLock2UUID + "/CreateUser", Body: `{"userId":"` + seedLock2UUID + `","phoneNumber":"123"}`},
 					wireErr(wireCommand, 400, badPhone, [2]string{"phoneNumber", badPhone})},
-				{"CreateUser invalid userId", wireReq{Method: "POST", Path: "/users/not-a-uuid/CreateUser", Body: `{"userId":"not-a-uuid"}`},
-					wireErr(wireCommand, 400, badUUID, [2]string{"userId", badUUID})},
+				{"CreateUser invalid userId", wireReq{Method: "POST", Path: "/users/" + seedLock2UUID + "/CreateUser", Body: `{"userId":"not-a-uuid"}`},
+					wireErr(wireCommand, 400, badUUIDMsg("userId"), [2]string{"userId", badUUIDMsg("userId")})},
 				{"CreateUser invalid path id", wireReq{Method: "POST", Path: "/users/not-a-uuid/CreateUser", Body: `{"userId":"` + seedLock2UUID + `"}`},
-					wireErr(wireCommand, 400, badUUID, [2]string{"id", badUUID})},
+					wireErr(wireCommand, 400, badUserID, [2]string{"id", badUserID})},
 				{"CreateUser body over 1 MiB", wireReq{Method: "POST", Path: "/users/" + seedLock2UUID + "/CreateUser", Body: `{"userId":"` + seedLock2UUID + `","firstName":"` + strings.Repeat("a", 1<<20) + `"}`},
 					wireErr(wireCommand, 400, tooLarge)},
 

@@ -75,6 +75,8 @@ type Server struct {
 	// operations and of those among them that are commands (upstream's
 	// success:false on errors); the rest of the mux serves pages.
 	api, commands map[string]bool
+	// rules holds, per API pattern, what admit checks before huma runs.
+	rules map[string]routeRules
 }
 
 var hookOnce sync.Once
@@ -107,9 +109,10 @@ func New(cfg Config, svc *app.Service, jwt *auth.Verifier, db Pinger, reg *prome
 		"AdminApiKey": {Type: "apiKey", In: "header", Name: "X-Admin-API-Key"},
 	}
 	hc.Transformers = append(hc.Transformers, envelopeTransformer)
+	hc.Formats = map[string]huma.Format{"application/json": jsonFormat, "json": jsonFormat}
 	s.huma = humago.New(mux, hc)
 	s.routes(mux)
-	s.mux, s.api, s.commands = mux, map[string]bool{}, map[string]bool{}
+	s.mux, s.api, s.commands, s.rules = mux, map[string]bool{}, map[string]bool{}, map[string]routeRules{}
 	for path, item := range s.huma.OpenAPI().Paths {
 		for _, o := range []*huma.Operation{item.Get, item.Post, item.Put, item.Patch, item.Delete} {
 			if o == nil {
@@ -118,12 +121,13 @@ func New(cfg Config, svc *app.Service, jwt *auth.Verifier, db Pinger, reg *prome
 			pattern := o.Method + " " + path
 			s.api[pattern] = true
 			s.commands[pattern] = slices.Contains(o.Tags, "Command")
+			s.rules[pattern] = newRouteRules(o, pattern)
 		}
 	}
 	if cfg.Mount != nil {
 		cfg.Mount(mux)
 	}
-	s.handler = s.observe(s.cors(s.authenticate(s.route(mux))))
+	s.handler = s.observe(s.cors(s.authenticate(s.admit(s.route(mux)))))
 	return s
 }
 

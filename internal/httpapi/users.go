@@ -74,7 +74,7 @@ type ensureUserInput struct {
 			Data struct {
 				_        struct{} `additionalProperties:"true"`
 				UserName string   `json:"user_name" doc:"The user's e-mail address"`
-				UserID   string   `json:"user_id" doc:"The identity provider's user id"`
+				UserID   string   `json:"user_id" doc:"The user's id (a lower-case UUID): the sub of their JWTs; a new user gets it"`
 			} `json:"data"`
 		} `json:"detail"`
 	}
@@ -99,7 +99,7 @@ func (s *Server) ensureUser(ctx context.Context, in *ensureUserInput) (*EnsureUs
 	if denied, _ := ctx.Value(keyAdminDenied).(bool); denied {
 		return nil, toAPIError(ctx, s.log, domain.Errorf(domain.Forbidden, "This account's e-mail domain is not allowed to use admin routes"))
 	}
-	u, err := s.svc.EnsureUser(ctx, in.Body.Detail.Data.UserName)
+	u, err := s.svc.EnsureUser(ctx, in.Body.Detail.Data.UserName, in.Body.Detail.Data.UserID)
 	if err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}

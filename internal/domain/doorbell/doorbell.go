@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"unicode/utf8"
 
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
@@ -190,14 +189,11 @@ type Ring struct {
 // Validate checks the parts of a Ring that do not depend on the lock. It
 // returns Invalid with the offending field.
 func (c Ring) Validate() error {
-	if utf8.RuneCountInString(c.Message) > MaxMessage {
-		return domain.InvalidField("message", fmt.Sprintf("message must be at most %d characters", MaxMessage))
+	if err := domain.CheckText("visitorName", c.VisitorName, MaxVisitorName, false); err != nil {
+		return err
 	}
-	if utf8.RuneCountInString(c.VisitorName) > MaxVisitorName {
-		return domain.InvalidField("visitorName", fmt.Sprintf("visitorName must be at most %d characters", MaxVisitorName))
-	}
-	if !utf8.ValidString(c.Message) || !utf8.ValidString(c.VisitorName) {
-		return domain.InvalidField("message", "message and visitorName must be valid UTF-8")
+	if err := domain.CheckText("message", c.Message, MaxMessage, true); err != nil {
+		return err
 	}
 	if c.Source != "" && !sourceRE.MatchString(c.Source) {
 		return domain.InvalidField("source", "source must be 1-32 characters of a-z, 0-9, '.', '_' or '-'")

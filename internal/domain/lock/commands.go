@@ -66,10 +66,24 @@ func DecideSetOrganization(s State, orgID, now string) ([]domain.Event, error) {
 	return []domain.Event{OrganizationSet{LockID: s.LockID, UUID: s.UUID, Timestamp: now, OrgID: orgID}}, nil
 }
 
+// CheckResidentName checks a resident's name: required, one line of at most
+// domain.MaxNameLen characters without control or bidirectional formatting
+// characters (it is shown on the public doorbell page and copied into
+// every ring).
+func CheckResidentName(name string) error {
+	if name == "" {
+		return domain.InvalidField("name", "name is required")
+	}
+	return domain.CheckText("name", name, domain.MaxNameLen, false)
+}
+
 // DecideAddResident returns ResidentAdded. It returns NotFound for a missing
-// lock and Invalid when the user is already on the list.
+// lock and Invalid for a bad name or when the user is already on the list.
 func DecideAddResident(s State, userID, name, maskedEmail, now string) ([]domain.Event, error) {
 	if err := notFound(s); err != nil {
+		return nil, err
+	}
+	if err := CheckResidentName(name); err != nil {
 		return nil, err
 	}
 	if _, ok := s.Resident(userID); ok {

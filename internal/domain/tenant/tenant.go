@@ -179,11 +179,21 @@ func DecideRegister(s State, c Register) ([]domain.Event, error) {
 	if s.Exists() {
 		return nil, domain.Errorf(domain.Conflict, "Tenant already registered")
 	}
+	if err := CheckOrgName(c.OrgName); err != nil {
+		return nil, err
+	}
 	masked := ""
 	if c.OwnerEmail != "" {
 		masked = domain.MaskEmail(c.OwnerEmail)
 	}
 	return []domain.Event{TenantRegistered{OrgID: c.OrgID, OrgName: c.OrgName, OwnerEmail: masked, RegisteredAt: c.Now}}, nil
+}
+
+// CheckOrgName checks an organization's name: one line of at most
+// domain.MaxOrgNameLen characters without control or bidirectional
+// formatting characters.
+func CheckOrgName(name string) error {
+	return domain.CheckText("orgName", name, domain.MaxOrgNameLen, false)
 }
 
 // Issue asks for a new key; the caller generated the key and passes only

@@ -172,3 +172,13 @@ func DecideUpdatePhone(s State, current, phone, now string) ([]domain.Event, err
 	}
 	return []domain.Event{UserPhoneNumberUpdated{UserID: s.UserID, Action: "set", MaskedPhoneNumber: domain.MaskPhone(phone), Timestamp: now}}, nil
 }
+
+// CheckNames checks a user's firstName and lastName: each optional, one
+// line of at most domain.MaxNameLen characters without control or
+// bidirectional formatting characters.
+func CheckNames(first, last string) error {
+	if err := domain.CheckText("firstName", first, domain.MaxNameLen, false); err != nil {
+		return err
+	}
+	return domain.CheckText("lastName", last, domain.MaxNameLen, false)
+}
