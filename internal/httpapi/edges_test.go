@@ -247,7 +247,7 @@ func TestEdgeBodyErrors(t *testing.T) {
 			// +json types are JSON too.
 			for i, ct := range []string{"", "application/json; charset=utf-8", "application/merge-patch+json"} {
 				lock := []string{"3", "4", "5"}[i]
-				req, err := http.NewRequestWithContext(context.Background(), "POST", f.srv.URL+"/locks/"+lock+"/CreateLock", strings.NewReader(`{"index":1,"uuid":"`+seedLock2UUID+`"}`))
+				req, err := http.NewRequestWithContext(context.Background(), "POST", f.srv.URL+"/locks/"+lock+"/CreateLock", strings.NewReader(`{"index":1,"uuid":"0000000`+lock+`-0000-4000-8000-00000000000a"}`))
 				if err != nil {
 					t.Fatal(err)
 				}

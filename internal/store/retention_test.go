@@ -197,7 +197,7 @@ func TestIdempotencyRecordsHoldNoSecrets(t *testing.T) {
 			}
 			u := w.residents["acme"]
 			phone := "+41791234567"
-			uc := app.Call{P: app.Principal{Kind: app.UserCaller, UserID: u}, Route: "UpdatePhoneNumber " + u, IdempotencyKey: "phone-1", Input: map[string]any{"phoneNumber": phone}}
+			uc := app.Call{P: app.Principal{Kind: app.UserCaller, UserID: u, Phone: phone, PhoneVerified: true}, Route: "UpdatePhoneNumber " + u, IdempotencyKey: "phone-1", Input: map[string]any{"phoneNumber": phone}}
 			_, err = w.svc.UpdatePhoneNumber(ctx, uc, u, &phone)
 			w.must("update phone", err)
 
