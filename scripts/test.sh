@@ -18,6 +18,15 @@
 #   3. gofmt, go vet, staticcheck (pinned in go.mod as a tool).
 #   4. go test -race -count=1 -timeout 20m, with "$@" passed through. If no
 #      package pattern (./..., ../x, github.com/...) is given, ./... is used.
+#   5. fuzz      — only when no package pattern is given: each fuzz target
+#                  runs for a bounded time, one `go test -fuzz` per target
+#                  (FuzzNormalizeEmail, FuzzNormalizePhone, FuzzNormalizeUUID
+#                  in ./internal/domain for 10s each; FuzzCommandBodies and
+#                  FuzzPathIDs in ./internal/httpapi for 25s each). A finding
+#                  fails the script and names the input file go test wrote
+#                  under the package's testdata/fuzz/<FuzzName>/ and the
+#                  command that re-runs it. (Plain `go test` in phase 4
+#                  already runs every seed and committed corpus file.)
 #
 # Knobs (environment):
 #   SPKEY_TEST_POSTGRES_URL=...   use this database, skip provisioning.
@@ -32,6 +41,9 @@
 #                                 'psql "$SPKEY_TEST_POSTGRES_URL" -c "select 1"'.
 #   SPKEY_TEST_CHROMIUM=/path     use this browser binary instead of
 #                                 /usr/bin/chromium.
+#   SPKEY_TEST_FUZZTIME=30s       run every fuzz target this long (a Go
+#                                 duration, or Nx for N inputs) instead of
+#                                 the defaults above; 0 skips phase 5.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -321,6 +333,55 @@ run_tests() {
 	go test -race -count=1 -timeout 20m "$@" "${pkgs[@]}"
 }
 
+# FUZZ_TARGETS: "package target default-time", one per `go test -fuzz` run
+# (-fuzz takes one target per package).
+FUZZ_TARGETS=(
+	"./internal/domain FuzzNormalizeEmail 10s"
+	"./internal/domain FuzzNormalizePhone 10s"
+	"./internal/domain FuzzNormalizeUUID 10s"
+	"./internal/httpapi FuzzCommandBodies 25s"
+	"./internal/httpapi FuzzPathIDs 25s"
+)
+
+run_fuzz() {
+	local ft=${SPKEY_TEST_FUZZTIME:-}
+	if [[ "$ft" == 0 ]]; then
+		log "== fuzz: skipped (SPKEY_TEST_FUZZTIME=0)"
+		return 0
+	fi
+	local a
+	for a in "$@"; do
+		case $a in
+		. | ./* | ../* | github.com/*)
+			log "== fuzz: skipped (package patterns given; the fuzz phase runs with the whole suite)"
+			return 0
+			;;
+		esac
+	done
+	phase fuzz "${#FUZZ_TARGETS[@]} targets${ft:+, $ft each}"
+	local entry pkg target dur out rc
+	out=$(mktemp "${TMPDIR:-/tmp}/spkey-fuzz.XXXXXX")
+	for entry in "${FUZZ_TARGETS[@]}"; do
+		read -r pkg target dur <<<"$entry"
+		dur=${ft:-$dur}
+		log "   $target ($pkg, $dur)"
+		rc=0
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$dur" "$pkg" >"$out" 2>&1 || rc=$?
+		if ((rc != 0)); then
+			cat "$out" >&2
+			local written
+			written=$(sed -n 's/.*Failing input written to \(testdata\/fuzz\/[^ ]*\).*/\1/p' "$out" | head -n1)
+			if [[ -n "$written" ]]; then
+				log "test.sh: fuzz finding in $target: the input is in ${pkg#./}/$written"
+				log "   re-run it with: go test -run '^${target}/${written##*/}\$' $pkg"
+			fi
+			rm -f "$out"
+			die "fuzz target $target failed"
+		fi
+	done
+	rm -f "$out"
+}
+
 setup_postgres
 setup_chromium
 if [[ "${SPKEY_TEST_SKIP_GO:-}" == 1 ]]; then
@@ -333,6 +394,7 @@ if [[ "${SPKEY_TEST_SKIP_GO:-}" == 1 ]]; then
 else
 	run_checks
 	run_tests "$@"
+	run_fuzz "$@"
 	phase_end
 fi
 summary=""
