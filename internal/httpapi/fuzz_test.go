@@ -153,7 +153,7 @@ var fuzzIDSeeds = map[fuzzIDKind][]string{
 // 10's id rules (a lock id strconv.ParseInt reads, such as "+1" or "01";
 // a UUID in upper case). Set it to false once those rules are merged:
 // the fuzz target then holds the server to canonical ids only.
-const fuzzLenientIDs = true
+const fuzzLenientIDs = false
 
 func fuzzLenientID(kind fuzzIDKind, seg string) bool {
 	if !fuzzLenientIDs {
