@@ -256,10 +256,11 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			claims = c
 			p = userPrincipal(c)
 			// The person has now signed in: the tenant that created their
-			// record loses custody of it (app.authorizeUser).
+			// record loses custody of it (app.authorizeUser). A failure to
+			// record it does not fail the request: it is tried again on the
+			// person's next one (app.NoteSignIn remembers only successes).
 			if err := s.svc.NoteSignIn(ctx, p); err != nil {
-				s.refuse(w, r, toAPIError(ctx, s.log, err))
-				return
+				s.log.WarnContext(ctx, "record sign-in", "user_id", p.UserID, "err", err)
 			}
 		case apiKey != "":
 			kp, err := s.svc.AuthenticateKey(ctx, apiKey)
