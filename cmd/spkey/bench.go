@@ -15,6 +15,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spkey-dev/spkey/internal/app"
 )
 
 // benchConfig is the settings of one `spkey bench` run.
@@ -36,6 +38,9 @@ type benchConfig struct {
 	ringStreams int
 	// Partner webhook scenarios (h, i; bench_webhooks.go).
 	whCommands int
+	// Webhook replay scenarios (j; bench_replay.go).
+	replayEvents int
+	replayChunk  int
 }
 
 // The scenario names, printed in the table and asserted by the test.
@@ -81,7 +86,9 @@ func cmdBench(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	fs.IntVar(&c.ringLocks, "ring-locks", 20, "locks of 10 residents each that scenario (f) rings, every resident streaming")
 	fs.IntVar(&c.ringStreams, "ring-streams", 100, "residents of the lock scenario (g) rings, each with a live stream open")
 	fs.IntVar(&c.whCommands, "wh-commands", 1000, "commands scenario (h) sends, each delivered to 10 webhooks")
-	fs.BoolVar(&c.quick, "quick", false, "smoke run: -d 1s -rounds 1 -streams 1000 -ring-locks 4 -ring-streams 20 -wh-commands 100 unless given")
+	fs.IntVar(&c.replayEvents, "replay-events", 20000, "commands in the history of the tenant whose webhook replay scenario (j) replays")
+	fs.IntVar(&c.replayChunk, "replay-chunk", 0, "deliveries of a replay queued per transaction in (j) (default the server's, 1000)")
+	fs.BoolVar(&c.quick, "quick", false, "smoke run: -d 1s -rounds 1 -streams 1000 -ring-locks 4 -ring-streams 20 -wh-commands 100 -replay-events 500 unless given")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: spkey bench [flags]
 
@@ -99,6 +106,8 @@ Measures, in one run and interleaved over -rounds rounds:
      deliveries/s and the delay from a command's answer to each receipt
   i  the command mix of (c) with no webhook, with 10 webhooks at a dead
      receiver (never answers; 2s timeout) and at live ones: API throughput
+  j  the command mix of (c) of one tenant, alone and while another tenant's
+     webhook replays its whole history (-replay-events): latency and req/s
 and prints the medians, the ratios b/a, c/a, c/d and the floors they are held to.
 
 Flags:
@@ -133,6 +142,9 @@ Flags:
 		if !set["wh-commands"] {
 			c.whCommands = 100
 		}
+		if !set["replay-events"] {
+			c.replayEvents = 500
+		}
 	}
 	for _, s := range strings.Split(writers, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -160,8 +172,12 @@ Flags:
 		return fmt.Errorf("bench: -db %s needs a PostgreSQL URL: -pg, SPKEY_DB or SPKEY_TEST_POSTGRES_URL", c.db)
 	case c.rounds < 1 || c.d <= 0 || c.conns < 1 || c.streams < 1 || c.rate < 1:
 		return fmt.Errorf("bench: -rounds, -d, -conns, -streams and -rate must be positive")
-	case c.ringLocks < 1 || c.ringStreams < 1 || c.whCommands < 1:
-		return fmt.Errorf("bench: -ring-locks, -ring-streams and -wh-commands must be positive")
+	case c.ringLocks < 1 || c.ringStreams < 1 || c.whCommands < 1 || c.replayEvents < 1:
+		return fmt.Errorf("bench: -ring-locks, -ring-streams, -wh-commands and -replay-events must be positive")
+	case c.replayChunk < 0:
+		return fmt.Errorf("bench: -replay-chunk must not be negative")
+	case c.rounds > app.DefaultReplaysPerHour && c.wants(replayNames(c.backends()...)...):
+		return fmt.Errorf("bench: scenario (j) replays once a round, and a tenant may start %d replays an hour: run at most %d rounds, or leave (j) out with -only", app.DefaultReplaysPerHour, app.DefaultReplaysPerHour)
 	case c.conns > benchLocks:
 		return fmt.Errorf("bench: -conns must be at most %d (each connection owns locks of its own)", benchLocks)
 	case slices.Max(c.writers) > c.streams:
@@ -185,6 +201,24 @@ type scenario struct {
 type alsoMeasured struct {
 	names   []string
 	results func() []result
+}
+
+// wants reports whether -only selects any of names (everything is
+// selected without -only). The filter of runBench also matches what a
+// scenario measures besides itself; wants lets a costly setup be skipped.
+func (c benchConfig) wants(names ...string) bool {
+	if c.only == "" {
+		return true
+	}
+	for _, w := range strings.Split(c.only, ",") {
+		w = strings.TrimSpace(w)
+		for _, name := range names {
+			if w != "" && strings.Contains(name, w) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // sample is one scenario's figures in one round.
@@ -403,7 +437,7 @@ func report(w io.Writer, c benchConfig, dir, pgInfo, load0 string, names []strin
 	if pgInfo != "" {
 		fmt.Fprintf(w, "postgres: %s\n", pgInfo)
 	}
-	fmt.Fprintf(w, "flags:    -rounds %d -d %s -conns %d -c %s -streams %d -db %s -rate %d -ring-locks %d -ring-streams %d -wh-commands %d\n", c.rounds, c.d, c.conns, joinInts(c.writers), c.streams, c.db, c.rate, c.ringLocks, c.ringStreams, c.whCommands)
+	fmt.Fprintf(w, "flags:    -rounds %d -d %s -conns %d -c %s -streams %d -db %s -rate %d -ring-locks %d -ring-streams %d -wh-commands %d -replay-events %d -replay-chunk %d\n", c.rounds, c.d, c.conns, joinInts(c.writers), c.streams, c.db, c.rate, c.ringLocks, c.ringStreams, c.whCommands, c.replayEvents, c.replayChunk)
 	fmt.Fprintf(w, "load:     closed loop of %d keep-alive net/http clients in-process (a, b, c, f); vegeta at %d req/s (c@rate); 1 goroutine (d, g); -c goroutines (e)\n", c.conns, c.rate)
 	fmt.Fprintf(w, "req/s:    HTTP requests/s for a, b, c; committed transactions/s for d; appends/s for e (one event each); rings/s for f and g\n")
 	fmt.Fprintf(w, "doorbell: f rings %d locks of %d residents, %d live streams open; f-accept: answers and their latency; f-deliver: rings on all %d streams, latency answer to last stream\n", c.ringLocks, ringResidents, c.ringLocks*ringResidents, ringResidents)
@@ -495,6 +529,7 @@ func report(w io.Writer, c benchConfig, dir, pgInfo, load0 string, names []strin
 	}
 	doorbellReport(w, c, meds)
 	webhookReport(w, c, meds)
+	replayReport(w, c, meds)
 	fmt.Fprintf(w, "\nbench took %s\n", took.Round(time.Second))
 }
 

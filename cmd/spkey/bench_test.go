@@ -31,6 +31,8 @@ func TestBenchQuick(t *testing.T) {
 		scA, scB, scC, scCRate(1000), scD, scE("sqlite", 1), scE("sqlite", 8),
 		scFAccept("sqlite"), scFDeliver("sqlite"), scG("sqlite"),
 		scHDeliver("sqlite"), scHCommands("sqlite"), scHDelay("sqlite"), scINone("sqlite"), scIDead("sqlite"), scIBeside("sqlite"), scILive("sqlite"),
+		scJBaseline("sqlite"), scJDuring("sqlite"), scJWhileQueueing("sqlite"), scJWhileDelivering("sqlite"), scJQueue("sqlite"), scJDeliver("sqlite"),
+		scJDuring("sqlite") + "/" + scJBaseline("sqlite") + ": ",
 		"b/a = ", "c/a = ", "c/d = ", "p99(c @1000/s) = ", "p99(g-doorbell-stream-sqlite) = ",
 		"medians across 1 round(s)",
 	} {
@@ -46,9 +48,10 @@ func TestBenchQuick(t *testing.T) {
 	}
 }
 
-// TestBenchWebhooks runs the webhook scenarios (h, i) with small counts on
-// every backend and checks that every delivery arrived and every ratio is
-// reported (not the figures: they depend on the machine).
+// TestBenchWebhooks runs the webhook scenarios (h, i) and the replay
+// scenarios (j) with small counts on every backend and checks that every
+// delivery arrived, that the replay was queued in full and that every
+// ratio is reported (not the figures: they depend on the machine).
 func TestBenchWebhooks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("bench smoke run skipped in -short mode")
@@ -56,7 +59,7 @@ func TestBenchWebhooks(t *testing.T) {
 	backends := testenv.Backends(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	args := []string{"bench", "-quick", "-only", "webhooks", "-d", "300ms", "-wh-commands", "40", "-dir", t.TempDir(), "-db", "sqlite"}
+	args := []string{"bench", "-quick", "-only", "webhooks,replay", "-d", "300ms", "-wh-commands", "40", "-replay-events", "300", "-dir", t.TempDir(), "-db", "sqlite"}
 	if slices.Contains(backends, testenv.Postgres) {
 		args[len(args)-1] = "both"
 		args = append(args, "-pg", os.Getenv("SPKEY_TEST_POSTGRES_URL"))
@@ -86,10 +89,14 @@ func TestBenchWebhooks(t *testing.T) {
 		line(scIDead(b) + "/" + scINone(b) + " = ")
 		line(scIBeside(b) + "/" + scINone(b) + " = ")
 		line(scILive(b) + "/" + scINone(b) + " = ")
+		line(scJQueue(b) + " = ")
+		for _, name := range []string{scJDuring(b), scJWhileQueueing(b), scJWhileDelivering(b)} {
+			line(name + "/" + scJBaseline(b) + ": ")
+		}
 	}
 	// Every command's event reached all 10 webhooks, and no command failed.
 	for _, line := range strings.Split(got[strings.Index(got, "medians across"):], "\n") {
-		if f := strings.Fields(line); len(f) == 7 && strings.Contains(f[0], "webhooks") && f[5] != "0" {
+		if f := strings.Fields(line); len(f) == 7 && (strings.Contains(f[0], "webhooks") || strings.Contains(f[0], "replay")) && f[5] != "0" {
 			t.Errorf("errors in %s", line)
 		}
 	}
@@ -103,6 +110,9 @@ func TestBenchFlags(t *testing.T) {
 		{"bench", "-c", "0"},
 		{"bench", "-conns", "5000"},
 		{"bench", "extra"},
+		{"bench", "-replay-events", "0"},
+		{"bench", "-replay-chunk", "-1"},
+		{"bench", "-rounds", "11"}, // (j) replays once a round: over a tenant's hourly limit
 	} {
 		var out, errOut bytes.Buffer
 		if err := run(ctx, args, nil, &out, &errOut); err == nil {

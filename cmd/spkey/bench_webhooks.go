@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -131,6 +132,7 @@ type whBench struct {
 	client                    *http.Client
 	commands                  result // (h): the command side of the latest run
 	beside                    result // (i): none's commands beside the dead backlog, latest run
+	replay                    *replayBench
 }
 
 // newWHServer starts one server of the webhook scenarios on a fresh
@@ -147,7 +149,7 @@ func newWHServer(ctx context.Context, c benchConfig, backend, dir, name string) 
 	if err != nil {
 		return nil, err
 	}
-	s, err := startSpkeyOn(ctx, t.st, dir, "bench-"+name+"-"+backend, webhook.Config{Timeout: whTimeout, Window: benchWindow()})
+	s, err := startSpkeyOn(ctx, t.st, dir, "bench-"+name+"-"+backend, webhook.Config{Timeout: whTimeout, Window: benchWindow(), ReplayChunk: c.replayChunk})
 	if err != nil {
 		t.close()
 		return nil, err
@@ -158,8 +160,8 @@ func newWHServer(ctx context.Context, c benchConfig, backend, dir, name string) 
 
 // subscribe waits until every event seeded so far was fanned out (so
 // that none of it is delivered), then subscribes one webhook of org per
-// endpoint of ep to "*" and waits until all of them are verified.
-func subscribe(ctx context.Context, s *spkeyServer, org string, ep *partnerEndpoints) error {
+// receiver in targets to "*" and waits until all of them are verified.
+func subscribe(ctx context.Context, s *spkeyServer, org string, targets []*httpTarget) error {
 	admin := app.Principal{Admin: true, Email: "bench"}
 	if err := waitFor(ctx, 60*time.Second, "the seed's events to be fanned out", func() (bool, error) {
 		rows, err := s.st.Outbox(ctx, es.ConsumerWebhooks, 1)
@@ -167,7 +169,7 @@ func subscribe(ctx context.Context, s *spkeyServer, org string, ep *partnerEndpo
 	}); err != nil {
 		return err
 	}
-	for _, t := range ep.targets {
+	for _, t := range targets {
 		if _, err := s.svc.CreateWebhook(ctx, app.Call{P: admin, Route: "webhooks " + org}, org, app.WebhookInput{URL: t.base + "/hook", Events: []string{tenant.AllEvents}}); err != nil {
 			return fmt.Errorf("bench: create webhook: %w", err)
 		}
@@ -182,7 +184,7 @@ func subscribe(ctx context.Context, s *spkeyServer, org string, ep *partnerEndpo
 				return false, nil
 			}
 		}
-		return len(ws) == len(ep.targets), nil
+		return len(ws) == len(targets), nil
 	})
 }
 
@@ -233,7 +235,7 @@ func newWHBench(ctx context.Context, c benchConfig, backend, dir string) (_ *whB
 	if dead, err = wb.srv.seedTenant(ctx, orgDead, firstDead, whLocks, c.conns); err != nil {
 		return nil, err
 	}
-	if err = subscribe(ctx, wb.srv, orgLive, wb.liveEP); err != nil {
+	if err = subscribe(ctx, wb.srv, orgLive, wb.liveEP.targets); err != nil {
 		return nil, err
 	}
 	wb.noneTog = newTenantToggler(none, whLocks, c.conns)
@@ -250,6 +252,9 @@ func (wb *whBench) close() {
 	}
 	if wb.srv != nil {
 		wb.srv.close()
+	}
+	if wb.replay != nil {
+		wb.replay.close()
 	}
 	if wb.liveEP != nil {
 		wb.liveEP.close()
@@ -385,7 +390,7 @@ func (wb *whBench) runAPI(ctx context.Context, tog *residentToggler, d time.Dura
 // queued deliveries: the other scenarios run without a dead receiver's
 // backlog, and every dead run starts from none.
 func (wb *whBench) runDead(ctx context.Context, d time.Duration) (result, error) {
-	if err := subscribe(ctx, wb.srv, orgDead, wb.deadEP); err != nil {
+	if err := subscribe(ctx, wb.srv, orgDead, wb.deadEP.targets); err != nil {
 		return result{}, err
 	}
 	res, _ := wb.runAPI(ctx, wb.deadTog, d)
@@ -450,6 +455,15 @@ func webhookScenarios(ctx context.Context, c benchConfig, dir string) ([]scenari
 		)
 		also[scHDeliver(b)] = alsoMeasured{names: []string{scHCommands(b)}, results: func() []result { return []result{wb.commands} }}
 		also[scIDead(b)] = alsoMeasured{names: []string{scIBeside(b)}, results: func() []result { return []result{wb.beside} }}
+		if c.wants(replayNames(b)...) {
+			if wb.replay, err = newReplayBench(ctx, wb, c.replayEvents, c.conns); err != nil {
+				closeAll()
+				return nil, nil, nil, err
+			}
+			sc, jAlso := replayScenarios(c, wb.replay)
+			out = append(out, sc...)
+			maps.Copy(also, jAlso)
+		}
 	}
 	return out, also, closeAll, nil
 }

@@ -129,6 +129,98 @@ func TestPrune(t *testing.T) {
 	}
 }
 
+// TestPruneLiveFeed: past the live-feed horizon, the retention job
+// deletes the feed entries created before it and keeps the newer ones; a
+// stream reading the feed (from the start, or resuming after the last
+// entry it saw) then gets the kept entries, and a later entry is numbered
+// after the user's head, never reusing a pruned entry's number.
+func TestPruneLiveFeed(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			ctx := context.Background()
+			w := newHookWorld(t, b)
+			t0 := w.clock()
+			w.tenant("acme")
+			w.lock("acme", 1)
+			w.toggle("acme", 1) // the resident, whose live stream gets the rings
+			user := w.residents["acme"]
+			// ring rings lock 1 at the clock's time and delivers the ring to
+			// the resident's feed, as the live channel does.
+			ring := func() {
+				t.Helper()
+				_, err := w.svc.RingDoorbell(ctx, app.Call{P: keyOf("acme")}, 1, app.RingInput{VisitorName: "Visitor"})
+				w.must("ring", err)
+				at := w.clock()
+				cs, err := w.st.Claim(ctx, es.ConsumerDoorbellLive, "node", at, time.Minute, 10)
+				w.must("claim", err)
+				if len(cs) != 1 || cs[0].Target != user {
+					t.Fatalf("claimed %+v, want the resident's live row", cs)
+				}
+				w.must("deliver", w.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+					_, _, err := tx.DeliverLive(ctx, "node", at, time.Millisecond, []store.LiveItem{{Claim: cs[0], Kind: "DoorbellRang", Data: []byte(`{"ringId":"` + cs[0].AggregateID + `"}`)}})
+					return err
+				}))
+			}
+			// feedOf lists the numbers of the user's entries after `after`
+			// that org's key reads ("": all), as a stream reads them.
+			feedOf := func(org string, after int64) []int64 {
+				t.Helper()
+				entries, err := w.st.FeedFor(ctx, user, org, after, 100)
+				w.must("read feed", err)
+				var ns []int64
+				for _, e := range entries {
+					ns = append(ns, e.N)
+				}
+				return ns
+			}
+			feed := func(after int64) []int64 { t.Helper(); return feedOf("", after) }
+			ring()
+			ring() // entries 1 and 2, at t0
+			w.at(t0.Add(30 * 24 * time.Hour))
+			ring() // entry 3, 30 days later
+			if diff := cmp.Diff([]int64{1, 2, 3}, feed(0)); diff != "" {
+				t.Fatalf("feed before pruning (-want +got):\n%s", diff)
+			}
+
+			r := store.Retention{LiveFeed: 7 * 24 * time.Hour}
+			// Inside the horizon of every entry: nothing goes.
+			w.at(t0.Add(6 * 24 * time.Hour))
+			if n, err := w.st.Prune(ctx, w.clock(), r, 1); err != nil || total(n) != 0 {
+				t.Fatalf("pruned within the horizon: %v %v", n, err)
+			}
+			// 31 days on, in batches of 1 row: entries 1 and 2 (30 days
+			// old) go, entry 3 (one day old) stays.
+			w.at(t0.Add(31 * 24 * time.Hour))
+			n, err := w.st.Prune(ctx, w.clock(), r, 1)
+			w.must("prune", err)
+			if diff := cmp.Diff(map[string]int64{"live_feed": 2}, n); diff != "" {
+				t.Errorf("pruned (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]int64{3}, feed(0)); diff != "" {
+				t.Errorf("feed from the start after pruning (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]int64{3}, feed(1)); diff != "" {
+				t.Errorf("feed resumed after entry 1 (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]int64{3}, feedOf("acme", 0)); diff != "" {
+				t.Errorf("the tenant's part of the feed after pruning (-want +got):\n%s", diff)
+			}
+			if head, err := w.st.FeedHead(ctx, user); err != nil || head != 3 {
+				t.Errorf("feed head after pruning = %d %v, want 3", head, err)
+			}
+
+			// A stream that saw entry 3 gets the next ring as entry 4.
+			ring()
+			if diff := cmp.Diff([]int64{4}, feed(3)); diff != "" {
+				t.Errorf("feed after entry 3, once rung again (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]int64{3, 4}, feed(0)); diff != "" {
+				t.Errorf("feed from the start, once rung again (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 // pendingRows lists every undone outbox row (id, consumer, target, lease
 // holder, attempts).
 func pendingRows(t *testing.T, w *hookWorld) []string {
