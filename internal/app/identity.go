@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"github.com/spkey-dev/spkey/internal/domain"
@@ -95,8 +96,9 @@ func ownAddress(p Principal, email, phone string) error {
 	return nil
 }
 
-// signIns remembers the users whose sign-in is recorded, so that only a
-// user's first request in this process touches the database. It is bounded:
+// signIns remembers the identities (user id and vouched addresses) whose
+// sign-in is recorded, so that only an identity's first request in this
+// process touches the database. It is bounded:
 // when full it forgets everything and starts over.
 type signIns struct {
 	mu   sync.Mutex
@@ -122,19 +124,32 @@ func (s *signIns) add(id string) {
 }
 
 // NoteSignIn records that the person behind a user token has called the
-// API: from then on the tenant that created their record no longer has
-// custody of it. Other principals are ignored. It returns store errors.
+// API, and which addresses their token's issuer vouches for: from then on
+// the tenant that created their record, or a record bearing one of those
+// addresses, no longer has custody of it. Other principals are ignored. It
+// returns store errors.
 func (s *Service) NoteSignIn(ctx context.Context, p Principal) error {
-	if p.Kind != UserCaller || p.UserID == "" || s.signIns.has(p.UserID) {
+	if p.Kind != UserCaller || p.UserID == "" {
 		return nil
 	}
-	if ok, err := s.st.SignedIn(ctx, p.UserID); err != nil {
-		return err
-	} else if !ok {
-		if err := s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error { return tx.NoteSignIn(ctx, p.UserID, s.stamp()) }); err != nil {
-			return err
+	var hashes []string
+	if p.EmailVerified && p.Email != "" {
+		if e, err := domain.NormalizeEmail("email", p.Email); err == nil {
+			hashes = append(hashes, store.AddressHash(store.ByEmail, e))
 		}
 	}
-	s.signIns.add(p.UserID)
+	if p.PhoneVerified && p.Phone != "" {
+		if ph, err := domain.NormalizePhone("phoneNumber", p.Phone); err == nil {
+			hashes = append(hashes, store.AddressHash(store.ByPhone, ph))
+		}
+	}
+	key := p.UserID + "\n" + strings.Join(hashes, "\n")
+	if s.signIns.has(key) {
+		return nil
+	}
+	if err := s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error { return tx.NoteSignIn(ctx, p.UserID, hashes, s.stamp()) }); err != nil {
+		return err
+	}
+	s.signIns.add(key)
 	return nil
 }

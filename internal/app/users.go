@@ -385,5 +385,7 @@ func (s *Service) EnsureUser(ctx context.Context, email, userID string) (UserVie
 		return UserView{}, &domain.Error{Code: domain.Conflict, Message: "This e-mail address already belongs to a user with another id",
 			Details: []domain.FieldError{{Field: "detail.data.user_name", Message: "taken by another user"}}}
 	}
-	return u, s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error { return tx.NoteSignIn(ctx, u.UserID, s.stamp()) })
+	return u, s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+		return tx.NoteSignIn(ctx, u.UserID, []string{store.AddressHash(store.ByEmail, e)}, s.stamp())
+	})
 }

@@ -320,3 +320,45 @@ func TestIdentityDeviceUUIDRace(t *testing.T) {
 		})
 	}
 }
+
+// TestIdentityPreCreatedRecord: a tenant that created a record for an
+// address before its person ever signed up loses custody as soon as the
+// person with that verified address calls the API, whatever id their token
+// carries; an address the issuer does not vouch for ends nothing.
+func TestIdentityPreCreatedRecord(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			iss := testenv.OIDCIssuer(t)
+			srv := testenv.NewServer(t, b, testenv.Options{JWT: &auth.Config{Issuer: iss.URL}})
+			key := srv.Tenant(t, "org-a", false)
+			change := wireErr(wireCommand, 403, app.MsgNoChangeStanding)
+			pre := func(addr string) string {
+				id, _ := wireOK(t, srv, wireReq{Method: "GET", Path: "/users/by-email?email=" + addr, Key: key}, 200)["uuid"].(string)
+				wireOK(t, srv, wireReq{Method: "POST", Path: "/users/" + id + "/UpdatePhoneNumber", Key: key, Body: map[string]any{"phoneNumber": "+48300400500"}}, 200)
+				wireOK(t, srv, wireReq{Method: "POST", Path: "/users/" + id + "/UpdatePhoneNumber", Key: key, Body: `{"phoneNumber":null}`}, 200)
+				return id
+			}
+			outside := func(email string, verified bool) string {
+				return iss.Sign(t, jwt.MapClaims{"iss": iss.URL, "sub": app.NewUUID(), "email": email, "email_verified": verified, "exp": time.Now().Add(time.Hour).Unix()})
+			}
+
+			// Unverified: the tenant keeps custody.
+			x := pre("pre@example.com")
+			wireOK(t, srv, wireReq{Method: "GET", Path: "/locks/1/residents", JWT: outside("pre@example.com", false)}, 404)
+			wireOK(t, srv, wireReq{Method: "POST", Path: "/users/" + x + "/UpdatePhoneNumber", Key: key, Body: map[string]any{"phoneNumber": "+48300400500"}}, 200)
+			// Verified, under another id: custody ends.
+			wireOK(t, srv, wireReq{Method: "GET", Path: "/locks/1/residents", JWT: outside("Pre@Example.com", true)}, 404)
+			wireRefused(t, srv, wireReq{Method: "POST", Path: "/users/" + x + "/UpdatePhoneNumber", Key: key, Body: map[string]any{"phoneNumber": "+48300400501"}}, 403, change)
+
+			// The same for a phone number the local issuer vouches for.
+			y, _ := wireOK(t, srv, wireReq{Method: "GET", Path: "/users/by-phone?phoneNumber=%2B48600600600", Key: key}, 200)["uuid"].(string)
+			wireOK(t, srv, wireReq{Method: "POST", Path: "/users/" + y + "/UpdatePhoneNumber", Key: key, Body: map[string]any{"phoneNumber": "+48600600601"}}, 200)
+			tok, err := srv.JWT.MintPhone(app.NewUUID(), "", "+48600600601", time.Hour, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			wireOK(t, srv, wireReq{Method: "GET", Path: "/locks/1/residents", JWT: tok}, 404)
+			wireRefused(t, srv, wireReq{Method: "POST", Path: "/users/" + y + "/UpdatePhoneNumber", Key: key, Body: map[string]any{"phoneNumber": "+48600600602"}}, 403, change)
+		})
+	}
+}

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -47,36 +49,50 @@ func (tx *Tx) UserStanding(ctx context.Context, userID, orgID string) (Standing,
 
 func (s *Store) userStanding(ctx context.Context, q querier, userID, orgID string) (Standing, error) {
 	var st Standing
-	var createdBy sql.NullString
+	u, found, err := s.user(ctx, q, ByID, userID)
+	if err != nil || !found {
+		return st, err
+	}
 	var signedIn, onOrg, onOther int
-	err := q.QueryRowContext(ctx, s.sql(`SELECT
-		(SELECT created_by FROM users WHERE user_id = $1),
-		(SELECT COUNT(*) FROM user_sign_ins WHERE user_id = $1),
+	err = q.QueryRowContext(ctx, s.sql(`SELECT
+		(SELECT COUNT(*) FROM user_sign_ins WHERE user_id = $1) + (SELECT COUNT(*) FROM address_sign_ins WHERE address_hash IN ($3, $4)),
 		(SELECT COUNT(*) FROM lock_members m JOIN aggregates a ON a.aggregate_type = 'lock' AND a.aggregate_id = m.lock_id
 		  WHERE m.user_id = $1 AND a.org_id = $2),
 		(SELECT COUNT(*) FROM lock_members m JOIN aggregates a ON a.aggregate_type = 'lock' AND a.aggregate_id = m.lock_id
-		  WHERE m.user_id = $1 AND a.org_id <> $2)`), userID, orgID).Scan(&createdBy, &signedIn, &onOrg, &onOther)
+		  WHERE m.user_id = $1 AND a.org_id <> $2)`), userID, orgID, AddressHash(ByEmail, u.Email), AddressHash(ByPhone, u.Phone)).Scan(&signedIn, &onOrg, &onOther)
 	if err != nil {
 		return st, fmt.Errorf("read standing of %s over user %s: %w", orgID, userID, err)
 	}
-	st.CreatedBy, st.SignedIn, st.OnOrgLock, st.OnOtherLock = createdBy.String, signedIn > 0, onOrg > 0, onOther > 0
+	st.CreatedBy, st.SignedIn, st.OnOrgLock, st.OnOtherLock = u.CreatedBy, signedIn > 0, onOrg > 0, onOther > 0
 	return st, nil
 }
 
-// SignedIn reports whether the person has signed in (see NoteSignIn).
-func (s *Store) SignedIn(ctx context.Context, userID string) (bool, error) {
-	var n int
-	if err := s.r.QueryRowContext(ctx, s.sql(`SELECT COUNT(*) FROM user_sign_ins WHERE user_id = $1`), userID).Scan(&n); err != nil {
-		return false, fmt.Errorf("read sign-in of %s: %w", userID, err)
+// AddressHash is how address_sign_ins names a normalised e-mail (ByEmail)
+// or phone number (ByPhone): a SHA-256, so the table holds no address. An
+// empty address has no hash ("").
+func AddressHash(kind UserBy, address string) string {
+	if address == "" {
+		return ""
 	}
-	return n > 0, nil
+	sum := sha256.Sum256([]byte(string(kind) + ":" + address))
+	return hex.EncodeToString(sum[:])
 }
 
 // NoteSignIn records that the person userID has called the API with their
-// own token (or arrived through the sign-up hook); the first time counts.
-func (tx *Tx) NoteSignIn(ctx context.Context, userID, at string) error {
+// own token (or arrived through the sign-up hook), and the hashes
+// (AddressHash) of the addresses their identity provider vouches for; the
+// first time counts.
+func (tx *Tx) NoteSignIn(ctx context.Context, userID string, addressHashes []string, at string) error {
 	if _, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO user_sign_ins (user_id, first_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`), userID, at); err != nil {
 		return fmt.Errorf("note sign-in of %s: %w", userID, err)
+	}
+	for _, h := range addressHashes {
+		if h == "" {
+			continue
+		}
+		if _, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO address_sign_ins (address_hash, first_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`), h, at); err != nil {
+			return fmt.Errorf("note sign-in of an address of %s: %w", userID, err)
+		}
 	}
 	return nil
 }
