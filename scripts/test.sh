@@ -21,7 +21,9 @@
 #   5. fuzz      — only when no package pattern is given: each fuzz target
 #                  runs for a bounded time, one `go test -fuzz` per target
 #                  (FuzzNormalizeEmail, FuzzNormalizePhone, FuzzNormalizeUUID
-#                  in ./internal/domain for 10s each; FuzzCommandBodies and
+#                  in ./internal/domain for 10s each, FuzzParseID,
+#                  FuzzCanonicalUUID and FuzzCheckText for 5s each;
+#                  FuzzUnmarshalStrict in ./internal/httpapi for 10s; FuzzCommandBodies and
 #                  FuzzPathIDs in ./internal/httpapi for 25s each). A finding
 #                  fails the script and names the input file go test wrote
 #                  under the package's testdata/fuzz/<FuzzName>/ and the
@@ -339,6 +341,10 @@ FUZZ_TARGETS=(
 	"./internal/domain FuzzNormalizeEmail 10s"
 	"./internal/domain FuzzNormalizePhone 10s"
 	"./internal/domain FuzzNormalizeUUID 10s"
+	"./internal/domain FuzzParseID 5s"
+	"./internal/domain FuzzCanonicalUUID 5s"
+	"./internal/domain FuzzCheckText 5s"
+	"./internal/httpapi FuzzUnmarshalStrict 10s"
 	"./internal/httpapi FuzzCommandBodies 25s"
 	"./internal/httpapi FuzzPathIDs 25s"
 )
