@@ -115,14 +115,3 @@ func (h *Hub) Deliver(userID string, entries []store.FeedEntry) {
 		s.wake()
 	}
 }
-
-// Streams returns how many streams are open on this node (a gauge).
-func (h *Hub) Streams() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, m := range h.subs {
-		n += len(m)
-	}
-	return n
-}
