@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
-	"sort"
 )
 
 // QueuedWrites is how many jobs wait for the SQLite writer (tests only).
@@ -45,31 +43,11 @@ func EndLeases(s *Store, ids ...int64) error {
 
 // DumpTable renders every row of table as text, sorted (tests only).
 func DumpTable(s *Store, table string) ([]string, error) {
-	rows, err := s.rdb.Query(`SELECT * FROM ` + table)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []string
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, err
-		}
+	return s.dumpQuery(context.Background(), `SELECT * FROM `+table, func(cols, vals []string) string {
 		line := ""
 		for i, v := range vals {
-			if b, ok := v.([]byte); ok {
-				v = string(b)
-			}
-			line += fmt.Sprintf("%s=%v ", cols[i], v)
+			line += cols[i] + "=" + v + " "
 		}
-		out = append(out, line)
-	}
-	sort.Strings(out)
-	return out, rows.Err()
+		return line
+	})
 }

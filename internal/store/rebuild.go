@@ -99,34 +99,42 @@ func (s *Store) DumpReadModels(ctx context.Context) (string, error) {
 		`SELECT lock_id, user_id, role FROM lock_members`,
 		`SELECT uuid, lock_id FROM lock_devices`,
 	} {
-		rows, err := s.r.QueryContext(ctx, q)
+		lines, err := s.dumpQuery(ctx, q, func(_ []string, vals []string) string { return strings.Join(vals, " | ") })
 		if err != nil {
-			return "", fmt.Errorf("dump: %w", err)
+			return "", err
 		}
-		cols, _ := rows.Columns()
-		var lines []string
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				rows.Close()
-				return "", fmt.Errorf("dump scan: %w", err)
-			}
-			parts := make([]string, len(vals))
-			for i, v := range vals {
-				if bs, ok := v.([]byte); ok {
-					v = string(bs)
-				}
-				parts[i] = fmt.Sprint(v)
-			}
-			lines = append(lines, strings.Join(parts, " | "))
-		}
-		rows.Close()
-		sort.Strings(lines)
 		b.WriteString(q + "\n" + strings.Join(lines, "\n") + "\n")
 	}
 	return b.String(), nil
+}
+
+// dumpQuery renders every row of query q with line(columns, values), sorted.
+func (s *Store) dumpQuery(ctx context.Context, q string, line func(cols, vals []string) string) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("dump: %w", err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var lines []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, fmt.Errorf("dump scan: %w", err)
+		}
+		parts := make([]string, len(vals))
+		for i, v := range vals {
+			if bs, ok := v.([]byte); ok {
+				v = string(bs)
+			}
+			parts[i] = fmt.Sprint(v)
+		}
+		lines = append(lines, line(cols, parts))
+	}
+	sort.Strings(lines)
+	return lines, rows.Err()
 }
