@@ -35,42 +35,55 @@ func custody(st store.Standing, orgID string) bool {
 	return st.CreatedBy != "" && st.CreatedBy == orgID && !st.SignedIn && !st.OnOtherLock
 }
 
-// authorizeUser decides whether p may read or change user userID:
+// authorizeUser decides whether p may read or change user userID (see
+// userStanding); reading with membership alone is allowed, masked.
+func authorizeUser(ctx context.Context, p Principal, userID string, access userAccess, standing func(ctx context.Context, userID, orgID string) (store.Standing, error)) error {
+	_, err := userStanding(ctx, p, userID, access, standing)
+	return err
+}
+
+// userStanding decides whether p may read or change user userID:
 //   - the person themself (their own token), the admin and a super key: always;
 //   - a tenant's key: to change, custody (see custody); to read, custody or
 //     the person being owner, key holder or resident of one of its locks.
 //
+// masked is true when p reads with that membership alone: it may see that
+// the person has an e-mail and a phone number, masked, never the raw
+// values (it can put anybody it knows the address of on its own lock).
 // Looking a user up grants nothing. It returns Unauthorized or Forbidden.
-func authorizeUser(ctx context.Context, p Principal, userID string, access userAccess, standing func(ctx context.Context, userID, orgID string) (store.Standing, error)) error {
+func userStanding(ctx context.Context, p Principal, userID string, access userAccess, standing func(ctx context.Context, userID, orgID string) (store.Standing, error)) (masked bool, err error) {
 	if err := requireAuth(p); err != nil {
-		return err
+		return false, err
 	}
 	if p.Admin {
-		return nil
+		return false, nil
 	}
 	switch p.Kind {
 	case UserCaller:
 		if p.UserID == userID {
-			return nil
+			return false, nil
 		}
-		return domain.Errorf(domain.Forbidden, msgOwnRecord)
+		return false, domain.Errorf(domain.Forbidden, msgOwnRecord)
 	case TenantCaller:
 		if p.Super {
-			return nil
+			return false, nil
 		}
 		st, err := standing(ctx, userID, p.OrgID)
 		if err != nil {
-			return err
+			return false, err
 		}
-		if custody(st, p.OrgID) || (access == readUser && st.OnOrgLock) {
-			return nil
+		if custody(st, p.OrgID) {
+			return false, nil
+		}
+		if access == readUser && st.OnOrgLock {
+			return true, nil
 		}
 		if access == readUser {
-			return domain.Errorf(domain.Forbidden, MsgNoReadStanding)
+			return false, domain.Errorf(domain.Forbidden, MsgNoReadStanding)
 		}
-		return domain.Errorf(domain.Forbidden, MsgNoChangeStanding)
+		return false, domain.Errorf(domain.Forbidden, MsgNoChangeStanding)
 	}
-	return domain.Errorf(domain.Forbidden, "Not allowed")
+	return false, domain.Errorf(domain.Forbidden, "Not allowed")
 }
 
 // ownAddress checks that an address a user's token sets or looks up is the

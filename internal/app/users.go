@@ -19,6 +19,18 @@ type UserView struct {
 	Status string
 }
 
+// mask replaces the raw e-mail and phone number by their masked forms
+// (u***@example.com, ***4567).
+func (v UserView) mask() UserView {
+	if v.Email != "" {
+		v.Email = domain.MaskEmail(v.Email)
+	}
+	if v.Phone != "" {
+		v.Phone = domain.MaskPhone(v.Phone)
+	}
+	return v
+}
+
 // appendUserCreated records the events of a user just put in the vault.
 func (s *Service) appendUserCreated(ctx context.Context, tx *store.Tx, u store.User) (*EventOut, int64, error) {
 	now := s.stamp()
@@ -334,9 +346,13 @@ func (s *Service) UpdatePhoneNumber(ctx context.Context, c Call, id string, phon
 	})
 }
 
-// Profile returns user id for a caller allowed to read it.
+// Profile returns user id for a caller allowed to read it: with the raw
+// e-mail and phone number for the person, the admin, a super key and the
+// tenant that has custody; masked for a tenant whose standing is only that
+// the person is on one of its locks.
 func (s *Service) Profile(ctx context.Context, p Principal, id string) (UserView, error) {
-	if err := authorizeUser(ctx, p, id, readUser, s.st.UserStanding); err != nil {
+	masked, err := userStanding(ctx, p, id, readUser, s.st.UserStanding)
+	if err != nil {
 		return UserView{}, err
 	}
 	u, found, err := s.st.User(ctx, store.ByID, id)
@@ -353,7 +369,11 @@ func (s *Service) Profile(ctx context.Context, p Principal, id string) (UserView
 			status = st.Status
 		}
 	}
-	return UserView{User: u, Status: status}, nil
+	v := UserView{User: u, Status: status}
+	if masked {
+		v = v.mask()
+	}
+	return v, nil
 }
 
 // EnsureUser is the sign-up hook (POST /users): find the user with this

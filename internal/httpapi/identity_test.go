@@ -131,13 +131,18 @@ func TestIdentityOtherTenantsResidents(t *testing.T) {
 			// B puts R on its own lock: it may now read R, never change R,
 			// and A's custody ends (R is on another organization's lock).
 			wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/2/AddResident", Key: keyB, Body: map[string]any{"name": "R", "email": "r@example.com"}}, 200)
-			if got := phoneOf(keyB); got.Status != 200 {
-				t.Fatalf("org-b reads a resident of its lock: %d %s", got.Status, got.Raw)
+			// Masked: B could put anybody it knows the address of on its own
+			// lock, so membership alone shows no raw number or address.
+			if got := phoneOf(keyB); got.Status != 200 || got.Obj(t)["phoneNumber"] != "***2333" {
+				t.Fatalf("org-b reads a resident of its lock: %d %s, want the masked number", got.Status, got.Raw)
+			}
+			if got := wireOK(t, srv, wireReq{Method: "GET", Path: "/users/" + r + "/profile", Key: keyB}, 200); got["email"] != "r***@example.com" || got["phoneNumber"] != "***2333" {
+				t.Fatalf("org-b reads the profile of a resident of its lock: %v, want masked contacts", got)
 			}
 			wireRefused(t, srv, wireReq{Method: "POST", Path: "/users/" + r + "/UpdatePhoneNumber", Key: keyB, Body: map[string]any{"phoneNumber": "+48999999999"}}, 403, change)
 			wireRefused(t, srv, wireReq{Method: "POST", Path: "/users/" + r + "/UpdatePhoneNumber", Key: keyA, Body: map[string]any{"phoneNumber": "+48999999999"}}, 403, change)
-			if got := phoneOf(keyA); got.Status != 200 || got.Obj(t)["phoneNumber"] != "+48111222333" {
-				t.Fatalf("org-a still reads its resident: %d %s", got.Status, got.Raw)
+			if got := phoneOf(keyA); got.Status != 200 || got.Obj(t)["phoneNumber"] != "***2333" {
+				t.Fatalf("org-a, now with membership only, reads its resident masked: %d %s", got.Status, got.Raw)
 			}
 			// The admin keeps standing over every record.
 			wireOK(t, srv, wireReq{Method: "POST", Path: "/users/" + r + "/UpdatePhoneNumber", Header: map[string]string{"X-Admin-API-Key": testenv.AdminKey},
