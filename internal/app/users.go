@@ -46,6 +46,24 @@ func (s *Service) appendUserCreated(ctx context.Context, tx *store.Tx, u store.U
 	return ev, v, err
 }
 
+// notSignedInID refuses a tenant's key (not super, not the admin) a new
+// record under the id of a person who has signed in: that id is theirs, and
+// a record a tenant made for it would carry the tenant's addresses into
+// the person's account. It returns Conflict.
+func (s *Service) notSignedInID(ctx context.Context, tx *store.Tx, p Principal, id string) error {
+	if p.Kind != TenantCaller || p.Super || p.Admin {
+		return nil
+	}
+	signed, err := tx.SignedInID(ctx, id)
+	if err != nil {
+		return err
+	}
+	if signed {
+		return domain.Errorf(domain.Conflict, "This id belongs to a person who has signed in: only they (or the admin) can create their record")
+	}
+	return nil
+}
+
 // creator is the org recorded as a new user record's creator: the calling
 // tenant's ("" for a user's token or the admin).
 func creator(p Principal) string {
@@ -128,6 +146,9 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 			return Result{}, domain.Errorf(domain.NotFound, "User not found")
 		}
 		if id != "" {
+			if err := s.notSignedInID(ctx, tx, p, id); err != nil {
+				return Result{}, err
+			}
 			if _, taken, err := tx.User(ctx, store.ByID, id); err != nil {
 				return Result{}, err
 			} else if taken && p.Kind == UserCaller && !p.Admin {
@@ -219,12 +240,16 @@ func (s *Service) CreateUser(ctx context.Context, c Call, id string, in CreateUs
 	}
 	c.Aggregate = "user/" + pathID
 	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
-		if _, found, err := tx.User(ctx, store.ByID, pathID); err != nil {
+		if existing, found, err := tx.User(ctx, store.ByID, pathID); err != nil {
 			return Result{}, err
 		} else if found {
 			_, snap, err := load(ctx, tx, userAgg, pathID)
 			if err != nil {
 				return Result{}, err
+			}
+			if c.P.Kind == UserCaller && !c.P.Admin && email != "" && existing.Email != email {
+				// Not silently ignored: the person asked for this address.
+				return Result{}, domain.Errorf(domain.Conflict, "Your user record exists with another e-mail address or none: set it with UpdateEmail")
 			}
 			if c.P.Kind == TenantCaller && !c.P.Super && !c.P.Admin {
 				// Another tenant's (or the person's own) record: say only
@@ -237,6 +262,9 @@ func (s *Service) CreateUser(ctx context.Context, c Call, id string, in CreateUs
 				}
 			}
 			return Result{AggregateID: pathID, Version: snap.Version, UserID: pathID}, nil
+		}
+		if err := s.notSignedInID(ctx, tx, c.P, pathID); err != nil {
+			return Result{}, err
 		}
 		if email != "" {
 			if _, taken, err := tx.User(ctx, store.ByEmail, email); err != nil {
@@ -377,10 +405,9 @@ func (s *Service) Profile(ctx context.Context, p Principal, id string) (UserView
 }
 
 // EnsureUser is the sign-up hook (POST /users): find the user with this
-// e-mail or create one with id userID (the identity provider's id, the
-// sub of the user's JWTs). It returns Conflict when the e-mail belongs to
-// a user with another id, or the id to a user with another e-mail. The
-// person has signed up with the identity provider, so the record counts
+// e-mail (under whatever id it has: the identity provider keeps the
+// userId answered) or create one with id userID. It returns Conflict when
+// the id belongs to a user with another e-mail. The person has signed up with the identity provider, so the record counts
 // as signed in: the tenant that created it loses custody. The caller has
 // passed the hook's admin-key check.
 func (s *Service) EnsureUser(ctx context.Context, email, userID string) (UserView, error) {
@@ -400,11 +427,10 @@ func (s *Service) EnsureUser(ctx context.Context, email, userID string) (UserVie
 	if err != nil {
 		return UserView{}, err
 	}
-	if u.UserID != id {
-		// Found by e-mail, under another id: nothing was written.
-		return UserView{}, &domain.Error{Code: domain.Conflict, Message: "This e-mail address already belongs to a user with another id",
-			Details: []domain.FieldError{{Field: "detail.data.user_name", Message: "taken by another user"}}}
-	}
+	// Found by e-mail under another id (a tenant or an app created the
+	// record before the person signed up): upstream's find-or-create
+	// answers with that record, whose id the identity provider keeps for
+	// the person; the person now owns it.
 	return u, s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 		return tx.NoteSignIn(ctx, u.UserID, []string{store.AddressHash(store.ByEmail, e)}, s.stamp())
 	})

@@ -367,3 +367,44 @@ func TestIdentityPreCreatedRecord(t *testing.T) {
 		})
 	}
 }
+
+// TestIdentityChosenIDs: a tenant cannot make the record of a person who
+// has signed in (its addresses would land in their account); a person's own
+// CreateUser never silently drops the address they asked for; the sign-up
+// hook hands a record made before sign-up to its person.
+func TestIdentityChosenIDs(t *testing.T) {
+	hook := func(email, id string) wireReq {
+		return wireReq{Method: "POST", Path: "/users", Header: map[string]string{"X-Admin-API-Key": testenv.AdminKey},
+			Body: map[string]any{"detail": map[string]any{"data": map[string]any{"user_name": email, "user_id": id}}}}
+	}
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			srv := testenv.NewServer(t, b, testenv.Options{})
+			keyA, keyB := srv.Tenant(t, "org-a", false), srv.Tenant(t, "org-b", false)
+			s := app.NewUUID()
+			tok := srv.Token(t, s, "s@example.com")
+			wireOK(t, srv, wireReq{Method: "GET", Path: "/users/" + s + "/profile", JWT: tok}, 404) // signed in, no record yet
+
+			taken := "This id belongs to a person who has signed in: only they (or the admin) can create their record"
+			wireRefused(t, srv, wireReq{Method: "POST", Path: "/users/" + s + "/CreateUser", Key: keyB, Body: map[string]any{"userId": s, "email": "attacker@evil.example"}},
+				409, wireErr(wireCommand, 409, taken))
+			wireRefused(t, srv, wireReq{Method: "GET", Path: "/users/by-email?email=attacker@evil.example&uuid=" + s, Key: keyB}, 409, wireErr(wireQuery, 409, taken))
+			wireRefused(t, srv, wireReq{Method: "GET", Path: "/users/by-phone?phoneNumber=%2B48900900900&uuid=" + s, Key: keyB}, 409, wireErr(wireQuery, 409, taken))
+
+			wireOK(t, srv, wireReq{Method: "POST", Path: "/users/" + s + "/CreateUser", JWT: tok, Body: map[string]any{"userId": s}}, 201)
+			wireRefused(t, srv, wireReq{Method: "POST", Path: "/users/" + s + "/CreateUser", JWT: tok, Body: map[string]any{"userId": s, "email": "s@example.com"}},
+				409, wireErr(wireCommand, 409, "Your user record exists with another e-mail address or none: set it with UpdateEmail"))
+			wireOK(t, srv, wireReq{Method: "POST", Path: "/users/" + s + "/UpdateEmail", JWT: tok, Body: map[string]any{"email": "s@example.com"}}, 200)
+
+			// A record org-a made before its person signed up: the hook
+			// answers with it, and org-a's custody ends.
+			x, _ := wireOK(t, srv, wireReq{Method: "GET", Path: "/users/by-email?email=v@example.com", Key: keyA}, 200)["uuid"].(string)
+			wireOK(t, srv, wireReq{Method: "POST", Path: "/users/" + x + "/UpdatePhoneNumber", Key: keyA, Body: map[string]any{"phoneNumber": "+48700700700"}}, 200)
+			if got := wireOK(t, srv, hook("v@example.com", app.NewUUID()), 200); got["userId"] != x {
+				t.Fatalf("sign-up of v@example.com: %v, want the record %s", got, x)
+			}
+			wireRefused(t, srv, wireReq{Method: "POST", Path: "/users/" + x + "/UpdatePhoneNumber", Key: keyA, Body: map[string]any{"phoneNumber": "+48700700701"}},
+				403, wireErr(wireCommand, 403, app.MsgNoChangeStanding))
+		})
+	}
+}

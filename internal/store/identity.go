@@ -78,6 +78,16 @@ func AddressHash(kind UserBy, address string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// SignedInID reports whether somebody has called the API with a token for
+// user id id (or the sign-up hook named it).
+func (tx *Tx) SignedInID(ctx context.Context, id string) (bool, error) {
+	var n int
+	if err := tx.q.QueryRowContext(ctx, tx.s.sql(`SELECT COUNT(*) FROM user_sign_ins WHERE user_id = $1`), id).Scan(&n); err != nil {
+		return false, fmt.Errorf("read sign-in of %s: %w", id, err)
+	}
+	return n > 0, nil
+}
+
 // NoteSignIn records that the person userID has called the API with their
 // own token (or arrived through the sign-up hook), and the hashes
 // (AddressHash) of the addresses their identity provider vouches for; the
