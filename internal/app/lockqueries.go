@@ -79,9 +79,9 @@ func (s *Service) Residents(ctx context.Context, p Principal, id int64) ([]Resid
 
 // ResidentEmails returns the e-mail of each resident user id known to the
 // vault, as caller p (authorized on the lock) may see it: raw for the
-// lock's tenant, the admin and the resident themself; masked for other
-// user tokens (an owner or key holder who named a resident by phone number
-// learns no address from it).
+// lock's tenant, the admin and the resident themself; for other user
+// tokens only the masked address recorded with the resident (an owner or
+// key holder who named a resident by phone number learns no address).
 func (s *Service) ResidentEmails(ctx context.Context, p Principal, residents []lock.Resident) (map[string]string, error) {
 	users, err := s.residentUsers(ctx, residents)
 	if err != nil {
@@ -96,10 +96,13 @@ func (s *Service) ResidentEmails(ctx context.Context, p Principal, residents []l
 	return out, nil
 }
 
-// emailFor is the resident's e-mail as p may see it (see ResidentEmails).
+// emailFor is the resident's e-mail as p may see it (see ResidentEmails):
+// for another user's token, the masked address recorded when the resident
+// was added (none when they were named by phone number or id), never one
+// derived from the user record.
 func emailFor(p Principal, r lock.Resident, raw string) string {
 	if p.Kind == UserCaller && !p.Admin && p.UserID != r.UserID {
-		return domain.MaskEmail(raw)
+		return r.MaskedEmail
 	}
 	return raw
 }

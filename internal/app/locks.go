@@ -322,6 +322,15 @@ func (s *Service) AddResident(ctx context.Context, c Call, id int64, in Resident
 		if u.Email != "" {
 			masked = domain.MaskEmail(u.Email)
 		}
+		if byUser {
+			// Only the address the caller sent, masked: the event (in the
+			// answer and the lock's details) tells nothing of a user named
+			// by phone number or id.
+			masked = ""
+			if echo != "" {
+				masked = domain.MaskEmail(echo)
+			}
+		}
 		evs, err := lock.DecideAddResident(st, u.UserID, in.Name, masked, now)
 		if err != nil {
 			return nil, Result{}, err
