@@ -57,8 +57,9 @@ type config struct {
 	WebhookAllowPrivate                              bool
 	WebhookRegion, WebhookAccount                    string
 	WebhookTimeout, WebhookRetryBase, WebhookHorizon time.Duration
-	// Bounds: replays per tenant and hour; retention of finished rows.
-	ReplaysPerHour                                      int
+	// Bounds: replays and redeliveries per tenant and hour; retention of
+	// finished rows.
+	ReplaysPerHour, RedeliveriesPerHour                 int
 	RetainIdempotency, RetainDeliveries, RetainLiveFeed time.Duration
 	PruneInterval                                       time.Duration
 	// Partner Portal (cmd/spkey/portal.go).
@@ -116,6 +117,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.WebhookRetryBase, "webhook-retry-base", webhook.DefaultRetryBase, "first retry delay of a failed partner delivery; doubles per attempt (with jitter), at most 1h")
 	fs.DurationVar(&c.WebhookHorizon, "webhook-retry-horizon", webhook.DefaultHorizon, "how long a partner delivery is retried before it is marked failed")
 	fs.IntVar(&c.ReplaysPerHour, "webhook-replays-per-hour", app.DefaultReplaysPerHour, "webhook replays one tenant may start per hour (429 with Retry-After beyond); 0: no limit")
+	fs.IntVar(&c.RedeliveriesPerHour, "webhook-redeliveries-per-hour", app.DefaultRedeliveriesPerHour, "webhook redeliveries one tenant may ask for per hour (429 with Retry-After beyond); 0: no limit")
 	fs.DurationVar(&c.RetainIdempotency, "retain-idempotency", app.DefaultRetention.Idempotency, "how long Idempotency-Key records are kept (0: for ever)")
 	fs.DurationVar(&c.RetainDeliveries, "retain-deliveries", app.DefaultRetention.Deliveries, "how long finished deliveries (delivered, failed, skipped) and their attempts are kept (0: for ever)")
 	fs.DurationVar(&c.RetainLiveFeed, "retain-live-feed", app.DefaultRetention.LiveFeed, "how long live-stream feed entries are kept (0: for ever)")
@@ -170,8 +172,8 @@ func (c *config) validate() error {
 		}
 		c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
 	}
-	if c.ReplaysPerHour < 0 || c.RetainIdempotency < 0 || c.RetainDeliveries < 0 || c.RetainLiveFeed < 0 || c.PruneInterval < 0 {
-		return fmt.Errorf("--webhook-replays-per-hour, --retain-* and --prune-interval must not be negative")
+	if c.ReplaysPerHour < 0 || c.RedeliveriesPerHour < 0 || c.RetainIdempotency < 0 || c.RetainDeliveries < 0 || c.RetainLiveFeed < 0 || c.PruneInterval < 0 {
+		return fmt.Errorf("--webhook-replays-per-hour, --webhook-redeliveries-per-hour, --retain-* and --prune-interval must not be negative")
 	}
 	if c.RetainIdempotency > 0 && c.RetainIdempotency < time.Hour {
 		return fmt.Errorf("--retain-idempotency must be at least 1h (a client retries with the same key within that)")

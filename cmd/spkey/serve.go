@@ -76,11 +76,15 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	}
 	engine := notify.New(st, hub, notify.Config{Node: c.NodeID, Lease: c.OutboxLease, RetryBase: c.RetryBase, MaxAttempts: c.MaxAttempts,
 		Observe: notifyMetrics(reg)}, log, chans...)
-	replays := c.ReplaysPerHour
+	replays, redeliveries := c.ReplaysPerHour, c.RedeliveriesPerHour
 	if replays == 0 {
 		replays = -1 // app.Options: no limit
 	}
-	svc := app.New(st, app.Options{Channels: appChans, Queued: engine.Queued, Safety: c.safety(), ReplaysPerHour: replays, AllowUserLockCreate: c.AllowUserLockCreate}, log)
+	if redeliveries == 0 {
+		redeliveries = -1
+	}
+	svc := app.New(st, app.Options{Channels: appChans, Queued: engine.Queued, Safety: c.safety(), ReplaysPerHour: replays, RedeliveriesPerHour: redeliveries,
+		AllowUserLockCreate: c.AllowUserLockCreate}, log)
 	webhook.New(st, svc, webhook.Config{Region: c.WebhookRegion, Account: c.WebhookAccount, Safety: c.safety(), Timeout: c.WebhookTimeout,
 		RetryBase: c.WebhookRetryBase, Horizon: c.WebhookHorizon}, log).Register(engine)
 	origins := map[string]bool{}

@@ -85,6 +85,9 @@ type Service struct {
 	allowUserLockCreate bool
 	// replaysPerHour bounds the webhook replays one tenant starts per hour.
 	replaysPerHour int
+	// redeliveriesPerHour bounds the webhook redeliveries of one tenant
+	// per hour.
+	redeliveriesPerHour int
 }
 
 // Channels says which operator-configured doorbell channels exist: a ring
@@ -115,6 +118,10 @@ type Options struct {
 	// ReplaysPerHour is how many webhook replays one tenant may start per
 	// hour (0: DefaultReplaysPerHour; negative: no limit).
 	ReplaysPerHour int
+	// RedeliveriesPerHour is how many webhook redeliveries one tenant may
+	// ask for per hour (0: DefaultRedeliveriesPerHour; negative: no
+	// limit).
+	RedeliveriesPerHour int
 }
 
 // New returns a Service over st.
@@ -134,8 +141,14 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 	case opt.ReplaysPerHour < 0:
 		opt.ReplaysPerHour = 0
 	}
+	switch {
+	case opt.RedeliveriesPerHour == 0:
+		opt.RedeliveriesPerHour = DefaultRedeliveriesPerHour
+	case opt.RedeliveriesPerHour < 0:
+		opt.RedeliveriesPerHour = 0
+	}
 	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log, chans: opt.Channels, queued: opt.Queued, safety: opt.Safety,
-		replaysPerHour: opt.ReplaysPerHour, allowUserLockCreate: opt.AllowUserLockCreate}
+		replaysPerHour: opt.ReplaysPerHour, redeliveriesPerHour: opt.RedeliveriesPerHour, allowUserLockCreate: opt.AllowUserLockCreate}
 	if st.Dialect() == store.Postgres {
 		// SQLite has one writer already; on PostgreSQL commands run in
 		// parallel, so keep one writer per aggregate inside this node and

@@ -552,8 +552,15 @@ func (s *Service) DeliveriesWith(ctx context.Context, p Principal, orgID, id str
 	return out, next, nil
 }
 
+// DefaultRedeliveriesPerHour is how many redeliveries one tenant may ask
+// for per hour (Options.RedeliveriesPerHour) unless told otherwise.
+const DefaultRedeliveriesPerHour = 100
+
 // Redeliver queues delivery deliveryID's event to the webhook again, as a
-// new delivery, and returns it.
+// new delivery, and returns it. A redelivery while an earlier redelivery
+// of the same event to the webhook is undone is a conflict; a tenant asks
+// for at most RedeliveriesPerHour redeliveries per hour (a
+// *RateLimitedError beyond).
 func (s *Service) Redeliver(ctx context.Context, p Principal, orgID, id string, deliveryID int64) (DeliveryView, error) {
 	w, err := s.ownWebhook(ctx, p, orgID, id)
 	if err != nil {
@@ -572,11 +579,19 @@ func (s *Service) Redeliver(ctx context.Context, p Principal, orgID, id string, 
 	now := s.now()
 	var nid int64
 	err = s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-		nid, err = tx.Redeliver(ctx, d, now)
+		nid, err = tx.Redeliver(ctx, d, now, s.redeliveriesPerHour)
 		tx.AfterCommit(s.kick(es.ConsumerWebhookSend))
 		return err
 	})
-	if err != nil {
+	var limited *store.RedeliveryLimitedError
+	switch {
+	case errors.Is(err, store.ErrRedeliveryPending):
+		return DeliveryView{}, domain.Errorf(domain.Conflict, "A redelivery of this event to this webhook is still pending: wait until it is done (see the delivery log), then redeliver again")
+	case errors.As(err, &limited):
+		wait := max(limited.RetryAt.Sub(now), time.Second)
+		return DeliveryView{}, &RateLimitedError{RetryAfter: wait,
+			Message: fmt.Sprintf("At most %d redeliveries per tenant per hour: try again in %d s", s.redeliveriesPerHour, int64((wait+time.Second-1)/time.Second))}
+	case err != nil:
 		return DeliveryView{}, err
 	}
 	// The answer is the delivery as queued: read back after the commit it

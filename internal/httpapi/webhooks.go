@@ -459,7 +459,7 @@ func (s *Server) myRedeliver(ctx context.Context, in *myRedeliverInput) (*Delive
 func (s *Server) redeliverAs(ctx context.Context, p app.Principal, org, id string, delivery int64) (*DeliveryOutput, error) {
 	d, err := s.svc.Redeliver(ctx, p, org, id, delivery)
 	if err != nil {
-		return nil, toAPIError(ctx, s.log, err)
+		return nil, s.limitedError(ctx, err)
 	}
 	return &DeliveryOutput{Status: http.StatusAccepted, Body: deliveryOut(d)}, nil
 }
@@ -482,18 +482,24 @@ func (s *Server) replayAs(ctx context.Context, p app.Principal, org, id string, 
 		return nil, toAPIError(ctx, s.log, domain.InvalidField("since", "since must be an ISO-8601 date-time, e.g. 2026-11-01T00:00:00Z"))
 	}
 	n, err := s.svc.Replay(ctx, p, org, id, since)
-	var limited *app.RateLimitedError
-	if errors.As(err, &limited) {
-		secs := int64((limited.RetryAfter + time.Second - 1) / time.Second)
-		return nil, huma.ErrorWithHeaders(newAPIError(http.StatusTooManyRequests, limited.Message, nil),
-			http.Header{"Retry-After": {strconv.FormatInt(secs, 10)}})
-	}
 	if err != nil {
-		return nil, toAPIError(ctx, s.log, err)
+		return nil, s.limitedError(ctx, err)
 	}
 	out := &ReplayOutput{Status: http.StatusAccepted}
 	out.Body.Queued, out.Body.Since = n, since.UTC().Format(time.RFC3339Nano)
 	return out, nil
+}
+
+// limitedError is toAPIError, but an *app.RateLimitedError is 429 with
+// Retry-After (whole seconds, rounded up).
+func (s *Server) limitedError(ctx context.Context, err error) error {
+	var limited *app.RateLimitedError
+	if errors.As(err, &limited) {
+		secs := int64((limited.RetryAfter + time.Second - 1) / time.Second)
+		return huma.ErrorWithHeaders(newAPIError(http.StatusTooManyRequests, limited.Message, nil),
+			http.Header{"Retry-After": {strconv.FormatInt(secs, 10)}})
+	}
+	return toAPIError(ctx, s.log, err)
 }
 
 func (s *Server) rotateMyKey(ctx context.Context, _ *struct{}) (*IssuedKeyOutput, error) {

@@ -98,6 +98,15 @@ func hookSettle(t testing.TB, srv *testenv.Server) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
+		// A replay being queued (in chunks, after its answer) is work too.
+		// It is read first: a chunk queues its rows and closes the replay
+		// in one transaction, so a replay seen closed has its rows in the
+		// queues read next (read the other way round, the last chunk could
+		// land in between and go unseen).
+		replays, err := srv.Store.OpenReplays(context.Background())
+		if err != nil {
+			t.Fatalf("read open replays: %v", err)
+		}
 		var busy []es.OutboxRow
 		for _, c := range []string{es.ConsumerWebhooks, es.ConsumerWebhookSend, es.ConsumerWebhookVerify} {
 			rows, err := srv.Store.Outbox(context.Background(), c, 10)
@@ -105,11 +114,6 @@ func hookSettle(t testing.TB, srv *testenv.Server) {
 				t.Fatalf("read %s queue: %v", c, err)
 			}
 			busy = append(busy, rows...)
-		}
-		// A replay being queued (in chunks, after its answer) is work too.
-		replays, err := srv.Store.OpenReplays(context.Background())
-		if err != nil {
-			t.Fatalf("read open replays: %v", err)
 		}
 		if len(busy) == 0 && replays == 0 {
 			return

@@ -805,15 +805,3 @@ func (s *Store) AttemptsOf(ctx context.Context, ids []int64) (map[int64][]Attemp
 	}
 	return out, rows.Err()
 }
-
-// Redeliver queues delivery d's event again for the same webhook, as a new
-// row, and returns its id.
-func (tx *Tx) Redeliver(ctx context.Context, d DeliveryRow, now time.Time) (int64, error) {
-	var id int64
-	err := tx.q.QueryRowContext(ctx, tx.s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`), es.ConsumerWebhookSend, d.EventSeq, d.AggregateType, d.AggID, d.Version, d.OrgID, d.Target, stamp(now)).Scan(&id)
-	if err != nil {
-		return 0, fmt.Errorf("queue redelivery: %w", err)
-	}
-	return id, nil
-}

@@ -213,7 +213,7 @@ func TestWebhookRowsMaintenance(t *testing.T) {
 			var again int64
 			w.must("redeliver", w.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 				var err error
-				again, err = tx.Redeliver(ctx, rows[1], w.clock())
+				again, err = tx.Redeliver(ctx, rows[1], w.clock(), 0)
 				return err
 			}))
 			d, found, err := w.st.Delivery(ctx, again)

@@ -178,6 +178,9 @@ type Options struct {
 	AllowUserLockCreate bool
 	// ReplaysPerHour is app.Options.ReplaysPerHour (0: the default).
 	ReplaysPerHour int
+	// RedeliveriesPerHour is app.Options.RedeliveriesPerHour (0: the
+	// default).
+	RedeliveriesPerHour int
 	// MaxStreams and MaxStreamsPerUser bound the live streams (zero: the
 	// defaults of httpapi.Config).
 	MaxStreams, MaxStreamsPerUser int
@@ -229,7 +232,7 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	if opt.Safety != nil {
 		safety = *opt.Safety
 	}
-	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Queued: engine.Queued, Safety: safety, ReplaysPerHour: opt.ReplaysPerHour, AllowUserLockCreate: opt.AllowUserLockCreate}, log)
+	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Queued: engine.Queued, Safety: safety, ReplaysPerHour: opt.ReplaysPerHour, RedeliveriesPerHour: opt.RedeliveriesPerHour, AllowUserLockCreate: opt.AllowUserLockCreate}, log)
 	wcfg := opt.Webhooks
 	wcfg.Safety = safety
 	if wcfg.RetryBase == 0 {
