@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
 
@@ -107,14 +108,20 @@ func requestSeries(text string) (series, routes map[string]bool, total float64) 
 // metrics by inventing methods or paths. Methods other than GET, HEAD,
 // POST, PUT, PATCH, DELETE and OPTIONS are counted as method="other", and
 // paths no route serves share route="unmatched": 50 made-up methods and
-// 50 made-up paths add at most one series each.
+// 50 made-up paths add at most one series each, and so do 50 CONNECTs to a
+// page under a wildcard subtree pattern (for which the mux's pattern would
+// be the request's own path).
 func TestMetricsLabelsBounded(t *testing.T) {
-	srv := testenv.NewServer(t, testenv.SQLite, testenv.Options{})
+	srv := testenv.NewServer(t, testenv.SQLite, testenv.Options{Mount: func(mux *http.ServeMux, _ *app.Service) {
+		mux.HandleFunc("/files/{id}/", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	}})
 	wireOK(t, srv, wireReq{Method: "GET", Path: "/healthz"}, http.StatusOK)
+	// Redirects are not followed: each call is one request.
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	send := func(method, path string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, srv.URL+path, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatalf("%s %s: %v", method, path, err)
 		}
@@ -165,5 +172,16 @@ func TestMetricsLabelsBounded(t *testing.T) {
 	}
 	if len(pathRoutes) != len(methodRoutes) {
 		t.Errorf("50 made-up paths added routes to spkey_http_request_duration_seconds: %v", pathRoutes)
+	}
+
+	for i := 1; i <= 50; i++ {
+		send("CONNECT", fmt.Sprintf("/files/f%d", i))
+	}
+	connects, connectRoutes := settle(151)
+	if added := len(connects) - len(paths); added > 1 {
+		t.Errorf("50 CONNECTs added %d series of spkey_http_requests_total: %v", added, connects)
+	}
+	if len(connectRoutes) != len(pathRoutes) {
+		t.Errorf("50 CONNECTs added routes to spkey_http_request_duration_seconds: %v", connectRoutes)
 	}
 }
