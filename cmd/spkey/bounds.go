@@ -40,11 +40,17 @@ func (c *config) validateLease() error {
 // validateBounds checks the live stream caps, the metrics listener and the
 // audience rule of outside tokens.
 func (c *config) validateBounds() error {
-	if c.MaxStreams < 1 || c.MaxStreamsPerUser < 1 {
-		return fmt.Errorf("--max-streams and --max-streams-per-user must be at least 1")
+	if c.MaxStreams < 1 || c.MaxStreamsPerUser < 1 || c.MaxStreamsPerKey < 1 {
+		return fmt.Errorf("--max-streams, --max-streams-per-user and --max-streams-per-key must be at least 1")
 	}
 	if c.MaxStreamsPerUser > c.MaxStreams {
 		return fmt.Errorf("--max-streams-per-user (%d) must not exceed --max-streams (%d)", c.MaxStreamsPerUser, c.MaxStreams)
+	}
+	// A credential's streams of one user are among its streams of all
+	// users. --max-streams-per-key may exceed --max-streams (the node's
+	// cap then binds first), so that lowering --max-streams alone works.
+	if c.MaxStreamsPerUser > c.MaxStreamsPerKey {
+		return fmt.Errorf("--max-streams-per-user (%d) must not exceed --max-streams-per-key (%d)", c.MaxStreamsPerUser, c.MaxStreamsPerKey)
 	}
 	if c.MetricsToken != "" && c.MetricsAddr == "" {
 		return fmt.Errorf("--metrics-token needs --metrics-addr (the metrics are not served on the API's address)")

@@ -68,7 +68,7 @@ func TestCLIHelp(t *testing.T) {
 	}
 	// serve lists its own settings, the new ones among them.
 	out, _, _, _ := runIn(t, nil, "serve", "-h")
-	for _, f := range []string{"-max-streams ", "-max-streams-per-user ", "-metrics-addr ", "-metrics-token ", "-jwt-audience-any", "(env SPKEY_METRICS_ADDR)"} {
+	for _, f := range []string{"-max-streams ", "-max-streams-per-user ", "-max-streams-per-key ", "-metrics-addr ", "-metrics-token ", "-jwt-audience-any", "(env SPKEY_METRICS_ADDR)"} {
 		if !strings.Contains(out, f) {
 			t.Errorf("serve -h lacks %q", f)
 		}

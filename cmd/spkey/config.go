@@ -66,8 +66,8 @@ type config struct {
 	PortalSecret                                                 string
 	PortalOIDCIssuer, PortalOIDCClientID, PortalOIDCClientSecret string
 	// Live stream bounds and the metrics listener.
-	MaxStreams, MaxStreamsPerUser int
-	MetricsAddr, MetricsToken     string
+	MaxStreams, MaxStreamsPerUser, MaxStreamsPerKey int
+	MetricsAddr, MetricsToken                       string
 	// from says where each setting that is not its default came from:
 	// "--flag" or "SPKEY_FLAG".
 	from map[string]string
@@ -128,6 +128,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.PortalOIDCClientSecret, "portal-oidc-client-secret", "", "the portal's OIDC client secret")
 	fs.IntVar(&c.MaxStreams, "max-streams", httpapi.DefaultMaxStreams, "live notification streams this node keeps open at most; more are refused with 429")
 	fs.IntVar(&c.MaxStreamsPerUser, "max-streams-per-user", httpapi.DefaultMaxStreamsPerUser, "live streams one credential may keep open for one user; more are refused with 429")
+	fs.IntVar(&c.MaxStreamsPerKey, "max-streams-per-key", httpapi.DefaultMaxStreamsPerKey, "live streams one credential (a tenant's API key, or a user's token) may keep open whatever the users; more are refused with 429")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", defaultMetricsAddr, "listen address of the Prometheus metrics (GET /metrics), apart from the API; empty disables them")
 	fs.StringVar(&c.MetricsToken, "metrics-token", "", "bearer token a scrape of --metrics-addr must send; empty: none (keep the address private)")
 }

@@ -152,9 +152,11 @@ func TestConfigBounds(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--max-streams", "0"}, "--max-streams and --max-streams-per-user must be at least 1"},
-		{[]string{"--max-streams-per-user", "0"}, "--max-streams and --max-streams-per-user must be at least 1"},
+		{[]string{"--max-streams", "0"}, "--max-streams, --max-streams-per-user and --max-streams-per-key must be at least 1"},
+		{[]string{"--max-streams-per-user", "0"}, "--max-streams, --max-streams-per-user and --max-streams-per-key must be at least 1"},
+		{[]string{"--max-streams-per-key", "0"}, "--max-streams, --max-streams-per-user and --max-streams-per-key must be at least 1"},
 		{[]string{"--max-streams", "3", "--max-streams-per-user", "4"}, "--max-streams-per-user (4) must not exceed --max-streams (3)"},
+		{[]string{"--max-streams-per-key", "4", "--max-streams-per-user", "5"}, "--max-streams-per-user (5) must not exceed --max-streams-per-key (4)"},
 		{[]string{"--metrics-addr", "", "--metrics-token", "0123456789abcdef"}, "--metrics-token needs --metrics-addr"},
 		{[]string{"--metrics-addr", "9787"}, "--metrics-addr must be host:port"},
 		{[]string{"--metrics-addr", "127.0.0.1:8787", "--addr", "127.0.0.1:8787"}, "--metrics-addr must differ from --addr"},
@@ -164,11 +166,11 @@ func TestConfigBounds(t *testing.T) {
 			t.Errorf("%v: got %v, want %q", c.args, err, c.want)
 		}
 	}
-	c, _, err := parse(serveCommand, nil, map[string]string{"SPKEY_MAX_STREAMS": "50", "SPKEY_MAX_STREAMS_PER_USER": "2", "SPKEY_METRICS_ADDR": ""}, io.Discard, io.Discard)
-	if err != nil || c.MaxStreams != 50 || c.MaxStreamsPerUser != 2 || c.MetricsAddr != "" {
+	c, _, err := parse(serveCommand, nil, map[string]string{"SPKEY_MAX_STREAMS": "50", "SPKEY_MAX_STREAMS_PER_USER": "2", "SPKEY_MAX_STREAMS_PER_KEY": "7", "SPKEY_METRICS_ADDR": ""}, io.Discard, io.Discard)
+	if err != nil || c.MaxStreams != 50 || c.MaxStreamsPerUser != 2 || c.MaxStreamsPerKey != 7 || c.MetricsAddr != "" {
 		t.Errorf("from the environment: %+v %v", c, err)
 	}
-	if c, _, err := parse(serveCommand, nil, nil, io.Discard, io.Discard); err != nil || c.MaxStreams != 1000 || c.MaxStreamsPerUser != 5 {
+	if c, _, err := parse(serveCommand, nil, nil, io.Discard, io.Discard); err != nil || c.MaxStreams != 1000 || c.MaxStreamsPerUser != 5 || c.MaxStreamsPerKey != 50 {
 		t.Errorf("defaults: %+v %v", c, err)
 	}
 }

@@ -95,7 +95,7 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	}
 	streamStop := make(chan struct{})
 	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: c.AdminAPIKey, AdminEmailDomain: c.AdminEmailDomain, CORSOrigins: origins,
-		Feed: st, Waker: hub, StreamStop: streamStop, MaxStreams: c.MaxStreams, MaxStreamsPerUser: c.MaxStreamsPerUser, Mount: c.pages(svc, log)}, svc, verifier, st, reg, log)
+		Feed: st, Waker: hub, StreamStop: streamStop, MaxStreams: c.MaxStreams, MaxStreamsPerUser: c.MaxStreamsPerUser, MaxStreamsPerKey: c.MaxStreamsPerKey, Mount: c.pages(svc, log)}, svc, verifier, st, reg, log)
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {

@@ -147,22 +147,40 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					s.refuse(rec, r, newAPIError(http.StatusInternalServerError, "Internal server error", nil))
 				}
 			}
-			route := holder.pattern
-			if route == "" {
-				route = "unmatched"
-			}
+			route, method := metricLabels(r.Method, holder.pattern)
 			status := rec.status
 			if status == 0 {
 				status = http.StatusOK
 			}
 			d := time.Since(start)
-			s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
+			s.metrics.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 			s.metrics.latency.WithLabelValues(route).Observe(d.Seconds())
 			s.log.InfoContext(ctx, "request", "request_id", id, "method", r.Method, "path", r.URL.Path,
 				"route", route, "status", status, "duration_ms", float64(d.Microseconds())/1000)
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// standardMethods are the methods the request metrics name; any other is
+// counted as "other".
+var standardMethods = map[string]bool{http.MethodGet: true, http.MethodHead: true, http.MethodPost: true,
+	http.MethodPut: true, http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true}
+
+// metricLabels returns the route and method labels of a request's metrics,
+// both from bounded sets whatever the caller sends: the route is the
+// pattern that served it ("unmatched" when none did) and the method is a
+// standard one or "other". A request with any other method is counted
+// under "unmatched" too: for CONNECT the mux's pattern may echo the
+// request's path (its /tree -> /tree/ redirect).
+func metricLabels(method, pattern string) (route, m string) {
+	if !standardMethods[method] {
+		return "unmatched", "other"
+	}
+	if pattern == "" {
+		return "unmatched", method
+	}
+	return pattern, method
 }
 
 // cors answers preflights for the configured origins and marks their

@@ -36,11 +36,12 @@ type Config struct {
 	// StreamRecheck is how often a live stream checks its caller's
 	// credentials and rights again (30s).
 	StreamRecheck time.Duration
-	// MaxStreams bounds the live streams open on this node (1000), and
+	// MaxStreams bounds the live streams open on this node (1000),
 	// MaxStreamsPerUser those one caller (a user's token, or a tenant's
-	// key) has open for one user (5); a stream beyond either is refused
-	// with 429 and Retry-After.
-	MaxStreams, MaxStreamsPerUser int
+	// key) has open for one user (5), and MaxStreamsPerKey those one
+	// caller has open whatever the users (50); a stream beyond any is
+	// refused with 429 and Retry-After.
+	MaxStreams, MaxStreamsPerUser, MaxStreamsPerKey int
 	// StreamReads bounds how many database reads the live streams of this
 	// node run at once (4), whatever their number: their polls and
 	// credential checks cannot take the pool from commands.

@@ -76,7 +76,7 @@ func (s *Server) notificationStream(ctx context.Context, in *streamInput) (*huma
 	if err := s.svc.AuthorizeUserStream(ctx, principal(ctx), in.ID); err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}
-	release, err := s.streams.acquire(streamKey(principal(ctx), in.ID))
+	release, err := s.streams.acquire(principal(ctx), in.ID)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,8 @@
 package httpapi_test
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -87,4 +89,76 @@ func TestStreamLimits(t *testing.T) {
 			refused(wireReq{Method: "GET", Path: path(alice), JWT: aliceJWT}, "user")
 		})
 	}
+}
+
+// TestStreamLimitPerKey: one credential cannot take the node's streams by
+// streaming many users. A tenant's key streaming three of its users (each
+// far under the per-user cap) is refused the fourth stream with 429,
+// Retry-After and the envelope, counted under limit="key"; a user's own
+// token still gets a stream, and closing one of the key's streams lets
+// the key in again.
+func TestStreamLimitPerKey(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			srv := testenv.NewServer(t, b, testenv.Options{MaxStreams: 10, MaxStreamsPerKey: 3})
+			key, alice, bob, aliceJWT, _ := doorbellSetup(t, srv)
+			carol, _ := wireOK(t, srv, wireReq{Method: "GET", Path: "/users/by-email?email=carol@example.com", Key: key}, http.StatusOK)["uuid"].(string)
+			wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/AddResident", Key: key, Body: map[string]any{"name": "Carol", "email": "carol@example.com"}}, http.StatusOK)
+
+			first := openStream(t, srv, alice, "", key, "")
+			openStream(t, srv, bob, "", key, "")
+			openStream(t, srv, carol, "", key, "")
+			for _, user := range []string{alice, bob} {
+				status, retry, body := getStreamAnswer(t, srv, user, key)
+				msg, _ := body["message"].(string)
+				delete(body, "message")
+				if diff := cmp.Diff(map[string]any{"error": "Too Many Requests", "code": float64(429), "details": []any{}}, body); status != http.StatusTooManyRequests || retry != "10" || diff != "" ||
+					!strings.Contains(msg, "at most 3 may be open with one credential") {
+					t.Fatalf("4th stream of one key: %d, Retry-After %q, body (-want +got):\n%s\nmessage %q", status, retry, diff, msg)
+				}
+			}
+			// Another credential is not held by the key's cap.
+			own := openStream(t, srv, alice, aliceJWT, "", "")
+			waitMetric(t, srv, "spkey_live_streams", "", 4)
+			text := scrapeMetrics(t, srv, "")
+			for labels, want := range map[string]float64{`limit="key"`: 2, `limit="user"`: -1, `limit="node"`: -1} {
+				if got := metricValue(text, "spkey_live_stream_refusals_total", labels); got != want {
+					t.Errorf("spkey_live_stream_refusals_total{%s} = %v, want %v", labels, got, want)
+				}
+			}
+
+			first.Close()
+			waitMetric(t, srv, "spkey_live_streams", "", 3)
+			again := openStream(t, srv, bob, "", key, "")
+			wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/7/RingDoorbell", Key: key, Body: map[string]any{"visitorName": "Courier"}}, http.StatusOK)
+			for name, s := range map[string]*testenv.Stream{"the key's stream let in after a close": again, "Alice's own stream": own} {
+				if ev := s.Next(t, 10*time.Second); ev.Event != "DoorbellRang" {
+					t.Errorf("%s got %+v", name, ev)
+				}
+			}
+		})
+	}
+}
+
+// getStreamAnswer asks for a stream of user's feed with the tenant key and
+// returns the answer's status, Retry-After and JSON body; a stream that
+// opens (200) is closed at once instead of read to its end.
+func getStreamAnswer(t *testing.T, srv *testenv.Server, user, key string) (int, string, map[string]any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/users/"+user+"/notifications/stream", nil)
+	req.Header.Set("X-API-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body := map[string]any{}
+	if resp.StatusCode != http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatalf("%d answer: %v", resp.StatusCode, err)
+		}
+	}
+	return resp.StatusCode, resp.Header.Get("Retry-After"), body
 }

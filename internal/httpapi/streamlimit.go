@@ -14,36 +14,43 @@ import (
 )
 
 // Defaults of the live stream bounds (Config.MaxStreams,
-// Config.MaxStreamsPerUser, Config.StreamReads).
+// Config.MaxStreamsPerUser, Config.MaxStreamsPerKey, Config.StreamReads).
 const (
 	DefaultMaxStreams        = 1000
 	DefaultMaxStreamsPerUser = 5
+	DefaultMaxStreamsPerKey  = 50
 	DefaultStreamReads       = 4
 )
 
 // streamRetryAfter is the Retry-After (seconds) of a refused stream.
 const streamRetryAfter = 10
 
-// streamLimits bounds the live streams of this node: at most perKey open
-// for one caller and user, at most total in all. It also holds the
-// semaphore through which streams read the database, so that however
-// many are open they use at most cap(reads) connections of the pool.
+// streamLimits bounds the live streams of this node: at most perUser open
+// for one caller and user, perCred for one caller whatever the users, and
+// total in all. It also holds the semaphore through which streams read
+// the database, so that however many are open they use at most
+// cap(reads) connections of the pool.
 type streamLimits struct {
-	mu            sync.Mutex
-	open          map[string]int
-	count         int
-	total, perKey int
-	reads         chan struct{}
-	refused       *prometheus.CounterVec
+	mu                      sync.Mutex
+	open                    map[string]int // by streamKey
+	byCred                  map[string]int // by credentialKey
+	count                   int
+	total, perUser, perCred int
+	reads                   chan struct{}
+	refused                 *prometheus.CounterVec
 }
 
 func newStreamLimits(cfg Config, reg *prometheus.Registry) *streamLimits {
-	l := &streamLimits{open: map[string]int{}, total: cfg.MaxStreams, perKey: cfg.MaxStreamsPerUser}
+	l := &streamLimits{open: map[string]int{}, byCred: map[string]int{},
+		total: cfg.MaxStreams, perUser: cfg.MaxStreamsPerUser, perCred: cfg.MaxStreamsPerKey}
 	if l.total <= 0 {
 		l.total = DefaultMaxStreams
 	}
-	if l.perKey <= 0 {
-		l.perKey = DefaultMaxStreamsPerUser
+	if l.perUser <= 0 {
+		l.perUser = DefaultMaxStreamsPerUser
+	}
+	if l.perCred <= 0 {
+		l.perCred = DefaultMaxStreamsPerKey
 	}
 	reads := cfg.StreamReads
 	if reads <= 0 {
@@ -51,7 +58,7 @@ func newStreamLimits(cfg Config, reg *prometheus.Registry) *streamLimits {
 	}
 	l.reads = make(chan struct{}, reads)
 	l.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spkey_live_stream_refusals_total",
-		Help: "Live streams refused with 429, by the limit reached (user: --max-streams-per-user, node: --max-streams)."}, []string{"limit"})
+		Help: "Live streams refused with 429, by the limit reached (user: --max-streams-per-user, key: --max-streams-per-key, node: --max-streams)."}, []string{"limit"})
 	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "spkey_live_streams", Help: "Open live notification streams on this node."},
 		func() float64 { l.mu.Lock(); defer l.mu.Unlock(); return float64(l.count) })
 	reg.MustRegister(l.refused, open)
@@ -64,15 +71,29 @@ func streamKey(p app.Principal, userID string) string {
 	return fmt.Sprintf("%d|%s|%s|%s", p.Kind, p.UserID, p.OrgID, userID)
 }
 
-// acquire takes a stream slot for key, or answers why not (429 with
-// Retry-After). The release func must be called when the stream ends.
-func (l *streamLimits) acquire(key string) (func(), error) {
+// credentialKey names whose streams count together whatever the user
+// streamed: one tenant API key (by its key id), or one user's tokens (by
+// the user id).
+func credentialKey(p app.Principal) string {
+	if p.Kind == app.TenantCaller {
+		return "key|" + p.KeyID
+	}
+	return fmt.Sprintf("%d|%s", p.Kind, p.UserID)
+}
+
+// acquire takes a slot for a stream of userID's feed opened by p, or
+// answers why not (429 with Retry-After). The release func must be called
+// when the stream ends.
+func (l *streamLimits) acquire(p app.Principal, userID string) (func(), error) {
+	key, cred := streamKey(p, userID), credentialKey(p)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var limit, msg string
 	switch {
-	case l.open[key] >= l.perKey:
-		limit, msg = "user", fmt.Sprintf("Too many live streams: at most %d may be open for one user with one credential; close one before opening another", l.perKey)
+	case l.open[key] >= l.perUser:
+		limit, msg = "user", fmt.Sprintf("Too many live streams: at most %d may be open for one user with one credential; close one before opening another", l.perUser)
+	case l.byCred[cred] >= l.perCred:
+		limit, msg = "key", fmt.Sprintf("Too many live streams: at most %d may be open with one credential (API key or user token), whatever the users; close one before opening another", l.perCred)
 	case l.count >= l.total:
 		limit, msg = "node", fmt.Sprintf("Too many live streams on this server (at most %d): try again later", l.total)
 	}
@@ -82,6 +103,7 @@ func (l *streamLimits) acquire(key string) (func(), error) {
 		return nil, huma.ErrorWithHeaders(e, http.Header{"Retry-After": {strconv.Itoa(streamRetryAfter)}})
 	}
 	l.open[key]++
+	l.byCred[cred]++
 	l.count++
 	var once sync.Once
 	return func() {
@@ -91,6 +113,9 @@ func (l *streamLimits) acquire(key string) (func(), error) {
 			l.count--
 			if l.open[key]--; l.open[key] <= 0 {
 				delete(l.open, key)
+			}
+			if l.byCred[cred]--; l.byCred[cred] <= 0 {
+				delete(l.byCred, cred)
 			}
 		})
 	}, nil

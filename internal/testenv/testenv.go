@@ -181,9 +181,9 @@ type Options struct {
 	// RedeliveriesPerHour is app.Options.RedeliveriesPerHour (0: the
 	// default).
 	RedeliveriesPerHour int
-	// MaxStreams and MaxStreamsPerUser bound the live streams (zero: the
-	// defaults of httpapi.Config).
-	MaxStreams, MaxStreamsPerUser int
+	// MaxStreams, MaxStreamsPerUser and MaxStreamsPerKey bound the live
+	// streams (zero: the defaults of httpapi.Config).
+	MaxStreams, MaxStreamsPerUser, MaxStreamsPerKey int
 	// MetricsToken, if set, is the bearer token of the metrics listener.
 	MetricsToken string
 }
@@ -263,7 +263,7 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 		mount = func(mux *http.ServeMux) { opt.Mount(mux, svc) }
 	}
 	h := httpapi.New(httpapi.Config{Version: "test", AdminAPIKey: adminKey, AdminEmailDomain: opt.AdminEmailDomain, CORSOrigins: origins,
-		Feed: st, Waker: hub, Mount: mount, StreamRecheck: 200 * time.Millisecond, MaxStreams: opt.MaxStreams, MaxStreamsPerUser: opt.MaxStreamsPerUser}, svc, v, st, reg, log)
+		Feed: st, Waker: hub, Mount: mount, StreamRecheck: 200 * time.Millisecond, MaxStreams: opt.MaxStreams, MaxStreamsPerUser: opt.MaxStreamsPerUser, MaxStreamsPerKey: opt.MaxStreamsPerKey}, svc, v, st, reg, log)
 	msrv := httptest.NewServer(httpapi.MetricsHandler(reg, opt.MetricsToken))
 	t.Cleanup(msrv.Close)
 	srv := httptest.NewUnstartedServer(h)
