@@ -87,7 +87,7 @@ func cmdBench(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	fs.IntVar(&c.ringStreams, "ring-streams", 100, "residents of the lock scenario (g) rings, each with a live stream open")
 	fs.IntVar(&c.whCommands, "wh-commands", 1000, "commands scenario (h) sends, each delivered to 10 webhooks")
 	fs.IntVar(&c.replayEvents, "replay-events", 20000, "commands in the history of the tenant whose webhook replay scenario (j) replays")
-	fs.IntVar(&c.replayChunk, "replay-chunk", 0, "deliveries of a replay queued per transaction in (j) (default the server's, 1000)")
+	fs.IntVar(&c.replayChunk, "replay-chunk", 0, "deliveries of a replay queued per transaction in (j) (default the server's, 200: at most what fills the webhook's window)")
 	fs.BoolVar(&c.quick, "quick", false, "smoke run: -d 1s -rounds 1 -streams 1000 -ring-locks 4 -ring-streams 20 -wh-commands 100 -replay-events 500 unless given")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: spkey bench [flags]

@@ -14,10 +14,12 @@ import (
 	"github.com/spkey-dev/spkey/internal/es"
 )
 
-// DefaultReplayChunk is how many deliveries one step of a replay queues,
-// in one transaction, unless told otherwise: a replay of 100,000 events
-// is 100 short transactions, not one long hold of the SQLite writer.
-const DefaultReplayChunk = 1000
+// DefaultReplayChunk is how many deliveries one step of a replay queues
+// at most, in one transaction, unless told otherwise: a window
+// (DefaultWebhookWindow). A step never queues more than fills the
+// webhook's window (ReplayStep), so a larger chunk changes nothing
+// unless the window is larger too.
+const DefaultReplayChunk = DefaultWebhookWindow
 
 // ReplayWindow is the window of the per-tenant replay rate limit.
 const ReplayWindow = time.Hour
@@ -148,79 +150,155 @@ func (tx *Tx) StartReplay(ctx context.Context, r ReplayRequest) (int64, error) {
 	return n, nil
 }
 
-// ReplayStep queues the next chunk (at most chunk deliveries, in event
-// order) of the oldest replay still being queued, and moves its cursor in
-// the same transaction; a replay whose webhook is gone or disabled ends
-// there. On PostgreSQL nodes take different replays (SKIP LOCKED). more
-// is true when a replay may have more to queue.
-func (s *Store) ReplayStep(ctx context.Context, now time.Time, chunk int) (more bool, queued int, err error) {
+// ReplayProgress is what one ReplayStep did.
+type ReplayProgress struct {
+	// Queued is how many deliveries the step queued.
+	Queued int
+	// More is true when the step moved a replay (queued a chunk or ended
+	// one): another step may at once move more.
+	More bool
+	// Open lists the webhooks that still have a replay open after the
+	// step: being queued, or waiting for room in the webhook's window.
+	Open []string
+}
+
+// ReplayStep queues the next chunk of the oldest open replay whose
+// webhook has room, and moves its cursor in the same transaction. A
+// replay is paced by its webhook's window (FanOutWebhooks): its next
+// chunk is queued only while the webhook has fewer than half the window
+// undone deliveries, and is at most chunk deliveries and at most what
+// fills the window. So a replay never leaves the webhook a backlog of
+// more than a window, which every ordered claim would scan. A replay
+// that waits for room stays open (a second replay of the webhook is still
+// refused); one whose webhook is gone or disabled ends here. On
+// PostgreSQL nodes take different replays (SKIP LOCKED).
+func (s *Store) ReplayStep(ctx context.Context, now time.Time, chunk, window int) (ReplayProgress, error) {
+	if window <= 0 {
+		window = DefaultWebhookWindow
+	}
 	if chunk <= 0 {
 		chunk = DefaultReplayChunk
 	}
+	half := max(window/2, 1)
 	lock := ""
 	if s.dialect == Postgres {
 		lock = " FOR UPDATE SKIP LOCKED"
 	}
-	err = s.Write(ctx, func(ctx context.Context, tx *Tx) error {
-		more, queued = false, 0
-		var id, cursor, upto int64
-		var hook, org, evs, since string
-		err := tx.q.QueryRowContext(ctx, `SELECT id, webhook_id, org_id, events, since, cursor_seq, upto_seq FROM webhook_replays
-			WHERE done_at IS NULL ORDER BY id LIMIT 1`+lock).Scan(&id, &hook, &org, &evs, &since, &cursor, &upto)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
+	var p ReplayProgress
+	err := s.Write(ctx, func(ctx context.Context, tx *Tx) error {
+		p = ReplayProgress{}
+		type open struct {
+			id     int64
+			hook   string
+			status string
 		}
+		var list []open
+		rows, err := tx.q.QueryContext(ctx, `SELECT r.id, r.webhook_id, COALESCE(w.status, '') FROM webhook_replays r
+			LEFT JOIN webhooks w ON w.webhook_id = r.webhook_id WHERE r.done_at IS NULL ORDER BY r.id`)
 		if err != nil {
-			return fmt.Errorf("read replay: %w", err)
+			return fmt.Errorf("read open replays: %w", err)
 		}
-		more = true
-		end := func() error {
-			_, err := tx.q.ExecContext(ctx, s.sql(`UPDATE webhook_replays SET done_at = $1 WHERE id = $2`), stamp(now), id)
-			if err != nil {
-				return fmt.Errorf("end replay %d: %w", id, err)
+		for rows.Next() {
+			var o open
+			if err := rows.Scan(&o.id, &o.hook, &o.status); err != nil {
+				rows.Close()
+				return fmt.Errorf("scan open replay: %w", err)
 			}
-			return nil
+			list = append(list, o)
 		}
-		var status string
-		err = tx.q.QueryRowContext(ctx, s.sql(`SELECT status FROM webhooks WHERE webhook_id = $1`), hook).Scan(&status)
-		if errors.Is(err, sql.ErrNoRows) || status == tenant.StatusDisabled {
-			return end()
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read open replays: %w", err)
 		}
-		if err != nil {
-			return fmt.Errorf("read webhook %s: %w", hook, err)
-		}
-		var events []string
-		if err := json.Unmarshal([]byte(evs), &events); err != nil {
-			return fmt.Errorf("decode replay %d events: %w", id, err)
-		}
-		all, list := replayFilter(events)
-		match := `FROM events WHERE org_id = $1 AND org_id <> '' AND seq > $2 AND seq <= $3 AND ts >= $4 AND aggregate_type <> $5
-			AND ($6 = 1 OR type IN (` + s.inList("$7") + `))`
-		var n int
-		var last int64
-		err = tx.q.QueryRowContext(ctx, s.sql(`SELECT count(*), COALESCE(max(seq), 0) FROM (SELECT seq `+match+` ORDER BY seq LIMIT $8) t`),
-			org, cursor, upto, since, tenant.AggregateType, all, list, chunk).Scan(&n, &last)
-		if err != nil {
-			return fmt.Errorf("read replay %d chunk: %w", id, err)
-		}
-		if n > 0 {
-			_, err = tx.q.ExecContext(ctx, s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at, replay_id)
-				SELECT $9, seq, aggregate_type, aggregate_id, version, org_id, $10, $11, $12 `+match+` AND seq <= $8 ORDER BY seq`),
-				org, cursor, upto, since, tenant.AggregateType, all, list, last, es.ConsumerWebhookSend, hook, stamp(now), id)
-			if err != nil {
-				return fmt.Errorf("queue replay %d chunk: %w", id, err)
+		for _, o := range list {
+			if o.status == "" || o.status == tenant.StatusDisabled {
+				if err := s.endReplay(ctx, tx, o.id, now); err != nil {
+					return err
+				}
+				p.More = true
+				continue
 			}
-			queued = n
-		}
-		if _, err := tx.q.ExecContext(ctx, s.sql(`UPDATE webhook_replays SET cursor_seq = $1, queued = queued + $2 WHERE id = $3`), max(last, cursor), n, id); err != nil {
-			return fmt.Errorf("move replay %d: %w", id, err)
-		}
-		if n < chunk {
-			return end()
+			if p.Queued > 0 {
+				p.Open = append(p.Open, o.hook) // one chunk per step
+				continue
+			}
+			var hook, org, evs, since string
+			var cursor, upto int64
+			err := tx.q.QueryRowContext(ctx, s.sql(`SELECT webhook_id, org_id, events, since, cursor_seq, upto_seq FROM webhook_replays
+				WHERE id = $1 AND done_at IS NULL`+lock), o.id).Scan(&hook, &org, &evs, &since, &cursor, &upto)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // another node is queueing it, or it just ended
+			}
+			if err != nil {
+				return fmt.Errorf("read replay %d: %w", o.id, err)
+			}
+			undone, err := tx.undone(ctx, []string{hook}, window)
+			if err != nil {
+				return err
+			}
+			u := undone[hook]
+			if u >= half {
+				p.Open = append(p.Open, hook) // waits for room
+				continue
+			}
+			limit := min(chunk, window-u)
+			n, err := s.queueReplayChunk(ctx, tx, o.id, hook, org, evs, since, cursor, upto, limit, now)
+			if err != nil {
+				return err
+			}
+			p.Queued, p.More = n, true
+			if n < limit {
+				if err := s.endReplay(ctx, tx, o.id, now); err != nil {
+					return err
+				}
+				continue
+			}
+			p.Open = append(p.Open, hook)
 		}
 		return nil
 	})
-	return more, queued, err
+	return p, err
+}
+
+// queueReplayChunk queues the next (at most limit) deliveries of replay
+// id, in event order, and moves its cursor past them. It returns how many
+// it queued: fewer than limit when the replay has nothing more.
+func (s *Store) queueReplayChunk(ctx context.Context, tx *Tx, id int64, hook, org, evs, since string, cursor, upto int64, limit int, now time.Time) (int, error) {
+	var events []string
+	if err := json.Unmarshal([]byte(evs), &events); err != nil {
+		return 0, fmt.Errorf("decode replay %d events: %w", id, err)
+	}
+	all, list := replayFilter(events)
+	match := `FROM events WHERE org_id = $1 AND org_id <> '' AND seq > $2 AND seq <= $3 AND ts >= $4 AND aggregate_type <> $5
+		AND ($6 = 1 OR type IN (` + s.inList("$7") + `))`
+	var n int
+	var last int64
+	err := tx.q.QueryRowContext(ctx, s.sql(`SELECT count(*), COALESCE(max(seq), 0) FROM (SELECT seq `+match+` ORDER BY seq LIMIT $8) t`),
+		org, cursor, upto, since, tenant.AggregateType, all, list, limit).Scan(&n, &last)
+	if err != nil {
+		return 0, fmt.Errorf("read replay %d chunk: %w", id, err)
+	}
+	if n > 0 {
+		_, err = tx.q.ExecContext(ctx, s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at, replay_id)
+			SELECT $9, seq, aggregate_type, aggregate_id, version, org_id, $10, $11, $12 `+match+` AND seq <= $8 ORDER BY seq`),
+			org, cursor, upto, since, tenant.AggregateType, all, list, last, es.ConsumerWebhookSend, hook, stamp(now), id)
+		if err != nil {
+			return 0, fmt.Errorf("queue replay %d chunk: %w", id, err)
+		}
+	}
+	if _, err := tx.q.ExecContext(ctx, s.sql(`UPDATE webhook_replays SET cursor_seq = $1, queued = queued + $2 WHERE id = $3`), max(last, cursor), n, id); err != nil {
+		return 0, fmt.Errorf("move replay %d: %w", id, err)
+	}
+	return n, nil
+}
+
+// endReplay ends replay id: everything it had to queue is queued, or its
+// webhook is gone or disabled.
+func (s *Store) endReplay(ctx context.Context, tx *Tx, id int64, now time.Time) error {
+	if _, err := tx.q.ExecContext(ctx, s.sql(`UPDATE webhook_replays SET done_at = $1 WHERE id = $2 AND done_at IS NULL`), stamp(now), id); err != nil {
+		return fmt.Errorf("end replay %d: %w", id, err)
+	}
+	return nil
 }
 
 // endReplays ends the replays of webhook id still being queued (it was

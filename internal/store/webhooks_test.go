@@ -237,9 +237,9 @@ func TestWebhookRowsMaintenance(t *testing.T) {
 					return err
 				}))
 				for steps := 0; ; steps++ {
-					more, _, err := w.st.ReplayStep(ctx, w.clock(), 2)
+					rp, err := w.st.ReplayStep(ctx, w.clock(), 2, 0)
 					w.must("replay step", err)
-					if !more {
+					if !rp.More {
 						break
 					}
 					if steps > 10 {

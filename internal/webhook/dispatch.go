@@ -72,8 +72,10 @@ type Config struct {
 	// (store.DefaultWebhookWindow); the events after them wait in the
 	// outbox until its queue drains (store.FanOutWebhooks).
 	Window int
-	// ReplayChunk is how many deliveries of a replay are queued per
-	// transaction (store.DefaultReplayChunk).
+	// ReplayChunk is how many deliveries of a replay are queued at most
+	// per transaction (store.DefaultReplayChunk, a window). A replay is
+	// paced by Window: its next chunk is queued once the webhook has
+	// fewer than half a window undone, and never more than fills it.
 	ReplayChunk int
 	Now         func() time.Time
 }
@@ -92,10 +94,14 @@ type Dispatcher struct {
 	// used by the fan-out job.
 	catchUpDue, catchUpTimer atomic.Bool
 	lastCatchUp              time.Time
+	// replaying holds the webhooks with an open replay after the last
+	// fan-out step (nil: none): a delivery to one that ends may make
+	// room for the replay's next chunk.
+	replaying atomic.Pointer[map[string]bool]
 }
 
 // catchUpDelay is how long after a delivery ends the fan-out looks at the
-// parked webhooks' queues.
+// parked webhooks' queues and at the open replays.
 const catchUpDelay = 50 * time.Millisecond
 
 // New returns a dispatcher; Register adds it to an engine.
@@ -158,27 +164,51 @@ func (d *Dispatcher) Register(e *notify.Engine) {
 		}
 		d.parked.Store(parked > 0)
 		// One chunk of a replay per step: the writer is free between
-		// chunks for everybody else's commands.
-		replaying, replayed, err := d.st.ReplayStep(ctx, now, d.cfg.ReplayChunk)
-		if err != nil && ctx.Err() == nil {
-			d.log.Error("queue replay chunk", "err", err)
+		// chunks for everybody else's commands. A replay is paced by its
+		// webhook's window: one that waits for room moves on when its
+		// deliveries end (Recorded below), or at the next poll.
+		rp, err := d.st.ReplayStep(ctx, now, d.cfg.ReplayChunk, d.cfg.Window)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Error("queue replay chunk", "err", err)
+			}
+		} else {
+			var open map[string]bool
+			if len(rp.Open) > 0 {
+				open = make(map[string]bool, len(rp.Open))
+				for _, id := range rp.Open {
+					open[id] = true
+				}
+			}
+			d.replaying.Store(&open)
 		}
-		if queued > 0 || replayed > 0 {
+		if queued > 0 || rp.Queued > 0 {
 			e.Queued([]string{es.ConsumerWebhookSend})
 		}
-		return handled == d.cfg.FanOutBatch || (replaying && err == nil)
+		return handled == d.cfg.FanOutBatch || (rp.More && err == nil)
 	})
 	e.Handle(notify.Handler{Consumer: es.ConsumerWebhookSend, Deliver: d.Send, Policy: notify.Policy{
 		RetryBase: d.cfg.RetryBase, RetryMax: d.cfg.RetryMax, MaxAttempts: -1, Horizon: d.cfg.Horizon,
 		Workers: d.cfg.Workers, Ordered: true, PerTarget: d.cfg.PerTarget,
-	}, Recorded: func(_ store.Claim, status string) {
-		// A parked webhook's queue may have room now: the fan-out is to
-		// queue what it missed (FanOutWebhooks), soon, once for the many
-		// deliveries that end meanwhile. Retries free no room.
-		if status != store.OutcomeRetry && status != store.OutcomeDefer && d.parked.Load() && d.catchUpTimer.CompareAndSwap(false, true) {
+	}, Recorded: func(cl store.Claim, status string) {
+		// A parked webhook's queue, or that of a webhook being replayed,
+		// may have room now: the fan-out is to queue what it missed
+		// (FanOutWebhooks) or the replay's next chunk (ReplayStep), soon,
+		// once for the many deliveries that end meanwhile. Retries free
+		// no room.
+		if status == store.OutcomeRetry || status == store.OutcomeDefer {
+			return
+		}
+		parked, replaying := d.parked.Load(), false
+		if open := d.replaying.Load(); open != nil {
+			replaying = (*open)[cl.Target]
+		}
+		if (parked || replaying) && d.catchUpTimer.CompareAndSwap(false, true) {
 			time.AfterFunc(catchUpDelay, func() {
 				d.catchUpTimer.Store(false)
-				d.catchUpDue.Store(true)
+				if d.parked.Load() {
+					d.catchUpDue.Store(true)
+				}
 				e.Kick(es.ConsumerWebhooks)
 			})
 		}
