@@ -269,15 +269,19 @@ func TestEdgeBodyErrors(t *testing.T) {
 	}
 }
 
+// signupHook is the admin sign-up hook's request (POST /users) for e-mail
+// and identity-provider id.
+func signupHook(email, id string) wireReq {
+	return wireReq{Method: "POST", Path: "/users", Header: map[string]string{"X-Admin-API-Key": testenv.AdminKey},
+		Body: map[string]any{"detail": map[string]any{"data": map[string]any{"user_name": email, "user_id": id}}}}
+}
+
 // TestEdgeSignupHook: POST /users takes user_id as the user's id (a
 // lower-case UUID, the sub of their JWTs) for a new record, answers with
 // the stored record for a known e-mail, and refuses an id taken by another
 // e-mail.
 func TestEdgeSignupHook(t *testing.T) {
-	hook := func(email, id string) wireReq {
-		return wireReq{Method: "POST", Path: "/users", Header: map[string]string{"X-Admin-API-Key": testenv.AdminKey},
-			Body: map[string]any{"detail": map[string]any{"data": map[string]any{"user_name": email, "user_id": id}}}}
-	}
+	hook := signupHook
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
 			srv := testenv.NewServer(t, b, testenv.Options{})

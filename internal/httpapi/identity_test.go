@@ -376,10 +376,7 @@ func TestIdentityPreCreatedRecord(t *testing.T) {
 // CreateUser never silently drops the address they asked for; the sign-up
 // hook hands a record made before sign-up to its person.
 func TestIdentityChosenIDs(t *testing.T) {
-	hook := func(email, id string) wireReq {
-		return wireReq{Method: "POST", Path: "/users", Header: map[string]string{"X-Admin-API-Key": testenv.AdminKey},
-			Body: map[string]any{"detail": map[string]any{"data": map[string]any{"user_name": email, "user_id": id}}}}
-	}
+	hook := signupHook
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
 			srv := testenv.NewServer(t, b, testenv.Options{})
