@@ -560,7 +560,7 @@ const DefaultRedeliveriesPerHour = 100
 // new delivery, and returns it. A redelivery while an earlier redelivery
 // of the same event to the webhook is undone is a conflict; a tenant asks
 // for at most RedeliveriesPerHour redeliveries per hour (a
-// *RateLimitedError beyond).
+// TooMany refusal with its RetryAfter beyond).
 func (s *Service) Redeliver(ctx context.Context, p Principal, orgID, id string, deliveryID int64) (DeliveryView, error) {
 	w, err := s.ownWebhook(ctx, p, orgID, id)
 	if err != nil {
@@ -583,16 +583,11 @@ func (s *Service) Redeliver(ctx context.Context, p Principal, orgID, id string, 
 		tx.AfterCommit(s.kick(es.ConsumerWebhookSend))
 		return err
 	})
-	var limited *store.RedeliveryLimitedError
-	switch {
-	case errors.Is(err, store.ErrRedeliveryPending):
+	if errors.Is(err, store.ErrRedeliveryPending) {
 		return DeliveryView{}, domain.Errorf(domain.Conflict, "A redelivery of this event to this webhook is still pending: wait until it is done (see the delivery log), then redeliver again")
-	case errors.As(err, &limited):
-		wait := max(limited.RetryAt.Sub(now), time.Second)
-		return DeliveryView{}, &RateLimitedError{RetryAfter: wait,
-			Message: fmt.Sprintf("At most %d redeliveries per tenant per hour: try again in %d s", s.redeliveriesPerHour, int64((wait+time.Second-1)/time.Second))}
-	case err != nil:
-		return DeliveryView{}, err
+	}
+	if err != nil {
+		return DeliveryView{}, rateLimited(err, now, "redeliveries", s.redeliveriesPerHour)
 	}
 	// The answer is the delivery as queued: read back after the commit it
 	// may already be sent, its status ahead of its (unread) attempts.
@@ -608,14 +603,18 @@ const MaxReplay = 100000
 // (Options.ReplaysPerHour) unless told otherwise.
 const DefaultReplaysPerHour = 10
 
-// RateLimitedError refuses a request over a rate limit; it may be made
-// again after RetryAfter.
-type RateLimitedError struct {
-	Message    string
-	RetryAfter time.Duration
+// rateLimited turns a *store.RateLimitedError into the TooMany refusal
+// of a tenant that made perHour requests of what in the last hour; other
+// errors are returned as they are.
+func rateLimited(err error, now time.Time, what string, perHour int) error {
+	var limited *store.RateLimitedError
+	if !errors.As(err, &limited) {
+		return err
+	}
+	wait := max(limited.RetryAt.Sub(now), time.Second)
+	return &domain.Error{Code: domain.TooMany, RetryAfter: wait,
+		Message: fmt.Sprintf("At most %d %s per tenant per hour: try again in %d s", perHour, what, int64((wait+time.Second-1)/time.Second))}
 }
-
-func (e *RateLimitedError) Error() string { return e.Message }
 
 // Replay queues, for webhook id, every event of its tenant since since
 // that its filter matches, in order. It returns how many it will queue:
@@ -623,7 +622,7 @@ func (e *RateLimitedError) Error() string { return e.Message }
 // accepted replay completes even across a restart. A replay while an
 // earlier one of the webhook still has undone rows is a conflict; a
 // tenant starts at most ReplaysPerHour replays per hour (a
-// *RateLimitedError beyond).
+// TooMany refusal with its RetryAfter beyond).
 func (s *Service) Replay(ctx context.Context, p Principal, orgID, id string, since time.Time) (int64, error) {
 	w, err := s.ownWebhook(ctx, p, orgID, id)
 	if err != nil {
@@ -646,16 +645,10 @@ func (s *Service) Replay(ctx context.Context, p Principal, orgID, id string, sin
 		tx.AfterCommit(s.kick(es.ConsumerWebhooks))
 		return err
 	})
-	var limited *store.ReplayLimitedError
-	switch {
-	case errors.Is(err, store.ErrReplayRunning):
+	if errors.Is(err, store.ErrReplayRunning) {
 		return 0, domain.Errorf(domain.Conflict, "A replay of this webhook is still running: wait until its deliveries are done (see the delivery log), then replay again")
-	case errors.As(err, &limited):
-		wait := max(limited.RetryAt.Sub(now), time.Second)
-		return 0, &RateLimitedError{RetryAfter: wait,
-			Message: fmt.Sprintf("At most %d replays per tenant per hour: try again in %d s", s.replaysPerHour, int64((wait+time.Second-1)/time.Second))}
 	}
-	return n, err
+	return n, rateLimited(err, now, "replays", s.replaysPerHour)
 }
 
 // RecordVerification records the outcome of a verification POST to

@@ -5,6 +5,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code classifies an Error; the HTTP layer owns the one table that maps a
@@ -19,6 +20,7 @@ const (
 	Unauthorized  Code = "unauthorized"  // no or bad credentials
 	Forbidden     Code = "forbidden"     // credentials fine, action not allowed
 	Unprocessable Code = "unprocessable" // well-formed but not acceptable (idempotency key reuse)
+	TooMany       Code = "too_many"      // over a rate or concurrency limit: may be retried after RetryAfter
 	Internal      Code = "internal"      // anything else; details never reach the client
 )
 
@@ -34,6 +36,8 @@ type Error struct {
 	Code    Code
 	Message string
 	Details []FieldError
+	// RetryAfter, for TooMany, is when the request may be made again.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }

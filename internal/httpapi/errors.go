@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -24,6 +26,7 @@ type APIError struct {
 	Code    int                 `json:"code"`
 	Details []domain.FieldError `json:"details"`
 	Errors  []legacyError       `json:"errors,omitempty"`
+	headers http.Header         // sent with the answer (huma.HeadersError)
 }
 
 type legacyError struct {
@@ -32,6 +35,14 @@ type legacyError struct {
 }
 
 func (e *APIError) Error() string { return e.Message }
+
+// GetHeaders implements huma.HeadersError (Retry-After of a 429).
+func (e *APIError) GetHeaders() http.Header {
+	if e.headers == nil {
+		e.headers = http.Header{}
+	}
+	return e.headers
+}
 
 // GetStatus implements huma.StatusError.
 func (e *APIError) GetStatus() int { return e.Code }
@@ -51,6 +62,7 @@ var statusOf = map[domain.Code]int{
 	domain.Unauthorized:  http.StatusUnauthorized,
 	domain.Forbidden:     http.StatusForbidden,
 	domain.Unprocessable: http.StatusUnprocessableEntity,
+	domain.TooMany:       http.StatusTooManyRequests,
 	domain.Internal:      http.StatusInternalServerError,
 }
 
@@ -69,7 +81,12 @@ func toAPIError(ctx context.Context, log *slog.Logger, err error) *APIError {
 			log.ErrorContext(ctx, "request failed", "request_id", requestID(ctx), "err", err)
 			return newAPIError(http.StatusInternalServerError, "Internal server error", nil)
 		}
-		return newAPIError(st, de.Message, de.Details)
+		ae := newAPIError(st, de.Message, de.Details)
+		if de.RetryAfter > 0 {
+			// Whole seconds, rounded up.
+			ae.headers = http.Header{"Retry-After": {strconv.FormatInt(int64((de.RetryAfter+time.Second-1)/time.Second), 10)}}
+		}
+		return ae
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		log.WarnContext(ctx, "request cancelled", "request_id", requestID(ctx), "err", err)

@@ -78,7 +78,7 @@ func (s *Server) notificationStream(ctx context.Context, in *streamInput) (*huma
 	}
 	release, err := s.streams.acquire(principal(ctx), in.ID)
 	if err != nil {
-		return nil, err
+		return nil, toAPIError(ctx, s.log, err)
 	}
 	resume := in.LastEventID
 	if resume == "" {

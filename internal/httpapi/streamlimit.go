@@ -3,14 +3,13 @@ package httpapi
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"strconv"
 	"sync"
+	"time"
 
-	"github.com/danielgtaylor/huma/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/domain"
 )
 
 // Defaults of the live stream bounds (Config.MaxStreams,
@@ -22,8 +21,8 @@ const (
 	DefaultStreamReads       = 4
 )
 
-// streamRetryAfter is the Retry-After (seconds) of a refused stream.
-const streamRetryAfter = 10
+// streamRetryAfter is the Retry-After of a refused stream.
+const streamRetryAfter = 10 * time.Second
 
 // streamLimits bounds the live streams of this node: at most perUser open
 // for one caller and user, perCred for one caller whatever the users, and
@@ -99,8 +98,7 @@ func (l *streamLimits) acquire(p app.Principal, userID string) (func(), error) {
 	}
 	if limit != "" {
 		l.refused.WithLabelValues(limit).Inc()
-		e := newAPIError(http.StatusTooManyRequests, msg, nil)
-		return nil, huma.ErrorWithHeaders(e, http.Header{"Retry-After": {strconv.Itoa(streamRetryAfter)}})
+		return nil, &domain.Error{Code: domain.TooMany, Message: msg, RetryAfter: streamRetryAfter}
 	}
 	l.open[key]++
 	l.byCred[cred]++

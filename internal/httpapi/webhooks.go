@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -459,7 +458,7 @@ func (s *Server) myRedeliver(ctx context.Context, in *myRedeliverInput) (*Delive
 func (s *Server) redeliverAs(ctx context.Context, p app.Principal, org, id string, delivery int64) (*DeliveryOutput, error) {
 	d, err := s.svc.Redeliver(ctx, p, org, id, delivery)
 	if err != nil {
-		return nil, s.limitedError(ctx, err)
+		return nil, toAPIError(ctx, s.log, err)
 	}
 	return &DeliveryOutput{Status: http.StatusAccepted, Body: deliveryOut(d)}, nil
 }
@@ -483,23 +482,11 @@ func (s *Server) replayAs(ctx context.Context, p app.Principal, org, id string, 
 	}
 	n, err := s.svc.Replay(ctx, p, org, id, since)
 	if err != nil {
-		return nil, s.limitedError(ctx, err)
+		return nil, toAPIError(ctx, s.log, err)
 	}
 	out := &ReplayOutput{Status: http.StatusAccepted}
 	out.Body.Queued, out.Body.Since = n, since.UTC().Format(time.RFC3339Nano)
 	return out, nil
-}
-
-// limitedError is toAPIError, but an *app.RateLimitedError is 429 with
-// Retry-After (whole seconds, rounded up).
-func (s *Server) limitedError(ctx context.Context, err error) error {
-	var limited *app.RateLimitedError
-	if errors.As(err, &limited) {
-		secs := int64((limited.RetryAfter + time.Second - 1) / time.Second)
-		return huma.ErrorWithHeaders(newAPIError(http.StatusTooManyRequests, limited.Message, nil),
-			http.Header{"Retry-After": {strconv.FormatInt(secs, 10)}})
-	}
-	return toAPIError(ctx, s.log, err)
 }
 
 func (s *Server) rotateMyKey(ctx context.Context, _ *struct{}) (*IssuedKeyOutput, error) {

@@ -2,43 +2,26 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/es"
 )
-
-// RedeliveryWindow is the window of the per-tenant redelivery rate limit.
-const RedeliveryWindow = time.Hour
 
 // ErrRedeliveryPending reports that an earlier redelivery of the same
 // event to the same webhook is still undone (queued, leased or retrying).
 var ErrRedeliveryPending = errors.New("store: a redelivery of this event to this webhook is still undone")
 
-// RedeliveryLimitedError reports that the tenant used up its redeliveries
-// of the last RedeliveryWindow; one more is accepted at RetryAt.
-type RedeliveryLimitedError struct{ RetryAt time.Time }
-
-func (e *RedeliveryLimitedError) Error() string {
-	return "store: redelivery rate limit reached until " + stamp(e.RetryAt)
-}
-
 // Redeliver queues delivery d's event again for the same webhook, as a new
 // row, records the redelivery and returns the row's id. It returns
 // ErrRedeliveryPending while an earlier redelivery of d's event to d's
-// webhook is undone, and a *RedeliveryLimitedError when d's tenant made
-// perWindow redeliveries in the last RedeliveryWindow (perWindow 0: no
-// limit); a refusal records nothing.
+// webhook is undone, and a *RateLimitedError when d's tenant made
+// perWindow redeliveries in the last RateWindow (perWindow 0: no limit);
+// a refusal records nothing.
 func (tx *Tx) Redeliver(ctx context.Context, d DeliveryRow, now time.Time, perWindow int) (int64, error) {
-	if tx.s.dialect == Postgres {
-		// One tenant's redeliveries are accepted one at a time (the limit
-		// and the pending check are then exact across nodes).
-		if _, err := tx.q.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7331003, hashtext(current_schema() || '/' || $1))`, d.OrgID); err != nil {
-			return 0, fmt.Errorf("redelivery lock: %w", err)
-		}
+	if err := tx.lockTenant(ctx, lockRedeliveries, d.OrgID); err != nil {
+		return 0, err
 	}
 	var open int
 	err := tx.q.QueryRowContext(ctx, tx.s.sql(`SELECT count(*) FROM (SELECT 1 FROM webhook_redeliveries r JOIN outbox o ON o.id = r.row_id
@@ -49,22 +32,8 @@ func (tx *Tx) Redeliver(ctx context.Context, d DeliveryRow, now time.Time, perWi
 	if open > 0 {
 		return 0, ErrRedeliveryPending
 	}
-	if perWindow > 0 {
-		// The perWindow-th newest redelivery of the window, if any: its
-		// leaving the window makes room.
-		var at string
-		err := tx.q.QueryRowContext(ctx, tx.s.sql(`SELECT created_at FROM webhook_redeliveries WHERE org_id = $1 AND created_at > $2
-			ORDER BY created_at DESC LIMIT 1 OFFSET $3`), d.OrgID, stamp(now.Add(-RedeliveryWindow)), perWindow-1).Scan(&at)
-		switch {
-		case err == nil:
-			oldest, err := time.Parse(domain.TimeLayout, at)
-			if err != nil {
-				return 0, fmt.Errorf("read redelivery time: %w", err)
-			}
-			return 0, &RedeliveryLimitedError{RetryAt: oldest.Add(RedeliveryWindow)}
-		case !errors.Is(err, sql.ErrNoRows):
-			return 0, fmt.Errorf("count redeliveries: %w", err)
-		}
+	if err := tx.checkRate(ctx, "webhook_redeliveries", d.OrgID, now, perWindow); err != nil {
+		return 0, err
 	}
 	var id int64
 	err = tx.q.QueryRowContext(ctx, tx.s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)

@@ -15,7 +15,7 @@ import (
 
 // TestRedeliverRecords: Redeliver refuses a second redelivery of an event
 // to a webhook while the first is undone, and one beyond the tenant's
-// limit in the last RedeliveryWindow (RetryAt: when the oldest leaves
+// limit in the last RateWindow (RetryAt: when the oldest leaves
 // it), storing nothing either time; the retention job keeps a
 // redelivery's record while its row is undone and for the window, and
 // deletes it after.
@@ -61,10 +61,10 @@ func TestRedeliverRecords(t *testing.T) {
 			w.must("redeliver another event", redeliver(rows[1]))
 			w.at(t0.Add(2 * time.Minute))
 			refused("third in the window", rows[2], func(err error) bool {
-				var limited *store.RedeliveryLimitedError
-				return errors.As(err, &limited) && limited.RetryAt.Equal(t0.Add(store.RedeliveryWindow))
+				var limited *store.RateLimitedError
+				return errors.As(err, &limited) && limited.RetryAt.Equal(t0.Add(store.RateWindow))
 			})
-			w.at(t0.Add(store.RedeliveryWindow + time.Second))
+			w.at(t0.Add(store.RateWindow + time.Second))
 			w.must("redeliver once the first left the window", redeliver(rows[2]))
 
 			// Undone rows: their records stay, however old.

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
 	"github.com/spkey-dev/spkey/internal/es"
 )
@@ -21,20 +20,9 @@ import (
 // unless the window is larger too.
 const DefaultReplayChunk = DefaultWebhookWindow
 
-// ReplayWindow is the window of the per-tenant replay rate limit.
-const ReplayWindow = time.Hour
-
 // ErrReplayRunning reports that a replay of the webhook is still being
 // queued or still has undone rows.
 var ErrReplayRunning = errors.New("store: a replay of this webhook is still running")
-
-// ReplayLimitedError reports that the tenant used up its replays of the
-// last ReplayWindow; one more is accepted at RetryAt.
-type ReplayLimitedError struct{ RetryAt time.Time }
-
-func (e *ReplayLimitedError) Error() string {
-	return "store: replay rate limit reached until " + stamp(e.RetryAt)
-}
 
 // ReplayRequest asks for a replay of webhook Webhook: every event of its
 // tenant recorded at or after Since that its filter matches (tenant
@@ -46,7 +34,7 @@ type ReplayRequest struct {
 	// Max is the most events one replay may queue: with more, StartReplay
 	// records nothing and returns Max+1.
 	Max int
-	// PerWindow is how many replays the tenant may start per ReplayWindow
+	// PerWindow is how many replays the tenant may start per RateWindow
 	// (0: no limit).
 	PerWindow int
 }
@@ -74,16 +62,12 @@ func (s *Store) inList(ph string) string {
 // chunk with the replay's cursor in one transaction, so an accepted
 // replay completes, exactly once, across crashes and restarts. It
 // returns ErrReplayRunning while an earlier replay of the webhook is
-// being queued or has undone rows, and a *ReplayLimitedError when the
-// tenant started r.PerWindow replays in the last ReplayWindow.
+// being queued or has undone rows, and a *RateLimitedError when the
+// tenant started r.PerWindow replays in the last RateWindow.
 func (tx *Tx) StartReplay(ctx context.Context, r ReplayRequest) (int64, error) {
 	w := r.Webhook
-	if tx.s.dialect == Postgres {
-		// One tenant's replays are started one at a time (the limit and
-		// the running check are then exact across nodes).
-		if _, err := tx.q.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7331002, hashtext(current_schema() || '/' || $1))`, w.OrgID); err != nil {
-			return 0, fmt.Errorf("replay lock: %w", err)
-		}
+	if err := tx.lockTenant(ctx, lockReplays, w.OrgID); err != nil {
+		return 0, err
 	}
 	var open int
 	err := tx.q.QueryRowContext(ctx, tx.s.sql(`SELECT (SELECT count(*) FROM (SELECT 1 FROM webhook_replays WHERE webhook_id = $1 AND done_at IS NULL LIMIT 1) a)
@@ -94,33 +78,8 @@ func (tx *Tx) StartReplay(ctx context.Context, r ReplayRequest) (int64, error) {
 	if open > 0 {
 		return 0, ErrReplayRunning
 	}
-	if r.PerWindow > 0 {
-		rows, err := tx.q.QueryContext(ctx, tx.s.sql(`SELECT created_at FROM webhook_replays WHERE org_id = $1 AND created_at > $2 ORDER BY created_at DESC LIMIT $3`),
-			w.OrgID, stamp(r.Now.Add(-ReplayWindow)), r.PerWindow)
-		if err != nil {
-			return 0, fmt.Errorf("count replays: %w", err)
-		}
-		var recent []string
-		for rows.Next() {
-			var at string
-			if err := rows.Scan(&at); err != nil {
-				rows.Close()
-				return 0, fmt.Errorf("count replays: %w", err)
-			}
-			recent = append(recent, at)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return 0, fmt.Errorf("count replays: %w", err)
-		}
-		if len(recent) >= r.PerWindow {
-			// The oldest of the last PerWindow leaving the window makes room.
-			oldest, err := time.Parse(domain.TimeLayout, recent[len(recent)-1])
-			if err != nil {
-				return 0, fmt.Errorf("read replay time: %w", err)
-			}
-			return 0, &ReplayLimitedError{RetryAt: oldest.Add(ReplayWindow)}
-		}
+	if err := tx.checkRate(ctx, "webhook_replays", w.OrgID, r.Now, r.PerWindow); err != nil {
+		return 0, err
 	}
 	var upto int64
 	if err := tx.q.QueryRowContext(ctx, `SELECT COALESCE(max(seq), 0) FROM events`).Scan(&upto); err != nil {

@@ -17,8 +17,8 @@ type Retention struct {
 	// Deliveries: finished outbox rows (delivered, failed, skipped: doorbell
 	// notifications, partner deliveries and the fan-out's partner rows)
 	// with their delivery attempts, by when they finished, and finished
-	// replays and redeliveries (kept at least ReplayWindow and
-	// RedeliveryWindow, which the rate limits count).
+	// replays and redeliveries (kept at least RateWindow, which the rate
+	// limits count).
 	Deliveries time.Duration
 	// LiveFeed: live-stream feed entries, by their creation time.
 	LiveFeed time.Duration
@@ -89,17 +89,14 @@ func (s *Store) Prune(ctx context.Context, now time.Time, r Retention, batch int
 		if err := loop("outbox", func(ctx context.Context, tx *Tx) (int64, error) { return tx.pruneOutbox(ctx, cut, batch, out) }); err != nil {
 			return out, err
 		}
-		if w := now.Add(-ReplayWindow); w.Before(cut) {
-			cut = w // the rate limit counts the last hour's replays
+		if w := now.Add(-RateWindow); w.Before(cut) {
+			cut = w // the rate limits count the last hour's replays and redeliveries
 		}
 		if err := del("webhook_replays", "id", `done_at IS NOT NULL AND done_at < $1 AND created_at < $1`, cut); err != nil {
 			return out, err
 		}
 		// A redelivery is kept while its row is undone (the pending check)
-		// and for the window of the rate limit (RedeliveryWindow).
-		if w := now.Add(-RedeliveryWindow); w.Before(cut) {
-			cut = w
-		}
+		// and for the window of the rate limit.
 		if err := del("webhook_redeliveries", "row_id", `created_at < $1
 			AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = webhook_redeliveries.row_id AND o.done_at IS NULL)`, cut); err != nil {
 			return out, err

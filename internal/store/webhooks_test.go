@@ -275,9 +275,9 @@ func TestWebhookRowsMaintenance(t *testing.T) {
 			// first leaves the window.
 			w.must("rate", w.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 				_, err := tx.StartReplay(ctx, store.ReplayRequest{Webhook: store.WebhookRow{ID: over, OrgID: "acme", Events: []string{"*"}}, Since: t0, Now: w.clock(), Max: 100, PerWindow: 3})
-				var limited *store.ReplayLimitedError
-				if !errors.As(err, &limited) || !limited.RetryAt.Equal(w.clock().Add(store.ReplayWindow)) {
-					t.Errorf("fourth replay in an hour with a limit of 3: %v, want a limit until %s", err, w.clock().Add(store.ReplayWindow))
+				var limited *store.RateLimitedError
+				if !errors.As(err, &limited) || !limited.RetryAt.Equal(w.clock().Add(store.RateWindow)) {
+					t.Errorf("fourth replay in an hour with a limit of 3: %v, want a limit until %s", err, w.clock().Add(store.RateWindow))
 				}
 				return nil
 			}))
