@@ -2,7 +2,7 @@ package app
 
 import (
 	"context"
-	"strings"
+	"fmt"
 	"sync"
 
 	"github.com/spkey-dev/spkey/internal/domain"
@@ -145,6 +145,12 @@ func (s *Service) NoteSignIn(ctx context.Context, p Principal) error {
 	if p.Kind != UserCaller || p.UserID == "" {
 		return nil
 	}
+	// The memo is checked before any normalising or hashing: this runs on
+	// every request with a user token.
+	key := fmt.Sprintf("%s\n%t %s\n%t %s", p.UserID, p.EmailVerified, p.Email, p.PhoneVerified, p.Phone)
+	if s.signIns.has(key) {
+		return nil
+	}
 	var hashes []string
 	if p.EmailVerified && p.Email != "" {
 		if e, err := domain.NormalizeEmail("email", p.Email); err == nil {
@@ -155,10 +161,6 @@ func (s *Service) NoteSignIn(ctx context.Context, p Principal) error {
 		if ph, err := domain.NormalizePhone("phoneNumber", p.Phone); err == nil {
 			hashes = append(hashes, store.AddressHash(store.ByPhone, ph))
 		}
-	}
-	key := p.UserID + "\n" + strings.Join(hashes, "\n")
-	if s.signIns.has(key) {
-		return nil
 	}
 	if err := s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error { return tx.NoteSignIn(ctx, p.UserID, hashes, s.stamp()) }); err != nil {
 		return err
