@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/spkey-dev/spkey/internal/app"
-	"github.com/spkey-dev/spkey/internal/domain"
 )
 
 type byEmailInput struct {
@@ -90,15 +89,7 @@ type EnsureUserOutput struct {
 }
 
 func (s *Server) ensureUser(ctx context.Context, in *ensureUserInput) (*EnsureUserOutput, error) {
-	// The sign-up hook is a machine call: the admin key is enough, but a
-	// JWT sent along must pass the admin e-mail domain like on every admin
-	// route.
-	if ok, _ := ctx.Value(keyAdminKeyOK).(bool); !ok {
-		return nil, toAPIError(ctx, s.log, domain.Errorf(domain.Unauthorized, "X-Admin-API-Key required"))
-	}
-	if denied, _ := ctx.Value(keyAdminDenied).(bool); denied {
-		return nil, toAPIError(ctx, s.log, domain.Errorf(domain.Forbidden, "This account's e-mail domain is not allowed to use admin routes"))
-	}
+	// admit (gateHook) checked the admin key and a JWT sent along.
 	u, err := s.svc.EnsureUser(ctx, in.Body.Detail.Data.UserName, in.Body.Detail.Data.UserID)
 	if err != nil {
 		return nil, toAPIError(ctx, s.log, err)
