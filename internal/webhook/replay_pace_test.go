@@ -3,12 +3,9 @@ package webhook_test
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/store"
@@ -93,20 +90,7 @@ func TestReplayPacedByWindow(t *testing.T) {
 			srv := testenv.NewServer(t, b, noPoll(testenv.Options{Webhooks: webhook.Config{Window: window, Timeout: time.Minute}}))
 			p := newPartner(t, srv, "acme")
 			other := newPartner(t, srv, "beta")
-			for _, l := range locks {
-				p.Lock(l)
-			}
-			p.toggleMany(locks, rounds)
-			var want []string
-			perLock := map[string][]string{}
-			for _, l := range locks {
-				w, _ := p.Expected(l)
-				want = append(want, w...)
-				perLock[strconv.FormatInt(l, 10)] = w
-			}
-			if len(want) != len(locks)*(rounds+1) {
-				t.Fatalf("%d partner events, want %d", len(want), len(locks)*(rounds+1))
-			}
+			want, perLock := history(t, p, locks, rounds)
 			eventually(t, wait, "the fan-out", func() bool {
 				rows, err := srv.Store.Outbox(context.Background(), es.ConsumerWebhooks, 1)
 				return err == nil && len(rows) == 0
@@ -157,13 +141,7 @@ func TestReplayPacedByWindow(t *testing.T) {
 			}
 			replayed := rcv.Delivered()
 			checkOnce(t, replayed, want)
-			gotPerLock := map[string][]string{}
-			for _, q := range replayed {
-				gotPerLock[q.Env.Detail.AggregateID] = append(gotPerLock[q.Env.Detail.AggregateID], q.Env.ID)
-			}
-			if diff := cmp.Diff(perLock, gotPerLock); diff != "" {
-				t.Errorf("replayed deliveries per lock, in order (-want +got):\n%s", diff)
-			}
+			checkPerLock(t, perLock, replayed)
 			p.LogDone(id, len(want))
 			eventually(t, wait, "the replay to end", func() bool {
 				n, err := srv.Store.OpenReplays(context.Background())

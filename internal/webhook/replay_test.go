@@ -85,20 +85,7 @@ func TestReplayBounds(t *testing.T) {
 			})
 			srv := testenv.NewServer(t, b, testenv.Options{ReplaysPerHour: 3, Webhooks: webhook.Config{ReplayChunk: 100}})
 			p := newPartner(t, srv, "acme")
-			for _, l := range locks {
-				p.Lock(l)
-			}
-			p.toggleMany(locks, rounds)
-			var want []string
-			perLock := map[string][]string{}
-			for _, l := range locks {
-				w, _ := p.Expected(l)
-				want = append(want, w...)
-				perLock[strconv.FormatInt(l, 10)] = w
-			}
-			if len(want) != len(locks)*(rounds+1) {
-				t.Fatalf("%d partner events, want %d", len(want), len(locks)*(rounds+1))
-			}
+			want, perLock := history(t, p, locks, rounds)
 			// The webhook comes after the events were fanned out (to no
 			// one): only the replay sends them.
 			eventually(t, wait, "the fan-out", func() bool {
@@ -137,13 +124,7 @@ func TestReplayBounds(t *testing.T) {
 			t.Logf("replay delivered in %s", time.Since(start))
 			replayed := rcv.Delivered()
 			checkOnce(t, replayed, want)
-			gotPerLock := map[string][]string{}
-			for _, q := range replayed {
-				gotPerLock[q.Env.Detail.AggregateID] = append(gotPerLock[q.Env.Detail.AggregateID], q.Env.ID)
-			}
-			if diff := cmp.Diff(perLock, gotPerLock); diff != "" {
-				t.Errorf("replayed deliveries per lock, in order (-want +got):\n%s", diff)
-			}
+			checkPerLock(t, perLock, replayed)
 			p.LogDone(id, len(want))
 
 			// Done: replays are allowed again, up to 3 an hour per tenant
@@ -167,5 +148,39 @@ func TestReplayBounds(t *testing.T) {
 				t.Errorf("Retry-After %q, want about an hour", r.Header.Get("Retry-After"))
 			}
 		})
+	}
+}
+
+// history gives each of locks to p's tenant and toggles a resident on each
+// rounds times. It returns the partner events, lock after lock, and each
+// lock's in version order.
+func history(t *testing.T, p *partner, locks []int64, rounds int) (want []string, perLock map[string][]string) {
+	t.Helper()
+	for _, l := range locks {
+		p.Lock(l)
+	}
+	p.toggleMany(locks, rounds)
+	perLock = map[string][]string{}
+	for _, l := range locks {
+		w, _ := p.Expected(l)
+		want = append(want, w...)
+		perLock[strconv.FormatInt(l, 10)] = w
+	}
+	if len(want) != len(locks)*(rounds+1) {
+		t.Fatalf("%d partner events, want %d", len(want), len(locks)*(rounds+1))
+	}
+	return want, perLock
+}
+
+// checkPerLock fails unless replayed holds, for each lock, exactly the
+// events of perLock in their order.
+func checkPerLock(t *testing.T, perLock map[string][]string, replayed []request) {
+	t.Helper()
+	got := map[string][]string{}
+	for _, q := range replayed {
+		got[q.Env.Detail.AggregateID] = append(got[q.Env.Detail.AggregateID], q.Env.ID)
+	}
+	if diff := cmp.Diff(perLock, got); diff != "" {
+		t.Errorf("replayed deliveries per lock, in order (-want +got):\n%s", diff)
 	}
 }
