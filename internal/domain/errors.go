@@ -61,11 +61,5 @@ func ErrorCode(err error) Code {
 	return Internal
 }
 
-// Event is a domain event: a plain value with an explicit, stable type name.
-// Its JSON encoding is the stored payload and is pinned by golden files.
-type Event interface {
-	EventType() string
-}
-
 // TimeLayout is upstream's ISO timestamp form: UTC, milliseconds, "Z".
 const TimeLayout = "2006-01-02T15:04:05.000Z"

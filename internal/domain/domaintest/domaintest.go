@@ -42,20 +42,24 @@ func Expect(t *rapid.T, what string, gotEvs []domain.Event, gotErr error, wantEv
 	}
 }
 
-// RoundTrip marshals e, decodes it with decode and checks it comes back
-// equal; it returns the encoding and the decoded event.
-func RoundTrip(t *rapid.T, e domain.Event, decode func(string, []byte) (domain.Event, error)) ([]byte, domain.Event) {
+// RoundTrip marshals e, decodes it with the catalogue events and checks it
+// comes back equal; it returns the encoding and the decoded event.
+func RoundTrip(t *rapid.T, e domain.Event, events *domain.Catalog) ([]byte, domain.Event) {
 	t.Helper()
+	typ := events.Name(e)
+	if typ == "" {
+		t.Fatalf("%T is not in the %s catalogue", e, events.Aggregate())
+	}
 	b, err := json.Marshal(e)
 	if err != nil {
-		t.Fatalf("marshal %s: %v", e.EventType(), err)
+		t.Fatalf("marshal %s: %v", typ, err)
 	}
-	got, err := decode(e.EventType(), b)
+	got, err := events.Decode(typ, b)
 	if err != nil {
-		t.Fatalf("decode %s %s: %v", e.EventType(), b, err)
+		t.Fatalf("decode %s %s: %v", typ, b, err)
 	}
 	if diff := Diff(e, got); diff != "" {
-		t.Fatalf("%s does not survive JSON (-want +got):\n%s", e.EventType(), diff)
+		t.Fatalf("%s does not survive JSON (-want +got):\n%s", typ, diff)
 	}
 	return b, got
 }

@@ -5,8 +5,6 @@
 package doorbell
 
 import (
-	"encoding/json"
-	"fmt"
 	"regexp"
 
 	"github.com/spkey-dev/spkey/internal/domain"
@@ -84,15 +82,6 @@ type DoorbellDeclined struct {
 	Name      string `json:"name"`
 }
 
-// EventType implements domain.Event.
-func (DoorbellRang) EventType() string { return TypeDoorbellRang }
-
-// EventType implements domain.Event.
-func (DoorbellAnswered) EventType() string { return TypeDoorbellAnswered }
-
-// EventType implements domain.Event.
-func (DoorbellDeclined) EventType() string { return TypeDoorbellDeclined }
-
 // State is a ring as folded from its events.
 type State struct {
 	RingID      string   `json:"ringId"`
@@ -132,31 +121,12 @@ func (s State) declined(userID string) bool {
 	return false
 }
 
-// Decode turns a stored payload back into its event. It returns an error for
-// an unknown type or a malformed payload.
-func Decode(typ string, data []byte) (domain.Event, error) {
-	var err error
-	switch typ {
-	case TypeDoorbellRang:
-		var e DoorbellRang
-		if err = json.Unmarshal(data, &e); err == nil {
-			return e, nil
-		}
-	case TypeDoorbellAnswered:
-		var e DoorbellAnswered
-		if err = json.Unmarshal(data, &e); err == nil {
-			return e, nil
-		}
-	case TypeDoorbellDeclined:
-		var e DoorbellDeclined
-		if err = json.Unmarshal(data, &e); err == nil {
-			return e, nil
-		}
-	default:
-		return nil, fmt.Errorf("doorbell: unknown event type %q", typ)
-	}
-	return nil, fmt.Errorf("doorbell: decode %s: %w", typ, err)
-}
+// Events is the catalogue of a ring's events.
+var Events = domain.NewCatalog(AggregateType,
+	domain.Def[DoorbellRang](TypeDoorbellRang),
+	domain.Def[DoorbellAnswered](TypeDoorbellAnswered),
+	domain.Def[DoorbellDeclined](TypeDoorbellDeclined),
+)
 
 // Apply returns the state after e. Unknown events leave the state as it is.
 func Apply(s State, e domain.Event) State {

@@ -4,9 +4,6 @@
 package lock
 
 import (
-	"encoding/json"
-	"fmt"
-
 	"github.com/spkey-dev/spkey/internal/domain"
 )
 
@@ -119,60 +116,14 @@ type ResidentRemoved struct {
 	Email     string `json:"email,omitempty"`
 }
 
-// EventType implements domain.Event.
-func (LockCreated) EventType() string { return TypeLockCreated }
-
-// EventType implements domain.Event.
-func (OwnerSet) EventType() string { return TypeOwnerSet }
-
-// EventType implements domain.Event.
-func (OrganizationSet) EventType() string { return TypeOrganizationSet }
-
-// EventType implements domain.Event.
-func (ResidentAdded) EventType() string { return TypeResidentAdded }
-
-// EventType implements domain.Event.
-func (ResidentRemoved) EventType() string { return TypeResidentRemoved }
-
-// Decode turns a stored payload back into its event. It returns an error for
-// an unknown type or a malformed payload.
-func Decode(typ string, data []byte) (domain.Event, error) {
-	var e domain.Event
-	switch typ {
-	case TypeLockCreated:
-		e = &LockCreated{}
-	case TypeOwnerSet:
-		e = &OwnerSet{}
-	case TypeOrganizationSet:
-		e = &OrganizationSet{}
-	case TypeResidentAdded:
-		e = &ResidentAdded{}
-	case TypeResidentRemoved:
-		e = &ResidentRemoved{}
-	default:
-		return nil, fmt.Errorf("lock: unknown event type %q", typ)
-	}
-	if err := json.Unmarshal(data, e); err != nil {
-		return nil, fmt.Errorf("lock: decode %s: %w", typ, err)
-	}
-	return deref(e), nil
-}
-
-func deref(e domain.Event) domain.Event {
-	switch v := e.(type) {
-	case *LockCreated:
-		return *v
-	case *OwnerSet:
-		return *v
-	case *OrganizationSet:
-		return *v
-	case *ResidentAdded:
-		return *v
-	case *ResidentRemoved:
-		return *v
-	}
-	return e
-}
+// Events is the catalogue of the lock's events.
+var Events = domain.NewCatalog(AggregateType,
+	domain.Def[LockCreated](TypeLockCreated),
+	domain.Def[OwnerSet](TypeOwnerSet),
+	domain.Def[OrganizationSet](TypeOrganizationSet),
+	domain.Def[ResidentAdded](TypeResidentAdded),
+	domain.Def[ResidentRemoved](TypeResidentRemoved),
+)
 
 // Apply returns the state after e. Unknown events leave the state as it is.
 func Apply(s State, e domain.Event) State {

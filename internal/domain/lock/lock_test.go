@@ -78,12 +78,12 @@ func cloneState(s lock.State) lock.State {
 // the state it was given untouched.
 func (mc *machine) apply(t *rapid.T, evs []domain.Event) {
 	for _, e := range evs {
-		_, got := domaintest.RoundTrip(t, e, lock.Decode)
+		_, got := domaintest.RoundTrip(t, e, lock.Events)
 		before := cloneState(mc.s)
 		old := mc.s
 		mc.s = lock.Apply(mc.s, e)
 		if diff := diff(before, old); diff != "" {
-			t.Fatalf("Apply(%s) changed the state it was given (-before +after):\n%s", e.EventType(), diff)
+			t.Fatalf("Apply(%s) changed the state it was given (-before +after):\n%s", lock.Events.Name(e), diff)
 		}
 		mc.events = append(mc.events, e)
 		mc.decoded = append(mc.decoded, got)
@@ -312,7 +312,7 @@ func TestDecodeRejects(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if e, err := lock.Decode(tc.typ, []byte(tc.data)); err == nil {
+			if e, err := lock.Events.Decode(tc.typ, []byte(tc.data)); err == nil {
 				t.Errorf("Decode(%q, %s) = %#v, want an error", tc.typ, tc.data, e)
 			}
 		})

@@ -4,9 +4,6 @@
 package tenant
 
 import (
-	"encoding/json"
-	"fmt"
-
 	"github.com/spkey-dev/spkey/internal/domain"
 )
 
@@ -89,60 +86,19 @@ type APIKeyRevoked struct {
 	RevokedAt string `json:"revokedAt"`
 }
 
-// EventType implements domain.Event.
-func (TenantRegistered) EventType() string { return TypeTenantRegistered }
-
-// EventType implements domain.Event.
-func (APIKeyIssued) EventType() string { return TypeAPIKeyIssued }
-
-// EventType implements domain.Event.
-func (APIKeyRevoked) EventType() string { return TypeAPIKeyRevoked }
-
-// Decode turns a stored payload back into its event. It returns an error for
-// an unknown type or a malformed payload.
-func Decode(typ string, data []byte) (domain.Event, error) {
-	var err error
-	switch typ {
-	case TypeTenantRegistered:
-		var e TenantRegistered
-		err = json.Unmarshal(data, &e)
-		return e, wrap(typ, err)
-	case TypeAPIKeyIssued:
-		var e APIKeyIssued
-		err = json.Unmarshal(data, &e)
-		return e, wrap(typ, err)
-	case TypeAPIKeyRevoked:
-		var e APIKeyRevoked
-		err = json.Unmarshal(data, &e)
-		return e, wrap(typ, err)
-	case TypeWebhookCreated:
-		return decode[WebhookCreated](typ, data)
-	case TypeWebhookUpdated:
-		return decode[WebhookUpdated](typ, data)
-	case TypeWebhookDeleted:
-		return decode[WebhookDeleted](typ, data)
-	case TypeWebhookVerified:
-		return decode[WebhookVerified](typ, data)
-	case TypeWebhookVerificationFailed:
-		return decode[WebhookVerificationFailed](typ, data)
-	case TypeWebhookDisabled:
-		return decode[WebhookDisabled](typ, data)
-	}
-	return nil, fmt.Errorf("tenant: unknown event type %q", typ)
-}
-
-func decode[E domain.Event](typ string, data []byte) (domain.Event, error) {
-	var e E
-	err := json.Unmarshal(data, &e)
-	return e, wrap(typ, err)
-}
-
-func wrap(typ string, err error) error {
-	if err != nil {
-		return fmt.Errorf("tenant: decode %s: %w", typ, err)
-	}
-	return nil
-}
+// Events is the catalogue of the tenant's events (its webhook events
+// included).
+var Events = domain.NewCatalog(AggregateType,
+	domain.Def[TenantRegistered](TypeTenantRegistered),
+	domain.Def[APIKeyIssued](TypeAPIKeyIssued),
+	domain.Def[APIKeyRevoked](TypeAPIKeyRevoked),
+	domain.Def[WebhookCreated](TypeWebhookCreated),
+	domain.Def[WebhookUpdated](TypeWebhookUpdated),
+	domain.Def[WebhookDeleted](TypeWebhookDeleted),
+	domain.Def[WebhookVerified](TypeWebhookVerified),
+	domain.Def[WebhookVerificationFailed](TypeWebhookVerificationFailed),
+	domain.Def[WebhookDisabled](TypeWebhookDisabled),
+)
 
 // Apply returns the state after e. Unknown events leave the state as it is.
 func Apply(s State, e domain.Event) State {

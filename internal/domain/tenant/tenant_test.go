@@ -59,7 +59,7 @@ func (mc *machine) now() string { return at(mc.tick) }
 
 func (mc *machine) apply(t *rapid.T, evs []domain.Event) {
 	for _, e := range evs {
-		domaintest.RoundTrip(t, e, tenant.Decode)
+		domaintest.RoundTrip(t, e, tenant.Events)
 		mc.s = tenant.Apply(mc.s, e)
 		mc.events = append(mc.events, e)
 	}
@@ -273,7 +273,7 @@ func TestDecodeRejects(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if e, err := tenant.Decode(tc.typ, []byte(tc.data)); err == nil {
+			if e, err := tenant.Events.Decode(tc.typ, []byte(tc.data)); err == nil {
 				t.Errorf("Decode(%q, %s) = %#v, want an error", tc.typ, tc.data, e)
 			}
 		})

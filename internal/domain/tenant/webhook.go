@@ -140,24 +140,6 @@ type WebhookDisabled struct {
 	DisabledAt string `json:"disabledAt"`
 }
 
-// EventType implements domain.Event.
-func (WebhookCreated) EventType() string { return TypeWebhookCreated }
-
-// EventType implements domain.Event.
-func (WebhookUpdated) EventType() string { return TypeWebhookUpdated }
-
-// EventType implements domain.Event.
-func (WebhookDeleted) EventType() string { return TypeWebhookDeleted }
-
-// EventType implements domain.Event.
-func (WebhookVerified) EventType() string { return TypeWebhookVerified }
-
-// EventType implements domain.Event.
-func (WebhookVerificationFailed) EventType() string { return TypeWebhookVerificationFailed }
-
-// EventType implements domain.Event.
-func (WebhookDisabled) EventType() string { return TypeWebhookDisabled }
-
 // applyWebhook folds the webhook events; ok is false for other events.
 func applyWebhook(s State, e domain.Event) (State, bool) {
 	edit := func(id string, f func(*Webhook)) State {

@@ -63,9 +63,6 @@ type NotificationPreferencesSet struct {
 	Timestamp   string      `json:"timestamp"`
 }
 
-// EventType implements domain.Event.
-func (NotificationPreferencesSet) EventType() string { return TypeNotificationPreferencesSet }
-
 var hhmmRE = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
 
 // Validate checks the shape of the quiet hours (the time zone name is

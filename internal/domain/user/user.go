@@ -4,9 +4,6 @@
 package user
 
 import (
-	"encoding/json"
-	"fmt"
-
 	"github.com/spkey-dev/spkey/internal/domain"
 )
 
@@ -58,45 +55,13 @@ type UserPhoneNumberUpdated struct {
 	Timestamp         string `json:"timestamp"`
 }
 
-// EventType implements domain.Event.
-func (UserCreated) EventType() string { return TypeUserCreated }
-
-// EventType implements domain.Event.
-func (UserEmailUpdated) EventType() string { return TypeUserEmailUpdated }
-
-// EventType implements domain.Event.
-func (UserPhoneNumberUpdated) EventType() string { return TypeUserPhoneNumberUpdated }
-
-// Decode turns a stored payload back into its event. It returns an error for
-// an unknown type or a malformed payload.
-func Decode(typ string, data []byte) (domain.Event, error) {
-	switch typ {
-	case TypeUserCreated:
-		var e UserCreated
-		err := unmarshal(typ, data, &e)
-		return e, err
-	case TypeUserEmailUpdated:
-		var e UserEmailUpdated
-		err := unmarshal(typ, data, &e)
-		return e, err
-	case TypeUserPhoneNumberUpdated:
-		var e UserPhoneNumberUpdated
-		err := unmarshal(typ, data, &e)
-		return e, err
-	case TypeNotificationPreferencesSet:
-		var e NotificationPreferencesSet
-		err := unmarshal(typ, data, &e)
-		return e, err
-	}
-	return nil, fmt.Errorf("user: unknown event type %q", typ)
-}
-
-func unmarshal(typ string, data []byte, v any) error {
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("user: decode %s: %w", typ, err)
-	}
-	return nil
-}
+// Events is the catalogue of the user's events.
+var Events = domain.NewCatalog(AggregateType,
+	domain.Def[UserCreated](TypeUserCreated),
+	domain.Def[UserEmailUpdated](TypeUserEmailUpdated),
+	domain.Def[UserPhoneNumberUpdated](TypeUserPhoneNumberUpdated),
+	domain.Def[NotificationPreferencesSet](TypeNotificationPreferencesSet),
+)
 
 // Apply returns the state after e. Unknown events leave the state as it is.
 func Apply(s State, e domain.Event) State {
