@@ -88,6 +88,8 @@ type Service struct {
 	// redeliveriesPerHour bounds the webhook redeliveries of one tenant
 	// per hour.
 	redeliveriesPerHour int
+	// aggs is the aggregate registry by stream type (registry.go).
+	aggs map[string]registered
 }
 
 // Channels says which operator-configured doorbell channels exist: a ring
@@ -148,7 +150,9 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 		opt.RedeliveriesPerHour = 0
 	}
 	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log, chans: opt.Channels, queued: opt.Queued, safety: opt.Safety,
-		replaysPerHour: opt.ReplaysPerHour, redeliveriesPerHour: opt.RedeliveriesPerHour, allowUserLockCreate: opt.AllowUserLockCreate}
+		replaysPerHour: opt.ReplaysPerHour, redeliveriesPerHour: opt.RedeliveriesPerHour, allowUserLockCreate: opt.AllowUserLockCreate,
+		aggs: map[string]registered{}}
+	s.register(builtins()...)
 	if st.Dialect() == store.Postgres {
 		// SQLite has one writer already; on PostgreSQL commands run in
 		// parallel, so keep one writer per aggregate inside this node and
@@ -290,13 +294,6 @@ func (s *Service) run(ctx context.Context, c Call, fn func(ctx context.Context, 
 	}
 }
 
-// aggregate describes how one aggregate type folds and which org owns it.
-type aggregate[S any] struct {
-	typ   string
-	apply func(S, domain.Event) S
-	org   func(S) string
-}
-
 // load reads the snapshot of one aggregate inside tx.
 func load[S any](ctx context.Context, tx *store.Tx, a aggregate[S], id string) (S, es.Snapshot, error) {
 	var st S
@@ -342,15 +339,19 @@ func saveRecs[S any](ctx context.Context, tx *store.Tx, a aggregate[S], snap es.
 	recs := make([]es.Record, len(evs))
 	var first *EventOut
 	for i, e := range evs {
+		typ := a.events.Name(e)
+		if typ == "" {
+			return st, 0, nil, nil, fmt.Errorf("encode %T: not an event of %s", e, a.typ)
+		}
 		data, err := json.Marshal(e)
 		if err != nil {
-			return st, 0, nil, nil, fmt.Errorf("encode %s: %w", e.EventType(), err)
+			return st, 0, nil, nil, fmt.Errorf("encode %s: %w", typ, err)
 		}
 		st = a.apply(st, e)
 		recs[i] = es.Record{AggregateType: a.typ, AggregateID: snap.AggregateID, Version: snap.Version + int64(i) + 1,
-			Type: e.EventType(), Timestamp: now, OrgID: a.org(st), Data: data}
+			Type: typ, Timestamp: now, OrgID: a.org(st), Data: data}
 		if i == 0 {
-			first = &EventOut{Type: e.EventType(), Data: data}
+			first = &EventOut{Type: typ, Data: data}
 		}
 	}
 	state, err := json.Marshal(st)

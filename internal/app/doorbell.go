@@ -15,8 +15,6 @@ import (
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
-var ringAgg = aggregate[doorbell.State]{typ: doorbell.AggregateType, apply: doorbell.Apply, org: func(s doorbell.State) string { return s.OrgID }}
-
 // RingInput is the optional body of RingDoorbell.
 type RingInput struct {
 	ResidentUserID string `json:"residentUserId,omitempty"`

@@ -12,8 +12,6 @@ import (
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
-var lockAgg = aggregate[lock.State]{typ: lock.AggregateType, apply: lock.Apply, org: func(s lock.State) string { return s.OrgID }}
-
 // authorizeLock applies upstream's rules: an API key's org must own the
 // lock (or the key is super); a JWT user must own it or hold a key on it.
 func authorizeLock(p Principal, st lock.State) error {

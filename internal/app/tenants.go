@@ -7,15 +7,10 @@ import (
 	"time"
 
 	"github.com/spkey-dev/spkey/internal/domain"
-	"github.com/spkey-dev/spkey/internal/domain/doorbell"
-	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
-	"github.com/spkey-dev/spkey/internal/domain/user"
 	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/store"
 )
-
-var tenantAgg = aggregate[tenant.State]{typ: tenant.AggregateType, apply: tenant.Apply, org: func(s tenant.State) string { return s.OrgID }}
 
 func requireAdmin(p Principal) error {
 	if !p.Admin {
@@ -180,37 +175,5 @@ func (s *Service) AuthenticateKey(ctx context.Context, key string) (Principal, e
 	return Principal{Kind: TenantCaller, OrgID: k.OrgID, KeyID: k.KeyID, Super: k.Super}, nil
 }
 
-// Fold is the store.Folder of every aggregate type: it decodes a stored
-// record and applies it, exactly as the command path does.
-func Fold(aggType string, state json.RawMessage, r es.Record) (json.RawMessage, string, error) {
-	switch aggType {
-	case lock.AggregateType:
-		return foldWith(lockAgg, lock.Decode, state, r)
-	case user.AggregateType:
-		return foldWith(userAgg, user.Decode, state, r)
-	case tenant.AggregateType:
-		return foldWith(tenantAgg, tenant.Decode, state, r)
-	case doorbell.AggregateType:
-		return foldWith(ringAgg, doorbell.Decode, state, r)
-	}
-	return nil, "", fmt.Errorf("unknown aggregate type %q", aggType)
-}
-
-func foldWith[S any](a aggregate[S], decode func(string, []byte) (domain.Event, error), state json.RawMessage, r es.Record) (json.RawMessage, string, error) {
-	var st S
-	if state != nil {
-		if err := json.Unmarshal(state, &st); err != nil {
-			return nil, "", err
-		}
-	}
-	e, err := decode(r.Type, r.Data)
-	if err != nil {
-		return nil, "", err
-	}
-	st = a.apply(st, e)
-	b, err := json.Marshal(st)
-	return b, a.org(st), err
-}
-
 // Rebuild recomputes every event-derived read model from the event log.
-func (s *Service) Rebuild(ctx context.Context) error { return s.st.Rebuild(ctx, Fold) }
+func (s *Service) Rebuild(ctx context.Context) error { return s.st.Rebuild(ctx, s.fold) }

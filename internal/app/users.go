@@ -11,8 +11,6 @@ import (
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
-var userAgg = aggregate[user.State]{typ: user.AggregateType, apply: user.Apply, org: func(user.State) string { return "" }}
-
 // UserView is a user as the lookup and profile routes show it.
 type UserView struct {
 	store.User

@@ -14,14 +14,15 @@ import (
 // record) and returns the new state and the aggregate's org.
 type Folder func(aggType string, state json.RawMessage, r es.Record) (json.RawMessage, string, error)
 
-// Rebuild throws away every read model derived from events (snapshots, API
-// keys) and recomputes them from the event log in one transaction.
+// Rebuild throws away every read model derived from events (the snapshots
+// and the tables of the registered projections) and recomputes them from
+// the event log in one transaction.
 func (s *Store) Rebuild(ctx context.Context, fold Folder) error {
 	return s.Write(ctx, func(ctx context.Context, tx *Tx) error {
 		if s.cache != nil {
 			tx.b.after = append(tx.b.after, s.cache.clear)
 		}
-		for _, t := range []string{"aggregates", "api_keys", "doorbell_rings", "doorbell_ring_targets", "webhooks", "lock_members", "lock_devices"} {
+		for _, t := range append([]string{"aggregates"}, s.ownedTables()...) {
 			if _, err := tx.q.ExecContext(ctx, "DELETE FROM "+t); err != nil {
 				return fmt.Errorf("clear %s: %w", t, err)
 			}
@@ -86,19 +87,16 @@ func (s *Store) page(ctx context.Context, q querier, after int64, n int) ([]es.R
 	return out, rows.Err()
 }
 
-// DumpReadModels renders every event-derived read model as sorted text, so
+// DumpReadModels renders every event-derived read model (the snapshots and
+// the tables of every projection the store implements) as sorted text, so
 // a test can compare the live tables with a rebuild.
 func (s *Store) DumpReadModels(ctx context.Context) (string, error) {
 	var b strings.Builder
-	for _, q := range []string{
-		`SELECT aggregate_type, aggregate_id, version, org_id, state, created_at, updated_at FROM aggregates`,
-		`SELECT key_id, org_id, hash, masked, super, created_at, created_by, COALESCE(expires_at, ''), COALESCE(revoked_at, '') FROM api_keys`,
-		`SELECT ring_id, lock_id, org_id, rang_at, event_seq FROM doorbell_rings`,
-		`SELECT user_id, ring_id, lock_id, event_seq FROM doorbell_ring_targets`,
-		`SELECT webhook_id, org_id, url, events, status, created_at FROM webhooks`,
-		`SELECT lock_id, user_id, role FROM lock_members`,
-		`SELECT uuid, lock_id FROM lock_devices`,
-	} {
+	queries := []string{`SELECT aggregate_type, aggregate_id, version, org_id, state, created_at, updated_at FROM aggregates`}
+	for _, p := range implemented() {
+		queries = append(queries, p.dumps...)
+	}
+	for _, q := range queries {
 		lines, err := s.dumpQuery(ctx, q, func(_ []string, vals []string) string { return strings.Join(vals, " | ") })
 		if err != nil {
 			return "", err

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/spkey-dev/spkey/internal/es"
 )
@@ -126,6 +127,11 @@ type Store struct {
 
 	qmu    sync.RWMutex
 	qcache map[string]string
+
+	// projs: the projections registered per aggregate type (Register),
+	// replaced whole under projMu.
+	projs  atomic.Pointer[projectionMap]
+	projMu sync.Mutex
 }
 
 // Hooks lets the caller observe the store (metrics) without the store

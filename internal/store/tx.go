@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/spkey-dev/spkey/internal/domain/doorbell"
-	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
 	"github.com/spkey-dev/spkey/internal/es"
 )
@@ -155,45 +153,6 @@ func (s *Store) putSnapshot(ctx context.Context, q querier, expected int64, snap
 	}
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return errStale
-	}
-	return nil
-}
-
-// project keeps the tables that are not snapshots (API keys) in step with
-// the events. Rebuild runs the same code.
-func (s *Store) project(ctx context.Context, q querier, r es.Record) error {
-	if r.AggregateType == doorbell.AggregateType {
-		return s.projectDoorbell(ctx, q, r)
-	}
-	if r.AggregateType == lock.AggregateType {
-		return s.projectLock(ctx, q, r)
-	}
-	if r.AggregateType == tenant.AggregateType && isWebhookEvent(r.Type) {
-		return s.projectWebhook(ctx, q, r)
-	}
-	switch r.Type {
-	case tenant.TypeAPIKeyIssued:
-		var e tenant.APIKeyIssued
-		if err := json.Unmarshal(r.Data, &e); err != nil {
-			return fmt.Errorf("project %s: %w", r.Type, err)
-		}
-		super := 0
-		if e.Super {
-			super = 1
-		}
-		_, err := q.ExecContext(ctx, s.sql(`INSERT INTO api_keys (key_id, org_id, hash, masked, super, created_at, created_by, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), e.KeyID, e.OrgID, e.Hash, e.Masked, super, e.CreatedAt, e.CreatedBy, nullable(e.ExpiresAt))
-		if err != nil {
-			return fmt.Errorf("project %s: %w", r.Type, err)
-		}
-	case tenant.TypeAPIKeyRevoked:
-		var e tenant.APIKeyRevoked
-		if err := json.Unmarshal(r.Data, &e); err != nil {
-			return fmt.Errorf("project %s: %w", r.Type, err)
-		}
-		if _, err := q.ExecContext(ctx, s.sql(`UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2`), e.RevokedAt, e.KeyID); err != nil {
-			return fmt.Errorf("project %s: %w", r.Type, err)
-		}
 	}
 	return nil
 }

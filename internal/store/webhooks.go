@@ -31,7 +31,10 @@ func (s *Store) projectWebhook(ctx context.Context, q querier, r es.Record) erro
 		}
 		return nil
 	}
-	ev, err := tenant.Decode(r.Type, r.Data)
+	if !isWebhookEvent(r.Type) {
+		return nil
+	}
+	ev, err := tenant.Events.Decode(r.Type, r.Data)
 	if err != nil {
 		return fmt.Errorf("project %s: %w", r.Type, err)
 	}

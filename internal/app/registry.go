@@ -1,0 +1,91 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/doorbell"
+	"github.com/spkey-dev/spkey/internal/domain/lock"
+	"github.com/spkey-dev/spkey/internal/domain/tenant"
+	"github.com/spkey-dev/spkey/internal/domain/user"
+	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+// The aggregate registry: one registration per aggregate type. The command
+// path (load, read, save), Rebuild and the store's projections all come
+// from it. A new aggregate is one more variable here and one more entry
+// in builtins; nothing else in app or store switches on aggregate types.
+var (
+	lockAgg = aggregate[lock.State]{typ: lock.AggregateType, events: lock.Events, apply: lock.Apply,
+		org: func(s lock.State) string { return s.OrgID }, projections: []store.Projection{store.LockMembersProjection()}}
+	userAgg = aggregate[user.State]{typ: user.AggregateType, events: user.Events, apply: user.Apply,
+		org: func(user.State) string { return "" }}
+	tenantAgg = aggregate[tenant.State]{typ: tenant.AggregateType, events: tenant.Events, apply: tenant.Apply,
+		org: func(s tenant.State) string { return s.OrgID }, projections: []store.Projection{store.APIKeysProjection(), store.WebhooksProjection()}}
+	ringAgg = aggregate[doorbell.State]{typ: doorbell.AggregateType, events: doorbell.Events, apply: doorbell.Apply,
+		org: func(s doorbell.State) string { return s.OrgID }, projections: []store.Projection{store.DoorbellRingsProjection()}}
+)
+
+// builtins lists every registered aggregate.
+func builtins() []registered { return []registered{lockAgg, userAgg, tenantAgg, ringAgg} }
+
+// aggregate is the registration of one aggregate type with state S: its
+// stream type, its event catalogue, its fold, the org (tenant) that owns a
+// state, and the store projections its events run through.
+type aggregate[S any] struct {
+	typ         string
+	events      *domain.Catalog
+	apply       func(S, domain.Event) S
+	org         func(S) string
+	projections []store.Projection
+}
+
+// registered is an aggregate with its state type hidden: what Rebuild and
+// the store need of it.
+type registered interface {
+	aggregateType() string
+	storeProjections() []store.Projection
+	// fold decodes r and applies it to state (nil before the first
+	// record); it returns the new state and its org.
+	fold(state json.RawMessage, r es.Record) (json.RawMessage, string, error)
+}
+
+func (a aggregate[S]) aggregateType() string                { return a.typ }
+func (a aggregate[S]) storeProjections() []store.Projection { return a.projections }
+
+func (a aggregate[S]) fold(state json.RawMessage, r es.Record) (json.RawMessage, string, error) {
+	var st S
+	if state != nil {
+		if err := json.Unmarshal(state, &st); err != nil {
+			return nil, "", err
+		}
+	}
+	e, err := a.events.Decode(r.Type, r.Data)
+	if err != nil {
+		return nil, "", err
+	}
+	st = a.apply(st, e)
+	b, err := json.Marshal(st)
+	return b, a.org(st), err
+}
+
+// register adds aggregates to the service and their projections to the
+// store. New registers the builtins.
+func (s *Service) register(aggs ...registered) {
+	for _, a := range aggs {
+		s.aggs[a.aggregateType()] = a
+		s.st.Register(a.aggregateType(), a.storeProjections()...)
+	}
+}
+
+// fold is the store.Folder of the registered aggregates: it decodes a
+// stored record and applies it, exactly as the command path does.
+func (s *Service) fold(aggType string, state json.RawMessage, r es.Record) (json.RawMessage, string, error) {
+	a, ok := s.aggs[aggType]
+	if !ok {
+		return nil, "", fmt.Errorf("unknown aggregate type %q", aggType)
+	}
+	return a.fold(state, r)
+}
