@@ -5,7 +5,9 @@
 //
 // open must return a fresh, empty, migrated store for each call; the suite
 // calls it once per subtest, from parallel subtests, and never closes the
-// store itself.
+// store itself. RunAggregate runs the same tests on the streams of one
+// registered aggregate type (the app runs it for every aggregate of its
+// registry), so that its store projections are held to the contract too.
 package estest
 
 import (
@@ -26,8 +28,16 @@ import (
 	"github.com/spkey-dev/spkey/internal/es"
 )
 
-// aggType is the aggregate type of every stream the suite writes.
-const aggType = "estest"
+// ownType is the aggregate type of the streams Run writes: one no
+// aggregate declares.
+const ownType = "estest"
+
+// suite is one run of the conformance tests: the aggregate type of every
+// stream it writes and the stores it writes them to.
+type suite struct {
+	typ  string
+	open func(t *testing.T) es.Store
+}
 
 // ts is the timestamp of every record the suite writes.
 const ts = "2026-01-02T03:04:05.000Z"
@@ -35,82 +45,90 @@ const ts = "2026-01-02T03:04:05.000Z"
 // ignoreSeq compares records without their store-assigned position.
 var ignoreSeq = cmpopts.IgnoreFields(es.Record{}, "Seq")
 
-// Run runs every conformance test against stores made by open.
-func Run(t *testing.T, open func(t *testing.T) es.Store) {
+// Run runs every conformance test against stores made by open, on
+// streams of the suite's own aggregate type.
+func Run(t *testing.T, open func(t *testing.T) es.Store) { RunAggregate(t, ownType, open) }
+
+// RunAggregate runs every conformance test against stores made by open, on
+// streams of aggType: a registered aggregate type, whose store projections
+// then see every record the suite appends (records of type TestEvent,
+// which no aggregate declares and every projection must let pass).
+func RunAggregate(t *testing.T, aggType string, open func(t *testing.T) es.Store) {
+	x := suite{typ: aggType, open: open}
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, open func(t *testing.T) es.Store)
+		fn   func(x suite, t *testing.T)
 	}{
-		{"AppendAndRead", testAppendAndRead},
-		{"StreamsAreSeparate", testStreamsAreSeparate},
-		{"SeqIsGlobalAndIncreasing", testSeq},
-		{"EmptyBatchIsNoOp", testEmptyBatch},
-		{"WrongExpectedVersion", testWrongExpected},
-		{"BatchMustContinueStream", testBatchMustContinue},
-		{"ErrorRollsBack", testErrorRollsBack},
-		{"ConcurrentAppendsOneStream", testConcurrentOneStream},
-		{"ConcurrentAppendsManyStreams", testConcurrentManyStreams},
-		{"Outbox", testOutbox},
-		{"OutboxLimit", testOutboxLimit},
+		{"AppendAndRead", suite.testAppendAndRead},
+		{"StreamsAreSeparate", suite.testStreamsAreSeparate},
+		{"SeqIsGlobalAndIncreasing", suite.testSeq},
+		{"EmptyBatchIsNoOp", suite.testEmptyBatch},
+		{"WrongExpectedVersion", suite.testWrongExpected},
+		{"BatchMustContinueStream", suite.testBatchMustContinue},
+		{"ErrorRollsBack", suite.testErrorRollsBack},
+		{"ConcurrentAppendsOneStream", suite.testConcurrentOneStream},
+		{"ConcurrentAppendsManyStreams", suite.testConcurrentManyStreams},
+		{"Outbox", suite.testOutbox},
+		{"OutboxLimit", suite.testOutboxLimit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			tc.fn(t, open)
+			tc.fn(x, t)
 		})
 	}
 }
 
 // rec builds record version v of stream id, carrying payload p.
-func rec(id string, v int64, org string, p any) es.Record {
+func (x suite) rec(id string, v int64, org string, p any) es.Record {
 	b, err := json.Marshal(p)
 	if err != nil {
 		panic(err)
 	}
-	return es.Record{AggregateType: aggType, AggregateID: id, Version: v, Type: "TestEvent", Timestamp: ts, OrgID: org, Data: b}
+	return es.Record{AggregateType: x.typ, AggregateID: id, Version: v, Type: "TestEvent", Timestamp: ts, OrgID: org, Data: b}
 }
 
 // recs builds versions from..to of stream id.
-func recs(id string, from, to int64, org string) []es.Record {
+func (x suite) recs(id string, from, to int64, org string) []es.Record {
 	var out []es.Record
 	for v := from; v <= to; v++ {
-		out = append(out, rec(id, v, org, map[string]any{"id": id, "v": v}))
+		out = append(out, x.rec(id, v, org, map[string]any{"id": id, "v": v}))
 	}
 	return out
 }
 
-func snap(id, org string) es.Snapshot {
-	return es.Snapshot{AggregateType: aggType, AggregateID: id, OrgID: org, State: json.RawMessage("{}")}
+func (x suite) snap(id, org string) es.Snapshot {
+	return es.Snapshot{AggregateType: x.typ, AggregateID: id, OrgID: org, State: json.RawMessage("{}")}
 }
 
 // appendRecs appends rs after expected in a transaction of its own. The
 // records are copied: the caller's slice is left as it was.
-func appendRecs(ctx context.Context, st es.Store, id string, expected int64, org string, rs []es.Record) error {
+func (x suite) appendRecs(ctx context.Context, st es.Store, id string, expected int64, org string, rs []es.Record) error {
 	cp := append([]es.Record(nil), rs...)
 	return st.Update(ctx, func(ctx context.Context, tx es.Appender) error {
-		return tx.Append(ctx, expected, snap(id, org), cp)
+		return tx.Append(ctx, expected, x.snap(id, org), cp)
 	})
 }
 
-func mustAppend(t *testing.T, st es.Store, id string, expected int64, org string, rs []es.Record) {
+func (x suite) mustAppend(t *testing.T, st es.Store, id string, expected int64, org string, rs []es.Record) {
 	t.Helper()
-	if err := appendRecs(context.Background(), st, id, expected, org, rs); err != nil {
+	if err := x.appendRecs(context.Background(), st, id, expected, org, rs); err != nil {
 		t.Fatalf("append %s after v%d: %v", id, expected, err)
 	}
 }
 
-func stream(t *testing.T, st es.Store, id string, after int64, limit int) []es.Record {
+func (x suite) stream(t *testing.T, st es.Store, id string, after int64, limit int) []es.Record {
 	t.Helper()
-	got, err := st.Stream(context.Background(), aggType, id, after, limit)
+	got, err := st.Stream(context.Background(), x.typ, id, after, limit)
 	if err != nil {
 		t.Fatalf("Stream(%s, after=%d, limit=%d): %v", id, after, limit, err)
 	}
 	return got
 }
 
-func streamLen(t *testing.T, st es.Store, id string) int64 {
+func (x suite) streamLen(t *testing.T, st es.Store, id string) int64 {
 	t.Helper()
-	n, err := st.StreamLen(context.Background(), aggType, id)
+	n, err := st.StreamLen(context.Background(), x.typ, id)
 	if err != nil {
 		t.Fatalf("StreamLen(%s): %v", id, err)
 	}
@@ -127,29 +145,29 @@ func outbox(t *testing.T, st es.Store, consumer string) []es.OutboxRow {
 }
 
 // checkStream requires stream id to hold exactly want (Seq ignored).
-func checkStream(t *testing.T, st es.Store, id string, want []es.Record) {
+func (x suite) checkStream(t *testing.T, st es.Store, id string, want []es.Record) {
 	t.Helper()
-	got := stream(t, st, id, 0, 0)
+	got := x.stream(t, st, id, 0, 0)
 	if diff := cmp.Diff(want, got, ignoreSeq, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("Stream(%s) mismatch (-want +got):\n%s", id, diff)
 	}
-	if n := streamLen(t, st, id); n != int64(len(want)) {
+	if n := x.streamLen(t, st, id); n != int64(len(want)) {
 		t.Errorf("StreamLen(%s) = %d, want %d", id, n, len(want))
 	}
 }
 
-func testAppendAndRead(t *testing.T, open func(t *testing.T) es.Store) {
-	st := open(t)
-	if n := streamLen(t, st, "a"); n != 0 {
+func (x suite) testAppendAndRead(t *testing.T) {
+	st := x.open(t)
+	if n := x.streamLen(t, st, "a"); n != 0 {
 		t.Fatalf("StreamLen of an empty stream = %d, want 0", n)
 	}
-	if got := stream(t, st, "a", 0, 0); len(got) != 0 {
+	if got := x.stream(t, st, "a", 0, 0); len(got) != 0 {
 		t.Fatalf("Stream of an empty stream = %v, want none", got)
 	}
-	all := recs("a", 1, 8, "")
-	mustAppend(t, st, "a", 0, "", all[:5])
-	mustAppend(t, st, "a", 5, "", all[5:6])
-	mustAppend(t, st, "a", 6, "", all[6:])
+	all := x.recs("a", 1, 8, "")
+	x.mustAppend(t, st, "a", 0, "", all[:5])
+	x.mustAppend(t, st, "a", 5, "", all[5:6])
+	x.mustAppend(t, st, "a", 6, "", all[6:])
 
 	tests := []struct {
 		name  string
@@ -168,33 +186,33 @@ func testAppendAndRead(t *testing.T, open func(t *testing.T) es.Store) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := stream(t, st, "a", tc.after, tc.limit)
+			got := x.stream(t, st, "a", tc.after, tc.limit)
 			if diff := cmp.Diff(tc.want, got, ignoreSeq, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("Stream(after=%d, limit=%d) mismatch (-want +got):\n%s", tc.after, tc.limit, diff)
 			}
 		})
 	}
-	if n := streamLen(t, st, "a"); n != 8 {
+	if n := x.streamLen(t, st, "a"); n != 8 {
 		t.Errorf("StreamLen = %d, want 8", n)
 	}
 }
 
-func testStreamsAreSeparate(t *testing.T, open func(t *testing.T) es.Store) {
-	st := open(t)
-	a, b := recs("a", 1, 3, ""), recs("b", 1, 2, "")
-	mustAppend(t, st, "a", 0, "", a[:1])
-	mustAppend(t, st, "b", 0, "", b)
-	mustAppend(t, st, "a", 1, "", a[1:])
+func (x suite) testStreamsAreSeparate(t *testing.T) {
+	st := x.open(t)
+	a, b := x.recs("a", 1, 3, ""), x.recs("b", 1, 2, "")
+	x.mustAppend(t, st, "a", 0, "", a[:1])
+	x.mustAppend(t, st, "b", 0, "", b)
+	x.mustAppend(t, st, "a", 1, "", a[1:])
 	// Same id, another aggregate type.
-	other := es.Record{AggregateType: aggType + "-other", AggregateID: "a", Version: 1, Type: "TestEvent", Timestamp: ts, Data: json.RawMessage(`{"other":true}`)}
+	other := es.Record{AggregateType: x.typ + "-other", AggregateID: "a", Version: 1, Type: "TestEvent", Timestamp: ts, Data: json.RawMessage(`{"other":true}`)}
 	err := st.Update(context.Background(), func(ctx context.Context, tx es.Appender) error {
 		return tx.Append(ctx, 0, es.Snapshot{AggregateType: other.AggregateType, AggregateID: "a", State: json.RawMessage("{}")}, []es.Record{other})
 	})
 	if err != nil {
 		t.Fatalf("append to another aggregate type: %v", err)
 	}
-	checkStream(t, st, "a", a)
-	checkStream(t, st, "b", b)
+	x.checkStream(t, st, "a", a)
+	x.checkStream(t, st, "b", b)
 	got, err := st.Stream(context.Background(), other.AggregateType, "a", 0, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -204,19 +222,19 @@ func testStreamsAreSeparate(t *testing.T, open func(t *testing.T) es.Store) {
 	}
 }
 
-func testSeq(t *testing.T, open func(t *testing.T) es.Store) {
-	st := open(t)
+func (x suite) testSeq(t *testing.T) {
+	st := x.open(t)
 	// Interleave two streams; Seq must follow commit order across both.
 	order := []struct {
 		id string
 		v  int64
 	}{{"a", 1}, {"b", 1}, {"a", 2}, {"b", 2}, {"b", 3}, {"a", 3}}
 	for _, o := range order {
-		mustAppend(t, st, o.id, o.v-1, "", recs(o.id, o.v, o.v, ""))
+		x.mustAppend(t, st, o.id, o.v-1, "", x.recs(o.id, o.v, o.v, ""))
 	}
 	seqOf := map[string]int64{}
 	for _, id := range []string{"a", "b"} {
-		for _, r := range stream(t, st, id, 0, 0) {
+		for _, r := range x.stream(t, st, id, 0, 0) {
 			seqOf[fmt.Sprintf("%s/%d", r.AggregateID, r.Version)] = r.Seq
 		}
 	}
@@ -234,16 +252,16 @@ func testSeq(t *testing.T, open func(t *testing.T) es.Store) {
 	}
 }
 
-func testEmptyBatch(t *testing.T, open func(t *testing.T) es.Store) {
-	st := open(t)
-	mustAppend(t, st, "a", 0, "org", nil)
-	checkStream(t, st, "a", nil)
+func (x suite) testEmptyBatch(t *testing.T) {
+	st := x.open(t)
+	x.mustAppend(t, st, "a", 0, "org", nil)
+	x.checkStream(t, st, "a", nil)
 	if rows := outbox(t, st, es.ConsumerWebhooks); len(rows) != 0 {
 		t.Errorf("outbox after an empty append = %v, want none", rows)
 	}
 	// The stream still starts at version 1.
-	mustAppend(t, st, "a", 0, "", recs("a", 1, 1, ""))
-	checkStream(t, st, "a", recs("a", 1, 1, ""))
+	x.mustAppend(t, st, "a", 0, "", x.recs("a", 1, 1, ""))
+	x.checkStream(t, st, "a", x.recs("a", 1, 1, ""))
 }
 
 // how a test's transaction treats the error of Append.
@@ -268,7 +286,7 @@ func tryAppend(st es.Store, mode errMode, s es.Snapshot, expected int64, rs []es
 	return appendErr, updateErr
 }
 
-func testWrongExpected(t *testing.T, open func(t *testing.T) es.Store) {
+func (x suite) testWrongExpected(t *testing.T) {
 	tests := []struct {
 		name     string
 		existing int64 // versions already in the stream
@@ -286,25 +304,25 @@ func testWrongExpected(t *testing.T, open func(t *testing.T) es.Store) {
 		for _, tc := range tests {
 			t.Run(string(mode)+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				st := open(t)
+				st := x.open(t)
 				const org = "org-1"
-				before := recs("s", 1, tc.existing, org)
+				before := x.recs("s", 1, tc.existing, org)
 				if tc.existing > 0 {
-					mustAppend(t, st, "s", 0, org, before)
+					x.mustAppend(t, st, "s", 0, org, before)
 				}
 				outboxBefore := outbox(t, st, es.ConsumerWebhooks)
 
-				bad := recs("s", tc.expected+1, tc.expected+tc.batch, org)
+				bad := x.recs("s", tc.expected+1, tc.expected+tc.batch, org)
 				for i := range bad {
 					bad[i].Data = json.RawMessage(`{"refused":true}`)
 				}
-				appendErr, updateErr := tryAppend(st, mode, snap("s", org), tc.expected, bad)
+				appendErr, updateErr := tryAppend(st, mode, x.snap("s", org), tc.expected, bad)
 
 				var ce *es.ConflictError
 				if !errors.As(appendErr, &ce) {
 					t.Fatalf("Append(expected=%d) on a stream at v%d = %v, want *es.ConflictError", tc.expected, tc.existing, appendErr)
 				}
-				want := es.ConflictError{AggregateType: aggType, AggregateID: "s", Expected: tc.expected}
+				want := es.ConflictError{AggregateType: x.typ, AggregateID: "s", Expected: tc.expected}
 				if diff := cmp.Diff(want, *ce); diff != "" {
 					t.Errorf("ConflictError mismatch (-want +got):\n%s", diff)
 				}
@@ -313,21 +331,21 @@ func testWrongExpected(t *testing.T, open func(t *testing.T) es.Store) {
 				}
 				// Nothing of the refused append is stored, whatever fn did
 				// with the error afterwards.
-				checkStream(t, st, "s", before)
+				x.checkStream(t, st, "s", before)
 				if diff := cmp.Diff(outboxBefore, outbox(t, st, es.ConsumerWebhooks), cmpopts.EquateEmpty()); diff != "" {
 					t.Errorf("outbox changed by a refused append (-want +got):\n%s", diff)
 				}
 				// The stream is not wedged: the right version goes in.
-				next := recs("s", tc.existing+1, tc.existing+1, org)
-				mustAppend(t, st, "s", tc.existing, org, next)
-				checkStream(t, st, "s", append(before, next...))
+				next := x.recs("s", tc.existing+1, tc.existing+1, org)
+				x.mustAppend(t, st, "s", tc.existing, org, next)
+				x.checkStream(t, st, "s", append(before, next...))
 			})
 		}
 	}
 }
 
-func testBatchMustContinue(t *testing.T, open func(t *testing.T) es.Store) {
-	mk := func(id string, v int64) es.Record { return rec(id, v, "org-1", map[string]any{"id": id, "v": v}) }
+func (x suite) testBatchMustContinue(t *testing.T) {
+	mk := func(id string, v int64) es.Record { return x.rec(id, v, "org-1", map[string]any{"id": id, "v": v}) }
 	tests := []struct {
 		name     string
 		existing int64
@@ -343,7 +361,7 @@ func testBatchMustContinue(t *testing.T, open func(t *testing.T) es.Store) {
 		{"record of another stream only", 0, 0, []es.Record{mk("t", 1)}},
 		{"record of another aggregate type", 0, 0, []es.Record{mk("s", 1), func() es.Record {
 			r := mk("s", 2)
-			r.AggregateType = aggType + "-other"
+			r.AggregateType = x.typ + "-other"
 			return r
 		}()}},
 	}
@@ -351,14 +369,14 @@ func testBatchMustContinue(t *testing.T, open func(t *testing.T) es.Store) {
 		for _, tc := range tests {
 			t.Run(string(mode)+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				st := open(t)
-				before := recs("s", 1, tc.existing, "org-1")
+				st := x.open(t)
+				before := x.recs("s", 1, tc.existing, "org-1")
 				if tc.existing > 0 {
-					mustAppend(t, st, "s", 0, "org-1", before)
+					x.mustAppend(t, st, "s", 0, "org-1", before)
 				}
 				outboxBefore := outbox(t, st, es.ConsumerWebhooks)
 
-				appendErr, updateErr := tryAppend(st, mode, snap("s", "org-1"), tc.expected, tc.batch)
+				appendErr, updateErr := tryAppend(st, mode, x.snap("s", "org-1"), tc.expected, tc.batch)
 				if appendErr == nil {
 					t.Fatalf("Append of a batch that does not continue the stream succeeded")
 				}
@@ -369,9 +387,9 @@ func testBatchMustContinue(t *testing.T, open func(t *testing.T) es.Store) {
 				if mode == propagate && updateErr == nil {
 					t.Errorf("Update returned nil after fn returned %v", appendErr)
 				}
-				checkStream(t, st, "s", before)
-				checkStream(t, st, "t", nil)
-				other, err := st.Stream(context.Background(), aggType+"-other", "s", 0, 0)
+				x.checkStream(t, st, "s", before)
+				x.checkStream(t, st, "t", nil)
+				other, err := st.Stream(context.Background(), x.typ+"-other", "s", 0, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -388,33 +406,33 @@ func testBatchMustContinue(t *testing.T, open func(t *testing.T) es.Store) {
 
 var errBoom = errors.New("estest: fn failed on purpose")
 
-func testErrorRollsBack(t *testing.T, open func(t *testing.T) es.Store) {
+func (x suite) testErrorRollsBack(t *testing.T) {
 	tests := []struct {
 		name string
 		fn   func(ctx context.Context, tx es.Appender) error
 		want error // nil: a *es.ConflictError
 	}{
 		{"error after appends to two streams", func(ctx context.Context, tx es.Appender) error {
-			if err := tx.Append(ctx, 0, snap("x", "org-1"), recs("x", 1, 3, "org-1")); err != nil {
+			if err := tx.Append(ctx, 0, x.snap("x", "org-1"), x.recs("x", 1, 3, "org-1")); err != nil {
 				return err
 			}
-			if err := tx.Append(ctx, 0, snap("y", ""), recs("y", 1, 1, "")); err != nil {
+			if err := tx.Append(ctx, 0, x.snap("y", ""), x.recs("y", 1, 1, "")); err != nil {
 				return err
 			}
-			if err := tx.Append(ctx, 3, snap("x", "org-1"), recs("x", 4, 4, "org-1")); err != nil {
+			if err := tx.Append(ctx, 3, x.snap("x", "org-1"), x.recs("x", 4, 4, "org-1")); err != nil {
 				return err
 			}
 			return errBoom
 		}, errBoom},
 		{"conflict after a successful append", func(ctx context.Context, tx es.Appender) error {
-			if err := tx.Append(ctx, 0, snap("x", "org-1"), recs("x", 1, 2, "org-1")); err != nil {
+			if err := tx.Append(ctx, 0, x.snap("x", "org-1"), x.recs("x", 1, 2, "org-1")); err != nil {
 				return err
 			}
 			// y does not exist: expected 1 is a conflict.
-			return tx.Append(ctx, 1, snap("y", ""), recs("y", 2, 2, ""))
+			return tx.Append(ctx, 1, x.snap("y", ""), x.recs("y", 2, 2, ""))
 		}, nil},
 		{"wrapped error", func(ctx context.Context, tx es.Appender) error {
-			if err := tx.Append(ctx, 0, snap("x", "org-1"), recs("x", 1, 1, "org-1")); err != nil {
+			if err := tx.Append(ctx, 0, x.snap("x", "org-1"), x.recs("x", 1, 1, "org-1")); err != nil {
 				return err
 			}
 			return fmt.Errorf("outer: %w", errBoom)
@@ -423,7 +441,7 @@ func testErrorRollsBack(t *testing.T, open func(t *testing.T) es.Store) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			st := open(t)
+			st := x.open(t)
 			err := st.Update(context.Background(), tc.fn)
 			if tc.want != nil {
 				if !errors.Is(err, tc.want) {
@@ -435,16 +453,16 @@ func testErrorRollsBack(t *testing.T, open func(t *testing.T) es.Store) {
 					t.Fatalf("Update = %v, want *es.ConflictError", err)
 				}
 			}
-			checkStream(t, st, "x", nil)
-			checkStream(t, st, "y", nil)
+			x.checkStream(t, st, "x", nil)
+			x.checkStream(t, st, "y", nil)
 			if rows := outbox(t, st, es.ConsumerWebhooks); len(rows) != 0 {
 				t.Errorf("outbox rows left by a rolled-back transaction: %+v", rows)
 			}
 			// The snapshots went too: both streams start at version 1 again.
-			mustAppend(t, st, "x", 0, "org-1", recs("x", 1, 1, "org-1"))
-			mustAppend(t, st, "y", 0, "", recs("y", 1, 1, ""))
-			checkStream(t, st, "x", recs("x", 1, 1, "org-1"))
-			checkStream(t, st, "y", recs("y", 1, 1, ""))
+			x.mustAppend(t, st, "x", 0, "org-1", x.recs("x", 1, 1, "org-1"))
+			x.mustAppend(t, st, "y", 0, "", x.recs("y", 1, 1, ""))
+			x.checkStream(t, st, "x", x.recs("x", 1, 1, "org-1"))
+			x.checkStream(t, st, "y", x.recs("y", 1, 1, ""))
 		})
 	}
 }
@@ -498,9 +516,9 @@ func (b *backoff) finished() {
 	b.cond.Broadcast()
 }
 
-func testConcurrentOneStream(t *testing.T, open func(t *testing.T) es.Store) {
+func (x suite) testConcurrentOneStream(t *testing.T) {
 	const goroutines, each = 16, 50
-	st := open(t)
+	st := x.open(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	bo := newBackoff(goroutines)
@@ -521,12 +539,12 @@ func testConcurrentOneStream(t *testing.T, open func(t *testing.T) es.Store) {
 						t.Errorf("goroutine %d: deadline passed with %d of %d appends done", g, i, each)
 						return
 					}
-					v, err := st.StreamLen(ctx, aggType, "hot")
+					v, err := st.StreamLen(ctx, x.typ, "hot")
 					if err != nil {
 						t.Errorf("goroutine %d: StreamLen: %v", g, err)
 						return
 					}
-					err = appendRecs(ctx, st, "hot", v, "", []es.Record{rec("hot", v+1, "", payload{g, i})})
+					err = x.appendRecs(ctx, st, "hot", v, "", []es.Record{x.rec("hot", v+1, "", payload{g, i})})
 					var ce *es.ConflictError
 					if errors.As(err, &ce) {
 						conflicts.Add(1)
@@ -554,10 +572,10 @@ func testConcurrentOneStream(t *testing.T, open func(t *testing.T) es.Store) {
 		t.Logf("no append conflicted: the writers never raced")
 	}
 
-	if n := streamLen(t, st, "hot"); n != goroutines*each {
+	if n := x.streamLen(t, st, "hot"); n != goroutines*each {
 		t.Errorf("StreamLen = %d, want %d", n, goroutines*each)
 	}
-	got := stream(t, st, "hot", 0, 0)
+	got := x.stream(t, st, "hot", 0, 0)
 	var versions, wantVersions []int64
 	seen := map[payload]int{}
 	last := make([]int64, goroutines) // version of each goroutine's latest payload
@@ -598,9 +616,9 @@ func testConcurrentOneStream(t *testing.T, open func(t *testing.T) es.Store) {
 	}
 }
 
-func testConcurrentManyStreams(t *testing.T, open func(t *testing.T) es.Store) {
+func (x suite) testConcurrentManyStreams(t *testing.T) {
 	const goroutines, each = 16, 20
-	st := open(t)
+	st := x.open(t)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for g := range goroutines {
@@ -610,7 +628,7 @@ func testConcurrentManyStreams(t *testing.T, open func(t *testing.T) es.Store) {
 			id := fmt.Sprintf("own-%02d", g)
 			for v := int64(1); v <= each; v++ {
 				// Nobody else writes this stream: no append may conflict.
-				if err := appendRecs(ctx, st, id, v-1, "org", recs(id, v, v, "org")); err != nil {
+				if err := x.appendRecs(ctx, st, id, v-1, "org", x.recs(id, v, v, "org")); err != nil {
 					t.Errorf("%s v%d: %v", id, v, err)
 					return
 				}
@@ -620,7 +638,7 @@ func testConcurrentManyStreams(t *testing.T, open func(t *testing.T) es.Store) {
 	wg.Wait()
 	for g := range goroutines {
 		id := fmt.Sprintf("own-%02d", g)
-		checkStream(t, st, id, recs(id, 1, each, "org"))
+		x.checkStream(t, st, id, x.recs(id, 1, each, "org"))
 	}
 	if rows := outbox(t, st, es.ConsumerWebhooks); len(rows) != goroutines*each {
 		t.Errorf("outbox has %d rows, want %d", len(rows), goroutines*each)
@@ -633,7 +651,7 @@ type outboxKey struct {
 	Version                                     int64
 }
 
-func testOutbox(t *testing.T, open func(t *testing.T) es.Store) {
+func (x suite) testOutbox(t *testing.T) {
 	type step struct {
 		org     string // record org
 		records int64
@@ -643,28 +661,28 @@ func testOutbox(t *testing.T, open func(t *testing.T) es.Store) {
 		steps []step
 		want  []outboxKey
 	}{
-		{"record with an org", []step{{"org-1", 1}}, []outboxKey{{es.ConsumerWebhooks, aggType, "s", "org-1", 1}}},
+		{"record with an org", []step{{"org-1", 1}}, []outboxKey{{es.ConsumerWebhooks, x.typ, "s", "org-1", 1}}},
 		{"record without an org", []step{{"", 1}}, nil},
 		{"batch with an org", []step{{"org-1", 3}}, []outboxKey{
-			{es.ConsumerWebhooks, aggType, "s", "org-1", 1},
-			{es.ConsumerWebhooks, aggType, "s", "org-1", 2},
-			{es.ConsumerWebhooks, aggType, "s", "org-1", 3},
+			{es.ConsumerWebhooks, x.typ, "s", "org-1", 1},
+			{es.ConsumerWebhooks, x.typ, "s", "org-1", 2},
+			{es.ConsumerWebhooks, x.typ, "s", "org-1", 3},
 		}},
-		{"org set later", []step{{"", 2}, {"org-2", 1}, {"", 1}}, []outboxKey{{es.ConsumerWebhooks, aggType, "s", "org-2", 3}}},
+		{"org set later", []step{{"", 2}, {"org-2", 1}, {"", 1}}, []outboxKey{{es.ConsumerWebhooks, x.typ, "s", "org-2", 3}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			st := open(t)
+			st := x.open(t)
 			var v int64
 			for _, s := range tc.steps {
-				mustAppend(t, st, "s", v, s.org, recs("s", v+1, v+s.records, s.org))
+				x.mustAppend(t, st, "s", v, s.org, x.recs("s", v+1, v+s.records, s.org))
 				v += s.records
 			}
 			rows := outbox(t, st, es.ConsumerWebhooks)
 			var got []outboxKey
 			seqs := map[int64]int64{}
-			for _, r := range stream(t, st, "s", 0, 0) {
+			for _, r := range x.stream(t, st, "s", 0, 0) {
 				seqs[r.Version] = r.Seq
 			}
 			for _, r := range rows {
@@ -686,10 +704,10 @@ func testOutbox(t *testing.T, open func(t *testing.T) es.Store) {
 	}
 }
 
-func testOutboxLimit(t *testing.T, open func(t *testing.T) es.Store) {
-	st := open(t)
-	mustAppend(t, st, "a", 0, "org-1", recs("a", 1, 2, "org-1"))
-	mustAppend(t, st, "b", 0, "org-1", recs("b", 1, 1, "org-1"))
+func (x suite) testOutboxLimit(t *testing.T) {
+	st := x.open(t)
+	x.mustAppend(t, st, "a", 0, "org-1", x.recs("a", 1, 2, "org-1"))
+	x.mustAppend(t, st, "b", 0, "org-1", x.recs("b", 1, 1, "org-1"))
 	rows, err := st.Outbox(context.Background(), es.ConsumerWebhooks, 2)
 	if err != nil {
 		t.Fatal(err)
