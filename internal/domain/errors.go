@@ -1,5 +1,6 @@
 // Package domain holds what every aggregate shares: the error type with its
-// codes, identifier normalisation and PII masking. It imports nothing of ours.
+// codes, the event catalogue (Catalog), identifier normalisation and PII
+// masking. It imports nothing of ours.
 package domain
 
 import (
