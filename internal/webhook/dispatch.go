@@ -357,18 +357,9 @@ func (d *Dispatcher) post(ctx context.Context, t target, id string, body []byte)
 	now := d.cfg.Now()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "spkey-webhooks")
-	var keys [][]byte
-	for _, s := range []string{t.secrets.Secret, t.secrets.StillSigning(now.UTC().Format(domain.TimeLayout))} {
-		if s == "" {
-			continue
-		}
-		k, err := whsig.Key(s)
-		if err != nil {
-			return notify.Result{Status: store.StatusFailed, Err: fmt.Errorf("webhook secret: %w", err)}
-		}
-		keys = append(keys, k)
+	if err := sign(req.Header, id, now, body, t.secrets.Secret, t.secrets.StillSigning(now.UTC().Format(domain.TimeLayout))); err != nil {
+		return notify.Result{Status: store.StatusFailed, Err: err}
 	}
-	whsig.SetHeaders(req.Header, id, now.Unix(), body, keys...)
 	switch t.hook.AuthType {
 	case tenant.AuthAPIKeyHeader:
 		req.Header.Set(t.hook.AuthHeader, t.secrets.AuthValue)
