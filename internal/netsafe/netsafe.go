@@ -1,6 +1,7 @@
 // Package netsafe decides which outbound URLs spkey may call on behalf of
-// others (partner webhooks, the doorbell's outgoing hook) and provides an
-// HTTP client that holds to that decision on every connection.
+// others (partner webhooks, the doorbell's outgoing hook), provides an
+// HTTP client that holds to that decision on every connection, and reads
+// those endpoints' answers with care (Snippet, RetryAfter, Redact).
 //
 // A URL must be https (http only when the operator allows it) and, unless
 // the operator allows private targets, must not point at loopback,
