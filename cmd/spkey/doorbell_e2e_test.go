@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
@@ -19,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/testenv"
@@ -53,10 +53,9 @@ func newHookReceiver(t *testing.T) *hookReceiver {
 func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	id, ts := r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp")
-	m := hmac.New(sha256.New, hookKey)
-	m.Write([]byte(id + "." + ts + "."))
-	m.Write(body)
-	want := "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+	wh, whErr := standardwebhooks.NewWebhook(hookSecret)
+	unix, tsErr := strconv.ParseInt(ts, 10, 64)
+	want, signErr := wh.Sign(id, time.Unix(unix, 0), body)
 	var p struct {
 		ID       string `json:"id"`
 		Type     string `json:"type"`
@@ -68,7 +67,7 @@ func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(body, &p)
 	h.mu.Lock()
 	h.arrived[id]++
-	if err != nil || r.Method != http.MethodPost || r.Header.Get("webhook-signature") != want || p.ID != id || p.Type != "doorbell.ring" ||
+	if err != nil || whErr != nil || tsErr != nil || signErr != nil || strconv.FormatInt(unix, 10) != ts || r.Method != http.MethodPost || r.Header.Get("webhook-signature") != want || p.ID != id || p.Type != "doorbell.ring" ||
 		id != "msg_"+p.RingID+"_"+p.Resident.UserID {
 		h.bad = append(h.bad, fmt.Sprintf("%s %s id=%q signature=%q body=%s", r.Method, r.URL.Path, id, r.Header.Get("webhook-signature"), body))
 	}

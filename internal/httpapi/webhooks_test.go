@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain"
@@ -29,7 +30,6 @@ import (
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/testenv"
 	"github.com/spkey-dev/spkey/internal/webhook"
-	"github.com/spkey-dev/spkey/internal/whsig"
 )
 
 // hookReceiver is a partner's webhook endpoint on loopback: it records
@@ -52,7 +52,7 @@ type hookRequest struct {
 // signatures is by secret.
 func (r hookRequest) SignedBy(t testing.TB, secret string) bool {
 	t.Helper()
-	k, err := whsig.Key(secret)
+	wh, err := standardwebhooks.NewWebhook(secret)
 	if err != nil {
 		t.Fatalf("secret %q: %v", secret, err)
 	}
@@ -60,7 +60,10 @@ func (r hookRequest) SignedBy(t testing.TB, secret string) bool {
 	if err != nil {
 		t.Fatalf("webhook-timestamp %q: %v", r.Header.Get("webhook-timestamp"), err)
 	}
-	want := whsig.Sign(k, r.Header.Get("webhook-id"), ts, r.Raw)
+	want, err := wh.Sign(r.Header.Get("webhook-id"), time.Unix(ts, 0), r.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return slices.Contains(strings.Fields(r.Header.Get("webhook-signature")), want)
 }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Limit is a token bucket: at most Burst requests at once, then one more
@@ -19,10 +21,12 @@ type Limit struct {
 
 func (l Limit) valid() bool { return l.Every > 0 && l.Burst > 0 }
 
-// The buckets are kept as GCRA "theoretical arrival times" (tat): a bucket
-// whose tat is not after now is full, which is the same as having no
-// bucket at all, so such buckets are dropped. Everything is integer time,
-// so the waits it reports are exact.
+// bucket returns a new, full bucket of l.
+func (l Limit) bucket() *rate.Limiter { return rate.NewLimiter(rate.Every(l.Every), l.Burst) }
+
+// The buckets are golang.org/x/time/rate Limiters. A full bucket is the
+// same as no bucket at all, so full buckets are dropped: memory follows
+// the clients seen in the last Burst×Every, capped at maxKeys a map.
 
 // clientKey names the bucket of one client address at one lock.
 type clientKey struct {
@@ -39,9 +43,13 @@ type limiter struct {
 	maxKeys    int
 	sweepEvery time.Duration
 
-	mu        sync.Mutex
-	clients   map[clientKey]time.Time
-	locks     map[int64]time.Time
+	mu      sync.Mutex
+	clients map[clientKey]*rate.Limiter
+	locks   map[int64]*rate.Limiter
+	// latest is the latest clock reading: the buckets' time, which never
+	// goes back (a rate.Limiter read at an earlier time and then at a later
+	// one counts the time in between twice).
+	latest    time.Time
 	lastSweep time.Time
 }
 
@@ -54,28 +62,51 @@ func newLimiter(clock func() time.Time, perClient, perLock Limit) *limiter {
 	return &limiter{
 		clock: clock, perClient: perClient, perLock: perLock,
 		maxKeys: defaultMaxKeys, sweepEvery: defaultSweepEvery,
-		clients: map[clientKey]time.Time{}, locks: map[int64]time.Time{},
+		clients: map[clientKey]*rate.Limiter{}, locks: map[int64]*rate.Limiter{},
 	}
+}
+
+// now returns the clock's reading and the buckets' time: the later of it
+// and the latest reading.
+func (l *limiter) now() (now, at time.Time) {
+	now = l.clock()
+	if now.Before(l.latest) {
+		return now, l.latest
+	}
+	l.latest = now
+	return now, now
 }
 
 // take reports whether a ring from client addr at lock may go ahead now;
 // if so it uses one token of both buckets. If not, it uses none and returns
-// how long until both buckets have a token again.
+// how long until both buckets have a token again (counted from the clock's
+// reading, should it have gone back).
 func (l *limiter) take(lock int64, addr string) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.clock()
-	if now.Sub(l.lastSweep) >= l.sweepEvery || now.Before(l.lastSweep) {
-		l.sweep(now)
+	now, at := l.now()
+	if at.Sub(l.lastSweep) >= l.sweepEvery {
+		l.sweep(at)
 	}
 	ck := clientKey{lock, addr}
-	ctat, cwait := admit(l.clients[ck], now, l.perClient)
-	ltat, lwait := admit(l.locks[lock], now, l.perLock)
-	if cwait > 0 || lwait > 0 {
-		return false, max(cwait, lwait)
+	cb, lb := l.clients[ck], l.locks[lock]
+	if cb == nil {
+		cb = l.perClient.bucket()
 	}
-	store(l, l.clients, ck, ctat, now)
-	store(l, l.locks, lock, ltat, now)
+	if lb == nil {
+		lb = l.perLock.bucket()
+	}
+	// The waits to the microsecond: the library's float arithmetic is off
+	// by a nanosecond or so (an exact 500 ms can come out 499.999999 ms).
+	// A wait that rounds to 0 is none: the reservations stand.
+	cr, lr := cb.ReserveN(at, 1), lb.ReserveN(at, 1)
+	if wait := max(cr.DelayFrom(at), lr.DelayFrom(at)).Round(time.Microsecond); wait > 0 {
+		cr.CancelAt(at)
+		lr.CancelAt(at)
+		return false, wait + at.Sub(now)
+	}
+	keep(l, l.clients, ck, cb, at)
+	keep(l, l.locks, lock, lb, at)
 	return true, 0
 }
 
@@ -83,68 +114,56 @@ func (l *limiter) take(lock int64, addr string) (bool, time.Duration) {
 func (l *limiter) refund(lock int64, addr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.clock()
-	giveBack(l.clients, clientKey{lock, addr}, l.perClient.Every, now)
-	giveBack(l.locks, lock, l.perLock.Every, now)
+	_, at := l.now()
+	giveBack(l.clients, clientKey{lock, addr}, at)
+	giveBack(l.locks, lock, at)
 }
 
-func giveBack[K comparable](m map[K]time.Time, k K, every time.Duration, now time.Time) {
-	tat, ok := m[k]
+// giveBack returns one token to bucket k: a negative n does that in
+// x/time/rate (golang/go#54082), up to the burst. A bucket full again goes.
+func giveBack[K comparable](m map[K]*rate.Limiter, k K, at time.Time) {
+	b, ok := m[k]
 	if !ok {
 		return
 	}
-	if tat = tat.Add(-every); tat.After(now) {
-		m[k] = tat
-	} else {
+	b.AllowN(at, -1)
+	if full(b, at) {
 		delete(m, k)
 	}
 }
 
-// admit is one GCRA step: the bucket's new tat if a request is let through
-// now, or how long to wait (> 0) when it is not.
-func admit(tat, now time.Time, lim Limit) (time.Time, time.Duration) {
-	if tat.Before(now) {
-		tat = now
-	}
-	next := tat.Add(lim.Every)
-	if over := next.Sub(now) - time.Duration(lim.Burst)*lim.Every; over > 0 {
-		return tat, over
-	}
-	return next, 0
-}
+func full(b *rate.Limiter, at time.Time) bool { return b.TokensAt(at) >= float64(b.Burst()) }
 
-// store saves a bucket, making room first when its map is full: idle
+// keep saves a bucket, making room first when its map is full: idle
 // buckets go, then (only under a flood of distinct keys) the bucket
 // closest to idle.
-func store[K comparable](l *limiter, m map[K]time.Time, k K, tat, now time.Time) {
+func keep[K comparable](l *limiter, m map[K]*rate.Limiter, k K, b *rate.Limiter, at time.Time) {
 	if _, ok := m[k]; !ok && len(m) >= l.maxKeys {
-		l.sweep(now)
+		l.sweep(at)
 		if len(m) >= l.maxKeys {
-			var oldest K
-			var low time.Time
-			first := true
-			for key, t := range m {
-				if first || t.Before(low) {
-					oldest, low, first = key, t, false
+			var fullest K
+			most := -1.0
+			for key, b := range m {
+				if t := b.TokensAt(at); t > most {
+					fullest, most = key, t
 				}
 			}
-			delete(m, oldest)
+			delete(m, fullest)
 		}
 	}
-	m[k] = tat
+	m[k] = b
 }
 
-// sweep drops every full (idle) bucket: it keeps memory proportional to
-// the clients seen in the last Burst×Every.
-func (l *limiter) sweep(now time.Time) {
-	l.lastSweep = now
-	for k, tat := range l.clients {
-		if !tat.After(now) {
+// sweep drops every full (idle) bucket.
+func (l *limiter) sweep(at time.Time) {
+	l.lastSweep = at
+	for k, b := range l.clients {
+		if full(b, at) {
 			delete(l.clients, k)
 		}
 	}
-	for k, tat := range l.locks {
-		if !tat.After(now) {
+	for k, b := range l.locks {
+		if full(b, at) {
 			delete(l.locks, k)
 		}
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/notify"
 	"github.com/spkey-dev/spkey/internal/store"
-	"github.com/spkey-dev/spkey/internal/whsig"
 )
 
 // Recorder records what deliveries learn about a webhook; *app.Service
@@ -352,23 +351,14 @@ func (d *Dispatcher) post(ctx context.Context, t target, id string, body []byte)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.hook.URL, bytes.NewReader(body))
 	if err != nil {
-		return notify.Result{Status: store.StatusFailed, Err: fmt.Errorf("build request: %w", whsig.Redact(err))}
+		return notify.Result{Status: store.StatusFailed, Err: fmt.Errorf("build request: %w", netsafe.Redact(err))}
 	}
 	now := d.cfg.Now()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "spkey-webhooks")
-	var keys [][]byte
-	for _, s := range []string{t.secrets.Secret, t.secrets.StillSigning(now.UTC().Format(domain.TimeLayout))} {
-		if s == "" {
-			continue
-		}
-		k, err := whsig.Key(s)
-		if err != nil {
-			return notify.Result{Status: store.StatusFailed, Err: fmt.Errorf("webhook secret: %w", err)}
-		}
-		keys = append(keys, k)
+	if err := sign(req.Header, id, now, body, t.secrets.Secret, t.secrets.StillSigning(now.UTC().Format(domain.TimeLayout))); err != nil {
+		return notify.Result{Status: store.StatusFailed, Err: err}
 	}
-	whsig.SetHeaders(req.Header, id, now.Unix(), body, keys...)
 	switch t.hook.AuthType {
 	case tenant.AuthAPIKeyHeader:
 		req.Header.Set(t.hook.AuthHeader, t.secrets.AuthValue)
@@ -377,10 +367,10 @@ func (d *Dispatcher) post(ctx context.Context, t target, id string, body []byte)
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return notify.Result{Status: store.OutcomeRetry, Err: fmt.Errorf("POST: %w", whsig.Redact(err))}
+		return notify.Result{Status: store.OutcomeRetry, Err: fmt.Errorf("POST: %w", netsafe.Redact(err))}
 	}
 	defer resp.Body.Close()
-	snippet := whsig.Snippet(resp.Body)
+	snippet := netsafe.Snippet(resp.Body)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	code := resp.StatusCode
 	res := notify.Result{StatusCode: code}
@@ -391,7 +381,7 @@ func (d *Dispatcher) post(ctx context.Context, t target, id string, body []byte)
 	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
 		res.Status = store.OutcomeRetry
 		if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
-			res.RetryAfter = whsig.RetryAfter(resp.Header.Get("Retry-After"), now)
+			res.RetryAfter = netsafe.RetryAfter(resp.Header.Get("Retry-After"), now)
 		}
 	default:
 		res.Status = store.StatusFailed

@@ -7,8 +7,14 @@ import (
 	"bytes"
 	"crypto/sha1"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
 	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/es"
@@ -78,4 +84,41 @@ func EventID(rec es.Record) string {
 	h[6] = (h[6] & 0x0f) | 0x50
 	h[8] = (h[8] & 0x3f) | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
+
+// sign sets the Standard Webhooks headers of a delivery: webhook-id,
+// webhook-timestamp (now, in Unix seconds) and webhook-signature, with one
+// signature per secret given (the current one and, while a rotation
+// overlaps, the previous one), space-separated as the specification allows.
+// Empty secrets are skipped; no secret, no webhook-signature header.
+//
+// The standard-webhooks library signs with one secret at a time, so the
+// joining of the rotation's two signatures is ours. A partner's secret is
+// always "whsec_" and the base64 of 24 to 64 bytes (app checks it before
+// storing it); the library decodes it as the specification says.
+func sign(h http.Header, id string, now time.Time, body []byte, secrets ...string) error {
+	var sigs []string
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		if !strings.HasPrefix(s, "whsec_") {
+			return errors.New(`webhook secret: not a "whsec_" secret`)
+		}
+		wh, err := standardwebhooks.NewWebhook(s)
+		if err != nil || s == "whsec_" {
+			return errors.New(`webhook secret: after "whsec_" must come the key in standard base64`)
+		}
+		sig, err := wh.Sign(id, now, body)
+		if err != nil {
+			return err
+		}
+		sigs = append(sigs, sig)
+	}
+	h.Set(standardwebhooks.HeaderWebhookID, id)
+	h.Set(standardwebhooks.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+	if len(sigs) > 0 {
+		h.Set(standardwebhooks.HeaderWebhookSignature, strings.Join(sigs, " "))
+	}
+	return nil
 }
