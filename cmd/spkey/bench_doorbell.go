@@ -25,7 +25,9 @@ import (
 	"github.com/spkey-dev/spkey/internal/auth"
 	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/store"
+	"github.com/spkey-dev/spkey/internal/webhook"
 )
 
 // The doorbell scenarios (f, g), one set per backend.
@@ -119,7 +121,7 @@ func newStreamClient(conns int) *http.Client {
 }
 
 // ringServer is a real spkey with its notification engine, assembled as
-// serve.go does it (engine, hub, app with Queued, httpapi with the feed and
+// serve.go does it (engine with the doorbell consumers, hub, httpapi with the feed and
 // the stream stop), over one store.
 type ringServer struct {
 	*httpTarget
@@ -146,8 +148,11 @@ func startRingServer(ctx context.Context, backend string, st *store.Store, dir s
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	hub := notify.NewHub()
-	engine := notify.New(st, hub, notify.Config{Node: "bench-" + backend, Observe: notifyMetrics(reg)}, log)
-	svc := app.New(st, app.Options{Queued: engine.Queued}, log)
+	engine := outbox.New(st, outbox.Config{Node: "bench-" + backend, Observe: notifyMetrics(reg)}, log)
+	notify.Register(engine, st, hub, log)
+	engine.Register(webhook.PartnerRows()) // queued, not delivered here
+	st.SetRouter(engine)
+	svc := app.New(st, app.Options{}, log)
 	streamStop := make(chan struct{})
 	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: app.RandomAlnum(32), CORSOrigins: map[string]bool{},
 		Feed: st, Waker: hub, StreamStop: streamStop, MaxStreams: 1 << 20}, svc, verifier, st, reg, log)

@@ -25,6 +25,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/webhook"
 )
@@ -154,11 +155,13 @@ func startSpkeyOn(ctx context.Context, st *store.Store, dir, node string, wcfg w
 	reg.MustRegister(appends, conflicts, batches)
 	st.SetHooks(store.Hooks{Appended: func(n int) { appends.Add(float64(n)) }, Conflict: conflicts.Inc, Batch: func(n int) { batches.Observe(float64(n)) }})
 	hub := notify.NewHub()
-	engine := notify.New(st, hub, notify.Config{Node: node, Observe: notifyMetrics(reg)}, log)
+	engine := outbox.New(st, outbox.Config{Node: node, Observe: notifyMetrics(reg)}, log)
+	notify.Register(engine, st, hub, log)
 	safety := netsafe.Policy{AllowHTTP: true, AllowPrivate: true}
-	svc := app.New(st, app.Options{Queued: engine.Queued, Safety: safety}, log)
+	svc := app.New(st, app.Options{Safety: safety}, log)
 	wcfg.Safety = safety
 	webhook.New(st, svc, wcfg, log).Register(engine)
+	st.SetRouter(engine)
 	streamStop := make(chan struct{})
 	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: app.RandomAlnum(32), CORSOrigins: map[string]bool{},
 		Feed: st, Waker: hub, StreamStop: streamStop}, svc, verifier, st, reg, log)

@@ -5,9 +5,23 @@ import (
 	"net/http"
 
 	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/domain/user"
 	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/portal"
+	"github.com/spkey-dev/spkey/internal/store"
+	"github.com/spkey-dev/spkey/internal/webhook"
 )
+
+// routing is the outbox routing of a command that writes but delivers
+// nothing (tenant create): partner webhook rows and live doorbell rows,
+// for a server to deliver.
+func routing(st *store.Store, log *slog.Logger) *outbox.Engine {
+	e := outbox.New(st, outbox.Config{}, log)
+	e.Register(webhook.PartnerRows())
+	e.Register(notify.Rows(user.ChannelLive))
+	return e
+}
 
 // channels builds the configured doorbell channels besides the live
 // stream: e-mail with --smtp-url, the outgoing hook with --notify-hook-url.

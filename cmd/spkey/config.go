@@ -205,7 +205,9 @@ func (c *config) logger(w io.Writer) *slog.Logger {
 
 func (c *config) keyPath() string { return filepath.Join(c.Data, "jwt-signing-key.pem") }
 
-// openStore opens and migrates the configured database.
+// openStore opens and migrates the configured database, its appends
+// queueing the outbox rows a server's would (serve installs its engine
+// instead).
 func (c *config) openStore(ctx context.Context, log *slog.Logger) (*store.Store, error) {
 	var st *store.Store
 	var err error
@@ -221,6 +223,7 @@ func (c *config) openStore(ctx context.Context, log *slog.Logger) (*store.Store,
 		st.Close()
 		return nil, err
 	}
+	st.SetRouter(routing(st, log))
 	return st, nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/auth"
 	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/portal"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/webhook"
@@ -74,8 +75,9 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	engine := notify.New(st, hub, notify.Config{Node: c.NodeID, Lease: c.OutboxLease, RetryBase: c.RetryBase, MaxAttempts: c.MaxAttempts,
-		Observe: notifyMetrics(reg)}, log, chans...)
+	engine := outbox.New(st, outbox.Config{Node: c.NodeID, Lease: c.OutboxLease, RetryBase: c.RetryBase, MaxAttempts: c.MaxAttempts,
+		Observe: notifyMetrics(reg)}, log)
+	notify.Register(engine, st, hub, log, chans...)
 	replays, redeliveries := c.ReplaysPerHour, c.RedeliveriesPerHour
 	if replays == 0 {
 		replays = -1 // app.Options: no limit
@@ -83,10 +85,11 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	if redeliveries == 0 {
 		redeliveries = -1
 	}
-	svc := app.New(st, app.Options{Channels: appChans, Queued: engine.Queued, Safety: c.safety(), ReplaysPerHour: replays, RedeliveriesPerHour: redeliveries,
+	svc := app.New(st, app.Options{Channels: appChans, Safety: c.safety(), ReplaysPerHour: replays, RedeliveriesPerHour: redeliveries,
 		AllowUserLockCreate: c.AllowUserLockCreate}, log)
 	webhook.New(st, svc, webhook.Config{Region: c.WebhookRegion, Account: c.WebhookAccount, Safety: c.safety(), Timeout: c.WebhookTimeout,
 		RetryBase: c.WebhookRetryBase, Horizon: c.WebhookHorizon}, log).Register(engine)
+	st.SetRouter(engine)
 	origins := map[string]bool{}
 	for _, o := range strings.Split(c.CORSOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {

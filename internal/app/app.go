@@ -78,7 +78,6 @@ type Service struct {
 	random  func(n int) string
 	log     *slog.Logger
 	chans   Channels
-	queued  func(consumers []string)
 	safety  netsafe.Policy
 	signIns signIns
 	// allowUserLockCreate: user tokens may provision locks (CreateLock).
@@ -92,8 +91,10 @@ type Service struct {
 	aggs map[string]registered
 }
 
-// Channels says which operator-configured doorbell channels exist: a ring
-// queues e-mail and hook deliveries only when they do.
+// Channels says which operator-configured doorbell channels exist
+// (ConfiguredChannels). A ring's e-mail and hook rows come from those
+// channels' outbox consumers (internal/notify), registered only when
+// configured.
 type Channels struct {
 	Email bool // an SMTP relay is configured
 	Hook  bool // an outgoing notification hook is configured
@@ -108,9 +109,6 @@ type Options struct {
 	Random func(n int) string
 	// Channels lists the configured doorbell channels.
 	Channels Channels
-	// Queued, if set, is told after commit which outbox consumers got new
-	// rows, so their dispatchers can start at once instead of polling.
-	Queued func(consumers []string)
 	// Safety says which webhook URLs are acceptable (https only and public
 	// addresses only, unless the operator allows more).
 	Safety netsafe.Policy
@@ -149,7 +147,7 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 	case opt.RedeliveriesPerHour < 0:
 		opt.RedeliveriesPerHour = 0
 	}
-	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log, chans: opt.Channels, queued: opt.Queued, safety: opt.Safety,
+	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log, chans: opt.Channels, safety: opt.Safety,
 		replaysPerHour: opt.ReplaysPerHour, redeliveriesPerHour: opt.RedeliveriesPerHour, allowUserLockCreate: opt.AllowUserLockCreate,
 		aggs: map[string]registered{}}
 	s.register(builtins()...)

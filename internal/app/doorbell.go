@@ -47,8 +47,9 @@ func authorizeRing(p Principal, l lock.State, what string) error {
 }
 
 // RingDoorbell rings lock id for an authorized caller: it records
-// DoorbellRang on a new ring stream and queues, in the same transaction, one
-// delivery per targeted resident per enabled channel. It returns NotFound
+// DoorbellRang on a new ring stream; the store queues, in the same
+// transaction, one delivery per targeted resident per enabled channel (the
+// doorbell consumers' routing, internal/notify). It returns NotFound
 // for an unknown lock, Invalid for bad input, Unauthorized or Forbidden.
 func (s *Service) RingDoorbell(ctx context.Context, c Call, id int64, in RingInput) (Result, error) {
 	if err := requireAuth(c.P); err != nil {
@@ -96,72 +97,12 @@ func (s *Service) ring(ctx context.Context, c Call, id int64, in RingInput, publ
 		if err != nil {
 			return Result{}, err
 		}
-		st, v, ev, recs, err := saveRecs(ctx, tx, ringAgg, es.Snapshot{AggregateType: doorbell.AggregateType, AggregateID: cmd.RingID}, doorbell.State{}, evs, now)
+		st, v, ev, err := save(ctx, tx, ringAgg, es.Snapshot{AggregateType: doorbell.AggregateType, AggregateID: cmd.RingID}, doorbell.State{}, evs, now)
 		if err != nil {
-			return Result{}, err
-		}
-		if err := s.queueRing(ctx, tx, st, recs[0]); err != nil {
 			return Result{}, err
 		}
 		return Result{Created: true, AggregateID: st.RingID, Version: v, Event: ev, RingID: st.RingID, LockID: id, Notified: len(st.Residents)}, nil
 	})
-}
-
-// queueRing queues the deliveries of a DoorbellRang: one row per targeted
-// resident per channel that is configured, switched on by the resident and
-// has somewhere to go (e-mail needs an address on file).
-func (s *Service) queueRing(ctx context.Context, tx *store.Tx, st doorbell.State, rec es.Record) error {
-	var consumers []string
-	seen := map[string]bool{}
-	for _, t := range st.Residents {
-		prefs, err := userPrefs(ctx, tx, t.UserID)
-		if err != nil {
-			return err
-		}
-		var chans []string
-		if prefs.Live {
-			chans = append(chans, es.ConsumerDoorbellLive)
-		}
-		if s.chans.Email && prefs.Email {
-			u, found, err := tx.User(ctx, store.ByID, t.UserID)
-			if err != nil {
-				return err
-			}
-			if found && u.Email != "" {
-				chans = append(chans, es.ConsumerDoorbellEmail)
-			}
-		}
-		if s.chans.Hook && prefs.Hook {
-			chans = append(chans, es.ConsumerDoorbellHook)
-		}
-		for _, ch := range chans {
-			if err := tx.Enqueue(ctx, ch, rec, t.UserID); err != nil {
-				return err
-			}
-			if !seen[ch] {
-				seen[ch] = true
-				consumers = append(consumers, ch)
-			}
-		}
-	}
-	s.afterCommitQueued(tx, consumers)
-	return nil
-}
-
-func (s *Service) afterCommitQueued(tx *store.Tx, consumers []string) {
-	if s.queued != nil && len(consumers) > 0 {
-		tx.AfterCommit(func() { s.queued(consumers) })
-	}
-}
-
-// userPrefs reads a user's notification preferences inside tx (the
-// defaults for a user without a stream).
-func userPrefs(ctx context.Context, tx *store.Tx, userID string) (user.Preferences, error) {
-	u, _, err := load(ctx, tx, userAgg, userID)
-	if err != nil {
-		return user.Preferences{}, err
-	}
-	return u.Prefs(), nil
 }
 
 // AnswerRing records that the calling resident answers ring ringID: the
@@ -203,27 +144,11 @@ func (s *Service) respond(ctx context.Context, c Call, ringID string, decide fun
 		if err != nil {
 			return Result{}, err
 		}
-		st, v, ev, recs, err := saveRecs(ctx, tx, ringAgg, snap, st, evs, now)
+		// Every targeted resident's live stream hears of it (the live
+		// consumer's routing).
+		_, v, ev, err := save(ctx, tx, ringAgg, snap, st, evs, now)
 		if err != nil {
 			return Result{}, err
-		}
-		// Every targeted resident's live stream shows the answer.
-		queued := false
-		for _, t := range st.Residents {
-			prefs, err := userPrefs(ctx, tx, t.UserID)
-			if err != nil {
-				return Result{}, err
-			}
-			if !prefs.Live {
-				continue
-			}
-			if err := tx.Enqueue(ctx, es.ConsumerDoorbellLive, recs[0], t.UserID); err != nil {
-				return Result{}, err
-			}
-			queued = true
-		}
-		if queued {
-			s.afterCommitQueued(tx, []string{es.ConsumerDoorbellLive})
 		}
 		return Result{AggregateID: id, Version: v, Event: ev}, nil
 	})

@@ -11,6 +11,8 @@ import (
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/user"
 	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
@@ -29,11 +31,27 @@ func newDoorbellFixture(t *testing.T, b testenv.Backend) doorbellFixture {
 	t.Helper()
 	st := testenv.OpenStore(t, b)
 	f := doorbellFixture{st: st, queued: make(chan []string, 64)}
-	f.svc = app.New(st, app.Options{Channels: app.Channels{Email: true, Hook: true}, Queued: func(c []string) { f.queued <- c }}, testenv.Discard())
+	// The doorbell consumers' routing, with every channel configured; the
+	// after-commit wake-up goes to f.queued.
+	e := outbox.New(st, outbox.Config{}, testenv.Discard())
+	for _, ch := range []string{user.ChannelLive, user.ChannelEmail, user.ChannelHook} {
+		e.Register(notify.Rows(ch))
+	}
+	st.SetRouter(wakeTo{e, f.queued})
+	f.svc = app.New(st, app.Options{Channels: app.Channels{Email: true, Hook: true}}, testenv.Discard())
 	d := testenv.SeedDoorbell(t, f.svc)
 	f.key, f.alice, f.bob = d.Key, d.Alice, d.Bob
 	return f
 }
+
+// wakeTo routes as its Router does and sends each after-commit wake-up to
+// a channel.
+type wakeTo struct {
+	store.Router
+	queued chan []string
+}
+
+func (w wakeTo) Queued(c []string) { w.queued <- c }
 
 func TestRingQueuesOneDeliveryPerResidentPerChannel(t *testing.T) {
 	for _, b := range testenv.Backends(t) {

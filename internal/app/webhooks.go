@@ -150,14 +150,6 @@ func (s *Service) checkURL(ctx context.Context, raw string) (string, error) {
 	return "", fmt.Errorf("check webhook url: %w", err)
 }
 
-func (s *Service) kick(consumers ...string) func() {
-	return func() {
-		if s.queued != nil {
-			s.queued(consumers)
-		}
-	}
-}
-
 // tenantCommand runs decide on tenant orgID in one transaction and saves
 // its events (none: nothing changes); then, in the same transaction, after
 // (if set) gets the new state and the stored records for the work that
@@ -191,7 +183,6 @@ func (s *Service) tenantCommand(ctx context.Context, c Call, orgID string,
 // queueVerification queues the verification POST of webhook id, about
 // record rec (the event that set its URL).
 func (s *Service) queueVerification(ctx context.Context, tx *store.Tx, rec es.Record, id string) error {
-	tx.AfterCommit(s.kick(es.ConsumerWebhookVerify))
 	return tx.Enqueue(ctx, es.ConsumerWebhookVerify, rec, id)
 }
 
@@ -367,7 +358,6 @@ func (s *Service) VerifyWebhook(ctx context.Context, p Principal, orgID, id stri
 		return WebhookView{}, domain.Errorf(domain.Conflict, "The webhook is disabled (its URL answered 410 Gone); set its URL again to re-enable it")
 	}
 	err = s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-		tx.AfterCommit(s.kick(es.ConsumerWebhookVerify))
 		return tx.EnqueueFor(ctx, es.ConsumerWebhookVerify, tenant.AggregateType, w.OrgID, w.OrgID, id, 0, s.stamp())
 	})
 	return w, err
@@ -580,7 +570,7 @@ func (s *Service) Redeliver(ctx context.Context, p Principal, orgID, id string, 
 	var nid int64
 	err = s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 		nid, err = tx.Redeliver(ctx, d, now, s.redeliveriesPerHour)
-		tx.AfterCommit(s.kick(es.ConsumerWebhookSend))
+		tx.Wake(es.ConsumerWebhookSend)
 		return err
 	})
 	if errors.Is(err, store.ErrRedeliveryPending) {
@@ -642,7 +632,7 @@ func (s *Service) Replay(ctx context.Context, p Principal, orgID, id string, sin
 		if n == MaxReplay+1 {
 			return domain.Errorf(domain.Invalid, "More than %d events since %s: replay a later start, several times", MaxReplay, since.UTC().Format(time.RFC3339))
 		}
-		tx.AfterCommit(s.kick(es.ConsumerWebhooks))
+		tx.Wake(es.ConsumerWebhooks)
 		return err
 	})
 	if errors.Is(err, store.ErrReplayRunning) {
@@ -662,7 +652,7 @@ func (s *Service) RecordVerification(ctx context.Context, orgID, id string, urlV
 		if len(recs) == 0 || errMsg != "" {
 			return nil
 		}
-		tx.AfterCommit(s.kick(es.ConsumerWebhookSend))
+		tx.Wake(es.ConsumerWebhookSend)
 		return tx.ReleaseWebhookRows(ctx, id)
 	})
 	return err

@@ -14,6 +14,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/domain/user"
 	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -107,7 +108,7 @@ func (l *loader) loadPrefs(ctx context.Context, users []string) error {
 // check loads the event and ring of a row and decides whether the row is
 // still wanted on channel. skip is a reason when it is not (recorded as
 // skipped).
-func (e *Engine) check(ctx context.Context, l *loader, cl store.Claim, channel string) (d Delivery, skip string, err error) {
+func (e *deliverer) check(ctx context.Context, l *loader, cl store.Claim, channel string) (d Delivery, skip string, err error) {
 	d.Claim = cl
 	rec, err := l.event(ctx, cl.EventSeq)
 	if err != nil || rec == nil {
@@ -154,7 +155,7 @@ func (e *Engine) check(ctx context.Context, l *loader, cl store.Claim, channel s
 				// Never send in quiet hours we cannot check.
 				return d, "", fmt.Errorf("quiet hours: time zone %q: %w", q.TimeZone, err)
 			}
-			if q.Contains(e.cfg.Now().In(loc)) {
+			if q.Contains(e.now().In(loc)) {
 				return d, "quiet hours", nil
 			}
 		}
@@ -164,7 +165,7 @@ func (e *Engine) check(ctx context.Context, l *loader, cl store.Claim, channel s
 
 // prepare is check plus the recipient's contact details, for one row of a
 // channel that sends somewhere (e-mail, hook).
-func (e *Engine) prepare(ctx context.Context, cl store.Claim, channel string) (d Delivery, skip string, err error) {
+func (e *deliverer) prepare(ctx context.Context, cl store.Claim, channel string) (d Delivery, skip string, err error) {
 	d, skip, err = e.check(ctx, newLoader(e.st), cl, channel)
 	if err != nil || skip != "" {
 		return d, skip, err
@@ -180,17 +181,16 @@ func (e *Engine) prepare(ctx context.Context, cl store.Claim, channel string) (d
 	return d, "", nil
 }
 
-func (e *Engine) deliverVia(ctx context.Context, c Channel, cl store.Claim) {
-	started := e.cfg.Now()
+// deliverVia makes one attempt of channel c on a claimed row.
+func (e *deliverer) deliverVia(ctx context.Context, c Channel, cl store.Claim) outbox.Result {
 	d, skip, err := e.prepare(ctx, cl, c.Name())
 	switch {
 	case err != nil:
-		e.finish(ctx, cl, Result{Status: store.OutcomeRetry, Err: err}, started)
+		return outbox.Result{Status: store.OutcomeRetry, Err: err}
 	case skip != "":
-		e.finish(ctx, cl, Result{Status: store.StatusSkipped, Err: errors.New(skip)}, started)
-	default:
-		e.finish(ctx, cl, c.Deliver(ctx, d), started)
+		return outbox.Result{Status: store.StatusSkipped, Err: errors.New(skip)}
 	}
+	return c.Deliver(ctx, d)
 }
 
 // FeedData is what a live-feed entry (and an SSE event's data) holds: the
@@ -214,23 +214,26 @@ func FeedData(rec es.Record) (json.RawMessage, error) {
 
 // deliverLive appends each event to its resident's feed and records the
 // deliveries, all in one transaction, then wakes the residents' streams
-// here and on every other node.
-func (e *Engine) deliverLive(ctx context.Context, claims []store.Claim) {
-	started := e.cfg.Now()
+// here and on every other node. The rows it skips or is to retry are
+// the engine's to record.
+func (e *deliverer) deliverLive(ctx context.Context, claims []store.Claim) []outbox.Result {
+	started := e.now()
+	rs := make([]outbox.Result, len(claims))
 	l := newLoader(e.st)
 	users := make([]string, 0, len(claims))
 	for _, cl := range claims {
 		users = append(users, cl.Target)
 	}
 	if err := l.loadPrefs(ctx, users); err != nil {
-		for _, cl := range claims {
-			e.finish(ctx, cl, Result{Status: store.OutcomeRetry, Err: err}, started)
+		for i := range rs {
+			rs[i] = outbox.Result{Status: store.OutcomeRetry, Err: err}
 		}
-		return
+		return rs
 	}
 	data := map[int64]json.RawMessage{}
 	var ready []store.LiveItem
-	for _, cl := range claims {
+	var at []int // at[j]: the index in claims of ready[j]
+	for i, cl := range claims {
 		d, skip, err := e.check(ctx, l, cl, user.ChannelLive)
 		if err == nil && skip == "" {
 			fd, ok := data[cl.EventSeq]
@@ -240,40 +243,39 @@ func (e *Engine) deliverLive(ctx context.Context, claims []store.Claim) {
 			}
 			if err == nil {
 				ready = append(ready, store.LiveItem{Claim: cl, Kind: d.Event.Type, Data: fd})
+				at = append(at, i)
 				continue
 			}
 		}
 		if err != nil {
-			e.finish(ctx, cl, Result{Status: store.OutcomeRetry, Err: err}, started)
+			rs[i] = outbox.Result{Status: store.OutcomeRetry, Err: err}
 		} else {
-			e.finish(ctx, cl, Result{Status: store.StatusSkipped, Err: errors.New(skip)}, started)
+			rs[i] = outbox.Result{Status: store.StatusSkipped, Err: errors.New(skip)}
 		}
 	}
 	if len(ready) == 0 {
-		return
+		return rs
 	}
-	now := e.cfg.Now()
+	now := e.now()
 	var lost map[int64]bool
 	var entries []store.FeedEntry
 	err := e.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 		var err error
-		entries, lost, err = tx.DeliverLive(ctx, e.cfg.Node, now, now.Sub(started), ready)
+		entries, lost, err = tx.DeliverLive(ctx, e.node, now, now.Sub(started), ready)
 		return err
 	})
 	if err != nil {
-		for _, it := range ready {
-			e.finish(ctx, it.Claim, Result{Status: store.OutcomeRetry, Err: err}, started)
+		for _, i := range at {
+			rs[i] = outbox.Result{Status: store.OutcomeRetry, Err: err}
 		}
-		return
+		return rs
 	}
-	for _, it := range ready {
+	for j, it := range ready {
+		r := outbox.Result{Status: store.StatusDelivered, Recorded: true, Latency: now.Sub(started)}
 		if lost[it.Claim.ID] {
-			e.log.Warn("delivery outlived its lease; another node owns the row now", "consumer", it.Claim.Consumer, "outbox_id", it.Claim.ID)
-			continue
+			r.Err = store.ErrLeaseLost
 		}
-		if e.cfg.Observe != nil {
-			e.cfg.Observe(it.Claim.Consumer, store.StatusDelivered, now.Sub(started))
-		}
+		rs[at[j]] = r
 	}
 	// This node's streams get the committed entries handed over (entries
 	// come grouped by user, in number order).
@@ -292,9 +294,10 @@ func (e *Engine) deliverLive(ctx context.Context, claims []store.Claim) {
 	// does not wake its own streams twice.
 	for len(wake) > 0 {
 		n := min(len(wake), 100)
-		if err := e.st.Notify(ctx, pgLive, e.cfg.Node+"|"+strings.Join(wake[:n], ",")); err != nil {
+		if err := e.st.Notify(ctx, pgLive, e.node+"|"+strings.Join(wake[:n], ",")); err != nil {
 			e.log.Warn("notify other nodes of live entries", "err", err)
 		}
 		wake = wake[n:]
 	}
+	return rs
 }

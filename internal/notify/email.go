@@ -22,6 +22,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/domain/user"
 	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -199,16 +200,16 @@ func (e *Email) Name() string { return user.ChannelEmail }
 // A resident who has no e-mail address on file any more (it was removed
 // after the ring was queued) is skipped, not failed: there is nothing left
 // to send, as with a resident removed from the lock.
-func (e *Email) Deliver(ctx context.Context, d Delivery) Result {
+func (e *Email) Deliver(ctx context.Context, d Delivery) outbox.Result {
 	if d.Event.Type != doorbell.TypeDoorbellRang {
-		return Result{Status: store.StatusSkipped, Err: fmt.Errorf("e-mail is sent for rings only, not %s", d.Event.Type)}
+		return outbox.Result{Status: store.StatusSkipped, Err: fmt.Errorf("e-mail is sent for rings only, not %s", d.Event.Type)}
 	}
 	if strings.TrimSpace(d.User.Email) == "" {
-		return Result{Status: store.StatusSkipped, Err: errors.New("the resident has no e-mail address any more")}
+		return outbox.Result{Status: store.StatusSkipped, Err: errors.New("the resident has no e-mail address any more")}
 	}
 	to, err := mail.ParseAddress(stripCRLF(d.User.Email))
 	if err != nil {
-		return Result{Status: store.StatusFailed, Err: fmt.Errorf("the resident's e-mail address %q is not valid: %v", d.User.Email, err)}
+		return outbox.Result{Status: store.StatusFailed, Err: fmt.Errorf("the resident's e-mail address %q is not valid: %v", d.User.Email, err)}
 	}
 	msg := e.message(d, to)
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
@@ -216,7 +217,7 @@ func (e *Email) Deliver(ctx context.Context, d Delivery) Result {
 	if err := e.send(ctx, to.Address, msg); err != nil {
 		return classifySMTP(err)
 	}
-	return Result{Status: store.StatusDelivered, StatusCode: 250}
+	return outbox.Result{Status: store.StatusDelivered, StatusCode: 250}
 }
 
 // setupError marks a failure before the relay saw the recipient (EHLO,
@@ -229,16 +230,16 @@ func (e setupError) Error() string { return e.err.Error() }
 func (e setupError) Unwrap() error { return e.err }
 
 // classifySMTP turns a failed conversation into a Result.
-func classifySMTP(err error) Result {
+func classifySMTP(err error) outbox.Result {
 	var tp *textproto.Error
 	var setup setupError
 	if errors.As(err, &tp) {
 		if tp.Code >= 500 && tp.Code < 600 && !errors.As(err, &setup) {
-			return Result{Status: store.StatusFailed, StatusCode: tp.Code, Err: err}
+			return outbox.Result{Status: store.StatusFailed, StatusCode: tp.Code, Err: err}
 		}
-		return Result{Status: store.OutcomeRetry, StatusCode: tp.Code, Err: err}
+		return outbox.Result{Status: store.OutcomeRetry, StatusCode: tp.Code, Err: err}
 	}
-	return Result{Status: store.OutcomeRetry, Err: err}
+	return outbox.Result{Status: store.OutcomeRetry, Err: err}
 }
 
 // send runs one SMTP conversation. The connection's deadline is ctx's, and

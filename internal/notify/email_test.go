@@ -18,6 +18,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
@@ -242,7 +243,7 @@ func ringDelivery() notify.Delivery {
 func TestEmailTLSAndAuth(t *testing.T) {
 	ctx := context.Background()
 	d := ringDelivery()
-	deliver := func(url string) notify.Result {
+	deliver := func(url string) outbox.Result {
 		t.Helper()
 		return newEmail(t, url).Deliver(ctx, d)
 	}

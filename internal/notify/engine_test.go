@@ -13,6 +13,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/domain/user"
 	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
@@ -161,7 +162,8 @@ func TestExactlyOnceAcrossEngines(t *testing.T) {
 			cfg.Node = "node-a"
 			f := newFixture(t, b, cfg, newHook(t, rc.URL(), secret))
 			cfg.Node = "node-b"
-			other := notify.New(f.st, notify.NewHub(), cfg, testLogger(t), newHook(t, rc.URL(), secret))
+			other := outbox.New(f.st, cfg, testLogger(t))
+			notify.Register(other, f.st, notify.NewHub(), testLogger(t), newHook(t, rc.URL(), secret))
 			runEngine(t, other)
 
 			const rings = 30

@@ -30,6 +30,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
@@ -55,8 +56,8 @@ func waitFor(t testing.TB, what string, cond func() (ok bool, state string)) {
 }
 
 // testConfig is a fast engine: short retries and polls.
-func testConfig() notify.Config {
-	return notify.Config{RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond,
+func testConfig() outbox.Config {
+	return outbox.Config{RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond,
 		Lease: 5 * time.Second, MaxAttempts: 20}
 }
 
@@ -67,17 +68,19 @@ type fixture struct {
 	st         *store.Store
 	svc        *app.Service
 	hub        *notify.Hub
-	eng        *notify.Engine
+	eng        *outbox.Engine
 	key        app.Principal
 	alice, bob string
 }
 
-func newFixture(t *testing.T, b testenv.Backend, cfg notify.Config, chans ...notify.Channel) *fixture {
+func newFixture(t *testing.T, b testenv.Backend, cfg outbox.Config, chans ...notify.Channel) *fixture {
 	t.Helper()
 	st := testenv.OpenStore(t, b)
 	f := &fixture{t: t, st: st, hub: notify.NewHub()}
-	f.eng = notify.New(st, f.hub, cfg, testLogger(t), chans...)
-	f.svc = app.New(st, app.Options{Channels: app.Channels{Email: true, Hook: true}, Queued: f.eng.Queued}, testenv.Discard())
+	f.eng = outbox.New(st, cfg, testLogger(t))
+	notify.Register(f.eng, st, f.hub, testLogger(t), chans...)
+	st.SetRouter(f.eng)
+	f.svc = app.New(st, app.Options{Channels: app.Channels{Email: true, Hook: true}}, testenv.Discard())
 	d := testenv.SeedDoorbell(t, f.svc)
 	f.key, f.alice, f.bob = d.Key, d.Alice, d.Bob
 	runEngine(t, f.eng)
@@ -86,7 +89,7 @@ func newFixture(t *testing.T, b testenv.Backend, cfg notify.Config, chans ...not
 
 // runEngine runs e until the test ends, then stops it and waits for Run
 // to return.
-func runEngine(t *testing.T, e *notify.Engine) {
+func runEngine(t *testing.T, e *outbox.Engine) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()

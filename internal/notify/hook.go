@@ -17,6 +17,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/domain/user"
 	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/store"
 )
@@ -181,9 +182,9 @@ func hookKey(secret string) (*standardwebhooks.Webhook, error) {
 
 // Deliver makes one POST (see HookPayload for the contract and the
 // classification of answers).
-func (h *Hook) Deliver(ctx context.Context, d Delivery) Result {
+func (h *Hook) Deliver(ctx context.Context, d Delivery) outbox.Result {
 	if d.Event.Type != doorbell.TypeDoorbellRang {
-		return Result{Status: store.StatusSkipped, Err: fmt.Errorf("the hook is called for rings only, not %s", d.Event.Type)}
+		return outbox.Result{Status: store.StatusSkipped, Err: fmt.Errorf("the hook is called for rings only, not %s", d.Event.Type)}
 	}
 	r := d.Ring
 	id := WebhookID(r.RingID, d.Claim.Target)
@@ -191,11 +192,11 @@ func (h *Hook) Deliver(ctx context.Context, d Delivery) Result {
 		VisitorName: r.VisitorName, Message: r.Message,
 		Resident: HookResident{UserID: d.Claim.Target, Name: d.Resident.Name, PhoneNumber: d.User.Phone}})
 	if err != nil {
-		return Result{Status: store.StatusFailed, Err: fmt.Errorf("encode hook payload: %w", err)}
+		return outbox.Result{Status: store.StatusFailed, Err: fmt.Errorf("encode hook payload: %w", err)}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
 	if err != nil {
-		return Result{Status: store.StatusFailed, Err: fmt.Errorf("build hook request: %w", err)}
+		return outbox.Result{Status: store.StatusFailed, Err: fmt.Errorf("build hook request: %w", err)}
 	}
 	ts := time.Now().Unix()
 	req.Header.Set("Content-Type", "application/json")
@@ -207,14 +208,14 @@ func (h *Hook) Deliver(ctx context.Context, d Delivery) Result {
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return Result{Status: store.OutcomeRetry, Err: fmt.Errorf("POST hook: %w", netsafe.Redact(err))}
+		return outbox.Result{Status: store.OutcomeRetry, Err: fmt.Errorf("POST hook: %w", netsafe.Redact(err))}
 	}
 	defer resp.Body.Close()
 	snippet := netsafe.Snippet(resp.Body)
 	// Drain a little more so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	code := resp.StatusCode
-	res := Result{StatusCode: code}
+	res := outbox.Result{StatusCode: code}
 	switch {
 	case code >= 200 && code < 300:
 		res.Status = store.StatusDelivered

@@ -1,7 +1,8 @@
-// Package notify delivers doorbell notifications: one dispatcher per
-// channel claims its outbox rows (live feed, e-mail, outgoing hook),
-// delivers, retries with backoff and records every attempt. The Hub wakes
-// the live streams of this node when a user's feed grows.
+// Package notify delivers doorbell notifications as outbox consumers (one
+// per channel: live feed, e-mail, outgoing hook): it decides each ring's
+// rows (Rows) and delivers them (Register); internal/outbox claims,
+// retries and records every attempt. The Hub wakes the live streams of
+// this node when a user's feed grows.
 package notify
 
 import (

@@ -38,9 +38,18 @@ func pgStamp(expr string) string {
 }
 
 // Enqueue adds, in this transaction, one outbox row for consumer about the
-// stored record r (its Seq set by Append), aimed at target ("" for none).
-// The consumer claims it after commit.
+// stored record r (its Seq set by Append), aimed at target ("" for none),
+// and wakes the consumer after commit (Wake). The consumer claims it after
+// commit. (Rows about appended events come from the Router instead.)
 func (tx *Tx) Enqueue(ctx context.Context, consumer string, r es.Record, target string) error {
+	if err := tx.enqueue(ctx, consumer, r, target); err != nil {
+		return err
+	}
+	tx.Wake(consumer)
+	return nil
+}
+
+func (tx *Tx) enqueue(ctx context.Context, consumer string, r es.Record, target string) error {
 	_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), consumer, r.Seq, r.AggregateType, r.AggregateID, r.Version, r.OrgID, target, r.Timestamp)
 	if err != nil {

@@ -122,8 +122,8 @@ type Store struct {
 	w       writer
 	log     *slog.Logger
 	hooks   Hooks
-	// partnerQueued runs after a commit that queued partner rows.
-	partnerQueued func()
+	// router decides the outbox rows of appended events (SetRouter).
+	router Router
 
 	qmu    sync.RWMutex
 	qcache map[string]string
@@ -146,9 +146,6 @@ type Hooks struct {
 // Dialect reports which backend the store runs on.
 func (s *Store) Dialect() Dialect { return s.dialect }
 
-// OnPartnerRows sets f to run (it must not block) after every commit that
-// queued events for partner webhooks; call it before serving.
-func (s *Store) OnPartnerRows(f func()) { s.partnerQueued = f }
 
 // SetHooks installs observation hooks; call it before serving.
 func (s *Store) SetHooks(h Hooks) { s.hooks = h }

@@ -36,8 +36,9 @@ func (tx *Tx) Snapshot(ctx context.Context, aggType, aggID string) (es.Snapshot,
 
 // Append implements es.Appender: it inserts recs, moves the snapshot from
 // version expected to the last record's version, updates the projections
-// of special tables and writes outbox rows, all in this transaction. It
-// returns *es.ConflictError when the stream has moved past expected.
+// of special tables and queues the outbox rows the Router asks for, all in
+// this transaction. It returns *es.ConflictError when the stream has moved
+// past expected.
 func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs []es.Record) error {
 	if len(recs) == 0 {
 		return nil
@@ -83,14 +84,6 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 		if err := s.project(ctx, tx.q, recs[i]); err != nil {
 			return err
 		}
-		if r.OrgID != "" {
-			if err := tx.Enqueue(ctx, es.ConsumerWebhooks, recs[i], ""); err != nil {
-				return err
-			}
-			if s.partnerQueued != nil && i == len(recs)-1 {
-				tx.b.after = append(tx.b.after, s.partnerQueued)
-			}
-		}
 	}
 	if s.cache != nil {
 		tx.b.setSnap([2]string{snap.AggregateType, snap.AggregateID}, snap)
@@ -101,6 +94,10 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 				break
 			}
 		}
+	}
+	// The outbox rows, last: the router reads the aggregate as appended.
+	if err := tx.route(ctx, recs); err != nil {
+		return err
 	}
 	if s.hooks.Appended != nil {
 		s.hooks.Appended(len(recs))

@@ -394,6 +394,7 @@ func TestFanOutLockPerSchema(t *testing.T) {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
+	st.SetRouter(testenv.Routing(st))
 	w := hookWorldOn(t, st)
 	w.tenant("acme")
 	w.hook("acme", []string{"*"}, true)

@@ -22,10 +22,12 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
+	"github.com/spkey-dev/spkey/internal/domain/user"
 	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/webhook"
 )
@@ -124,7 +126,19 @@ func OpenStore(t testing.TB, b Backend) *store.Store {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
+	st.SetRouter(Routing(st))
 	return st
+}
+
+// Routing is the outbox routing of a node without doorbell channels, and
+// nothing to deliver: appends queue the rows a server's would (partner
+// webhook rows, live doorbell rows). OpenStore installs it; NewServer
+// replaces it with its running engine.
+func Routing(st *store.Store) *outbox.Engine {
+	e := outbox.New(st, outbox.Config{}, Discard())
+	e.Register(webhook.PartnerRows())
+	e.Register(notify.Rows(user.ChannelLive))
+	return e
 }
 
 // AdminKey is the X-Admin-API-Key of every test server.
@@ -140,9 +154,10 @@ type Server struct {
 	// MetricsURL is the base URL of the server's metrics listener
 	// (GET /metrics), apart from URL as in `spkey serve`.
 	MetricsURL string
-	// Engine delivers this server's doorbell notifications; Hub wakes its
+	// Engine is this server's outbox engine (doorbell and partner
+	// consumers); Hub wakes its
 	// live streams.
-	Engine *notify.Engine
+	Engine *outbox.Engine
 	Hub    *notify.Hub
 }
 
@@ -157,8 +172,8 @@ type Options struct {
 	// Channels are the doorbell channels besides the live stream (e-mail,
 	// hook) the server's notification engine delivers.
 	Channels []notify.Channel
-	// Notify tunes the notification engine (zero: fast test defaults).
-	Notify notify.Config
+	// Notify tunes the outbox engine (zero: fast test defaults).
+	Notify outbox.Config
 	// Mount adds HTML routes (pages) to the server's mux.
 	Mount func(mux *http.ServeMux, svc *app.Service)
 	// Store, if set, is used instead of a fresh one (several nodes on one
@@ -218,7 +233,8 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 		ncfg.RetryBase, ncfg.RetryMax = 50*time.Millisecond, time.Second
 	}
 	hub := notify.NewHub()
-	engine := notify.New(st, hub, ncfg, log, opt.Channels...)
+	engine := outbox.New(st, ncfg, log)
+	notify.Register(engine, st, hub, log, opt.Channels...)
 	var chans app.Channels
 	for _, c := range opt.Channels {
 		switch c.Consumer() {
@@ -232,7 +248,7 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	if opt.Safety != nil {
 		safety = *opt.Safety
 	}
-	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Queued: engine.Queued, Safety: safety, ReplaysPerHour: opt.ReplaysPerHour, RedeliveriesPerHour: opt.RedeliveriesPerHour, AllowUserLockCreate: opt.AllowUserLockCreate}, log)
+	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Safety: safety, ReplaysPerHour: opt.ReplaysPerHour, RedeliveriesPerHour: opt.RedeliveriesPerHour, AllowUserLockCreate: opt.AllowUserLockCreate}, log)
 	wcfg := opt.Webhooks
 	wcfg.Safety = safety
 	if wcfg.RetryBase == 0 {
@@ -245,6 +261,7 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 		wcfg.Timeout = 5 * time.Second
 	}
 	webhook.New(st, svc, wcfg, log).Register(engine)
+	st.SetRouter(engine)
 	ectx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = engine.Run(ectx) }()

@@ -16,9 +16,8 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
-	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/netsafe"
-	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -141,82 +140,6 @@ func New(st *store.Store, rec Recorder, cfg Config, log *slog.Logger) *Dispatche
 	return &Dispatcher{st: st, rec: rec, cfg: cfg, client: cfg.Safety.Client(cfg.Timeout, cfg.TLS), log: log}
 }
 
-// Register adds the fan-out step (which also queues replays, a chunk at a
-// time), the sender and the verifier to e, and
-// makes every commit that queues partner events wake the fan-out.
-func (d *Dispatcher) Register(e *notify.Engine) {
-	d.st.OnPartnerRows(func() { e.Kick(es.ConsumerWebhooks) })
-	e.Every(es.ConsumerWebhooks, func(ctx context.Context) bool {
-		now := d.cfg.Now()
-		// Parked webhooks are looked at when a delivery made room
-		// (Recorded below), and at least every second.
-		catchUp := d.catchUpDue.Swap(false) || now.Sub(d.lastCatchUp) >= time.Second
-		if catchUp {
-			d.lastCatchUp = now
-		}
-		handled, queued, parked, err := d.st.FanOutWebhooks(ctx, now, d.cfg.FanOutBatch, d.cfg.Window, catchUp)
-		if err != nil {
-			if ctx.Err() == nil {
-				d.log.Error("fan out partner events", "err", err)
-			}
-			return false
-		}
-		d.parked.Store(parked > 0)
-		// One chunk of a replay per step: the writer is free between
-		// chunks for everybody else's commands. A replay is paced by its
-		// webhook's window: one that waits for room moves on when its
-		// deliveries end (Recorded below), or at the next poll.
-		rp, err := d.st.ReplayStep(ctx, now, d.cfg.ReplayChunk, d.cfg.Window)
-		if err != nil {
-			if ctx.Err() == nil {
-				d.log.Error("queue replay chunk", "err", err)
-			}
-		} else {
-			var open map[string]bool
-			if len(rp.Open) > 0 {
-				open = make(map[string]bool, len(rp.Open))
-				for _, id := range rp.Open {
-					open[id] = true
-				}
-			}
-			d.replaying.Store(&open)
-		}
-		if queued > 0 || rp.Queued > 0 {
-			e.Queued([]string{es.ConsumerWebhookSend})
-		}
-		return handled == d.cfg.FanOutBatch || (rp.More && err == nil)
-	})
-	e.Handle(notify.Handler{Consumer: es.ConsumerWebhookSend, Deliver: d.Send, Policy: notify.Policy{
-		RetryBase: d.cfg.RetryBase, RetryMax: d.cfg.RetryMax, MaxAttempts: -1, Horizon: d.cfg.Horizon,
-		Workers: d.cfg.Workers, Ordered: true, PerTarget: d.cfg.PerTarget,
-	}, Recorded: func(cl store.Claim, status string) {
-		// A parked webhook's queue, or that of a webhook being replayed,
-		// may have room now: the fan-out is to queue what it missed
-		// (FanOutWebhooks) or the replay's next chunk (ReplayStep), soon,
-		// once for the many deliveries that end meanwhile. Retries free
-		// no room.
-		if status == store.OutcomeRetry || status == store.OutcomeDefer {
-			return
-		}
-		parked, replaying := d.parked.Load(), false
-		if open := d.replaying.Load(); open != nil {
-			replaying = (*open)[cl.Target]
-		}
-		if (parked || replaying) && d.catchUpTimer.CompareAndSwap(false, true) {
-			time.AfterFunc(catchUpDelay, func() {
-				d.catchUpTimer.Store(false)
-				if d.parked.Load() {
-					d.catchUpDue.Store(true)
-				}
-				e.Kick(es.ConsumerWebhooks)
-			})
-		}
-	}})
-	e.Handle(notify.Handler{Consumer: es.ConsumerWebhookVerify, Deliver: d.Verify, Policy: notify.Policy{
-		RetryBase: d.cfg.RetryBase, RetryMax: d.cfg.RetryMax, MaxAttempts: 5, Workers: 4, PerTarget: 1,
-	}})
-}
-
 // target is a webhook with what sending to it needs.
 type target struct {
 	hook    tenant.Webhook
@@ -247,41 +170,41 @@ func (d *Dispatcher) load(ctx context.Context, orgID, id string) (target, bool, 
 // Send delivers one event to one webhook: the envelope, signed, with the
 // webhook's outbound authentication. See the README for how answers are
 // classified.
-func (d *Dispatcher) Send(ctx context.Context, cl store.Claim) notify.Result {
+func (d *Dispatcher) Send(ctx context.Context, cl store.Claim) outbox.Result {
 	t, ok, err := d.load(ctx, cl.OrgID, cl.Target)
 	if err != nil {
-		return notify.Result{Status: store.OutcomeRetry, Err: err}
+		return outbox.Result{Status: store.OutcomeRetry, Err: err}
 	}
 	if !ok {
-		return notify.Result{Status: store.StatusSkipped, Err: errors.New("webhook deleted")}
+		return outbox.Result{Status: store.StatusSkipped, Err: errors.New("webhook deleted")}
 	}
 	switch t.hook.Status {
 	case tenant.StatusDisabled:
-		return notify.Result{Status: store.StatusSkipped, Err: errors.New("webhook disabled")}
+		return outbox.Result{Status: store.StatusSkipped, Err: errors.New("webhook disabled")}
 	case tenant.StatusPending:
 		queued, _ := time.Parse(domain.TimeLayout, cl.CreatedAt)
 		if !queued.IsZero() && d.cfg.Now().Sub(queued) >= d.cfg.Horizon {
-			return notify.Result{Status: store.StatusFailed, Err: fmt.Errorf("the webhook's URL was not verified within %s", d.cfg.Horizon)}
+			return outbox.Result{Status: store.StatusFailed, Err: fmt.Errorf("the webhook's URL was not verified within %s", d.cfg.Horizon)}
 		}
-		return notify.Result{Status: store.OutcomeDefer, RetryAfter: d.cfg.Hold}
+		return outbox.Result{Status: store.OutcomeDefer, RetryAfter: d.cfg.Hold}
 	}
 	rec, found, err := d.st.Event(ctx, cl.EventSeq)
 	if err != nil {
-		return notify.Result{Status: store.OutcomeRetry, Err: err}
+		return outbox.Result{Status: store.OutcomeRetry, Err: err}
 	}
 	if !found {
-		return notify.Result{Status: store.StatusSkipped, Err: errors.New("event not found")}
+		return outbox.Result{Status: store.StatusSkipped, Err: errors.New("event not found")}
 	}
 	if !t.hook.Matches(rec.Type) {
-		return notify.Result{Status: store.StatusSkipped, Err: errors.New("the webhook's event filter no longer matches " + rec.Type)}
+		return outbox.Result{Status: store.StatusSkipped, Err: errors.New("the webhook's event filter no longer matches " + rec.Type)}
 	}
 	env, err := Build(rec, cl.OrgID, d.cfg.Region, d.cfg.Account)
 	if err != nil {
-		return notify.Result{Status: store.StatusFailed, Err: err}
+		return outbox.Result{Status: store.StatusFailed, Err: err}
 	}
 	body, err := json.Marshal(env)
 	if err != nil {
-		return notify.Result{Status: store.StatusFailed, Err: err}
+		return outbox.Result{Status: store.StatusFailed, Err: err}
 	}
 	res := d.post(ctx, t, env.ID, body)
 	if res.StatusCode == http.StatusGone {
@@ -309,20 +232,20 @@ type Verification struct {
 
 // Verify sends the verification POST of one webhook and records the
 // answer. Network errors are retried a few times; any answer is final.
-func (d *Dispatcher) Verify(ctx context.Context, cl store.Claim) notify.Result {
+func (d *Dispatcher) Verify(ctx context.Context, cl store.Claim) outbox.Result {
 	t, ok, err := d.load(ctx, cl.OrgID, cl.Target)
 	if err != nil {
-		return notify.Result{Status: store.OutcomeRetry, Err: err}
+		return outbox.Result{Status: store.OutcomeRetry, Err: err}
 	}
 	if !ok || t.hook.Status == tenant.StatusDisabled {
-		return notify.Result{Status: store.StatusSkipped, Err: errors.New("webhook deleted or disabled")}
+		return outbox.Result{Status: store.StatusSkipped, Err: errors.New("webhook deleted or disabled")}
 	}
 	w := t.hook
 	id := "verify_" + w.ID + "_" + strconv.Itoa(w.URLVersion)
 	body, err := json.Marshal(Verification{Type: VerificationType, ID: id, WebhookID: w.ID, PartnerID: cl.OrgID, URL: w.URL,
 		Timestamp: d.cfg.Now().UTC().Format(domain.TimeLayout)})
 	if err != nil {
-		return notify.Result{Status: store.StatusFailed, Err: err}
+		return outbox.Result{Status: store.StatusFailed, Err: err}
 	}
 	res := d.post(ctx, t, id, body)
 	if res.Status == store.OutcomeRetry && res.StatusCode == 0 && cl.Attempts+1 < 3 {
@@ -335,7 +258,7 @@ func (d *Dispatcher) Verify(ctx context.Context, cl store.Claim) notify.Result {
 		msg = res.Err.Error()
 	}
 	if err := d.rec.RecordVerification(ctx, cl.OrgID, w.ID, w.URLVersion, res.StatusCode, msg); err != nil {
-		return notify.Result{Status: store.OutcomeRetry, Err: fmt.Errorf("record verification: %w", err)}
+		return outbox.Result{Status: store.OutcomeRetry, Err: fmt.Errorf("record verification: %w", err)}
 	}
 	if res.Status != store.StatusDelivered {
 		res.Status = store.StatusFailed
@@ -346,18 +269,18 @@ func (d *Dispatcher) Verify(ctx context.Context, cl store.Claim) notify.Result {
 // post makes one signed POST to t and classifies the answer: 2xx
 // delivered; 408, 429 and 5xx (and no answer) retried, honouring
 // Retry-After; anything else (3xx, other 4xx, 410 included) final.
-func (d *Dispatcher) post(ctx context.Context, t target, id string, body []byte) notify.Result {
+func (d *Dispatcher) post(ctx context.Context, t target, id string, body []byte) outbox.Result {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.hook.URL, bytes.NewReader(body))
 	if err != nil {
-		return notify.Result{Status: store.StatusFailed, Err: fmt.Errorf("build request: %w", netsafe.Redact(err))}
+		return outbox.Result{Status: store.StatusFailed, Err: fmt.Errorf("build request: %w", netsafe.Redact(err))}
 	}
 	now := d.cfg.Now()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "spkey-webhooks")
 	if err := sign(req.Header, id, now, body, t.secrets.Secret, t.secrets.StillSigning(now.UTC().Format(domain.TimeLayout))); err != nil {
-		return notify.Result{Status: store.StatusFailed, Err: err}
+		return outbox.Result{Status: store.StatusFailed, Err: err}
 	}
 	switch t.hook.AuthType {
 	case tenant.AuthAPIKeyHeader:
@@ -367,13 +290,13 @@ func (d *Dispatcher) post(ctx context.Context, t target, id string, body []byte)
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return notify.Result{Status: store.OutcomeRetry, Err: fmt.Errorf("POST: %w", netsafe.Redact(err))}
+		return outbox.Result{Status: store.OutcomeRetry, Err: fmt.Errorf("POST: %w", netsafe.Redact(err))}
 	}
 	defer resp.Body.Close()
 	snippet := netsafe.Snippet(resp.Body)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	code := resp.StatusCode
-	res := notify.Result{StatusCode: code}
+	res := outbox.Result{StatusCode: code}
 	switch {
 	case code >= 200 && code < 300:
 		res.Status = store.StatusDelivered

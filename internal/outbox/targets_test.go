@@ -1,4 +1,4 @@
-package notify_test
+package outbox_test
 
 import (
 	"slices"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -20,7 +20,7 @@ func TestFailingTargetForgotten(t *testing.T) {
 	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
-	tg := notify.NewTargets(4, 8, time.Hour, clock)
+	tg := outbox.NewTargets(4, 8, time.Hour, clock)
 
 	if !tg.Take("gone") {
 		t.Fatal("a new target is refused")
