@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	_ "time/tzdata" // quiet hours' time zones work on machines without a zone database
 )
@@ -35,7 +34,6 @@ Usage:
                             print a JWT signed by the server's local key
   spkey portal-link --email E [--ttl 15m] [flags]
                             print a one-time sign-in link to the Partner Portal
-  spkey bench     [flags]   run the benchmarks (see docs/benchmarks.md)
   spkey version             print the version (also -version, --version)
 
 Run "spkey COMMAND -h" for the flags of a command; flags may come before
@@ -70,8 +68,6 @@ func dispatch(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		return cmdTenant(ctx, args[1:], env, stdout, stderr)
 	case "token":
 		return cmdToken(ctx, args[1:], env, stdout, stderr)
-	case "bench":
-		return cmdBench(ctx, args[1:], env, stdout, stderr)
 	case "portal-link":
 		return cmdPortalLink(ctx, args[1:], env, stdout, stderr)
 	case "version", "-version", "--version", "-v":
@@ -83,15 +79,4 @@ func dispatch(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", args[0])
-}
-
-// envMap turns KEY=VALUE pairs into a map.
-func envMap(env []string) map[string]string {
-	m := make(map[string]string, len(env))
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
 }

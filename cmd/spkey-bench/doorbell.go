@@ -8,23 +8,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
 	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/server"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -118,69 +114,37 @@ func newStreamClient(conns int) *http.Client {
 	}}
 }
 
-// ringServer is a real spkey with its notification engine, assembled as
-// serve.go does it (engine, hub, app with Queued, httpapi with the feed and
-// the stream stop), over one store.
+// ringServer is a real spkey node (startSpkeyOn) over one store, with
+// room for every live stream the doorbell scenarios open, and a tenant.
 type ringServer struct {
-	*httpTarget
+	*spkeyServer
 	backend string
-	st      *store.Store
-	svc     *app.Service
 	jwt     *auth.Verifier
 	hdr     http.Header // Content-Type and X-API-Key of the tenant
 	client  *http.Client
 	streams *http.Client
-	stop    func() // stops the engine and waits for it
 	nextID  atomic.Int64
 }
 
 func startRingServer(ctx context.Context, backend string, st *store.Store, dir string, conns int) (*ringServer, error) {
-	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	verifier, err := auth.NewVerifier(ctx, auth.Config{KeyPath: filepath.Join(dir, "jwt-signing-key.pem")})
+	sp, err := startSpkeyOn(ctx, st, dir, server.Config{Notify: notify.Config{Node: "bench-" + backend}, HTTP: httpapi.Config{MaxStreams: 1 << 20}})
 	if err != nil {
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	hub := notify.NewHub()
-	engine := notify.New(st, hub, notify.Config{Node: "bench-" + backend, Observe: notifyMetrics(reg)}, log)
-	svc := app.New(st, app.Options{Queued: engine.Queued}, log)
-	streamStop := make(chan struct{})
-	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: app.RandomAlnum(32), CORSOrigins: map[string]bool{},
-		Feed: st, Waker: hub, StreamStop: streamStop, MaxStreams: 1 << 20}, svc, verifier, st, reg, log)
-	t, err := listen(h)
-	if err != nil {
-		return nil, err
-	}
-	t.srv.RegisterOnShutdown(func() { close(streamStop) })
-	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() { defer close(done); _ = engine.Run(ectx) }()
-	s := &ringServer{httpTarget: t, backend: backend, st: st, svc: svc, jwt: verifier, client: newLoadClient(conns), streams: newStreamClient(64),
-		stop: func() { cancel(); <-done }}
-	const org = "bench-ring-org"
-	admin := app.Principal{Admin: true, Email: "bench"}
-	if _, err := svc.RegisterTenant(ctx, app.Call{P: admin, Route: "register " + org}, org, "Bench Doorbell Org", ""); err != nil {
-		s.close()
-		return nil, fmt.Errorf("bench: register tenant: %w", err)
-	}
-	k, err := svc.IssueKey(ctx, admin, app.IssueKeyInput{OrgID: org}, false)
+	s := &ringServer{spkeyServer: sp, backend: backend, jwt: sp.node.Verifier, client: newLoadClient(conns), streams: newStreamClient(64)}
+	t, err := sp.seedTenant(ctx, "bench-ring-org", 1, 0, conns)
 	if err != nil {
 		s.close()
-		return nil, fmt.Errorf("bench: issue key: %w", err)
+		return nil, err
 	}
-	s.hdr = http.Header{"Content-Type": {"application/json"}, "X-Api-Key": {k.APIKey}}
+	s.hdr = t.json
 	return s, nil
 }
 
 // close stops the HTTP server (which ends the live streams), then the
 // engine. The store is the caller's.
 func (s *ringServer) close() {
-	s.shutdown()
-	s.stop()
+	s.spkeyServer.close()
 	s.client.CloseIdleConnections()
 	s.streams.CloseIdleConnections()
 }
