@@ -8,20 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	_ "time/tzdata" // quiet hours' time zones work on machines without a zone database
+
+	"github.com/spkey-dev/spkey/internal/cmdline"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "spkey:", err)
-		os.Exit(1)
-	}
-}
+func main() { cmdline.Main("spkey", run) }
 
 const usage = `spkey — a self-hostable SmartphoneKey-compatible server
 

@@ -5,11 +5,30 @@ package cmdline
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 )
+
+// Main runs a command's run with the process's arguments, environment and
+// standard streams, under a context that ends on SIGINT or SIGTERM. An
+// error is printed on stderr after the command's name, and the process
+// exits with status 1.
+func Main(name string, run func(ctx context.Context, args, env []string, stdout, stderr io.Writer) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
+}
 
 // Parse parses args on fs, flags and positional arguments mixed ("--"
 // ends the flags), and returns the positional ones. Help goes to stdout
