@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/notify"
+	"github.com/spkey-dev/spkey/internal/server"
 )
 
 // validateLease holds --outbox-lease above the longest delivery attempt
@@ -79,9 +74,9 @@ func (c *config) validateBounds() error {
 	return nil
 }
 
-// serveMetrics serves reg on --metrics-addr until ctx ends; it returns the
+// serveMetrics serves node's metrics on --metrics-addr; it returns the
 // address it listens on ("" when the metrics are off) and a stop func.
-func (c *config) serveMetrics(reg *prometheus.Registry, log *slog.Logger) (string, func(context.Context), error) {
+func (c *config) serveMetrics(node *server.Node, log *slog.Logger) (string, func(context.Context), error) {
 	if c.MetricsAddr == "" {
 		return "", func(context.Context) {}, nil
 	}
@@ -92,14 +87,7 @@ func (c *config) serveMetrics(reg *prometheus.Registry, log *slog.Logger) (strin
 	if host, _, _ := net.SplitHostPort(c.MetricsAddr); c.MetricsToken == "" && !loopbackHost(host) {
 		log.Warn("metrics served beyond loopback without --metrics-token: keep the address private, or set a token", "addr", c.MetricsAddr)
 	}
-	srv := &http.Server{Handler: httpapi.MetricsHandler(reg, c.MetricsToken), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics listener stopped", "err", err)
-		}
-	}()
-	return ln.Addr().String(), func(ctx context.Context) { _ = srv.Shutdown(ctx) }, nil
+	return ln.Addr().String(), node.ServeMetrics(ln, c.MetricsToken), nil
 }
 
 // loopbackHost reports whether host names only this machine.

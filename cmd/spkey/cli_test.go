@@ -44,7 +44,6 @@ func TestCLIHelp(t *testing.T) {
 		{[]string{"token", "-h"}, "Usage: spkey token --sub USER_UUID", []string{"data", "email", "jwt-user-claim", "phone", "sub", "ttl"}},
 		{[]string{"portal-link", "-h"}, "Usage: spkey portal-link --email E", []string{"addr", "data", "email", "portal-secret", "public-url", "ttl"}},
 		{[]string{"serve", "-h"}, "Usage: spkey serve", nil},
-		{[]string{"bench", "-h"}, "Usage: spkey bench", nil},
 		{[]string{"-h"}, "Usage:\n  spkey serve", nil},
 		{[]string{"help"}, "Usage:\n  spkey serve", nil},
 	} {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
+	"github.com/spkey-dev/spkey/internal/cmdline"
 	"github.com/spkey-dev/spkey/internal/domain"
 )
 
@@ -16,7 +17,7 @@ import (
 var storeFlags = []string{"data", "db", "sqlite-synchronous", "log-level"}
 
 func cmdMigrate(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
-	c, _, err := parse(command{name: "migrate", usage: "migrate [flags]", flags: storeFlags}, args, envMap(environ), stdout, stderr)
+	c, _, err := parse(command{name: "migrate", usage: "migrate [flags]", flags: storeFlags}, args, cmdline.Env(environ), stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -45,7 +46,7 @@ func cmdTenant(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 		fs.StringVar(&name, "name", "", "organization name")
 		fs.StringVar(&email, "owner-email", "", "the tenant owner's e-mail address (optional)")
 		fs.BoolVar(&super, "super", false, "issue a super key (bypasses org ownership)")
-	}}, args[1:], envMap(environ), stdout, stderr)
+	}}, args[1:], cmdline.Env(environ), stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -79,7 +80,7 @@ func cmdToken(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 			fs.StringVar(&email, "email", "", "email claim: the address the user may set on their own record")
 			fs.StringVar(&phone, "phone", "", "phone_number claim (international form): the number the user may set on their own record")
 			fs.DurationVar(&ttl, "ttl", time.Hour, "lifetime (positive)")
-		}}, args, envMap(environ), stdout, stderr)
+		}}, args, cmdline.Env(environ), stdout, stderr)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -16,8 +15,10 @@ import (
 	"time"
 
 	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/cmdline"
 	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/netsafe"
+	"github.com/spkey-dev/spkey/internal/server"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/webhook"
 )
@@ -209,22 +210,7 @@ func (c *config) keyPath() string { return filepath.Join(c.Data, "jwt-signing-ke
 // queueing the outbox rows a server's would (serve installs its engine
 // instead).
 func (c *config) openStore(ctx context.Context, log *slog.Logger) (*store.Store, error) {
-	var st *store.Store
-	var err error
-	if c.DB != "" {
-		st, err = store.OpenPostgres(ctx, c.DB, log)
-	} else {
-		st, err = store.OpenSQLite(ctx, filepath.Join(c.Data, "spkey.db"), store.SQLiteOptions{Synchronous: c.Sync}, log)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := st.Migrate(ctx); err != nil {
-		st.Close()
-		return nil, err
-	}
-	st.SetRouter(routing(st, log))
-	return st, nil
+	return server.OpenStore(ctx, server.StoreConfig{DB: c.DB, SQLite: filepath.Join(c.Data, "spkey.db"), SQLiteOptions: store.SQLiteOptions{Synchronous: c.Sync}}, log)
 }
 
 // command is a subcommand's command line.
@@ -264,7 +250,7 @@ func parse(cmd command, args []string, env map[string]string, stdout, stderr io.
 		fmt.Fprintf(fs.Output(), "Usage: spkey %s\n\nFlags:\n", cmd.usage)
 		fs.PrintDefaults()
 	}
-	pos, err := parseFlags(fs, args, stdout, stderr)
+	pos, err := cmdline.Parse(fs, args, stdout, stderr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -294,31 +280,4 @@ func parse(cmd command, args []string, env map[string]string, stdout, stderr io.
 		return nil, nil, err
 	}
 	return c, pos, nil
-}
-
-// parseFlags parses args on fs, flags and positional arguments mixed, and
-// returns the positional ones. Help goes to stdout (flag.ErrHelp), a bad
-// flag's message and the usage to stderr.
-func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string, error) {
-	var out bytes.Buffer
-	fs.SetOutput(&out)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			w := stderr
-			if errors.Is(err, flag.ErrHelp) {
-				w = stdout
-			}
-			_, _ = out.WriteTo(w)
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos, args = append(pos, rest[0]), rest[1:]
-	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spkey-dev/spkey/internal/cmdline"
+	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/netsafe"
 )
 
@@ -66,9 +68,9 @@ func TestConfigWebhookSafety(t *testing.T) {
 	if p := cfg.safety(); !p.AllowHTTP || !p.AllowPrivate {
 		t.Errorf("safety() = %+v", p)
 	}
-	chans, on, err := cfg.channels(slog.New(slog.DiscardHandler))
-	if err != nil || len(chans) != 1 || !on.Hook {
-		t.Errorf("channels: %d, hook %v, %v", len(chans), on.Hook, err)
+	chans, err := cfg.channels(slog.New(slog.DiscardHandler))
+	if err != nil || len(chans) != 1 || chans[0].Consumer() != es.ConsumerDoorbellHook {
+		t.Errorf("channels: %d, hook %v, %v", len(chans), len(chans) == 1 && chans[0].Consumer() == es.ConsumerDoorbellHook, err)
 	}
 	// The flags set the same, and default to the strict policy.
 	cfg, _, err = parse(serveCommand, []string{"--webhook-allow-http", "--webhook-allow-private=false"}, map[string]string{"SPKEY_WEBHOOK_ALLOW_PRIVATE": "true"}, io.Discard, io.Discard)
@@ -84,7 +86,7 @@ func TestConfigWebhookSafety(t *testing.T) {
 // args and env (nil when its settings are good).
 func startErr(t *testing.T, args, env []string) error {
 	t.Helper()
-	if _, _, err := parse(serveCommand, args, envMap(env), io.Discard, io.Discard); err == nil {
+	if _, _, err := parse(serveCommand, args, cmdline.Env(env), io.Discard, io.Discard); err == nil {
 		return nil
 	}
 	return run(context.Background(), append([]string{"serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0"}, args...), env, io.Discard, io.Discard)

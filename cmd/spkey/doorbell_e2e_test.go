@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
@@ -116,7 +115,7 @@ func waitUntil(t *testing.T, timeout time.Duration, cond func() bool, describe f
 
 // e2eStream is a live notification stream read in the background.
 type e2eStream struct {
-	events chan sseEvent
+	s *testenv.Stream
 }
 
 // openE2EStream opens userID's stream on base with a bearer token (after:
@@ -124,50 +123,19 @@ type e2eStream struct {
 // connected.
 func openE2EStream(t *testing.T, base, userID, token, after string) *e2eStream {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	url := base + "/users/" + userID + "/notifications/stream"
 	if after != "" {
 		url += "?after=" + after
 	}
-	resp, err := openLiveStream(ctx, http.DefaultClient, url, http.Header{"Authorization": {"Bearer " + token}})
-	if err != nil {
-		cancel()
-		t.Fatalf("open stream: %v", err)
-	}
-	t.Cleanup(func() { cancel(); resp.Body.Close() })
-	s := &e2eStream{events: make(chan sseEvent, 256)}
-	ready := make(chan struct{})
-	go func() {
-		defer close(s.events)
-		_ = readSSE(resp.Body, func() { close(ready) }, func(ev sseEvent) { s.events <- ev })
-	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("stream did not start within 10s")
-	}
-	return s
+	return &e2eStream{s: testenv.OpenStream(t, url, testenv.Bearer(token))}
 }
 
 // next waits for the stream's next event and returns it with its ringId.
-func (s *e2eStream) next(t *testing.T, within time.Duration) (sseEvent, string) {
+func (s *e2eStream) next(t *testing.T, within time.Duration) (testenv.Event, string) {
 	t.Helper()
-	select {
-	case ev, ok := <-s.events:
-		if !ok {
-			t.Fatal("stream ended")
-		}
-		var d struct {
-			RingID string `json:"ringId"`
-		}
-		if err := json.Unmarshal(ev.Data, &d); err != nil {
-			t.Fatalf("event data %q: %v", ev.Data, err)
-		}
-		return ev, d.RingID
-	case <-time.After(within):
-		t.Fatalf("no event within %s", within)
-	}
-	return sseEvent{}, ""
+	ev := s.s.Next(t, within)
+	id, _ := ev.Data["ringId"].(string)
+	return ev, id
 }
 
 // mintToken runs `spkey token` against a data folder (the server's local

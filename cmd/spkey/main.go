@@ -8,21 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	_ "time/tzdata" // quiet hours' time zones work on machines without a zone database
+
+	"github.com/spkey-dev/spkey/internal/cmdline"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "spkey:", err)
-		os.Exit(1)
-	}
-}
+func main() { cmdline.Main("spkey", run) }
 
 const usage = `spkey — a self-hostable SmartphoneKey-compatible server
 
@@ -35,7 +26,6 @@ Usage:
                             print a JWT signed by the server's local key
   spkey portal-link --email E [--ttl 15m] [flags]
                             print a one-time sign-in link to the Partner Portal
-  spkey bench     [flags]   run the benchmarks (see docs/benchmarks.md)
   spkey version             print the version (also -version, --version)
 
 Run "spkey COMMAND -h" for the flags of a command; flags may come before
@@ -70,8 +60,6 @@ func dispatch(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		return cmdTenant(ctx, args[1:], env, stdout, stderr)
 	case "token":
 		return cmdToken(ctx, args[1:], env, stdout, stderr)
-	case "bench":
-		return cmdBench(ctx, args[1:], env, stdout, stderr)
 	case "portal-link":
 		return cmdPortalLink(ctx, args[1:], env, stdout, stderr)
 	case "version", "-version", "--version", "-v":
@@ -83,15 +71,4 @@ func dispatch(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", args[0])
-}
-
-// envMap turns KEY=VALUE pairs into a map.
-func envMap(env []string) map[string]string {
-	m := make(map[string]string, len(env))
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
 }

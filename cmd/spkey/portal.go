@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/cmdline"
 	"github.com/spkey-dev/spkey/internal/portal"
 )
 
@@ -177,7 +178,7 @@ func cmdPortalLink(_ context.Context, args, environ []string, stdout, stderr io.
 	c, _, err := parse(command{name: "portal-link", usage: usage, flags: []string{"data", "public-url", "addr", "portal-secret"}, extra: func(fs *flag.FlagSet) {
 		fs.StringVar(&email, "email", "", "the partner's e-mail address (required): the link signs them in as its owner")
 		fs.DurationVar(&ttl, "ttl", 15*time.Minute, "how long the link works (at most 168h); it works once")
-	}}, args, envMap(environ), stdout, stderr)
+	}}, args, cmdline.Env(environ), stdout, stderr)
 	if err != nil {
 		return err
 	}

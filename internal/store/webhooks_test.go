@@ -13,6 +13,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
 	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/server"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
@@ -394,7 +395,7 @@ func TestFanOutLockPerSchema(t *testing.T) {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	st.SetRouter(testenv.Routing(st))
+	st.SetRouter(server.Routing(st, testenv.Discard()))
 	w := hookWorldOn(t, st)
 	w.tenant("acme")
 	w.hook("acme", []string{"*"}, true)

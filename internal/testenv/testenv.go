@@ -10,8 +10,8 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,12 +22,11 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
-	"github.com/spkey-dev/spkey/internal/domain/user"
-	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/notify"
 	"github.com/spkey-dev/spkey/internal/outbox"
+	"github.com/spkey-dev/spkey/internal/server"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/webhook"
 )
@@ -110,35 +109,19 @@ func PostgresURL(t testing.TB) string {
 // of the test.
 func OpenStore(t testing.TB, b Backend) *store.Store {
 	t.Helper()
-	ctx := context.Background()
-	var st *store.Store
-	var err error
+	var cfg server.StoreConfig
 	switch b {
 	case SQLite:
-		st, err = store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "spkey.db"), store.SQLiteOptions{}, Discard())
+		cfg.SQLite = filepath.Join(t.TempDir(), "spkey.db")
 	case Postgres:
-		st, err = store.OpenPostgres(ctx, PostgresURL(t), Discard())
+		cfg.DB = PostgresURL(t)
 	}
+	st, err := server.OpenStore(context.Background(), cfg, Discard())
 	if err != nil {
 		t.Fatalf("open %s store: %v", b, err)
 	}
 	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	st.SetRouter(Routing(st))
 	return st
-}
-
-// Routing is the outbox routing of a node without doorbell channels, and
-// nothing to deliver: appends queue the rows a server's would (partner
-// webhook rows, live doorbell rows). OpenStore installs it; NewServer
-// replaces it with its running engine.
-func Routing(st *store.Store) *outbox.Engine {
-	e := outbox.New(st, outbox.Config{}, Discard())
-	e.Register(webhook.PartnerRows())
-	e.Register(notify.Rows(user.ChannelLive))
-	return e
 }
 
 // AdminKey is the X-Admin-API-Key of every test server.
@@ -232,25 +215,11 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	if ncfg.RetryBase == 0 {
 		ncfg.RetryBase, ncfg.RetryMax = 50*time.Millisecond, time.Second
 	}
-	hub := notify.NewHub()
-	engine := outbox.New(st, ncfg, log)
-	notify.Register(engine, st, hub, log, opt.Channels...)
-	var chans app.Channels
-	for _, c := range opt.Channels {
-		switch c.Consumer() {
-		case es.ConsumerDoorbellEmail:
-			chans.Email = true
-		case es.ConsumerDoorbellHook:
-			chans.Hook = true
-		}
-	}
 	safety := netsafe.Policy{AllowHTTP: true, AllowPrivate: true}
 	if opt.Safety != nil {
 		safety = *opt.Safety
 	}
-	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Safety: safety, ReplaysPerHour: opt.ReplaysPerHour, RedeliveriesPerHour: opt.RedeliveriesPerHour, AllowUserLockCreate: opt.AllowUserLockCreate}, log)
 	wcfg := opt.Webhooks
-	wcfg.Safety = safety
 	if wcfg.RetryBase == 0 {
 		wcfg.RetryBase, wcfg.RetryMax = 50*time.Millisecond, time.Second
 	}
@@ -260,35 +229,45 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	if wcfg.Timeout == 0 {
 		wcfg.Timeout = 5 * time.Second
 	}
-	webhook.New(st, svc, wcfg, log).Register(engine)
-	st.SetRouter(engine)
-	ectx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = engine.Run(ectx) }()
-	t.Cleanup(func() { stop(); <-done })
 	origins := map[string]bool{}
 	for _, o := range opt.CORSOrigins {
 		origins[o] = true
 	}
-	reg := prometheus.NewRegistry()
 	adminKey := AdminKey
 	if opt.NoAdminKey {
 		adminKey = ""
 	}
-	var mount func(*http.ServeMux)
-	if opt.Mount != nil {
-		mount = func(mux *http.ServeMux) { opt.Mount(mux, svc) }
+	node := server.New(server.Config{Store: st, Verifier: v, Log: log,
+		// A store shared with another node has that node's hooks.
+		StoreMetrics: opt.Store == nil,
+		Notify:       ncfg, Channels: opt.Channels,
+		App: app.Options{Now: opt.Now, Safety: safety, ReplaysPerHour: opt.ReplaysPerHour, RedeliveriesPerHour: opt.RedeliveriesPerHour,
+			AllowUserLockCreate: opt.AllowUserLockCreate},
+		Webhooks: wcfg,
+		HTTP: httpapi.Config{Version: "test", AdminAPIKey: adminKey, AdminEmailDomain: opt.AdminEmailDomain, CORSOrigins: origins,
+			StreamRecheck: 200 * time.Millisecond, MaxStreams: opt.MaxStreams, MaxStreamsPerUser: opt.MaxStreamsPerUser, MaxStreamsPerKey: opt.MaxStreamsPerKey},
+		Pages:    opt.Mount,
+		Timeouts: server.Timeouts{Read: opt.Timeouts, Write: opt.Timeouts},
+	})
+	node.Start(context.Background())
+	t.Cleanup(node.Stop)
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	h := httpapi.New(httpapi.Config{Version: "test", AdminAPIKey: adminKey, AdminEmailDomain: opt.AdminEmailDomain, CORSOrigins: origins,
-		Feed: st, Waker: hub, Mount: mount, StreamRecheck: 200 * time.Millisecond, MaxStreams: opt.MaxStreams, MaxStreamsPerUser: opt.MaxStreamsPerUser, MaxStreamsPerKey: opt.MaxStreamsPerKey}, svc, v, st, reg, log)
-	msrv := httptest.NewServer(httpapi.MetricsHandler(reg, opt.MetricsToken))
-	t.Cleanup(msrv.Close)
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config.ReadTimeout, srv.Config.WriteTimeout = opt.Timeouts, opt.Timeouts
-	srv.Start()
-	// Live streams never end by themselves: cut them before closing.
-	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
-	return &Server{URL: srv.URL, MetricsURL: msrv.URL, Store: st, Svc: svc, JWT: v, Reg: reg, Engine: engine, Hub: hub}
+	stopMetrics := node.ServeMetrics(mln, opt.MetricsToken)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stopMetrics(ctx)
+	})
+	url, err := node.ServeOn("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Live streams never end by themselves: Close cuts them.
+	t.Cleanup(func() { _ = node.Close() })
+	return &Server{URL: url, MetricsURL: "http://" + mln.Addr().String(), Store: st, Svc: node.Svc, JWT: v, Reg: node.Registry, Engine: node.Engine, Hub: node.Hub}
 }
 
 // Token mints a local JWT for sub valid for an hour.

@@ -16,33 +16,30 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
-	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/netsafe"
-	"github.com/spkey-dev/spkey/internal/notify"
 	"github.com/spkey-dev/spkey/internal/outbox"
+	"github.com/spkey-dev/spkey/internal/server"
 	"github.com/spkey-dev/spkey/internal/store"
-	"github.com/spkey-dev/spkey/internal/webhook"
 )
 
-// httpTarget is an http.Server on a loopback port.
+// httpTarget is an http.Server of the bench's own (the bare handler, the
+// webhook receivers) on a loopback port.
 type httpTarget struct {
 	base string
 	srv  *http.Server
 }
 
-// listen serves h on 127.0.0.1:0 with serve.go's timeouts.
+// listen serves h on 127.0.0.1:0 with serve's timeouts.
 func listen(h http.Handler) (*httpTarget, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("bench: listen: %w", err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := server.HTTPServer(h, server.DefaultTimeouts)
 	go func() { _ = srv.Serve(ln) }()
 	return &httpTarget{base: "http://" + ln.Addr().String(), srv: srv}, nil
 }
@@ -89,18 +86,17 @@ func (b *bareServer) get() *http.Request { return newRequest(http.MethodGet, b.u
 
 func (b *bareServer) close() { b.shutdown() }
 
-// spkeyServer is a real spkey assembled as serve.go does it: the store
-// (SQLite at the default durability, WAL and synchronous=FULL, unless
-// given), the notification engine with its hub, app, the partner webhook
-// dispatcher registered on the engine, verifier, httpapi and an
-// http.Server on a loopback port.
+// spkeyServer is a real spkey node, built by internal/server as `spkey
+// serve` builds its own (the store at the default durability, SQLite WAL
+// and synchronous=FULL, unless given; the outbox engine with the partner
+// webhook dispatcher; app; httpapi), served on a loopback port.
 type spkeyServer struct {
-	*httpTarget
+	base   string
+	node   *server.Node
 	st     *store.Store
 	svc    *app.Service
 	apiKey string
 	json   http.Header // Content-Type and X-API-Key of the tenant
-	stop   func()      // stops the engine and waits for it
 	// closeStore closes the store (and drops a PostgreSQL schema).
 	closeStore func()
 
@@ -117,28 +113,24 @@ func requestLog() *slog.Logger {
 }
 
 func startSpkey(ctx context.Context, dir string) (*spkeyServer, error) {
-	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "spkey.db"), store.SQLiteOptions{}, requestLog())
+	st, err := server.OpenStore(ctx, server.StoreConfig{SQLite: filepath.Join(dir, "spkey.db")}, requestLog())
 	if err != nil {
 		return nil, err
 	}
-	if err := st.Migrate(ctx); err != nil {
-		st.Close()
-		return nil, err
-	}
-	s, err := startSpkeyOn(ctx, st, dir, "bench", webhook.Config{})
+	s, err := startSpkeyOn(ctx, st, dir, server.Config{Notify: outbox.Config{Node: "bench"}})
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	s.closeStore = func() { _ = st.Close() }
 	return s, nil
 }
 
-// startSpkeyOn serves spkey over st (migrated; close closes it, unless
-// closeStore is replaced) with its JWT key in dir, as node, its partner
-// deliveries tuned by wcfg. Webhook URLs may be http and on loopback, as
-// the bench's receivers are.
-func startSpkeyOn(ctx context.Context, st *store.Store, dir, node string, wcfg webhook.Config) (*spkeyServer, error) {
-	log := requestLog()
+// startSpkeyOn serves a node of cfg over st (migrated; closing it is the
+// caller's: see closeStore) with its JWT key in dir. It sets cfg's store,
+// verifier, logger, admin key and the URL policy: webhook URLs may be http
+// and on loopback, as the bench's receivers are.
+func startSpkeyOn(ctx context.Context, st *store.Store, dir string, cfg server.Config) (*spkeyServer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -146,40 +138,28 @@ func startSpkeyOn(ctx context.Context, st *store.Store, dir, node string, wcfg w
 	if err != nil {
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	appends := prometheus.NewCounter(prometheus.CounterOpts{Name: "spkey_event_appends_total", Help: "Events appended to the event store."})
-	conflicts := prometheus.NewCounter(prometheus.CounterOpts{Name: "spkey_event_conflicts_total", Help: "Appends refused with a version conflict (retried)."})
-	batches := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "spkey_store_batch_size", Help: "Commands committed together by the SQLite writer (group commit).",
-		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}})
-	reg.MustRegister(appends, conflicts, batches)
-	st.SetHooks(store.Hooks{Appended: func(n int) { appends.Add(float64(n)) }, Conflict: conflicts.Inc, Batch: func(n int) { batches.Observe(float64(n)) }})
-	hub := notify.NewHub()
-	engine := outbox.New(st, outbox.Config{Node: node, Observe: notifyMetrics(reg)}, log)
-	notify.Register(engine, st, hub, log)
-	safety := netsafe.Policy{AllowHTTP: true, AllowPrivate: true}
-	svc := app.New(st, app.Options{Safety: safety}, log)
-	wcfg.Safety = safety
-	webhook.New(st, svc, wcfg, log).Register(engine)
-	st.SetRouter(engine)
-	streamStop := make(chan struct{})
-	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: app.RandomAlnum(32), CORSOrigins: map[string]bool{},
-		Feed: st, Waker: hub, StreamStop: streamStop}, svc, verifier, st, reg, log)
-	t, err := listen(h)
+	cfg.Store, cfg.Verifier, cfg.Log, cfg.StoreMetrics = st, verifier, requestLog(), true
+	cfg.App.Safety = netsafe.Policy{AllowHTTP: true, AllowPrivate: true}
+	cfg.HTTP.Version, cfg.HTTP.AdminAPIKey, cfg.HTTP.CORSOrigins = version, app.RandomAlnum(32), map[string]bool{}
+	cfg.Timeouts = server.DefaultTimeouts
+	node := server.New(cfg)
+	base, err := node.ServeOn("127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bench: %w", err)
 	}
-	t.srv.RegisterOnShutdown(func() { close(streamStop) })
-	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() { defer close(done); _ = engine.Run(ectx) }()
-	return &spkeyServer{httpTarget: t, st: st, svc: svc, stop: func() { cancel(); <-done }, closeStore: func() { _ = st.Close() }}, nil
+	node.Start(ctx)
+	return &spkeyServer{base: base, node: node, st: st, svc: node.Svc, closeStore: func() {}}, nil
 }
 
-// close stops the HTTP server, then the engine, then closes the store.
+// close stops the HTTP server (which ends the live streams), then the
+// engine, then closes the store.
 func (s *spkeyServer) close() {
-	s.shutdown()
-	s.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.node.Shutdown(ctx); err != nil {
+		_ = s.node.Close()
+	}
+	s.node.Stop()
 	s.closeStore()
 }
 

@@ -19,6 +19,8 @@ import (
 	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
 	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/outbox"
+	"github.com/spkey-dev/spkey/internal/server"
 	"github.com/spkey-dev/spkey/internal/webhook"
 )
 
@@ -149,7 +151,8 @@ func newWHServer(ctx context.Context, c benchConfig, backend, dir, name string) 
 	if err != nil {
 		return nil, err
 	}
-	s, err := startSpkeyOn(ctx, t.st, dir, "bench-"+name+"-"+backend, webhook.Config{Timeout: whTimeout, Window: benchWindow(), ReplayChunk: c.replayChunk})
+	s, err := startSpkeyOn(ctx, t.st, dir, server.Config{Notify: outbox.Config{Node: "bench-" + name + "-" + backend},
+		Webhooks: webhook.Config{Timeout: whTimeout, Window: benchWindow(), ReplayChunk: c.replayChunk}})
 	if err != nil {
 		t.close()
 		return nil, err

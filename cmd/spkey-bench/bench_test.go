@@ -24,7 +24,7 @@ func TestBenchQuick(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var out, errOut bytes.Buffer
-	args := []string{"bench", "-quick", "-db", "sqlite", "-d", "200ms", "-replay-events", "100", "-dir", t.TempDir()}
+	args := []string{"-quick", "-db", "sqlite", "-d", "200ms", "-replay-events", "100", "-dir", t.TempDir()}
 	if err := run(ctx, args, nil, &out, &errOut); err != nil {
 		t.Fatalf("bench: %v\nstderr:\n%s", err, errOut.String())
 	}
@@ -61,7 +61,7 @@ func TestBenchWebhooks(t *testing.T) {
 	backends := testenv.Backends(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // against a hang (see TestBenchQuick)
 	defer cancel()
-	args := []string{"bench", "-quick", "-only", "webhooks,replay", "-d", "300ms", "-wh-commands", "40", "-replay-events", "300", "-dir", t.TempDir(), "-db", "sqlite"}
+	args := []string{"-quick", "-only", "webhooks,replay", "-d", "300ms", "-wh-commands", "40", "-replay-events", "300", "-dir", t.TempDir(), "-db", "sqlite"}
 	if slices.Contains(backends, testenv.Postgres) {
 		args[len(args)-1] = "both"
 		args = append(args, "-pg", os.Getenv("SPKEY_TEST_POSTGRES_URL"))
@@ -107,18 +107,36 @@ func TestBenchWebhooks(t *testing.T) {
 func TestBenchFlags(t *testing.T) {
 	ctx := context.Background()
 	for _, args := range [][]string{
-		{"bench", "-db", "postgres"}, // no URL anywhere
-		{"bench", "-db", "mysql"},
-		{"bench", "-c", "0"},
-		{"bench", "-conns", "5000"},
-		{"bench", "extra"},
-		{"bench", "-replay-events", "0"},
-		{"bench", "-replay-chunk", "-1"},
-		{"bench", "-rounds", "11"}, // (j) replays once a round: over a tenant's hourly limit
+		{"-db", "postgres"}, // no URL anywhere
+		{"-db", "mysql"},
+		{"-c", "0"},
+		{"-conns", "5000"},
+		{"extra"},
+		{"-replay-events", "0"},
+		{"-replay-chunk", "-1"},
+		{"-rounds", "11"}, // (j) replays once a round: over a tenant's hourly limit
 	} {
 		var out, errOut bytes.Buffer
 		if err := run(ctx, args, nil, &out, &errOut); err == nil {
 			t.Errorf("run(%q) = nil, want an error", args)
+		}
+	}
+}
+
+// TestBenchHelp: -h (and --help) succeeds, prints the usage on stdout,
+// nothing on stderr, and does nothing else: no file appears in the working
+// folder.
+func TestBenchHelp(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, args := range [][]string{{"-h"}, {"--help"}} {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), args, nil, &out, &errOut)
+		if err != nil || !strings.Contains(out.String(), "Usage: spkey-bench") || errOut.Len() != 0 {
+			t.Errorf("%v: err %v, stdout %q, stderr %q; want nil and the usage on stdout", args, err, out.String(), errOut.String())
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+			t.Errorf("%v created %s in the working folder", args, entries[0].Name())
 		}
 	}
 }

@@ -1,33 +1,24 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
 	"github.com/spkey-dev/spkey/internal/httpapi"
-	"github.com/spkey-dev/spkey/internal/notify"
 	"github.com/spkey-dev/spkey/internal/outbox"
+	"github.com/spkey-dev/spkey/internal/server"
 	"github.com/spkey-dev/spkey/internal/store"
-	"github.com/spkey-dev/spkey/internal/webhook"
 )
 
 // The doorbell scenarios (f, g), one set per backend.
@@ -49,143 +40,37 @@ const (
 	ringReceiptTimeout = 10 * time.Second // (g): one ring's receipts
 )
 
-// sseEvent is one Server-Sent Event of a live notification stream.
-type sseEvent struct {
-	ID, Event string
-	Data      []byte
-}
-
-// readSSE parses the text/event-stream r until it ends: connected is
-// called at the server's ": connected" comment, fn for every event (with
-// its data) as soon as its closing blank line has been read.
-func readSSE(r io.Reader, connected func(), fn func(sseEvent)) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	var ev sseEvent
-	for sc.Scan() {
-		line := sc.Bytes()
-		switch {
-		case len(line) == 0:
-			if ev.Data != nil {
-				fn(ev)
-			}
-			ev = sseEvent{}
-		case string(line) == ": connected":
-			if connected != nil {
-				connected()
-				connected = nil
-			}
-		case bytes.HasPrefix(line, []byte("id: ")):
-			ev.ID = string(line[len("id: "):])
-		case bytes.HasPrefix(line, []byte("event: ")):
-			ev.Event = string(line[len("event: "):])
-		case bytes.HasPrefix(line, []byte("data: ")):
-			ev.Data = append([]byte(nil), line[len("data: "):]...)
-		}
-	}
-	return sc.Err()
-}
-
-// openLiveStream connects to url (a user's notification stream) with
-// header and returns the open response, or an error unless the server
-// answered 200 with an event stream.
-func openLiveStream(ctx context.Context, client *http.Client, url string, header http.Header) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-		resp.Body.Close()
-		return nil, fmt.Errorf("GET %s: %d %s %s", req.URL.Path, resp.StatusCode, resp.Header.Get("Content-Type"), b)
-	}
-	return resp, nil
-}
-
-// newStreamClient is the HTTP client of long-lived streams: one connection
-// each, no overall timeout.
-func newStreamClient(conns int) *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: conns,
-		DisableCompression:  true,
-	}}
-}
-
-// ringServer is a real spkey with its notification engine, assembled as
-// serve.go does it (engine with the doorbell consumers, hub, httpapi with the feed and
-// the stream stop), over one store.
+// ringServer is a real spkey node (startSpkeyOn) over one store, with
+// room for every live stream the doorbell scenarios open, and a tenant.
 type ringServer struct {
-	*httpTarget
+	*spkeyServer
 	backend string
-	st      *store.Store
-	svc     *app.Service
 	jwt     *auth.Verifier
 	hdr     http.Header // Content-Type and X-API-Key of the tenant
 	client  *http.Client
 	streams *http.Client
-	stop    func() // stops the engine and waits for it
 	nextID  atomic.Int64
 }
 
 func startRingServer(ctx context.Context, backend string, st *store.Store, dir string, conns int) (*ringServer, error) {
-	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	verifier, err := auth.NewVerifier(ctx, auth.Config{KeyPath: filepath.Join(dir, "jwt-signing-key.pem")})
+	sp, err := startSpkeyOn(ctx, st, dir, server.Config{Notify: outbox.Config{Node: "bench-" + backend}, HTTP: httpapi.Config{MaxStreams: 1 << 20}})
 	if err != nil {
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	hub := notify.NewHub()
-	engine := outbox.New(st, outbox.Config{Node: "bench-" + backend, Observe: notifyMetrics(reg)}, log)
-	notify.Register(engine, st, hub, log)
-	engine.Register(webhook.PartnerRows()) // queued, not delivered here
-	st.SetRouter(engine)
-	svc := app.New(st, app.Options{}, log)
-	streamStop := make(chan struct{})
-	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: app.RandomAlnum(32), CORSOrigins: map[string]bool{},
-		Feed: st, Waker: hub, StreamStop: streamStop, MaxStreams: 1 << 20}, svc, verifier, st, reg, log)
-	t, err := listen(h)
-	if err != nil {
-		return nil, err
-	}
-	t.srv.RegisterOnShutdown(func() { close(streamStop) })
-	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() { defer close(done); _ = engine.Run(ectx) }()
-	s := &ringServer{httpTarget: t, backend: backend, st: st, svc: svc, jwt: verifier, client: newLoadClient(conns), streams: newStreamClient(64),
-		stop: func() { cancel(); <-done }}
-	const org = "bench-ring-org"
-	admin := app.Principal{Admin: true, Email: "bench"}
-	if _, err := svc.RegisterTenant(ctx, app.Call{P: admin, Route: "register " + org}, org, "Bench Doorbell Org", ""); err != nil {
-		s.close()
-		return nil, fmt.Errorf("bench: register tenant: %w", err)
-	}
-	k, err := svc.IssueKey(ctx, admin, app.IssueKeyInput{OrgID: org}, false)
+	s := &ringServer{spkeyServer: sp, backend: backend, jwt: sp.node.Verifier, client: newLoadClient(conns), streams: newStreamClient(64)}
+	t, err := sp.seedTenant(ctx, "bench-ring-org", 1, 0, conns)
 	if err != nil {
 		s.close()
-		return nil, fmt.Errorf("bench: issue key: %w", err)
+		return nil, err
 	}
-	s.hdr = http.Header{"Content-Type": {"application/json"}, "X-Api-Key": {k.APIKey}}
+	s.hdr = t.json
 	return s, nil
 }
 
 // close stops the HTTP server (which ends the live streams), then the
 // engine. The store is the caller's.
 func (s *ringServer) close() {
-	s.shutdown()
-	s.stop()
+	s.spkeyServer.close()
 	s.client.CloseIdleConnections()
 	s.streams.CloseIdleConnections()
 }
@@ -269,193 +154,6 @@ func (s *ringServer) ring(id int64) (string, error) {
 		return "", fmt.Errorf("POST %s: no ring id in %s", req.URL.Path, truncate(body, 300))
 	}
 	return out.RingID, nil
-}
-
-// ringIDOf returns the ringId of an event's data. The load generator
-// shares the server's cores, so it looks for the field instead of decoding
-// the whole event (which lists every resident of the lock).
-func ringIDOf(data []byte) string {
-	const key = `"ringId":"`
-	if i := bytes.Index(data, []byte(key)); i >= 0 {
-		rest := data[i+len(key):]
-		if j := bytes.IndexByte(rest, '"'); j >= 0 {
-			return string(rest[:j])
-		}
-	}
-	var d struct {
-		RingID string `json:"ringId"`
-	}
-	_ = json.Unmarshal(data, &d)
-	return d.RingID
-}
-
-// ringTrack is what a tracker knows of one ring.
-type ringTrack struct {
-	answered time.Time // when the RingDoorbell answer was read (zero: not yet)
-	receipts []time.Time
-	full     chan struct{} // closed when every receipt is in
-}
-
-// ringTracker collects the DoorbellRang receipts of a set of streams for
-// one measurement: every ring is expected on want streams.
-type ringTracker struct {
-	mu       sync.Mutex
-	want     int
-	rings    map[string]*ringTrack
-	answered int       // rings whose answer was read
-	complete int       // answered rings with every receipt
-	last     time.Time // when the latest ring became complete
-	changed  chan struct{}
-}
-
-func newRingTracker(want int) *ringTracker {
-	return &ringTracker{want: want, rings: map[string]*ringTrack{}, changed: make(chan struct{}, 1)}
-}
-
-// track returns the entry of ring id; t.mu is held.
-func (t *ringTracker) track(id string) *ringTrack {
-	r := t.rings[id]
-	if r == nil {
-		r = &ringTrack{full: make(chan struct{})}
-		t.rings[id] = r
-	}
-	return r
-}
-
-// check counts r as complete once answered and fully received; t.mu is held.
-func (t *ringTracker) check(r *ringTrack, at time.Time) {
-	if r.answered.IsZero() || len(r.receipts) != t.want {
-		return
-	}
-	t.complete++
-	for _, x := range []time.Time{at, r.receipts[len(r.receipts)-1]} {
-		if x.After(t.last) {
-			t.last = x
-		}
-	}
-	close(r.full)
-	select {
-	case t.changed <- struct{}{}:
-	default:
-	}
-}
-
-// answer records that ring id was answered at.
-func (t *ringTracker) answer(id string, at time.Time) *ringTrack {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	r := t.track(id)
-	r.answered = at
-	t.answered++
-	t.check(r, at)
-	return r
-}
-
-// receipt records that a stream received ring id at.
-func (t *ringTracker) receipt(id string, at time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	r := t.track(id)
-	if len(r.receipts) >= t.want {
-		return // a duplicate: the stream protocol never sends one
-	}
-	r.receipts = append(r.receipts, at)
-	t.check(r, at)
-}
-
-// drain waits until every answered ring is complete or timeout passes.
-func (t *ringTracker) drain(ctx context.Context, timeout time.Duration) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		t.mu.Lock()
-		done := t.complete >= t.answered
-		t.mu.Unlock()
-		if done {
-			return
-		}
-		select {
-		case <-t.changed:
-		case <-deadline.C:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// streamSet is one open live stream per user, feeding DoorbellRang
-// receipts to the current tracker.
-type streamSet struct {
-	sink   atomic.Pointer[ringTracker]
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	failed atomic.Pointer[error] // the first stream that ended early
-}
-
-// openStreams opens the live stream of every user (with the user's own
-// token) and returns once all of them are connected.
-func (s *ringServer) openStreams(ctx context.Context, users []string) (*streamSet, error) {
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	set := &streamSet{cancel: cancel}
-	ready := make(chan struct{}, len(users))
-	errc := make(chan error, len(users))
-	for _, u := range users {
-		tok, err := s.jwt.Mint(u, "", 24*time.Hour, time.Now())
-		if err != nil {
-			set.close()
-			return nil, err
-		}
-		set.wg.Go(func() {
-			resp, err := openLiveStream(sctx, s.streams, s.base+"/users/"+u+"/notifications/stream", http.Header{"Authorization": {"Bearer " + tok}})
-			if err != nil {
-				errc <- err
-				return
-			}
-			defer resp.Body.Close()
-			err = readSSE(resp.Body, func() { ready <- struct{}{} }, func(ev sseEvent) {
-				at := time.Now()
-				if ev.Event != "DoorbellRang" {
-					return
-				}
-				if t := set.sink.Load(); t != nil {
-					t.receipt(ringIDOf(ev.Data), at)
-				}
-			})
-			if sctx.Err() == nil {
-				if err == nil {
-					err = io.ErrUnexpectedEOF
-				}
-				err = fmt.Errorf("stream of %s ended: %w", u, err)
-				set.failed.CompareAndSwap(nil, &err)
-			}
-		})
-	}
-	timeout := time.After(30 * time.Second)
-	for range users {
-		select {
-		case <-ready:
-		case err := <-errc:
-			set.close()
-			return nil, fmt.Errorf("bench: open stream: %w", err)
-		case <-timeout:
-			set.close()
-			return nil, errors.New("bench: live streams did not connect within 30s")
-		}
-	}
-	return set, nil
-}
-
-func (set *streamSet) close() {
-	set.cancel()
-	set.wg.Wait()
-}
-
-func (set *streamSet) err() error {
-	if p := set.failed.Load(); p != nil {
-		return *p
-	}
-	return nil
 }
 
 // ringBench runs the doorbell scenarios on one backend: (f) -conns

@@ -21,6 +21,7 @@ import (
 	_ "modernc.org/sqlite"             // the "sqlite" driver, for scenario (d)
 
 	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/server"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -110,12 +111,8 @@ func newESTarget(backend string, st *store.Store, streams int, cleanup func()) *
 }
 
 func openESSQLite(ctx context.Context, path string, streams int) (*esTarget, error) {
-	st, err := store.OpenSQLite(ctx, path, store.SQLiteOptions{}, discardLog())
+	st, err := server.OpenStore(ctx, server.StoreConfig{SQLite: path}, discardLog())
 	if err != nil {
-		return nil, err
-	}
-	if err := st.Migrate(ctx); err != nil {
-		st.Close()
 		return nil, err
 	}
 	return newESTarget("sqlite", st, streams, nil), nil
@@ -158,12 +155,8 @@ func openESPostgres(ctx context.Context, base string, streams int) (t *esTarget,
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	st, err := store.OpenPostgres(ctx, u.String(), discardLog())
+	st, err := server.OpenStore(ctx, server.StoreConfig{DB: u.String()}, discardLog())
 	if err != nil {
-		return nil, "", err
-	}
-	if err := st.Migrate(ctx); err != nil {
-		st.Close()
 		return nil, "", err
 	}
 	info = fmt.Sprintf("%s at %s, synchronous_commit=%s, fsync=%s, schema %s (dropped afterwards)", firstWord(ver), u.Host, sync, fsync, schema)
