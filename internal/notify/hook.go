@@ -17,8 +17,8 @@ import (
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/domain/user"
 	"github.com/spkey-dev/spkey/internal/es"
-	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/netsafe"
+	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 

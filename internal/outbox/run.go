@@ -241,4 +241,3 @@ func (e *Engine) loop(ctx context.Context, consumer string, deliver func(context
 		}
 	}
 }
-

@@ -111,4 +111,3 @@ func (t *targets) done(target, status string) {
 		delete(t.failing, target)
 	}
 }
-

@@ -146,7 +146,6 @@ type Hooks struct {
 // Dialect reports which backend the store runs on.
 func (s *Store) Dialect() Dialect { return s.dialect }
 
-
 // SetHooks installs observation hooks; call it before serving.
 func (s *Store) SetHooks(h Hooks) { s.hooks = h }
 
