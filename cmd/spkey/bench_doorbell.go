@@ -147,10 +147,10 @@ func startRingServer(ctx context.Context, backend string, st *store.Store, dir s
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	hub := notify.NewHub()
 	engine := notify.New(st, hub, notify.Config{Node: "bench-" + backend, Observe: notifyMetrics(reg)}, log)
-	svc := app.New(st, app.Options{Queued: engine.Queued}, log)
+	svc := app.New(st, app.Options{Queued: engine.Queued, Waker: app.WakerOf(hub.Subscribe)}, log)
 	streamStop := make(chan struct{})
 	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: app.RandomAlnum(32), CORSOrigins: map[string]bool{},
-		Feed: st, Waker: hub, StreamStop: streamStop, MaxStreams: 1 << 20}, svc, verifier, st, reg, log)
+		StreamStop: streamStop, MaxStreams: 1 << 20}, svc, verifier, st, reg, log)
 	t, err := listen(h)
 	if err != nil {
 		return nil, err

@@ -156,12 +156,12 @@ func startSpkeyOn(ctx context.Context, st *store.Store, dir, node string, wcfg w
 	hub := notify.NewHub()
 	engine := notify.New(st, hub, notify.Config{Node: node, Observe: notifyMetrics(reg)}, log)
 	safety := netsafe.Policy{AllowHTTP: true, AllowPrivate: true}
-	svc := app.New(st, app.Options{Queued: engine.Queued, Safety: safety}, log)
+	svc := app.New(st, app.Options{Queued: engine.Queued, Safety: safety, Waker: app.WakerOf(hub.Subscribe)}, log)
 	wcfg.Safety = safety
 	webhook.New(st, svc, wcfg, log).Register(engine)
 	streamStop := make(chan struct{})
 	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: app.RandomAlnum(32), CORSOrigins: map[string]bool{},
-		Feed: st, Waker: hub, StreamStop: streamStop}, svc, verifier, st, reg, log)
+		StreamStop: streamStop}, svc, verifier, st, reg, log)
 	t, err := listen(h)
 	if err != nil {
 		return nil, err

@@ -84,7 +84,7 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		redeliveries = -1
 	}
 	svc := app.New(st, app.Options{Channels: appChans, Queued: engine.Queued, Safety: c.safety(), ReplaysPerHour: replays, RedeliveriesPerHour: redeliveries,
-		AllowUserLockCreate: c.AllowUserLockCreate}, log)
+		AllowUserLockCreate: c.AllowUserLockCreate, Waker: app.WakerOf(hub.Subscribe)}, log)
 	webhook.New(st, svc, webhook.Config{Region: c.WebhookRegion, Account: c.WebhookAccount, Safety: c.safety(), Timeout: c.WebhookTimeout,
 		RetryBase: c.WebhookRetryBase, Horizon: c.WebhookHorizon}, log).Register(engine)
 	origins := map[string]bool{}
@@ -95,7 +95,7 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	}
 	streamStop := make(chan struct{})
 	h := httpapi.New(httpapi.Config{Version: version, AdminAPIKey: c.AdminAPIKey, AdminEmailDomain: c.AdminEmailDomain, CORSOrigins: origins,
-		Feed: st, Waker: hub, StreamStop: streamStop, MaxStreams: c.MaxStreams, MaxStreamsPerUser: c.MaxStreamsPerUser, MaxStreamsPerKey: c.MaxStreamsPerKey, Mount: c.pages(svc, log)}, svc, verifier, st, reg, log)
+		StreamStop: streamStop, MaxStreams: c.MaxStreams, MaxStreamsPerUser: c.MaxStreamsPerUser, MaxStreamsPerKey: c.MaxStreamsPerKey, Mount: c.pages(svc, log)}, svc, verifier, st, reg, log)
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {

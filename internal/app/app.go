@@ -88,6 +88,8 @@ type Service struct {
 	// redeliveriesPerHour bounds the webhook redeliveries of one tenant
 	// per hour.
 	redeliveriesPerHour int
+	// waker wakes this node's live streams.
+	waker Waker
 }
 
 // Channels says which operator-configured doorbell channels exist: a ring
@@ -122,6 +124,8 @@ type Options struct {
 	// ask for per hour (0: DefaultRedeliveriesPerHour; negative: no
 	// limit).
 	RedeliveriesPerHour int
+	// Waker wakes this node's live streams (nil: OpenFeed refuses them).
+	Waker Waker
 }
 
 // New returns a Service over st.
@@ -149,6 +153,7 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 	}
 	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log, chans: opt.Channels, queued: opt.Queued, safety: opt.Safety,
 		replaysPerHour: opt.ReplaysPerHour, redeliveriesPerHour: opt.RedeliveriesPerHour, allowUserLockCreate: opt.AllowUserLockCreate}
+	s.waker = opt.Waker
 	if st.Dialect() == store.Postgres {
 		// SQLite has one writer already; on PostgreSQL commands run in
 		// parallel, so keep one writer per aggregate inside this node and

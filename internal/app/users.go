@@ -13,9 +13,25 @@ import (
 
 var userAgg = aggregate[user.State]{typ: user.AggregateType, apply: user.Apply, org: func(user.State) string { return "" }}
 
+// User is a person's record in the vault as app's callers see it.
+type User struct {
+	UserID    string
+	Email     string
+	Phone     string
+	FirstName string
+	LastName  string
+	CreatedAt string
+	// CreatedBy is the org whose API key created the record; "" when the
+	// person, the admin's sign-up hook or a user's token did.
+	CreatedBy string
+}
+
+// userOf is the view of a vault row.
+func userOf(u store.User) User { return User(u) }
+
 // UserView is a user as the lookup and profile routes show it.
 type UserView struct {
-	store.User
+	User
 	Status string
 }
 
@@ -139,7 +155,7 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 			return Result{}, err
 		}
 		if found {
-			out = UserView{User: u, Status: user.StatusActive}
+			out = UserView{User: userOf(u), Status: user.StatusActive}
 			return Result{}, nil
 		}
 		if in.SearchOnly {
@@ -178,7 +194,7 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 			return Result{}, err
 		}
 		u.CreatedAt = s.stamp()
-		out = UserView{User: u, Status: user.StatusActive}
+		out = UserView{User: userOf(u), Status: user.StatusActive}
 		return Result{}, nil
 	})
 	if err != nil {
@@ -186,7 +202,7 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 	}
 	// Re-read for the stored created_at.
 	if u, ok, err := s.st.User(ctx, store.ByID, out.UserID); err == nil && ok {
-		out.User = u
+		out.User = userOf(u)
 	}
 	return out, nil
 }
@@ -397,7 +413,7 @@ func (s *Service) Profile(ctx context.Context, p Principal, id string) (UserView
 			status = st.Status
 		}
 	}
-	v := UserView{User: u, Status: status}
+	v := UserView{User: userOf(u), Status: status}
 	if masked {
 		v = v.mask()
 	}

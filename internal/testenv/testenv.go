@@ -232,7 +232,7 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	if opt.Safety != nil {
 		safety = *opt.Safety
 	}
-	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Queued: engine.Queued, Safety: safety, ReplaysPerHour: opt.ReplaysPerHour, RedeliveriesPerHour: opt.RedeliveriesPerHour, AllowUserLockCreate: opt.AllowUserLockCreate}, log)
+	svc := app.New(st, app.Options{Now: opt.Now, Channels: chans, Queued: engine.Queued, Safety: safety, ReplaysPerHour: opt.ReplaysPerHour, RedeliveriesPerHour: opt.RedeliveriesPerHour, AllowUserLockCreate: opt.AllowUserLockCreate, Waker: app.WakerOf(hub.Subscribe)}, log)
 	wcfg := opt.Webhooks
 	wcfg.Safety = safety
 	if wcfg.RetryBase == 0 {
@@ -263,7 +263,7 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 		mount = func(mux *http.ServeMux) { opt.Mount(mux, svc) }
 	}
 	h := httpapi.New(httpapi.Config{Version: "test", AdminAPIKey: adminKey, AdminEmailDomain: opt.AdminEmailDomain, CORSOrigins: origins,
-		Feed: st, Waker: hub, Mount: mount, StreamRecheck: 200 * time.Millisecond, MaxStreams: opt.MaxStreams, MaxStreamsPerUser: opt.MaxStreamsPerUser, MaxStreamsPerKey: opt.MaxStreamsPerKey}, svc, v, st, reg, log)
+		Mount: mount, StreamRecheck: 200 * time.Millisecond, MaxStreams: opt.MaxStreams, MaxStreamsPerUser: opt.MaxStreamsPerUser, MaxStreamsPerKey: opt.MaxStreamsPerKey}, svc, v, st, reg, log)
 	msrv := httptest.NewServer(httpapi.MetricsHandler(reg, opt.MetricsToken))
 	t.Cleanup(msrv.Close)
 	srv := httptest.NewUnstartedServer(h)
