@@ -15,54 +15,6 @@ type LockPath struct {
 	ID int64 `path:"id" exclusiveMinimum:"0" doc:"Lock ID (numeric)"`
 }
 
-type IdemHeader struct {
-	IdempotencyKey string `header:"Idempotency-Key" doc:"Optional: a retry with the same key and body returns the first answer and records nothing"`
-}
-
-// Envelope is upstream's command answer.
-type Envelope struct {
-	Success     bool          `json:"success"`
-	AggregateID string        `json:"aggregateId"`
-	Version     int64         `json:"version"`
-	Event       *app.EventOut `json:"event" doc:"The recorded event, or null when nothing changed"`
-}
-
-// CommandOutput is the answer of a command without route extras.
-type CommandOutput struct {
-	Status   int
-	Replayed string `header:"Idempotent-Replayed"`
-	Body     Envelope
-}
-
-func envelope(r app.Result) Envelope {
-	return Envelope{Success: true, AggregateID: r.AggregateID, Version: r.Version, Event: r.Event}
-}
-
-func status(r app.Result, created bool) int {
-	if created && r.Created {
-		return http.StatusCreated
-	}
-	return http.StatusOK
-}
-
-func replayed(r app.Result) string {
-	if r.Replayed {
-		return "true"
-	}
-	return ""
-}
-
-func (s *Server) call(ctx context.Context, route, key string, input any) app.Call {
-	return app.Call{P: principal(ctx), Route: route, IdempotencyKey: key, Input: input}
-}
-
-func (s *Server) command(ctx context.Context, r app.Result, err error, created bool) (*CommandOutput, error) {
-	if err != nil {
-		return nil, toAPIError(ctx, s.log, err)
-	}
-	return &CommandOutput{Status: status(r, created), Replayed: replayed(r), Body: envelope(r)}, nil
-}
-
 type createLockInput struct {
 	LockPath
 	IdemHeader
@@ -84,14 +36,14 @@ type keyInput struct {
 	UserID      string   `json:"userId,omitempty"`
 }
 
-func (s *Server) createLock(ctx context.Context, in *createLockInput) (*CommandOutput, error) {
+func (s *Server) createLock(ctx context.Context, in *createLockInput) (*CommandOutput[lock.LockCreated], error) {
 	keys := make([]lock.Key, 0, len(in.Body.Keys))
 	for _, k := range in.Body.Keys {
 		keys = append(keys, lock.Key{UUID: k.UUID, IndexNumber: k.IndexNumber, UserID: k.UserID})
 	}
 	b := app.CreateLockInput{Index: in.Body.Index, UUID: in.Body.UUID, SerialNumber: in.Body.SerialNumber, VendorName: in.Body.VendorName, OwnerID: in.Body.OwnerID, Keys: keys}
 	r, err := s.svc.CreateLock(ctx, s.call(ctx, "CreateLock "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, b), in.ID, b)
-	return s.command(ctx, r, err, true)
+	return command(ctx, s, r, err, true)
 }
 
 type setOrganizationInput struct {
@@ -103,9 +55,9 @@ type setOrganizationInput struct {
 	}
 }
 
-func (s *Server) setOrganization(ctx context.Context, in *setOrganizationInput) (*CommandOutput, error) {
+func (s *Server) setOrganization(ctx context.Context, in *setOrganizationInput) (*CommandOutput[lock.OrganizationSet], error) {
 	r, err := s.svc.SetOrganization(ctx, s.call(ctx, "SetOrganization "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, in.Body), in.ID, in.Body.OrgID)
-	return s.command(ctx, r, err, false)
+	return command(ctx, s, r, err, false)
 }
 
 type setOwnerInput struct {
@@ -117,17 +69,17 @@ type setOwnerInput struct {
 	}
 }
 
-func (s *Server) setOwner(ctx context.Context, in *setOwnerInput) (*CommandOutput, error) {
+func (s *Server) setOwner(ctx context.Context, in *setOwnerInput) (*CommandOutput[lock.OwnerSet], error) {
 	r, err := s.svc.SetOwner(ctx, s.call(ctx, "SetOwner "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, in.Body), in.ID, in.Body.UserID)
-	return s.command(ctx, r, err, false)
+	return command(ctx, s, r, err, false)
 }
 
 // ResidentOutput is the answer of AddResident and RemoveResident.
-type ResidentOutput struct {
+type ResidentOutput[P domain.Event] struct {
 	Status   int
 	Replayed string `header:"Idempotent-Replayed"`
 	Body     struct {
-		Envelope
+		Envelope[P]
 		Email string `json:"email,omitempty" doc:"The resident's e-mail address, when known"`
 	}
 }
@@ -156,26 +108,26 @@ type addResidentInput struct {
 	}
 }
 
-func (s *Server) residentResult(ctx context.Context, r app.Result, err error) (*ResidentOutput, error) {
+func residentResult[P domain.Event](ctx context.Context, s *Server, r app.ResidentAnswer[P], err error) (*ResidentOutput[P], error) {
 	if err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}
-	out := &ResidentOutput{Status: http.StatusOK, Replayed: replayed(r)}
-	out.Body.Envelope = envelope(r)
+	out := &ResidentOutput[P]{Status: http.StatusOK, Replayed: replayed(r.Answer)}
+	out.Body.Envelope = envelope(r.Answer)
 	out.Body.Email = r.Email
 	return out, nil
 }
 
-func (s *Server) addResident(ctx context.Context, in *addResidentInput) (*ResidentOutput, error) {
+func (s *Server) addResident(ctx context.Context, in *addResidentInput) (*ResidentOutput[lock.ResidentAdded], error) {
 	b := app.ResidentInput{Name: in.Body.Name, Email: in.Body.Email, PhoneNumber: in.Body.PhoneNumber, UserID: in.Body.UserID}
 	r, err := s.svc.AddResident(ctx, s.call(ctx, "AddResident "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, b), in.ID, b)
-	return s.residentResult(ctx, r, err)
+	return residentResult(ctx, s, r, err)
 }
 
-func (s *Server) removeResident(ctx context.Context, in *residentInput) (*ResidentOutput, error) {
+func (s *Server) removeResident(ctx context.Context, in *residentInput) (*ResidentOutput[lock.ResidentRemoved], error) {
 	b := app.ResidentInput{Email: in.Body.Email, PhoneNumber: in.Body.PhoneNumber, UserID: in.Body.UserID}
 	r, err := s.svc.RemoveResident(ctx, s.call(ctx, "RemoveResident "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, b), in.ID, b)
-	return s.residentResult(ctx, r, err)
+	return residentResult(ctx, s, r, err)
 }
 
 // BasicInfoOutput is GET /locks/{id}/basic-info.

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/domain/user"
 )
 
 type byEmailInput struct {
@@ -108,7 +109,7 @@ type CreateUserOutput struct {
 	Status   int
 	Replayed string `header:"Idempotent-Replayed"`
 	Body     struct {
-		Envelope
+		Envelope[user.UserCreated]
 		UserID string `json:"userId"`
 	}
 }
@@ -132,8 +133,8 @@ func (s *Server) createUser(ctx context.Context, in *createUserInput) (*CreateUs
 	if err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}
-	out := &CreateUserOutput{Status: status(r, true), Replayed: replayed(r)}
-	out.Body.Envelope, out.Body.UserID = envelope(r), r.UserID
+	out := &CreateUserOutput{Status: status(r.Answer, true), Replayed: replayed(r.Answer)}
+	out.Body.Envelope, out.Body.UserID = envelope(r.Answer), r.UserID
 	return out, nil
 }
 
@@ -146,9 +147,9 @@ type updateEmailInput struct {
 	}
 }
 
-func (s *Server) updateEmail(ctx context.Context, in *updateEmailInput) (*CommandOutput, error) {
+func (s *Server) updateEmail(ctx context.Context, in *updateEmailInput) (*CommandOutput[user.UserEmailUpdated], error) {
 	r, err := s.svc.UpdateEmail(ctx, s.call(ctx, "UpdateEmail "+in.ID, in.IdempotencyKey, in.Body), in.ID, in.Body.Email)
-	return s.command(ctx, r, err, false)
+	return command(ctx, s, r, err, false)
 }
 
 type updatePhoneInput struct {
@@ -160,9 +161,9 @@ type updatePhoneInput struct {
 	}
 }
 
-func (s *Server) updatePhoneNumber(ctx context.Context, in *updatePhoneInput) (*CommandOutput, error) {
+func (s *Server) updatePhoneNumber(ctx context.Context, in *updatePhoneInput) (*CommandOutput[user.UserPhoneNumberUpdated], error) {
 	r, err := s.svc.UpdatePhoneNumber(ctx, s.call(ctx, "UpdatePhoneNumber "+in.ID, in.IdempotencyKey, in.Body), in.ID, in.Body.PhoneNumber)
-	return s.command(ctx, r, err, false)
+	return command(ctx, s, r, err, false)
 }
 
 // ProfileOutput is GET /users/{id}/profile.
