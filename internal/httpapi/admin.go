@@ -101,7 +101,7 @@ type tenantItem struct {
 // TenantsOutput is GET /tenants.
 type TenantsOutput struct {
 	Body struct {
-		Tenants []tenantItem `json:"tenants"`
+		Tenants []tenantItem `json:"tenants" nullable:"false"`
 		Total   int          `json:"total"`
 	}
 }

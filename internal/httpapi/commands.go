@@ -24,11 +24,37 @@ type Event[P domain.Event] app.Event[P]
 // data P's schema, so that generated clients get the payload's type.
 func (Event[P]) Schema(r huma.Registry) *huma.Schema {
 	var p P
+	data := r.Schema(reflect.TypeFor[P](), true, "")
+	payloadTypes(r, data, map[*huma.Schema]bool{})
 	return &huma.Schema{Type: huma.TypeObject, Nullable: true, AdditionalProperties: false, Required: []string{"type", "data"},
 		Properties: map[string]*huma.Schema{
 			"type": {Type: huma.TypeString, Enum: []any{p.EventType()}},
-			"data": r.Schema(reflect.TypeFor[P](), true, ""),
+			"data": data,
 		}}
+}
+
+// payloadTypes types an event payload's schema s (and the schemas it
+// refers to) as upstream types its payloads: every integer a number, and
+// arrays never null (the decide steps never record a null list).
+func payloadTypes(r huma.Registry, s *huma.Schema, seen map[*huma.Schema]bool) {
+	if s == nil || seen[s] {
+		return
+	}
+	seen[s] = true
+	if s.Ref != "" {
+		payloadTypes(r, r.SchemaFromRef(s.Ref), seen)
+		return
+	}
+	switch s.Type {
+	case huma.TypeInteger:
+		s.Type, s.Format = huma.TypeNumber, ""
+	case huma.TypeArray:
+		s.Nullable = false
+	}
+	for _, p := range s.Properties {
+		payloadTypes(r, p, seen)
+	}
+	payloadTypes(r, s.Items, seen)
 }
 
 // number is an integer the contract declares a JSON number, as upstream

@@ -103,7 +103,7 @@ type PreferencesOutput struct {
 		UserID     string           `json:"userId"`
 		Channels   map[string]bool  `json:"channels" doc:"live, email, hook: on or off"`
 		QuietHours *user.QuietHours `json:"quietHours" doc:"null when none"`
-		Available  []string         `json:"availableChannels" doc:"Channels this server can deliver (e-mail and hook need operator configuration)"`
+		Available  []string         `json:"availableChannels" nullable:"false" doc:"Channels this server can deliver (e-mail and hook need operator configuration)"`
 	}
 }
 
@@ -136,7 +136,7 @@ type PageQuery struct {
 // NotificationsOutput is GET /users/{id}/notifications.
 type NotificationsOutput struct {
 	Body struct {
-		Notifications []app.RingView `json:"notifications" doc:"Rings that targeted the user, newest first, with the user's own deliveries"`
+		Notifications []app.RingView `json:"notifications" nullable:"false" doc:"Rings that targeted the user, newest first, with the user's own deliveries"`
 		NextCursor    *string        `json:"nextCursor" doc:"null on the last page"`
 	}
 }
@@ -159,7 +159,7 @@ func (s *Server) notifications(ctx context.Context, in *notificationsInput) (*No
 // RingsOutput is GET /locks/{id}/doorbell/rings.
 type RingsOutput struct {
 	Body struct {
-		Rings      []app.RingView `json:"rings" doc:"Newest first, each with every resident's delivery state per channel"`
+		Rings      []app.RingView `json:"rings" nullable:"false" doc:"Newest first, each with every resident's delivery state per channel"`
 		NextCursor *string        `json:"nextCursor" doc:"null on the last page"`
 	}
 }

@@ -2,13 +2,13 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
-	"github.com/spkey-dev/spkey/internal/es"
 )
 
 type LockPath struct {
@@ -134,9 +134,9 @@ func (s *Server) removeResident(ctx context.Context, in *residentInput) (*Reside
 type BasicInfoOutput struct {
 	Body struct {
 		ID             string `json:"id"`
-		LockID         int64  `json:"lockId"`
+		LockID         number `json:"lockId"`
 		UUID           string `json:"uuid"`
-		Version        int64  `json:"version"`
+		Version        number `json:"version"`
 		SerialNumber   string `json:"serialNumber,omitempty"`
 		OwnerID        string `json:"ownerId,omitempty"`
 		OrgID          string `json:"orgId,omitempty"`
@@ -154,9 +154,16 @@ func (s *Server) lockBasicInfo(ctx context.Context, in *LockPath) (*BasicInfoOut
 	}
 	out := &BasicInfoOutput{}
 	b := &out.Body
-	b.ID, b.LockID, b.UUID, b.Version = strconv.FormatInt(in.ID, 10), in.ID, v.State.UUID, v.Version
+	b.ID, b.LockID, b.UUID, b.Version = strconv.FormatInt(in.ID, 10), number(in.ID), v.State.UUID, number(v.Version)
 	b.SerialNumber, b.OwnerID, b.OrgID, b.OrganizationID, b.R2Prefix = v.State.SerialNumber, v.State.OwnerID, v.State.OrgID, v.State.OrgID, streamName(in.ID)
 	return out, nil
+}
+
+// keyDetail is one key of a lock (lock.Key as upstream types it).
+type keyDetail struct {
+	UUID        string  `json:"uuid"`
+	IndexNumber *number `json:"indexNumber,omitempty"`
+	UserID      string  `json:"userId,omitempty"`
 }
 
 type residentDetail struct {
@@ -169,15 +176,15 @@ type residentDetail struct {
 type DetailsOutput struct {
 	Body struct {
 		ID             string           `json:"id"`
-		LockID         int64            `json:"lockId"`
+		LockID         number           `json:"lockId"`
 		UUID           string           `json:"uuid"`
 		SerialNumber   string           `json:"serialNumber,omitempty"`
-		Keys           []lock.Key       `json:"keys"`
+		Keys           []keyDetail      `json:"keys" nullable:"false"`
 		OwnerID        string           `json:"ownerId,omitempty"`
 		OrganizationID string           `json:"organizationId,omitempty"`
-		Residents      []residentDetail `json:"residents"`
+		Residents      []residentDetail `json:"residents" nullable:"false"`
 		OrgID          string           `json:"orgId" doc:"Empty when the lock has no organization"`
-		Version        int64            `json:"version"`
+		Version        number           `json:"version"`
 		Timestamp      string           `json:"timestamp" doc:"Time of the lock's last event"`
 		R2Prefix       string           `json:"r2Prefix"`
 	}
@@ -194,11 +201,12 @@ func (s *Server) lockDetails(ctx context.Context, in *LockPath) (*DetailsOutput,
 	}
 	out := &DetailsOutput{}
 	b := &out.Body
-	b.ID, b.LockID, b.UUID, b.SerialNumber, b.Keys = strconv.FormatInt(in.ID, 10), in.ID, v.State.UUID, v.State.SerialNumber, v.State.Keys
-	if b.Keys == nil {
-		b.Keys = []lock.Key{}
+	b.ID, b.LockID, b.UUID, b.SerialNumber = strconv.FormatInt(in.ID, 10), number(in.ID), v.State.UUID, v.State.SerialNumber
+	b.Keys = make([]keyDetail, 0, len(v.State.Keys))
+	for _, k := range v.State.Keys {
+		b.Keys = append(b.Keys, keyDetail{UUID: k.UUID, IndexNumber: (*number)(k.IndexNumber), UserID: k.UserID})
 	}
-	b.OwnerID, b.OrganizationID, b.OrgID, b.Version, b.Timestamp, b.R2Prefix = v.State.OwnerID, v.State.OrgID, v.State.OrgID, v.Version, v.UpdatedAt, streamName(in.ID)
+	b.OwnerID, b.OrganizationID, b.OrgID, b.Version, b.Timestamp, b.R2Prefix = v.State.OwnerID, v.State.OrgID, v.State.OrgID, number(v.Version), v.UpdatedAt, streamName(in.ID)
 	b.Residents = make([]residentDetail, 0, len(v.State.Residents))
 	for _, r := range v.State.Residents {
 		b.Residents = append(b.Residents, residentDetail{UserID: r.UserID, Name: r.Name, Email: emails[r.UserID]})
@@ -214,13 +222,25 @@ type lockEventsInput struct {
 // EventsOutput is GET /locks/{id}/events.
 type EventsOutput struct {
 	Body struct {
-		AggregateID string      `json:"aggregateId"`
-		TotalEvents int64       `json:"totalEvents"`
-		Page        int64       `json:"page"`
-		PageSize    int64       `json:"pageSize"`
-		TotalPages  int64       `json:"totalPages"`
-		Events      []es.Record `json:"events"`
+		AggregateID string        `json:"aggregateId"`
+		TotalEvents number        `json:"totalEvents"`
+		Page        number        `json:"page"`
+		PageSize    number        `json:"pageSize"`
+		TotalPages  number        `json:"totalPages"`
+		Events      []eventRecord `json:"events" nullable:"false"`
 	}
+}
+
+// eventRecord is one recorded event of a lock (es.Record as upstream types
+// it).
+type eventRecord struct {
+	AggregateType string          `json:"aggregateType"`
+	AggregateID   string          `json:"aggregateId"`
+	Version       number          `json:"version"`
+	Type          string          `json:"type"`
+	Timestamp     string          `json:"timestamp"`
+	OrgID         string          `json:"orgId"`
+	Data          json.RawMessage `json:"event"`
 }
 
 func (s *Server) lockEvents(ctx context.Context, in *lockEventsInput) (*EventsOutput, error) {
@@ -238,8 +258,11 @@ func (s *Server) lockEvents(ctx context.Context, in *lockEventsInput) (*EventsOu
 	}
 	out := &EventsOutput{}
 	b := &out.Body
-	b.AggregateID, b.TotalEvents, b.Page, b.PageSize, b.TotalPages = strconv.FormatInt(in.ID, 10), pg.Total, pg.Page, pg.PageSize, pg.TotalPages
-	b.Events = pg.Events
+	b.AggregateID, b.TotalEvents, b.Page, b.PageSize, b.TotalPages = strconv.FormatInt(in.ID, 10), number(pg.Total), number(pg.Page), number(pg.PageSize), number(pg.TotalPages)
+	b.Events = make([]eventRecord, 0, len(pg.Events))
+	for _, r := range pg.Events {
+		b.Events = append(b.Events, eventRecord{AggregateType: r.AggregateType, AggregateID: r.AggregateID, Version: number(r.Version), Type: r.Type, Timestamp: r.Timestamp, OrgID: r.OrgID, Data: r.Data})
+	}
 	return out, nil
 }
 
@@ -253,7 +276,7 @@ type residentItem struct {
 // ResidentsOutput is GET /locks/{id}/residents.
 type ResidentsOutput struct {
 	Body struct {
-		Residents []residentItem `json:"residents"`
+		Residents []residentItem `json:"residents" nullable:"false"`
 	}
 }
 

@@ -17,7 +17,7 @@ type byEmailInput struct {
 type ByEmailOutput struct {
 	Body struct {
 		UUID      string `json:"uuid"`
-		Email     string `json:"email"`
+		Email     string `json:"email" format:"email"`
 		CreatedAt string `json:"created_at"`
 	}
 }
@@ -43,7 +43,7 @@ type byPhoneInput struct {
 type ByPhoneOutput struct {
 	Body struct {
 		UUID        string  `json:"uuid"`
-		Email       *string `json:"email"`
+		Email       *string `json:"email" format:"email"`
 		PhoneNumber *string `json:"phoneNumber"`
 		CreatedAt   string  `json:"created_at"`
 	}
@@ -85,7 +85,7 @@ type EnsureUserOutput struct {
 	Body struct {
 		Success bool   `json:"success"`
 		UserID  string `json:"userId"`
-		Email   string `json:"email"`
+		Email   string `json:"email" format:"email"`
 	}
 }
 

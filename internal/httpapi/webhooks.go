@@ -188,7 +188,7 @@ type webhookItem struct {
 	ID              string   `json:"id"`
 	OrgID           string   `json:"orgId"`
 	URL             string   `json:"url"`
-	Events          []string `json:"events"`
+	Events          []string `json:"events" nullable:"false"`
 	Status          string   `json:"status" enum:"pending,active,disabled"`
 	AuthType        string   `json:"authType"`
 	AuthHeader      string   `json:"authHeader,omitempty"`
@@ -226,7 +226,7 @@ type WebhookOutput struct {
 // WebhooksOutput is a list of webhooks, upstream's shape.
 type WebhooksOutput struct {
 	Body struct {
-		Webhooks []webhookItem `json:"webhooks"`
+		Webhooks []webhookItem `json:"webhooks" nullable:"false"`
 		Total    int           `json:"total"`
 		Limit    int           `json:"limit"`
 		Offset   int           `json:"offset"`
@@ -264,7 +264,7 @@ type deliveryItem struct {
 	NextAttemptAt  *string       `json:"nextAttemptAt"`
 	LastStatusCode *int          `json:"lastStatusCode"`
 	LastError      *string       `json:"lastError"`
-	Attempts       []attemptItem `json:"attempts"`
+	Attempts       []attemptItem `json:"attempts" nullable:"false"`
 }
 
 func deliveryOut(d app.DeliveryView) deliveryItem {
@@ -280,7 +280,7 @@ func deliveryOut(d app.DeliveryView) deliveryItem {
 // DeliveriesOutput is a page of the delivery log.
 type DeliveriesOutput struct {
 	Body struct {
-		Deliveries []deliveryItem `json:"deliveries"`
+		Deliveries []deliveryItem `json:"deliveries" nullable:"false"`
 		NextCursor *string        `json:"nextCursor" doc:"null on the last page"`
 	}
 }
