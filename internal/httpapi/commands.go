@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"reflect"
+	"strconv"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -14,6 +15,22 @@ import (
 // IdemHeader is the optional Idempotency-Key of a command.
 type IdemHeader struct {
 	IdempotencyKey string `header:"Idempotency-Key" doc:"Optional: a retry with the same key and body returns the first answer and records nothing"`
+}
+
+// lockCommandInput is the request of a command on a lock: the lock's id,
+// the Idempotency-Key and the body B (B's type name, with "Body", names its
+// schema).
+type lockCommandInput[B any] struct {
+	LockPath
+	IdemHeader
+	Body B
+}
+
+// userCommandInput is the request of a command on a user.
+type userCommandInput[B any] struct {
+	UserPath
+	IdemHeader
+	Body B
 }
 
 // Event is the event of a command answer: the type and payload P of what
@@ -100,6 +117,12 @@ func replayed[P domain.Event](a app.Answer[P]) string {
 
 func (s *Server) call(ctx context.Context, route, key string, input any) app.Call {
 	return app.Call{P: principal(ctx), Route: route, IdempotencyKey: key, Input: input}
+}
+
+// lockCall is call for a command on lock id: the route is the command's
+// name and the lock id.
+func (s *Server) lockCall(ctx context.Context, command string, id int64, key string, input any) app.Call {
+	return s.call(ctx, command+" "+strconv.FormatInt(id, 10), key, input)
 }
 
 // command encodes a command's answer (created: the route answers 201 when

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"strconv"
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
@@ -41,7 +40,7 @@ func (s *Server) ringDoorbell(ctx context.Context, in *ringInput) (*RingOutput, 
 	if in.Body != nil {
 		b = app.RingInput{ResidentUserID: in.Body.ResidentUserID, VisitorName: in.Body.VisitorName, Message: in.Body.Message, Source: in.Body.Source}
 	}
-	r, err := s.svc.RingDoorbell(ctx, s.call(ctx, "RingDoorbell "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, b), in.ID, b)
+	r, err := s.svc.RingDoorbell(ctx, s.lockCall(ctx, "RingDoorbell", in.ID, in.IdempotencyKey, b), in.ID, b)
 	if err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}
@@ -74,17 +73,13 @@ type ChannelSwitches struct {
 	Hook  *bool `json:"hook,omitempty" doc:"The operator's outgoing HTTP hook (SMS, push)"`
 }
 
-type setPreferencesInput struct {
-	UserPath
-	IdemHeader
-	Body struct {
-		_          struct{}         `additionalProperties:"false"`
-		Channels   *ChannelSwitches `json:"channels,omitempty" doc:"Channels left out are on"`
-		QuietHours *user.QuietHours `json:"quietHours,omitempty" doc:"Daily window in which e-mail and hook stay silent (the live stream still delivers); leave out for none"`
-	}
+type setPreferencesInputBody struct {
+	_          struct{}         `additionalProperties:"false"`
+	Channels   *ChannelSwitches `json:"channels,omitempty" doc:"Channels left out are on"`
+	QuietHours *user.QuietHours `json:"quietHours,omitempty" doc:"Daily window in which e-mail and hook stay silent (the live stream still delivers); leave out for none"`
 }
 
-func (s *Server) setPreferences(ctx context.Context, in *setPreferencesInput) (*CommandOutput[user.NotificationPreferencesSet], error) {
+func (s *Server) setPreferences(ctx context.Context, in *userCommandInput[setPreferencesInputBody]) (*CommandOutput[user.NotificationPreferencesSet], error) {
 	b := app.PreferencesInput{Channels: map[string]bool{}, QuietHours: in.Body.QuietHours}
 	if c := in.Body.Channels; c != nil {
 		for name, v := range map[string]*bool{user.ChannelLive: c.Live, user.ChannelEmail: c.Email, user.ChannelHook: c.Hook} {

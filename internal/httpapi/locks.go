@@ -15,18 +15,14 @@ type LockPath struct {
 	ID int64 `path:"id" exclusiveMinimum:"0" doc:"Lock ID (numeric)"`
 }
 
-type createLockInput struct {
-	LockPath
-	IdemHeader
-	Body struct {
-		_            struct{}   `additionalProperties:"true"`
-		Index        int64      `json:"index" exclusiveMinimum:"0" doc:"Lock index number"`
-		UUID         string     `json:"uuid" doc:"Lock (device) UUID"`
-		SerialNumber string     `json:"serialNumber,omitempty" maxLength:"800" pattern:"^[a-zA-Z0-9_.,@/:#=[\\]-]*$"`
-		VendorName   string     `json:"vendorName,omitempty" maxLength:"800" pattern:"^[a-zA-Z0-9_.,@/:#=[\\]-]*$"`
-		OwnerID      string     `json:"ownerId,omitempty"`
-		Keys         []keyInput `json:"keys,omitempty"`
-	}
+type createLockInputBody struct {
+	_            struct{}   `additionalProperties:"true"`
+	Index        int64      `json:"index" exclusiveMinimum:"0" doc:"Lock index number"`
+	UUID         string     `json:"uuid" doc:"Lock (device) UUID"`
+	SerialNumber string     `json:"serialNumber,omitempty" maxLength:"800" pattern:"^[a-zA-Z0-9_.,@/:#=[\\]-]*$"`
+	VendorName   string     `json:"vendorName,omitempty" maxLength:"800" pattern:"^[a-zA-Z0-9_.,@/:#=[\\]-]*$"`
+	OwnerID      string     `json:"ownerId,omitempty"`
+	Keys         []keyInput `json:"keys,omitempty"`
 }
 
 type keyInput struct {
@@ -36,41 +32,33 @@ type keyInput struct {
 	UserID      string   `json:"userId,omitempty"`
 }
 
-func (s *Server) createLock(ctx context.Context, in *createLockInput) (*CommandOutput[lock.LockCreated], error) {
+func (s *Server) createLock(ctx context.Context, in *lockCommandInput[createLockInputBody]) (*CommandOutput[lock.LockCreated], error) {
 	keys := make([]lock.Key, 0, len(in.Body.Keys))
 	for _, k := range in.Body.Keys {
 		keys = append(keys, lock.Key{UUID: k.UUID, IndexNumber: k.IndexNumber, UserID: k.UserID})
 	}
 	b := app.CreateLockInput{Index: in.Body.Index, UUID: in.Body.UUID, SerialNumber: in.Body.SerialNumber, VendorName: in.Body.VendorName, OwnerID: in.Body.OwnerID, Keys: keys}
-	r, err := s.svc.CreateLock(ctx, s.call(ctx, "CreateLock "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, b), in.ID, b)
+	r, err := s.svc.CreateLock(ctx, s.lockCall(ctx, "CreateLock", in.ID, in.IdempotencyKey, b), in.ID, b)
 	return command(ctx, s, r, err, true)
 }
 
-type setOrganizationInput struct {
-	LockPath
-	IdemHeader
-	Body struct {
-		_     struct{} `additionalProperties:"true"`
-		OrgID string   `json:"orgId" doc:"Organization ID"`
-	}
+type setOrganizationInputBody struct {
+	_     struct{} `additionalProperties:"true"`
+	OrgID string   `json:"orgId" doc:"Organization ID"`
 }
 
-func (s *Server) setOrganization(ctx context.Context, in *setOrganizationInput) (*CommandOutput[lock.OrganizationSet], error) {
-	r, err := s.svc.SetOrganization(ctx, s.call(ctx, "SetOrganization "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, in.Body), in.ID, in.Body.OrgID)
+func (s *Server) setOrganization(ctx context.Context, in *lockCommandInput[setOrganizationInputBody]) (*CommandOutput[lock.OrganizationSet], error) {
+	r, err := s.svc.SetOrganization(ctx, s.lockCall(ctx, "SetOrganization", in.ID, in.IdempotencyKey, in.Body), in.ID, in.Body.OrgID)
 	return command(ctx, s, r, err, false)
 }
 
-type setOwnerInput struct {
-	LockPath
-	IdemHeader
-	Body struct {
-		_      struct{} `additionalProperties:"true"`
-		UserID string   `json:"userId" doc:"User ID to set as owner"`
-	}
+type setOwnerInputBody struct {
+	_      struct{} `additionalProperties:"true"`
+	UserID string   `json:"userId" doc:"User ID to set as owner"`
 }
 
-func (s *Server) setOwner(ctx context.Context, in *setOwnerInput) (*CommandOutput[lock.OwnerSet], error) {
-	r, err := s.svc.SetOwner(ctx, s.call(ctx, "SetOwner "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, in.Body), in.ID, in.Body.UserID)
+func (s *Server) setOwner(ctx context.Context, in *lockCommandInput[setOwnerInputBody]) (*CommandOutput[lock.OwnerSet], error) {
+	r, err := s.svc.SetOwner(ctx, s.lockCall(ctx, "SetOwner", in.ID, in.IdempotencyKey, in.Body), in.ID, in.Body.UserID)
 	return command(ctx, s, r, err, false)
 }
 
@@ -84,28 +72,20 @@ type ResidentOutput[P domain.Event] struct {
 	}
 }
 
-type residentInput struct {
-	LockPath
-	IdemHeader
-	Body struct {
-		_           struct{} `additionalProperties:"true"`
-		Name        string   `json:"name,omitempty" doc:"Resident name (required by AddResident)"`
-		Email       *string  `json:"email,omitempty" doc:"Resident email, resolved to the user"`
-		PhoneNumber *string  `json:"phoneNumber,omitempty" doc:"Resident phone number in international form"`
-		UserID      *string  `json:"userId,omitempty" minLength:"1" doc:"Resident user UUID"`
-	}
+type residentInputBody struct {
+	_           struct{} `additionalProperties:"true"`
+	Name        string   `json:"name,omitempty" doc:"Resident name (required by AddResident)"`
+	Email       *string  `json:"email,omitempty" doc:"Resident email, resolved to the user"`
+	PhoneNumber *string  `json:"phoneNumber,omitempty" doc:"Resident phone number in international form"`
+	UserID      *string  `json:"userId,omitempty" minLength:"1" doc:"Resident user UUID"`
 }
 
-type addResidentInput struct {
-	LockPath
-	IdemHeader
-	Body struct {
-		_           struct{} `additionalProperties:"true"`
-		Name        string   `json:"name" minLength:"1" doc:"Resident name"`
-		Email       *string  `json:"email,omitempty" doc:"Resident email, resolved to the user"`
-		PhoneNumber *string  `json:"phoneNumber,omitempty" doc:"Resident phone number in international form"`
-		UserID      *string  `json:"userId,omitempty" minLength:"1" doc:"Resident user UUID"`
-	}
+type addResidentInputBody struct {
+	_           struct{} `additionalProperties:"true"`
+	Name        string   `json:"name" minLength:"1" doc:"Resident name"`
+	Email       *string  `json:"email,omitempty" doc:"Resident email, resolved to the user"`
+	PhoneNumber *string  `json:"phoneNumber,omitempty" doc:"Resident phone number in international form"`
+	UserID      *string  `json:"userId,omitempty" minLength:"1" doc:"Resident user UUID"`
 }
 
 func residentResult[P domain.Event](ctx context.Context, s *Server, r app.ResidentAnswer[P], err error) (*ResidentOutput[P], error) {
@@ -118,15 +98,15 @@ func residentResult[P domain.Event](ctx context.Context, s *Server, r app.Reside
 	return out, nil
 }
 
-func (s *Server) addResident(ctx context.Context, in *addResidentInput) (*ResidentOutput[lock.ResidentAdded], error) {
+func (s *Server) addResident(ctx context.Context, in *lockCommandInput[addResidentInputBody]) (*ResidentOutput[lock.ResidentAdded], error) {
 	b := app.ResidentInput{Name: in.Body.Name, Email: in.Body.Email, PhoneNumber: in.Body.PhoneNumber, UserID: in.Body.UserID}
-	r, err := s.svc.AddResident(ctx, s.call(ctx, "AddResident "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, b), in.ID, b)
+	r, err := s.svc.AddResident(ctx, s.lockCall(ctx, "AddResident", in.ID, in.IdempotencyKey, b), in.ID, b)
 	return residentResult(ctx, s, r, err)
 }
 
-func (s *Server) removeResident(ctx context.Context, in *residentInput) (*ResidentOutput[lock.ResidentRemoved], error) {
+func (s *Server) removeResident(ctx context.Context, in *lockCommandInput[residentInputBody]) (*ResidentOutput[lock.ResidentRemoved], error) {
 	b := app.ResidentInput{Email: in.Body.Email, PhoneNumber: in.Body.PhoneNumber, UserID: in.Body.UserID}
-	r, err := s.svc.RemoveResident(ctx, s.call(ctx, "RemoveResident "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, b), in.ID, b)
+	r, err := s.svc.RemoveResident(ctx, s.lockCall(ctx, "RemoveResident", in.ID, in.IdempotencyKey, b), in.ID, b)
 	return residentResult(ctx, s, r, err)
 }
 

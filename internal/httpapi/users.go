@@ -114,20 +114,16 @@ type CreateUserOutput struct {
 	}
 }
 
-type createUserInput struct {
-	UserPath
-	IdemHeader
-	Body struct {
-		_           struct{} `additionalProperties:"true"`
-		UserID      string   `json:"userId" doc:"User UUID (same as the path id)"`
-		Email       string   `json:"email,omitempty"`
-		FirstName   string   `json:"firstName,omitempty"`
-		LastName    string   `json:"lastName,omitempty"`
-		PhoneNumber string   `json:"phoneNumber,omitempty" doc:"Validated but not stored: use UpdatePhoneNumber"`
-	}
+type createUserInputBody struct {
+	_           struct{} `additionalProperties:"true"`
+	UserID      string   `json:"userId" doc:"User UUID (same as the path id)"`
+	Email       string   `json:"email,omitempty"`
+	FirstName   string   `json:"firstName,omitempty"`
+	LastName    string   `json:"lastName,omitempty"`
+	PhoneNumber string   `json:"phoneNumber,omitempty" doc:"Validated but not stored: use UpdatePhoneNumber"`
 }
 
-func (s *Server) createUser(ctx context.Context, in *createUserInput) (*CreateUserOutput, error) {
+func (s *Server) createUser(ctx context.Context, in *userCommandInput[createUserInputBody]) (*CreateUserOutput, error) {
 	b := app.CreateUserInput{UserID: in.Body.UserID, Email: in.Body.Email, FirstName: in.Body.FirstName, LastName: in.Body.LastName, PhoneNumber: in.Body.PhoneNumber}
 	r, err := s.svc.CreateUser(ctx, s.call(ctx, "CreateUser "+in.ID, in.IdempotencyKey, b), in.ID, b)
 	if err != nil {
@@ -138,30 +134,22 @@ func (s *Server) createUser(ctx context.Context, in *createUserInput) (*CreateUs
 	return out, nil
 }
 
-type updateEmailInput struct {
-	UserPath
-	IdemHeader
-	Body struct {
-		_     struct{} `additionalProperties:"true"`
-		Email string   `json:"email"`
-	}
+type updateEmailInputBody struct {
+	_     struct{} `additionalProperties:"true"`
+	Email string   `json:"email"`
 }
 
-func (s *Server) updateEmail(ctx context.Context, in *updateEmailInput) (*CommandOutput[user.UserEmailUpdated], error) {
+func (s *Server) updateEmail(ctx context.Context, in *userCommandInput[updateEmailInputBody]) (*CommandOutput[user.UserEmailUpdated], error) {
 	r, err := s.svc.UpdateEmail(ctx, s.call(ctx, "UpdateEmail "+in.ID, in.IdempotencyKey, in.Body), in.ID, in.Body.Email)
 	return command(ctx, s, r, err, false)
 }
 
-type updatePhoneInput struct {
-	UserPath
-	IdemHeader
-	Body struct {
-		_           struct{} `additionalProperties:"true"`
-		PhoneNumber *string  `json:"phoneNumber" required:"true" nullable:"true" doc:"International number to set, or null to remove"`
-	}
+type updatePhoneInputBody struct {
+	_           struct{} `additionalProperties:"true"`
+	PhoneNumber *string  `json:"phoneNumber" required:"true" nullable:"true" doc:"International number to set, or null to remove"`
 }
 
-func (s *Server) updatePhoneNumber(ctx context.Context, in *updatePhoneInput) (*CommandOutput[user.UserPhoneNumberUpdated], error) {
+func (s *Server) updatePhoneNumber(ctx context.Context, in *userCommandInput[updatePhoneInputBody]) (*CommandOutput[user.UserPhoneNumberUpdated], error) {
 	r, err := s.svc.UpdatePhoneNumber(ctx, s.call(ctx, "UpdatePhoneNumber "+in.ID, in.IdempotencyKey, in.Body), in.ID, in.Body.PhoneNumber)
 	return command(ctx, s, r, err, false)
 }
