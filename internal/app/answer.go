@@ -30,18 +30,28 @@ type Answer[P domain.Event] struct {
 	Replayed bool `json:"-"`
 }
 
-// answer is what run needs of a command's answer R: its stored form for
-// the Idempotency-Key record, and R marked as a replay.
+// answer is what run needs of a pointer to a command's answer R: to
+// forget what its Idempotency-Key record must not keep, and to mark it a
+// replay.
 type answer[R any] interface {
-	stored() R
-	replay() R
+	*R
+	forget()
+	markReplayed()
 }
 
-func (a Answer[P]) stored() Answer[P] { return a }
+// forget keeps everything: the envelope holds no secret.
+func (a *Answer[P]) forget() {}
 
-func (a Answer[P]) replay() Answer[P] {
-	a.Replayed = true
-	return a
+func (a *Answer[P]) markReplayed() { a.Replayed = true }
+
+// envelope is the envelope of an answer, with or without extras.
+func (a *Answer[P]) envelope() *Answer[P] { return a }
+
+// enveloped is answer for commands that fill in the envelope of R, whose
+// event carries payload P.
+type enveloped[R any, P domain.Event] interface {
+	answer[R]
+	envelope() *Answer[P]
 }
 
 // ResidentAnswer is the answer of AddResident and RemoveResident.
@@ -51,29 +61,14 @@ type ResidentAnswer[P domain.Event] struct {
 	Email string `json:"email,omitempty"`
 }
 
-// stored keeps no raw e-mail address: a replayed answer omits it (the
+// forget drops the raw e-mail address: a replayed answer omits it (the
 // event data is already masked).
-func (a ResidentAnswer[P]) stored() ResidentAnswer[P] {
-	a.Email = ""
-	return a
-}
-
-func (a ResidentAnswer[P]) replay() ResidentAnswer[P] {
-	a.Answer = a.Answer.replay()
-	return a
-}
+func (a *ResidentAnswer[P]) forget() { a.Email = "" }
 
 // UserAnswer is the answer of CreateUser.
 type UserAnswer[P domain.Event] struct {
 	Answer[P]
 	UserID string `json:"userId,omitempty"`
-}
-
-func (a UserAnswer[P]) stored() UserAnswer[P] { return a }
-
-func (a UserAnswer[P]) replay() UserAnswer[P] {
-	a.Answer = a.Answer.replay()
-	return a
 }
 
 // RingAnswer is the answer of RingDoorbell: the envelope of the new ring
@@ -83,13 +78,6 @@ type RingAnswer[P domain.Event] struct {
 	RingID   string `json:"ringId,omitempty"`
 	LockID   int64  `json:"lockId,omitempty"`
 	Notified int    `json:"notified,omitempty"`
-}
-
-func (a RingAnswer[P]) stored() RingAnswer[P] { return a }
-
-func (a RingAnswer[P]) replay() RingAnswer[P] {
-	a.Answer = a.Answer.replay()
-	return a
 }
 
 // WebhookAnswer is the answer of the webhook commands (aggregateId is the
@@ -102,14 +90,6 @@ type WebhookAnswer[P domain.Event] struct {
 	Status string `json:"status,omitempty"`
 }
 
-// stored keeps no secret: a replay after a rotation must not hand out the
+// forget drops the secret: a replay after a rotation must not hand out the
 // old secret (it is read with GET …/secret).
-func (a WebhookAnswer[P]) stored() WebhookAnswer[P] {
-	a.Secret = ""
-	return a
-}
-
-func (a WebhookAnswer[P]) replay() WebhookAnswer[P] {
-	a.Answer = a.Answer.replay()
-	return a
-}
+func (a *WebhookAnswer[P]) forget() { a.Secret = "" }

@@ -201,8 +201,8 @@ func (s *stripes) lock(key string) func() {
 
 // run executes fn in a write transaction with bounded retries on version
 // conflicts, honouring the Idempotency-Key of c: a replay answers the
-// stored answer (R's stored form) marked replayed.
-func run[R answer[R]](ctx context.Context, s *Service, c Call, fn func(ctx context.Context, tx *store.Tx) (R, error)) (R, error) {
+// stored answer (R without what PR forgets) marked replayed.
+func run[R any, PR answer[R]](ctx context.Context, s *Service, c Call, fn func(ctx context.Context, tx *store.Tx) (R, error)) (R, error) {
 	var zero R
 	var hash string
 	if c.IdempotencyKey != "" {
@@ -238,7 +238,7 @@ func run[R answer[R]](ctx context.Context, s *Service, c Call, fn func(ctx conte
 					if err := json.Unmarshal(resp, &res); err != nil {
 						return fmt.Errorf("decode idempotent answer: %w", err)
 					}
-					res = res.replay()
+					PR(&res).markReplayed()
 					return nil
 				}
 			}
@@ -248,7 +248,9 @@ func run[R answer[R]](ctx context.Context, s *Service, c Call, fn func(ctx conte
 			}
 			res = r
 			if c.IdempotencyKey != "" {
-				b, err := json.Marshal(res.stored())
+				stored := res
+				PR(&stored).forget()
+				b, err := json.Marshal(stored)
 				if err != nil {
 					return fmt.Errorf("encode idempotent answer: %w", err)
 				}

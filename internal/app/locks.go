@@ -128,9 +128,8 @@ func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLoc
 
 // lockCommand runs decide on existing lock id for a caller authorized on
 // it and appends its events; the answer's event carries payload P. decide
-// may set the answer's extras through ans.
-// ans points at R's envelope.
-func lockCommand[P domain.Event, R answer[R]](ctx context.Context, s *Service, c Call, id int64, ans func(r *R) *Answer[P],
+// may set the answer's extras.
+func lockCommand[P domain.Event, R any, PR enveloped[R, P]](ctx context.Context, s *Service, c Call, id int64,
 	decide func(ctx context.Context, tx *store.Tx, st lock.State, now string, res *R) ([]domain.Event, error)) (R, error) {
 	var zero R
 	// Refuse anonymous callers before queueing anything for the writer.
@@ -139,7 +138,7 @@ func lockCommand[P domain.Event, R answer[R]](ctx context.Context, s *Service, c
 	}
 	key := lockKey(id)
 	c.Aggregate = "lock/" + key
-	return run(ctx, s, c, func(ctx context.Context, tx *store.Tx) (R, error) {
+	return run[R, PR](ctx, s, c, func(ctx context.Context, tx *store.Tx) (R, error) {
 		var res R
 		st, snap, err := load(ctx, tx, lockAgg, key)
 		if err != nil {
@@ -157,17 +156,11 @@ func lockCommand[P domain.Event, R answer[R]](ctx context.Context, s *Service, c
 			return res, err
 		}
 		_, v, ev, err := save(ctx, tx, lockAgg, snap, st, evs, now)
-		a := ans(&res)
+		a := PR(&res).envelope()
 		a.AggregateID, a.Version, a.Event = key, v, eventOf[P](ev)
 		return res, err
 	})
 }
-
-// plain is the envelope of an answer without extras.
-func plain[P domain.Event](r *Answer[P]) *Answer[P] { return r }
-
-// residentEnvelope is the envelope of a resident answer.
-func residentEnvelope[P domain.Event](r *ResidentAnswer[P]) *Answer[P] { return &r.Answer }
 
 // authorizeOwnership: who owns a lock changes only at the hands of its
 // owner or its tenant's key (or a super key), never a mere key holder, who
@@ -186,7 +179,7 @@ func (s *Service) SetOrganization(ctx context.Context, c Call, id int64, orgID s
 	if orgID == "" {
 		return Answer[lock.OrganizationSet]{}, domain.InvalidField("orgId", "orgId is required")
 	}
-	return lockCommand(ctx, s, c, id, plain[lock.OrganizationSet], func(ctx context.Context, tx *store.Tx, st lock.State, now string, _ *Answer[lock.OrganizationSet]) ([]domain.Event, error) {
+	return lockCommand[lock.OrganizationSet](ctx, s, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string, _ *Answer[lock.OrganizationSet]) ([]domain.Event, error) {
 		if err := authorizeOwnership(c.P, st); err != nil {
 			return nil, err
 		}
@@ -213,7 +206,7 @@ func (s *Service) SetOwner(ctx context.Context, c Call, id int64, userID string)
 	if _, err := domain.CanonicalUUID("userId", userID); err != nil {
 		return Answer[lock.OwnerSet]{}, err
 	}
-	return lockCommand(ctx, s, c, id, plain[lock.OwnerSet], func(ctx context.Context, tx *store.Tx, st lock.State, now string, _ *Answer[lock.OwnerSet]) ([]domain.Event, error) {
+	return lockCommand[lock.OwnerSet](ctx, s, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string, _ *Answer[lock.OwnerSet]) ([]domain.Event, error) {
 		if err := authorizeOwnership(c.P, st); err != nil {
 			return nil, err
 		}
@@ -304,7 +297,7 @@ func (s *Service) AddResident(ctx context.Context, c Call, id int64, in Resident
 	if byUser && countIdentifiers(in) > 1 {
 		return answer{}, domain.InvalidField("email", "With a user token, name the resident by one of email, phoneNumber or userId")
 	}
-	return lockCommand(ctx, s, c, id, residentEnvelope[lock.ResidentAdded], func(ctx context.Context, tx *store.Tx, st lock.State, now string, res *answer) ([]domain.Event, error) {
+	return lockCommand[lock.ResidentAdded](ctx, s, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string, res *answer) ([]domain.Event, error) {
 		resolve := resolveResident
 		if byUser {
 			resolve = s.resolveOrCreateResident
@@ -384,7 +377,7 @@ func (s *Service) resolveOrCreateResident(ctx context.Context, tx *store.Tx, in 
 // RemoveResident takes a user off the doorbell list of lock id. It returns
 // Invalid when the user is not on the list.
 func (s *Service) RemoveResident(ctx context.Context, c Call, id int64, in ResidentInput) (ResidentAnswer[lock.ResidentRemoved], error) {
-	return lockCommand(ctx, s, c, id, residentEnvelope[lock.ResidentRemoved], func(ctx context.Context, tx *store.Tx, st lock.State, now string, res *ResidentAnswer[lock.ResidentRemoved]) ([]domain.Event, error) {
+	return lockCommand[lock.ResidentRemoved](ctx, s, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string, res *ResidentAnswer[lock.ResidentRemoved]) ([]domain.Event, error) {
 		u, err := resolveResident(ctx, tx, in)
 		if err != nil {
 			if in.UserID != nil && domain.ErrorCode(err) == domain.NotFound {
