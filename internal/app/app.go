@@ -90,6 +90,8 @@ type Service struct {
 	redeliveriesPerHour int
 	// waker wakes this node's live streams.
 	waker Waker
+	// users reads the user vault outside transactions.
+	users userVault
 }
 
 // Channels says which operator-configured doorbell channels exist: a ring
@@ -153,7 +155,7 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 	}
 	s := &Service{st: st, now: opt.Now, newUUID: opt.NewUUID, random: opt.Random, log: log, chans: opt.Channels, queued: opt.Queued, safety: opt.Safety,
 		replaysPerHour: opt.ReplaysPerHour, redeliveriesPerHour: opt.RedeliveriesPerHour, allowUserLockCreate: opt.AllowUserLockCreate}
-	s.waker = opt.Waker
+	s.waker, s.users = opt.Waker, st
 	if st.Dialect() == store.Postgres {
 		// SQLite has one writer already; on PostgreSQL commands run in
 		// parallel, so keep one writer per aggregate inside this node and

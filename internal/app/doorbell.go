@@ -286,7 +286,7 @@ func (s *Service) SetNotificationPreferences(ctx context.Context, c Call, id str
 // NotificationPreferences returns user id's preferences (the defaults when
 // never set). It returns NotFound, Unauthorized or Forbidden.
 func (s *Service) NotificationPreferences(ctx context.Context, p Principal, id string) (user.Preferences, error) {
-	if err := authorizeUser(ctx, p, id, readUser, s.st.UserStanding); err != nil {
+	if err := authorizeUser(ctx, p, id, readUser, s.users.UserStanding); err != nil {
 		return user.Preferences{}, err
 	}
 	st, err := s.userState(ctx, id)
@@ -317,7 +317,7 @@ func LoadZone(name string) (*time.Location, error) {
 // user's own token, or the key of a tenant the user is linked to). It
 // returns NotFound for an unknown user, Unauthorized or Forbidden.
 func (s *Service) AuthorizeUserStream(ctx context.Context, p Principal, id string) error {
-	if err := authorizeUser(ctx, p, id, readUser, s.st.UserStanding); err != nil {
+	if err := authorizeUser(ctx, p, id, readUser, s.users.UserStanding); err != nil {
 		return err
 	}
 	_, err := s.userState(ctx, id)

@@ -230,7 +230,7 @@ type ResidentInput struct {
 
 // resolveResident finds the user a ResidentInput names. Every identifier
 // given must point at the same user.
-func resolveResident(ctx context.Context, tx *store.Tx, in ResidentInput) (store.User, error) {
+func resolveResident(ctx context.Context, users userVault, in ResidentInput) (store.User, error) {
 	type probe struct {
 		by    store.UserBy
 		field string
@@ -264,7 +264,7 @@ func resolveResident(ctx context.Context, tx *store.Tx, in ResidentInput) (store
 	}
 	var found store.User
 	for i, pr := range probes {
-		u, ok, err := tx.User(ctx, pr.by, pr.value)
+		u, ok, err := users.User(ctx, pr.by, pr.value)
 		if err != nil {
 			return store.User{}, err
 		}
@@ -298,11 +298,13 @@ func (s *Service) AddResident(ctx context.Context, c Call, id int64, in Resident
 		return answer{}, domain.InvalidField("email", "With a user token, name the resident by one of email, phoneNumber or userId")
 	}
 	return lockCommand[lock.ResidentAdded](ctx, s, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string, res *answer) ([]domain.Event, error) {
-		resolve := resolveResident
+		var u store.User
+		var err error
 		if byUser {
-			resolve = s.resolveOrCreateResident
+			u, err = s.resolveOrCreateResident(ctx, tx, in)
+		} else {
+			u, err = resolveResident(ctx, tx, in)
 		}
-		u, err := resolve(ctx, tx, in)
 		if err != nil {
 			return nil, err
 		}

@@ -203,7 +203,7 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 		return UserView{}, err
 	}
 	// Re-read for the stored created_at.
-	if u, ok, err := s.st.User(ctx, store.ByID, out.UserID); err == nil && ok {
+	if u, ok, err := s.users.User(ctx, store.ByID, out.UserID); err == nil && ok {
 		out.User = userOf(u)
 	}
 	return out, nil
@@ -400,11 +400,11 @@ func (s *Service) UpdatePhoneNumber(ctx context.Context, c Call, id string, phon
 // tenant that has custody; masked for a tenant whose standing is only that
 // the person is on one of its locks.
 func (s *Service) Profile(ctx context.Context, p Principal, id string) (UserView, error) {
-	masked, err := userStanding(ctx, p, id, readUser, s.st.UserStanding)
+	masked, err := userStanding(ctx, p, id, readUser, s.users.UserStanding)
 	if err != nil {
 		return UserView{}, err
 	}
-	u, found, err := s.st.User(ctx, store.ByID, id)
+	u, found, err := s.users.User(ctx, store.ByID, id)
 	if err != nil {
 		return UserView{}, err
 	}
