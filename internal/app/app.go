@@ -89,6 +89,10 @@ type Service struct {
 	redeliveriesPerHour int
 	// aggs is the aggregate registry by stream type (registry.go).
 	aggs map[string]registered
+	// waker wakes this node's live streams.
+	waker Waker
+	// users reads the user vault outside transactions.
+	users userVault
 }
 
 // Channels says which operator-configured doorbell channels exist
@@ -122,6 +126,8 @@ type Options struct {
 	// ask for per hour (0: DefaultRedeliveriesPerHour; negative: no
 	// limit).
 	RedeliveriesPerHour int
+	// Waker wakes this node's live streams (nil: OpenFeed refuses them).
+	Waker Waker
 }
 
 // New returns a Service over st.
@@ -151,6 +157,7 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 		replaysPerHour: opt.ReplaysPerHour, redeliveriesPerHour: opt.RedeliveriesPerHour, allowUserLockCreate: opt.AllowUserLockCreate,
 		aggs: map[string]registered{}}
 	s.register(builtins()...)
+	s.waker, s.users = opt.Waker, st
 	if st.Dialect() == store.Postgres {
 		// SQLite has one writer already; on PostgreSQL commands run in
 		// parallel, so keep one writer per aggregate inside this node and
@@ -162,41 +169,11 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 
 func (s *Service) stamp() string { return s.now().UTC().Format(domain.TimeLayout) }
 
-// EventOut is the event of a command answer: {type, data}.
+// EventOut is the first event a command records, as save returns it:
+// {type, data} with data as recorded.
 type EventOut struct {
 	Type string          `json:"type"`
 	Data json.RawMessage `json:"data"`
-}
-
-// Result is the answer of a command: upstream's envelope plus the route
-// extras some commands add.
-type Result struct {
-	Created     bool      `json:"created"`
-	AggregateID string    `json:"aggregateId"`
-	Version     int64     `json:"version"`
-	Event       *EventOut `json:"event"`
-	Email       string    `json:"email,omitempty"`
-	UserID      string    `json:"userId,omitempty"`
-	// RingDoorbell's extras.
-	RingID   string `json:"ringId,omitempty"`
-	LockID   int64  `json:"lockId,omitempty"`
-	Notified int    `json:"notified,omitempty"`
-	// The webhook commands' extras (the secret only when set or rotated).
-	WebhookID string `json:"webhookId,omitempty"`
-	Secret    string `json:"secret,omitempty"`
-	Status    string `json:"status,omitempty"`
-	// Replayed is true when the answer came from an Idempotency-Key record.
-	Replayed bool `json:"-"`
-}
-
-// stored is r as its Idempotency-Key record keeps it: without the
-// webhook secret and the resident's e-mail address. The record holds no
-// secret or raw address (a replay after a rotation must not hand out the
-// old secret); a replayed answer omits those two fields (the secret is
-// read with GET …/secret). The event data in it is already masked.
-func (r Result) stored() Result {
-	r.Secret, r.Email = "", ""
-	return r
 }
 
 // Call identifies one command call for the idempotency record.
@@ -227,16 +204,18 @@ func (s *stripes) lock(key string) func() {
 }
 
 // run executes fn in a write transaction with bounded retries on version
-// conflicts, honouring the Idempotency-Key of c.
-func (s *Service) run(ctx context.Context, c Call, fn func(ctx context.Context, tx *store.Tx) (Result, error)) (Result, error) {
+// conflicts, honouring the Idempotency-Key of c: a replay answers the
+// stored answer (R without what PR forgets) marked replayed.
+func run[R any, PR answer[R]](ctx context.Context, s *Service, c Call, fn func(ctx context.Context, tx *store.Tx) (R, error)) (R, error) {
+	var zero R
 	var hash string
 	if c.IdempotencyKey != "" {
 		if len(c.IdempotencyKey) > 255 {
-			return Result{}, domain.InvalidField("Idempotency-Key", "Idempotency-Key must be at most 255 characters")
+			return zero, domain.InvalidField("Idempotency-Key", "Idempotency-Key must be at most 255 characters")
 		}
 		b, err := json.Marshal(c.Input)
 		if err != nil {
-			return Result{}, fmt.Errorf("hash request: %w", err)
+			return zero, fmt.Errorf("hash request: %w", err)
 		}
 		sum := sha256.Sum256(append([]byte(c.Route+"\n"), b...))
 		hash = hex.EncodeToString(sum[:])
@@ -249,7 +228,7 @@ func (s *Service) run(ctx context.Context, c Call, fn func(ctx context.Context, 
 			// Another node won the race: back off a little, with jitter.
 			time.Sleep(time.Duration(attempt*attempt) * time.Duration(100+mrand.IntN(400)) * time.Microsecond)
 		}
-		var res Result
+		var res R
 		err := s.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 			if c.IdempotencyKey != "" {
 				h, resp, found, err := tx.Idempotent(ctx, scope, c.IdempotencyKey)
@@ -263,7 +242,7 @@ func (s *Service) run(ctx context.Context, c Call, fn func(ctx context.Context, 
 					if err := json.Unmarshal(resp, &res); err != nil {
 						return fmt.Errorf("decode idempotent answer: %w", err)
 					}
-					res.Replayed = true
+					PR(&res).markReplayed()
 					return nil
 				}
 			}
@@ -273,7 +252,9 @@ func (s *Service) run(ctx context.Context, c Call, fn func(ctx context.Context, 
 			}
 			res = r
 			if c.IdempotencyKey != "" {
-				b, err := json.Marshal(res.stored())
+				stored := res
+				PR(&stored).forget()
+				b, err := json.Marshal(stored)
 				if err != nil {
 					return fmt.Errorf("encode idempotent answer: %w", err)
 				}

@@ -26,11 +26,9 @@ type RingInput struct {
 // authorizeRing: the lock's tenant key (or a super key) and the lock's
 // owner may ring it through the API and read its rings (key holders, who
 // may be guests, may not: the history holds visitors' names and messages).
-// what completes the refusal: "ring lock 7".
+// what completes the refusal: "ring lock 7". The caller has passed
+// requireAuth.
 func authorizeRing(p Principal, l lock.State, what string) error {
-	if err := requireAuth(p); err != nil {
-		return err
-	}
 	switch p.Kind {
 	case TenantCaller:
 		if p.Super || (l.OrgID != "" && l.OrgID == p.OrgID) {
@@ -51,57 +49,59 @@ func authorizeRing(p Principal, l lock.State, what string) error {
 // transaction, one delivery per targeted resident per enabled channel (the
 // doorbell consumers' routing, internal/notify). It returns NotFound
 // for an unknown lock, Invalid for bad input, Unauthorized or Forbidden.
-func (s *Service) RingDoorbell(ctx context.Context, c Call, id int64, in RingInput) (Result, error) {
+func (s *Service) RingDoorbell(ctx context.Context, c Call, id int64, in RingInput) (RingAnswer[doorbell.DoorbellRang], error) {
 	if err := requireAuth(c.P); err != nil {
-		return Result{}, err
+		return RingAnswer[doorbell.DoorbellRang]{}, err
 	}
 	return s.ring(ctx, c, id, in, false)
 }
 
 // RingFromVisitor rings lock id from its public doorbell page: no caller,
 // source "visitor-page". The page's rate limit is the caller's job.
-func (s *Service) RingFromVisitor(ctx context.Context, id int64, residentUserID, visitorName, message string) (Result, error) {
+func (s *Service) RingFromVisitor(ctx context.Context, id int64, residentUserID, visitorName, message string) (RingAnswer[doorbell.DoorbellRang], error) {
 	in := RingInput{ResidentUserID: residentUserID, VisitorName: visitorName, Message: message, Source: doorbell.SourceVisitorPage}
 	return s.ring(ctx, Call{Route: "visitor-ring"}, id, in, true)
 }
 
-func (s *Service) ring(ctx context.Context, c Call, id int64, in RingInput, public bool) (Result, error) {
+func (s *Service) ring(ctx context.Context, c Call, id int64, in RingInput, public bool) (RingAnswer[doorbell.DoorbellRang], error) {
+	type answer = RingAnswer[doorbell.DoorbellRang]
 	in.VisitorName, in.Message = strings.TrimSpace(in.VisitorName), strings.TrimSpace(in.Message)
 	if in.ResidentUserID != "" {
 		u, err := domain.CanonicalUUID("residentUserId", in.ResidentUserID)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		in.ResidentUserID = u
 	}
 	cmd := doorbell.Ring{ResidentUserID: in.ResidentUserID, VisitorName: in.VisitorName, Message: in.Message, Source: in.Source}
 	if err := cmd.Validate(); err != nil {
-		return Result{}, err
+		return answer{}, err
 	}
-	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
+	return run(ctx, s, c, func(ctx context.Context, tx *store.Tx) (answer, error) {
 		l, _, err := load(ctx, tx, lockAgg, lockKey(id))
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		if !l.Exists() {
-			return Result{}, domain.Errorf(domain.NotFound, "Lock %d not found", id)
+			return answer{}, domain.Errorf(domain.NotFound, "Lock %d not found", id)
 		}
 		if !public {
 			if err := authorizeRing(c.P, l, fmt.Sprintf("ring lock %d", id)); err != nil {
-				return Result{}, err
+				return answer{}, err
 			}
 		}
 		now := s.stamp()
 		cmd.RingID, cmd.Now = s.newUUID(), now
 		evs, err := doorbell.DecideRing(l, cmd)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		st, v, ev, err := save(ctx, tx, ringAgg, es.Snapshot{AggregateType: doorbell.AggregateType, AggregateID: cmd.RingID}, doorbell.State{}, evs, now)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
-		return Result{Created: true, AggregateID: st.RingID, Version: v, Event: ev, RingID: st.RingID, LockID: id, Notified: len(st.Residents)}, nil
+		return answer{Answer: Answer[doorbell.DoorbellRang]{Created: true, AggregateID: st.RingID, Version: v, Event: eventOf[doorbell.DoorbellRang](ev)},
+			RingID: st.RingID, LockID: id, Notified: len(st.Residents)}, nil
 	})
 }
 
@@ -109,48 +109,49 @@ func (s *Service) ring(ctx context.Context, c Call, id int64, in RingInput, publ
 // first answer wins and every targeted resident's live stream hears of it.
 // It returns NotFound for an unknown ring, Forbidden for a caller the ring
 // did not target (API keys included) and Conflict once it is answered.
-func (s *Service) AnswerRing(ctx context.Context, c Call, ringID string) (Result, error) {
-	return s.respond(ctx, c, ringID, doorbell.DecideAnswer)
+func (s *Service) AnswerRing(ctx context.Context, c Call, ringID string) (Answer[doorbell.DoorbellAnswered], error) {
+	return respond[doorbell.DoorbellAnswered](ctx, s, c, ringID, doorbell.DecideAnswer)
 }
 
 // DeclineRing records that the calling resident declines ring ringID, with
 // the errors of AnswerRing.
-func (s *Service) DeclineRing(ctx context.Context, c Call, ringID string) (Result, error) {
-	return s.respond(ctx, c, ringID, doorbell.DecideDecline)
+func (s *Service) DeclineRing(ctx context.Context, c Call, ringID string) (Answer[doorbell.DoorbellDeclined], error) {
+	return respond[doorbell.DoorbellDeclined](ctx, s, c, ringID, doorbell.DecideDecline)
 }
 
-func (s *Service) respond(ctx context.Context, c Call, ringID string, decide func(doorbell.State, string, string) ([]domain.Event, error)) (Result, error) {
+func respond[P domain.Event](ctx context.Context, s *Service, c Call, ringID string, decide func(doorbell.State, string, string) ([]domain.Event, error)) (Answer[P], error) {
+	type answer = Answer[P]
 	if err := requireAuth(c.P); err != nil {
-		return Result{}, err
+		return answer{}, err
 	}
 	id, err := domain.CanonicalUUID("ringId", ringID)
 	if err != nil {
-		return Result{}, domain.Errorf(domain.NotFound, "Ring %s not found", ringID)
+		return answer{}, domain.Errorf(domain.NotFound, "Ring %s not found", ringID)
 	}
 	c.Aggregate = "ring/" + id
-	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
+	return run(ctx, s, c, func(ctx context.Context, tx *store.Tx) (answer, error) {
 		st, snap, err := load(ctx, tx, ringAgg, id)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		if !st.Exists() {
-			return Result{}, domain.Errorf(domain.NotFound, "Ring %s not found", id)
+			return answer{}, domain.Errorf(domain.NotFound, "Ring %s not found", id)
 		}
 		if c.P.Kind != UserCaller {
-			return Result{}, domain.Errorf(domain.Forbidden, "Only a resident the ring notified may answer it, with their own token")
+			return answer{}, domain.Errorf(domain.Forbidden, "Only a resident the ring notified may answer it, with their own token")
 		}
 		now := s.stamp()
 		evs, err := decide(st, c.P.UserID, now)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		// Every targeted resident's live stream hears of it (the live
 		// consumer's routing).
 		_, v, ev, err := save(ctx, tx, ringAgg, snap, st, evs, now)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
-		return Result{AggregateID: id, Version: v, Event: ev}, nil
+		return answer{AggregateID: id, Version: v, Event: eventOf[P](ev)}, nil
 	})
 }
 
@@ -165,26 +166,27 @@ type PreferencesInput struct {
 // user's own JWT or a super key (a tenant's key is Forbidden). It returns
 // Invalid for an unknown channel, malformed quiet hours or an
 // unknown time zone, NotFound, Unauthorized or Forbidden.
-func (s *Service) SetNotificationPreferences(ctx context.Context, c Call, id string, in PreferencesInput) (Result, error) {
+func (s *Service) SetNotificationPreferences(ctx context.Context, c Call, id string, in PreferencesInput) (Answer[user.NotificationPreferencesSet], error) {
+	type answer = Answer[user.NotificationPreferencesSet]
 	for ch := range in.Channels {
 		if ch != user.ChannelLive && ch != user.ChannelEmail && ch != user.ChannelHook {
-			return Result{}, domain.InvalidField("channels."+ch, "Unknown channel "+strconv.Quote(ch)+": use live, email or hook")
+			return answer{}, domain.InvalidField("channels."+ch, "Unknown channel "+strconv.Quote(ch)+": use live, email or hook")
 		}
 	}
 	if q := in.QuietHours; q != nil {
 		if err := q.Validate(); err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		if _, err := LoadZone(q.TimeZone); err != nil {
-			return Result{}, domain.InvalidField("quietHours.timeZone", "Unknown time zone "+strconv.Quote(q.TimeZone)+": use an IANA name such as Europe/Warsaw")
+			return answer{}, domain.InvalidField("quietHours.timeZone", "Unknown time zone "+strconv.Quote(q.TimeZone)+": use an IANA name such as Europe/Warsaw")
 		}
 	}
 	if c.P.Kind == TenantCaller && !c.P.Super {
 		// One tenant must not silence a resident who also lives at
 		// another tenant's locks.
-		return Result{}, domain.Errorf(domain.Forbidden, "Notification preferences apply at every tenant's locks: only the user (or a super key) may change them")
+		return answer{}, domain.Errorf(domain.Forbidden, "Notification preferences apply at every tenant's locks: only the user (or a super key) may change them")
 	}
-	return s.userCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st user.State, _ store.User, now string) ([]domain.Event, error) {
+	return userCommand[user.NotificationPreferencesSet](ctx, s, c, id, func(ctx context.Context, tx *store.Tx, st user.State, _ store.User, now string) ([]domain.Event, error) {
 		p := user.DefaultPreferences()
 		for ch, on := range in.Channels {
 			switch ch {
@@ -207,7 +209,7 @@ func (s *Service) SetNotificationPreferences(ctx context.Context, c Call, id str
 // NotificationPreferences returns user id's preferences (the defaults when
 // never set). It returns NotFound, Unauthorized or Forbidden.
 func (s *Service) NotificationPreferences(ctx context.Context, p Principal, id string) (user.Preferences, error) {
-	if err := authorizeUser(ctx, p, id, readUser, s.st.UserStanding); err != nil {
+	if err := authorizeUser(ctx, p, id, readUser, s.users.UserStanding); err != nil {
 		return user.Preferences{}, err
 	}
 	st, err := s.userState(ctx, id)
@@ -238,7 +240,7 @@ func LoadZone(name string) (*time.Location, error) {
 // user's own token, or the key of a tenant the user is linked to). It
 // returns NotFound for an unknown user, Unauthorized or Forbidden.
 func (s *Service) AuthorizeUserStream(ctx context.Context, p Principal, id string) error {
-	if err := authorizeUser(ctx, p, id, readUser, s.st.UserStanding); err != nil {
+	if err := authorizeUser(ctx, p, id, readUser, s.users.UserStanding); err != nil {
 		return err
 	}
 	_, err := s.userState(ctx, id)

@@ -28,7 +28,7 @@ type ChannelDelivery struct {
 type RingResidentView struct {
 	UserID     string            `json:"userId"`
 	Name       string            `json:"name"`
-	Deliveries []ChannelDelivery `json:"deliveries"`
+	Deliveries []ChannelDelivery `json:"deliveries" nullable:"false"`
 }
 
 // Responder names the resident who answered.
@@ -48,8 +48,8 @@ type RingView struct {
 	Status      string             `json:"status"` // ringing, answered, declined
 	AnsweredBy  *Responder         `json:"answeredBy"`
 	AnsweredAt  string             `json:"answeredAt,omitempty"`
-	DeclinedBy  []string           `json:"declinedBy"`
-	Residents   []RingResidentView `json:"residents"`
+	DeclinedBy  []string           `json:"declinedBy" nullable:"false"`
+	Residents   []RingResidentView `json:"residents" nullable:"false"`
 }
 
 // RingPage is one page of rings, newest first. NextCursor is empty on the

@@ -14,10 +14,8 @@ import (
 
 // authorizeLock applies upstream's rules: an API key's org must own the
 // lock (or the key is super); a JWT user must own it or hold a key on it.
+// The caller has passed requireAuth.
 func authorizeLock(p Principal, st lock.State) error {
-	if err := requireAuth(p); err != nil {
-		return err
-	}
 	switch p.Kind {
 	case TenantCaller:
 		if p.Super || (st.OrgID != "" && st.OrgID == p.OrgID) {
@@ -31,22 +29,6 @@ func authorizeLock(p Principal, st lock.State) error {
 		return domain.Errorf(domain.Forbidden, "Only the lock owner or a key holder may access lock %d", st.LockID)
 	}
 	return domain.Errorf(domain.Forbidden, "Not allowed")
-}
-
-// loadLockFor loads a lock inside tx and checks that p may act on it. It
-// returns NotFound for a missing lock.
-func loadLockFor(ctx context.Context, tx *store.Tx, p Principal, id int64) (lock.State, es.Snapshot, error) {
-	if err := requireAuth(p); err != nil {
-		return lock.State{}, es.Snapshot{}, err
-	}
-	st, snap, err := load(ctx, tx, lockAgg, lockKey(id))
-	if err != nil {
-		return st, snap, err
-	}
-	if !st.Exists() {
-		return st, snap, domain.Errorf(domain.NotFound, "Lock %d not found", id)
-	}
-	return st, snap, authorizeLock(p, st)
 }
 
 func lockKey(id int64) string { return strconv.FormatInt(id, 10) }
@@ -65,43 +47,45 @@ type CreateLockInput struct {
 // a JWT user who names no owner becomes the owner.
 // It answers Created=false with no event when the lock exists and the
 // caller may see it; Forbidden when it may not.
-func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLockInput) (Result, error) {
+func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLockInput) (Answer[lock.LockCreated], error) {
+	type answer = Answer[lock.LockCreated]
 	if err := requireAuth(c.P); err != nil {
-		return Result{}, err
+		return answer{}, err
 	}
 	u, err := domain.NormalizeUUID("uuid", in.UUID)
 	if err != nil {
-		return Result{}, err
+		return answer{}, err
 	}
 	if in.OwnerID != "" {
 		if _, err := domain.CanonicalUUID("ownerId", in.OwnerID); err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 	}
 	for i, k := range in.Keys {
 		if k.UUID == "" {
-			return Result{}, domain.InvalidField("keys["+strconv.Itoa(i)+"].uuid", "Key uuid is required")
+			return answer{}, domain.InvalidField("keys["+strconv.Itoa(i)+"].uuid", "Key uuid is required")
 		}
 		if k.UserID != "" {
 			if _, err := domain.CanonicalUUID("keys["+strconv.Itoa(i)+"].userId", k.UserID); err != nil {
-				return Result{}, err
+				return answer{}, err
 			}
 		}
 	}
 	if c.P.Kind == UserCaller && !c.P.Admin && !s.allowUserLockCreate {
-		return Result{}, domain.Errorf(domain.Forbidden, "Locks are provisioned with a tenant's API key: this server does not let user tokens create locks (spkey serve --allow-user-lock-create)")
+		return answer{}, domain.Errorf(domain.Forbidden, "Locks are provisioned with a tenant's API key: this server does not let user tokens create locks (spkey serve --allow-user-lock-create)")
 	}
-	c.Aggregate = "lock/" + lockKey(id)
-	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
-		st, snap, err := load(ctx, tx, lockAgg, lockKey(id))
+	key := lockKey(id)
+	c.Aggregate = "lock/" + key
+	return run(ctx, s, c, func(ctx context.Context, tx *store.Tx) (answer, error) {
+		st, snap, err := load(ctx, tx, lockAgg, key)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		if st.Exists() {
 			if err := authorizeLock(c.P, st); err != nil {
-				return Result{}, err
+				return answer{}, err
 			}
-			return Result{AggregateID: lockKey(id), Version: snap.Version}, nil
+			return answer{AggregateID: key, Version: snap.Version}, nil
 		}
 		org, owner := "", in.OwnerID
 		switch c.P.Kind {
@@ -117,49 +101,62 @@ func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLoc
 		now := s.stamp()
 		evs, err := lock.DecideCreate(st, lock.Create{LockID: id, UUID: u, SerialNumber: in.SerialNumber, OwnerID: owner, Keys: in.Keys, OrgID: org, Now: now})
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		if other, taken, err := tx.LockByDevice(ctx, u); err != nil {
-			return Result{}, err
-		} else if taken && other != lockKey(id) {
-			return Result{}, domain.Errorf(domain.Conflict, "Another lock already has device uuid %s", u)
+			return answer{}, err
+		} else if taken && other != key {
+			return answer{}, domain.Errorf(domain.Conflict, "Another lock already has device uuid %s", u)
 		}
 		_, v, ev, err := save(ctx, tx, lockAgg, snap, st, evs, now)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		// On PostgreSQL another node may have claimed the uuid for another
 		// lock meanwhile (the projection keeps the first): run again, and
 		// the check above answers 409.
 		if other, _, err := tx.LockByDevice(ctx, u); err != nil {
-			return Result{}, err
-		} else if other != lockKey(id) {
-			return Result{}, &es.ConflictError{AggregateType: lock.AggregateType, AggregateID: lockKey(id)}
+			return answer{}, err
+		} else if other != key {
+			return answer{}, &es.ConflictError{AggregateType: lock.AggregateType, AggregateID: key}
 		}
-		return Result{Created: true, AggregateID: lockKey(id), Version: v, Event: ev}, nil
+		return answer{Created: true, AggregateID: key, Version: v, Event: eventOf[lock.LockCreated](ev)}, nil
 	})
 }
 
-// lockCommand runs one decide function on an existing, authorized lock.
-func (s *Service) lockCommand(ctx context.Context, c Call, id int64, decide func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error)) (Result, error) {
+// lockCommand runs decide on existing lock id for a caller authorized on
+// it and appends its events; the answer's event carries payload P. decide
+// may set the answer's extras.
+func lockCommand[P domain.Event, R any, PR enveloped[R, P]](ctx context.Context, s *Service, c Call, id int64,
+	decide func(ctx context.Context, tx *store.Tx, st lock.State, now string, res *R) ([]domain.Event, error)) (R, error) {
+	var zero R
 	// Refuse anonymous callers before queueing anything for the writer.
 	if err := requireAuth(c.P); err != nil {
-		return Result{}, err
+		return zero, err
 	}
-	c.Aggregate = "lock/" + lockKey(id)
-	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
-		st, snap, err := loadLockFor(ctx, tx, c.P, id)
+	key := lockKey(id)
+	c.Aggregate = "lock/" + key
+	return run[R, PR](ctx, s, c, func(ctx context.Context, tx *store.Tx) (R, error) {
+		var res R
+		st, snap, err := load(ctx, tx, lockAgg, key)
 		if err != nil {
-			return Result{}, err
+			return res, err
+		}
+		if !st.Exists() {
+			return res, domain.Errorf(domain.NotFound, "Lock %d not found", id)
+		}
+		if err := authorizeLock(c.P, st); err != nil {
+			return res, err
 		}
 		now := s.stamp()
-		evs, extra, err := decide(ctx, tx, st, now)
+		evs, err := decide(ctx, tx, st, now, &res)
 		if err != nil {
-			return Result{}, err
+			return res, err
 		}
 		_, v, ev, err := save(ctx, tx, lockAgg, snap, st, evs, now)
-		extra.AggregateID, extra.Version, extra.Event = lockKey(id), v, ev
-		return extra, err
+		a := PR(&res).envelope()
+		a.AggregateID, a.Version, a.Event = key, v, eventOf[P](ev)
+		return res, err
 	})
 }
 
@@ -176,48 +173,48 @@ func authorizeOwnership(p Principal, st lock.State) error {
 // SetOrganization assigns lock id to a tenant. A non-super API key may only
 // claim the lock for its own org; anyone else must name a registered
 // tenant.
-func (s *Service) SetOrganization(ctx context.Context, c Call, id int64, orgID string) (Result, error) {
+func (s *Service) SetOrganization(ctx context.Context, c Call, id int64, orgID string) (Answer[lock.OrganizationSet], error) {
 	if orgID == "" {
-		return Result{}, domain.InvalidField("orgId", "orgId is required")
+		return Answer[lock.OrganizationSet]{}, domain.InvalidField("orgId", "orgId is required")
 	}
-	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
+	return lockCommand[lock.OrganizationSet](ctx, s, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string, _ *Answer[lock.OrganizationSet]) ([]domain.Event, error) {
 		if err := authorizeOwnership(c.P, st); err != nil {
-			return nil, Result{}, err
+			return nil, err
 		}
 		if c.P.Kind == TenantCaller && !c.P.Super && orgID != c.P.OrgID {
-			return nil, Result{}, domain.Errorf(domain.Forbidden, "An API key may only assign locks to its own organization")
+			return nil, domain.Errorf(domain.Forbidden, "An API key may only assign locks to its own organization")
 		}
 		t, _, err := load(ctx, tx, tenantAgg, orgID)
 		if err != nil {
-			return nil, Result{}, err
+			return nil, err
 		}
 		if !t.Exists() {
-			return nil, Result{}, domain.Errorf(domain.NotFound, "Tenant %q not registered", orgID)
+			return nil, domain.Errorf(domain.NotFound, "Tenant %q not registered", orgID)
 		}
 		evs, err := lock.DecideSetOrganization(st, orgID, now)
-		return evs, Result{}, err
+		return evs, err
 	})
 }
 
 // SetOwner makes userID the owner of lock id. The user must exist.
-func (s *Service) SetOwner(ctx context.Context, c Call, id int64, userID string) (Result, error) {
+func (s *Service) SetOwner(ctx context.Context, c Call, id int64, userID string) (Answer[lock.OwnerSet], error) {
 	if userID == "" {
-		return Result{}, domain.InvalidField("userId", "userId is required")
+		return Answer[lock.OwnerSet]{}, domain.InvalidField("userId", "userId is required")
 	}
 	if _, err := domain.CanonicalUUID("userId", userID); err != nil {
-		return Result{}, err
+		return Answer[lock.OwnerSet]{}, err
 	}
-	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
+	return lockCommand[lock.OwnerSet](ctx, s, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string, _ *Answer[lock.OwnerSet]) ([]domain.Event, error) {
 		if err := authorizeOwnership(c.P, st); err != nil {
-			return nil, Result{}, err
+			return nil, err
 		}
 		if _, found, err := tx.User(ctx, store.ByID, userID); err != nil {
-			return nil, Result{}, err
+			return nil, err
 		} else if !found {
-			return nil, Result{}, domain.Errorf(domain.NotFound, "User %s not found: create it first (POST /users/{id}/CreateUser or GET /users/by-email)", userID)
+			return nil, domain.Errorf(domain.NotFound, "User %s not found: create it first (POST /users/{id}/CreateUser or GET /users/by-email)", userID)
 		}
 		evs, err := lock.DecideSetOwner(st, userID, now)
-		return evs, Result{}, err
+		return evs, err
 	})
 }
 
@@ -231,7 +228,7 @@ type ResidentInput struct {
 
 // resolveResident finds the user a ResidentInput names. Every identifier
 // given must point at the same user.
-func resolveResident(ctx context.Context, tx *store.Tx, in ResidentInput) (store.User, error) {
+func resolveResident(ctx context.Context, users userVault, in ResidentInput) (store.User, error) {
 	type probe struct {
 		by    store.UserBy
 		field string
@@ -265,7 +262,7 @@ func resolveResident(ctx context.Context, tx *store.Tx, in ResidentInput) (store
 	}
 	var found store.User
 	for i, pr := range probes {
-		u, ok, err := tx.User(ctx, pr.by, pr.value)
+		u, ok, err := users.User(ctx, pr.by, pr.value)
 		if err != nil {
 			return store.User{}, err
 		}
@@ -289,22 +286,25 @@ func resolveResident(ctx context.Context, tx *store.Tx, in ResidentInput) (store
 // a user's token (an owner or key holder) an e-mail or phone number of no
 // user creates one, so the answer does not tell whether the address was
 // known. It returns Invalid for a duplicate.
-func (s *Service) AddResident(ctx context.Context, c Call, id int64, in ResidentInput) (Result, error) {
+func (s *Service) AddResident(ctx context.Context, c Call, id int64, in ResidentInput) (ResidentAnswer[lock.ResidentAdded], error) {
+	type answer = ResidentAnswer[lock.ResidentAdded]
 	if err := lock.CheckResidentName(in.Name); err != nil {
-		return Result{}, err
+		return answer{}, err
 	}
 	byUser := c.P.Kind == UserCaller && !c.P.Admin
 	if byUser && countIdentifiers(in) > 1 {
-		return Result{}, domain.InvalidField("email", "With a user token, name the resident by one of email, phoneNumber or userId")
+		return answer{}, domain.InvalidField("email", "With a user token, name the resident by one of email, phoneNumber or userId")
 	}
-	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
-		resolve := resolveResident
+	return lockCommand[lock.ResidentAdded](ctx, s, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string, res *answer) ([]domain.Event, error) {
+		var u store.User
+		var err error
 		if byUser {
-			resolve = s.resolveOrCreateResident
+			u, err = s.resolveOrCreateResident(ctx, tx, in)
+		} else {
+			u, err = resolveResident(ctx, tx, in)
 		}
-		u, err := resolve(ctx, tx, in)
 		if err != nil {
-			return nil, Result{}, err
+			return nil, err
 		}
 		echo := u.Email
 		if byUser {
@@ -329,11 +329,8 @@ func (s *Service) AddResident(ctx context.Context, c Call, id int64, in Resident
 				masked = domain.MaskEmail(echo)
 			}
 		}
-		evs, err := lock.DecideAddResident(st, u.UserID, in.Name, masked, now)
-		if err != nil {
-			return nil, Result{}, err
-		}
-		return evs, Result{Email: echo}, nil
+		res.Email = echo
+		return lock.DecideAddResident(st, u.UserID, in.Name, masked, now)
 	})
 }
 
@@ -379,8 +376,8 @@ func (s *Service) resolveOrCreateResident(ctx context.Context, tx *store.Tx, in 
 
 // RemoveResident takes a user off the doorbell list of lock id. It returns
 // Invalid when the user is not on the list.
-func (s *Service) RemoveResident(ctx context.Context, c Call, id int64, in ResidentInput) (Result, error) {
-	return s.lockCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string) ([]domain.Event, Result, error) {
+func (s *Service) RemoveResident(ctx context.Context, c Call, id int64, in ResidentInput) (ResidentAnswer[lock.ResidentRemoved], error) {
+	return lockCommand[lock.ResidentRemoved](ctx, s, c, id, func(ctx context.Context, tx *store.Tx, st lock.State, now string, res *ResidentAnswer[lock.ResidentRemoved]) ([]domain.Event, error) {
 		u, err := resolveResident(ctx, tx, in)
 		if err != nil {
 			if in.UserID != nil && domain.ErrorCode(err) == domain.NotFound {
@@ -388,10 +385,10 @@ func (s *Service) RemoveResident(ctx context.Context, c Call, id int64, in Resid
 				// still be removed.
 				u = store.User{UserID: *in.UserID}
 			} else {
-				return nil, Result{}, err
+				return nil, err
 			}
 		}
-		evs, err := lock.DecideRemoveResident(st, u.UserID, now)
-		return evs, Result{Email: u.Email}, err
+		res.Email = u.Email
+		return lock.DecideRemoveResident(st, u.UserID, now)
 	})
 }

@@ -55,7 +55,7 @@ func (s *Service) Onboard(ctx context.Context, email, orgID, orgName string) (Is
 	}
 	key := s.random(40)
 	var out IssuedKey
-	_, err = s.tenantCommand(ctx, Call{}, orgID, func(ctx context.Context, tx *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
+	_, err = tenantCommand[tenant.TenantRegistered](ctx, s, Call{}, orgID, func(ctx context.Context, tx *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
 		if owned, found, err := tx.TenantByOwnerEmail(ctx, e); err != nil {
 			return nil, err
 		} else if found {
@@ -129,7 +129,7 @@ func (s *Service) RotateOwnKey(ctx context.Context, p Principal, currentKeyID st
 		createdBy = "self-service"
 	}
 	var out IssuedKey
-	_, err := s.tenantCommand(ctx, Call{P: p}, p.OrgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
+	_, err := tenantCommand[tenant.APIKeyIssued](ctx, s, Call{P: p}, p.OrgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
 		active, ok := st.ActiveKey(now)
 		if active.KeyID != currentKeyID {
 			return nil, domain.Errorf(domain.Conflict, "The API key changed since this page was shown; nothing was rotated")

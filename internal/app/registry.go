@@ -46,6 +46,7 @@ type aggregate[S any] struct {
 // the store need of it.
 type registered interface {
 	aggregateType() string
+	catalog() *domain.Catalog
 	storeProjections() []store.Projection
 	// fold decodes r and applies it to state (nil before the first
 	// record); it returns the new state and its org.
@@ -54,6 +55,7 @@ type registered interface {
 
 func (a aggregate[S]) aggregateType() string                { return a.typ }
 func (a aggregate[S]) storeProjections() []store.Projection { return a.projections }
+func (a aggregate[S]) catalog() *domain.Catalog             { return a.events }
 
 func (a aggregate[S]) fold(state json.RawMessage, r es.Record) (json.RawMessage, string, error) {
 	var st S
@@ -88,4 +90,16 @@ func (s *Service) fold(aggType string, state json.RawMessage, r es.Record) (json
 		return nil, "", fmt.Errorf("unknown aggregate type %q", aggType)
 	}
 	return a.fold(state, r)
+}
+
+// EventName is the stored type name of event payload e in the catalogue
+// of its registered aggregate ("" when no built-in aggregate records it):
+// the OpenAPI document types each command's event with it.
+func EventName(e domain.Event) string {
+	for _, a := range builtins() {
+		if n := a.catalog().Name(e); n != "" {
+			return n
+		}
+	}
+	return ""
 }

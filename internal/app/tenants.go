@@ -20,12 +20,12 @@ func requireAdmin(p Principal) error {
 }
 
 // RegisterTenant registers orgID. It returns Conflict when it exists.
-func (s *Service) RegisterTenant(ctx context.Context, c Call, orgID, orgName, ownerEmail string) (Result, error) {
+func (s *Service) RegisterTenant(ctx context.Context, c Call, orgID, orgName, ownerEmail string) (Answer[tenant.TenantRegistered], error) {
 	if err := requireAdmin(c.P); err != nil {
-		return Result{}, err
+		return Answer[tenant.TenantRegistered]{}, err
 	}
 	if !domain.ValidOrgID(orgID) {
-		return Result{}, domain.InvalidField("orgId", "orgId must be 1-128 characters of letters, digits and . _ : @ -")
+		return Answer[tenant.TenantRegistered]{}, domain.InvalidField("orgId", "orgId must be 1-128 characters of letters, digits and . _ : @ -")
 	}
 	if orgName == "" {
 		orgName = orgID
@@ -34,19 +34,20 @@ func (s *Service) RegisterTenant(ctx context.Context, c Call, orgID, orgName, ow
 	if ownerEmail != "" {
 		var err error
 		if email, err = domain.NormalizeEmail("ownerEmail", ownerEmail); err != nil {
-			return Result{}, err
+			return Answer[tenant.TenantRegistered]{}, err
 		}
 	}
-	return s.tenantCommand(ctx, c, orgID, func(ctx context.Context, tx *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
+	res, err := tenantCommand[tenant.TenantRegistered](ctx, s, c, orgID, func(ctx context.Context, tx *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
 		evs, err := tenant.DecideRegister(st, tenant.Register{OrgID: orgID, OrgName: orgName, OwnerEmail: email, Now: now})
 		if err != nil || email == "" {
 			return evs, err
 		}
 		return evs, tx.SetTenantContact(ctx, orgID, email)
-	}, func(_ context.Context, _ *store.Tx, _ tenant.State, _ []es.Record, res *Result) error {
+	}, func(_ context.Context, _ *store.Tx, _ tenant.State, _ []es.Record, res *WebhookAnswer[tenant.TenantRegistered]) error {
 		res.Created = true
 		return nil
 	})
+	return res.Answer, err
 }
 
 // IssuedKey is an API key shown once, right after issue or rotation.
@@ -99,7 +100,7 @@ func (s *Service) IssueKey(ctx context.Context, p Principal, in IssueKeyInput, r
 		createdBy = "admin"
 	}
 	var out IssuedKey
-	_, err := s.tenantCommand(ctx, Call{P: p}, in.OrgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
+	_, err := tenantCommand[tenant.APIKeyIssued](ctx, s, Call{P: p}, in.OrgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
 		super := in.Super
 		if rotate {
 			if k, ok := st.ActiveKey(now); ok && !in.Super {
@@ -113,7 +114,7 @@ func (s *Service) IssueKey(ctx context.Context, p Principal, in IssueKeyInput, r
 		}
 		out = IssuedKey{APIKey: key, OrgID: in.OrgID, OrgName: in.OrgName, CreatedAt: now, CreatedBy: createdBy, ExpiresAt: expires, Super: super}
 		return decide(st, cmd)
-	}, func(_ context.Context, _ *store.Tx, st tenant.State, _ []es.Record, _ *Result) error {
+	}, func(_ context.Context, _ *store.Tx, st tenant.State, _ []es.Record, _ *WebhookAnswer[tenant.APIKeyIssued]) error {
 		if out.OrgName == "" {
 			out.OrgName = st.OrgName
 		}

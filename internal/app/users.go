@@ -11,9 +11,25 @@ import (
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
+// User is a person's record in the vault as app's callers see it.
+type User struct {
+	UserID    string
+	Email     string
+	Phone     string
+	FirstName string
+	LastName  string
+	CreatedAt string
+	// CreatedBy is the org whose API key created the record; "" when the
+	// person, the admin's sign-up hook or a user's token did.
+	CreatedBy string
+}
+
+// userOf is the view of a vault row.
+func userOf(u store.User) User { return User(u) }
+
 // UserView is a user as the lookup and profile routes show it.
 type UserView struct {
-	store.User
+	User
 	Status string
 }
 
@@ -127,64 +143,66 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 	if byPhone {
 		agg = "phone/" + phone
 	}
-	_, err = s.run(ctx, Call{P: p, Aggregate: agg}, func(ctx context.Context, tx *store.Tx) (Result, error) {
+	// The answer is out; run brings the retries on conflicts.
+	_, err = run(ctx, s, Call{P: p, Aggregate: agg}, func(ctx context.Context, tx *store.Tx) (Answer[user.UserCreated], error) {
+		type answer = Answer[user.UserCreated]
 		by, key := store.ByEmail, email
 		if byPhone {
 			by, key = store.ByPhone, phone
 		}
 		u, found, err := tx.User(ctx, by, key)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		if found {
-			out = UserView{User: u, Status: user.StatusActive}
-			return Result{}, nil
+			out = UserView{User: userOf(u), Status: user.StatusActive}
+			return answer{}, nil
 		}
 		if in.SearchOnly {
-			return Result{}, domain.Errorf(domain.NotFound, "User not found")
+			return answer{}, domain.Errorf(domain.NotFound, "User not found")
 		}
 		if id != "" {
 			if err := s.notSignedInID(ctx, tx, p, id); err != nil {
-				return Result{}, err
+				return answer{}, err
 			}
 			if _, taken, err := tx.User(ctx, store.ByID, id); err != nil {
-				return Result{}, err
+				return answer{}, err
 			} else if taken && p.Kind == UserCaller && !p.Admin {
-				return Result{}, domain.Errorf(domain.Conflict, "Your user record exists without this address: set it with UpdateEmail or UpdatePhoneNumber")
+				return answer{}, domain.Errorf(domain.Conflict, "Your user record exists without this address: set it with UpdateEmail or UpdatePhoneNumber")
 			} else if taken {
-				return Result{}, domain.Errorf(domain.Conflict, "Requested UUID already exists")
+				return answer{}, domain.Errorf(domain.Conflict, "Requested UUID already exists")
 			}
 		} else {
 			id = s.newUUID()
 		}
 		if byPhone && email != "" {
 			if _, taken, err := tx.User(ctx, store.ByEmail, email); err != nil {
-				return Result{}, err
+				return answer{}, err
 			} else if taken {
-				return Result{}, domain.Errorf(domain.Conflict, "Email already belongs to another user")
+				return answer{}, domain.Errorf(domain.Conflict, "Email already belongs to another user")
 			}
 		}
 		u = store.User{UserID: id, Email: email, Phone: phone, CreatedBy: creator(p)}
 		if err := tx.InsertUser(ctx, store.User{UserID: id, Email: email, Phone: phone, CreatedAt: s.stamp(), CreatedBy: creator(p)}); errors.Is(err, store.ErrTaken) {
 			// Another node created this user between our find and our
 			// insert (PostgreSQL): run again, and the find will see it.
-			return Result{}, &es.ConflictError{AggregateType: user.AggregateType, AggregateID: key}
+			return answer{}, &es.ConflictError{AggregateType: user.AggregateType, AggregateID: key}
 		} else if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		if _, _, err := s.appendUserCreated(ctx, tx, u); err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		u.CreatedAt = s.stamp()
-		out = UserView{User: u, Status: user.StatusActive}
-		return Result{}, nil
+		out = UserView{User: userOf(u), Status: user.StatusActive}
+		return answer{}, nil
 	})
 	if err != nil {
 		return UserView{}, err
 	}
 	// Re-read for the stored created_at.
-	if u, ok, err := s.st.User(ctx, store.ByID, out.UserID); err == nil && ok {
-		out.User = u
+	if u, ok, err := s.users.User(ctx, store.ByID, out.UserID); err == nil && ok {
+		out.User = userOf(u)
 	}
 	return out, nil
 }
@@ -201,128 +219,131 @@ type CreateUserInput struct {
 // CreateUser creates user id. The phone number is validated but not stored
 // (as upstream: use UpdatePhoneNumber). Created=false with no event when
 // the user exists.
-func (s *Service) CreateUser(ctx context.Context, c Call, id string, in CreateUserInput) (Result, error) {
+func (s *Service) CreateUser(ctx context.Context, c Call, id string, in CreateUserInput) (UserAnswer[user.UserCreated], error) {
+	type answer = UserAnswer[user.UserCreated]
 	if err := requireAuth(c.P); err != nil {
-		return Result{}, err
+		return answer{}, err
 	}
 	bodyID, err := domain.CanonicalUUID("userId", in.UserID)
 	if err != nil {
-		return Result{}, err
+		return answer{}, err
 	}
 	pathID, err := domain.CanonicalUUID("id", id)
 	if err != nil {
-		return Result{}, err
+		return answer{}, err
 	}
 	if bodyID != pathID {
-		return Result{}, domain.InvalidField("userId", "userId must equal the id in the path")
+		return answer{}, domain.InvalidField("userId", "userId must equal the id in the path")
 	}
 	if c.P.Kind == UserCaller && !c.P.Admin && c.P.UserID != pathID {
-		return Result{}, domain.Errorf(domain.Forbidden, "You can only create your own user record")
+		return answer{}, domain.Errorf(domain.Forbidden, "You can only create your own user record")
 	}
 	email := ""
 	if in.Email != "" {
 		if email, err = domain.NormalizeEmail("email", in.Email); err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		if err := ownAddress(c.P, email, ""); err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 	}
 	if in.PhoneNumber != "" {
 		if _, err := domain.NormalizePhone("phoneNumber", in.PhoneNumber); err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 	}
 	if err := user.CheckNames(in.FirstName, in.LastName); err != nil {
-		return Result{}, err
+		return answer{}, err
 	}
 	c.Aggregate = "user/" + pathID
-	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
+	return run(ctx, s, c, func(ctx context.Context, tx *store.Tx) (answer, error) {
 		if existing, found, err := tx.User(ctx, store.ByID, pathID); err != nil {
-			return Result{}, err
+			return answer{}, err
 		} else if found {
 			_, snap, err := load(ctx, tx, userAgg, pathID)
 			if err != nil {
-				return Result{}, err
+				return answer{}, err
 			}
 			if c.P.Kind == UserCaller && !c.P.Admin && email != "" && existing.Email != email {
 				// Not silently ignored: the person asked for this address.
-				return Result{}, domain.Errorf(domain.Conflict, "Your user record exists with another e-mail address or none: set it with UpdateEmail")
+				return answer{}, domain.Errorf(domain.Conflict, "Your user record exists with another e-mail address or none: set it with UpdateEmail")
 			}
 			if c.P.Kind == TenantCaller && !c.P.Super && !c.P.Admin {
 				// Another tenant's (or the person's own) record: say only
 				// that the id is taken. Its creator, or a tenant it is on a
 				// lock of, gets upstream's idempotent 200.
 				if st, err := tx.UserStanding(ctx, pathID, c.P.OrgID); err != nil {
-					return Result{}, err
+					return answer{}, err
 				} else if st.CreatedBy != c.P.OrgID && !st.OnOrgLock {
-					return Result{}, domain.Errorf(domain.Conflict, "A user with this id already exists")
+					return answer{}, domain.Errorf(domain.Conflict, "A user with this id already exists")
 				}
 			}
-			return Result{AggregateID: pathID, Version: snap.Version, UserID: pathID}, nil
+			return answer{Answer: Answer[user.UserCreated]{AggregateID: pathID, Version: snap.Version}, UserID: pathID}, nil
 		}
 		if err := s.notSignedInID(ctx, tx, c.P, pathID); err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		if email != "" {
 			if _, taken, err := tx.User(ctx, store.ByEmail, email); err != nil {
-				return Result{}, err
+				return answer{}, err
 			} else if taken {
-				return Result{}, domain.Errorf(domain.Conflict, "Email already belongs to another user")
+				return answer{}, domain.Errorf(domain.Conflict, "Email already belongs to another user")
 			}
 		}
 		u := store.User{UserID: pathID, Email: email, FirstName: in.FirstName, LastName: in.LastName, CreatedAt: s.stamp(), CreatedBy: creator(c.P)}
 		if err := tx.InsertUser(ctx, u); errors.Is(err, store.ErrTaken) {
 			// Created concurrently (another node): run again and answer 200.
-			return Result{}, &es.ConflictError{AggregateType: user.AggregateType, AggregateID: pathID}
+			return answer{}, &es.ConflictError{AggregateType: user.AggregateType, AggregateID: pathID}
 		} else if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		ev, v, err := s.appendUserCreated(ctx, tx, u)
-		return Result{Created: true, AggregateID: pathID, Version: v, Event: ev, UserID: pathID}, err
+		return answer{Answer: Answer[user.UserCreated]{Created: true, AggregateID: pathID, Version: v, Event: eventOf[user.UserCreated](ev)}, UserID: pathID}, err
 	})
 }
 
-// userCommand runs a decide step on an existing user the caller may change.
-func (s *Service) userCommand(ctx context.Context, c Call, id string, decide func(ctx context.Context, tx *store.Tx, st user.State, u store.User, now string) ([]domain.Event, error)) (Result, error) {
+// userCommand runs a decide step on existing user id for a caller who may
+// change it; the answer's event carries payload P.
+func userCommand[P domain.Event](ctx context.Context, s *Service, c Call, id string, decide func(ctx context.Context, tx *store.Tx, st user.State, u store.User, now string) ([]domain.Event, error)) (Answer[P], error) {
+	type answer = Answer[P]
 	if err := requireAuth(c.P); err != nil {
-		return Result{}, err
+		return answer{}, err
 	}
 	c.Aggregate = "user/" + id
-	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
+	return run(ctx, s, c, func(ctx context.Context, tx *store.Tx) (answer, error) {
 		if err := authorizeUser(ctx, c.P, id, changeUser, tx.UserStanding); err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		u, found, err := tx.User(ctx, store.ByID, id)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		st, snap, err := load(ctx, tx, userAgg, id)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		if !found || !st.Exists() {
-			return Result{}, domain.Errorf(domain.NotFound, "User %s not found", id)
+			return answer{}, domain.Errorf(domain.NotFound, "User %s not found", id)
 		}
 		now := s.stamp()
 		evs, err := decide(ctx, tx, st, u, now)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		_, v, ev, err := save(ctx, tx, userAgg, snap, st, evs, now)
-		return Result{AggregateID: id, Version: v, Event: ev}, err
+		return answer{AggregateID: id, Version: v, Event: eventOf[P](ev)}, err
 	})
 }
 
 // UpdateEmail sets the e-mail of a user that has none. A user's token may
 // set only its own verified address. It returns Forbidden, Conflict when
 // the user has one or the address belongs to another user.
-func (s *Service) UpdateEmail(ctx context.Context, c Call, id, email string) (Result, error) {
+func (s *Service) UpdateEmail(ctx context.Context, c Call, id, email string) (Answer[user.UserEmailUpdated], error) {
 	e, err := domain.NormalizeEmail("email", email)
 	if err != nil {
-		return Result{}, err
+		return Answer[user.UserEmailUpdated]{}, err
 	}
-	return s.userCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st user.State, u store.User, now string) ([]domain.Event, error) {
+	return userCommand[user.UserEmailUpdated](ctx, s, c, id, func(ctx context.Context, tx *store.Tx, st user.State, u store.User, now string) ([]domain.Event, error) {
 		if err := ownAddress(c.P, e, ""); err != nil {
 			return nil, err
 		}
@@ -346,15 +367,15 @@ func (s *Service) UpdateEmail(ctx context.Context, c Call, id, email string) (Re
 // UpdatePhoneNumber sets (non-nil) or removes (nil) a user's phone number.
 // A user's token may set only its own verified number. It returns
 // Forbidden, Conflict when another user has the number.
-func (s *Service) UpdatePhoneNumber(ctx context.Context, c Call, id string, phone *string) (Result, error) {
+func (s *Service) UpdatePhoneNumber(ctx context.Context, c Call, id string, phone *string) (Answer[user.UserPhoneNumberUpdated], error) {
 	p := ""
 	if phone != nil {
 		var err error
 		if p, err = domain.NormalizePhone("phoneNumber", *phone); err != nil {
-			return Result{}, err
+			return Answer[user.UserPhoneNumberUpdated]{}, err
 		}
 	}
-	return s.userCommand(ctx, c, id, func(ctx context.Context, tx *store.Tx, st user.State, u store.User, now string) ([]domain.Event, error) {
+	return userCommand[user.UserPhoneNumberUpdated](ctx, s, c, id, func(ctx context.Context, tx *store.Tx, st user.State, u store.User, now string) ([]domain.Event, error) {
 		if err := ownAddress(c.P, "", p); err != nil {
 			return nil, err
 		}
@@ -377,11 +398,11 @@ func (s *Service) UpdatePhoneNumber(ctx context.Context, c Call, id string, phon
 // tenant that has custody; masked for a tenant whose standing is only that
 // the person is on one of its locks.
 func (s *Service) Profile(ctx context.Context, p Principal, id string) (UserView, error) {
-	masked, err := userStanding(ctx, p, id, readUser, s.st.UserStanding)
+	masked, err := userStanding(ctx, p, id, readUser, s.users.UserStanding)
 	if err != nil {
 		return UserView{}, err
 	}
-	u, found, err := s.st.User(ctx, store.ByID, id)
+	u, found, err := s.users.User(ctx, store.ByID, id)
 	if err != nil {
 		return UserView{}, err
 	}
@@ -395,7 +416,7 @@ func (s *Service) Profile(ctx context.Context, p Principal, id string) (UserView
 			status = st.Status
 		}
 	}
-	v := UserView{User: u, Status: status}
+	v := UserView{User: userOf(u), Status: status}
 	if masked {
 		v = v.mask()
 	}

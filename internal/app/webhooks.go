@@ -153,26 +153,28 @@ func (s *Service) checkURL(ctx context.Context, raw string) (string, error) {
 // tenantCommand runs decide on tenant orgID in one transaction and saves
 // its events (none: nothing changes); then, in the same transaction, after
 // (if set) gets the new state and the stored records for the work that
-// goes with them, and may add to the answer.
-func (s *Service) tenantCommand(ctx context.Context, c Call, orgID string,
+// goes with them, and may add to the answer, whose event carries payload
+// P.
+func tenantCommand[P domain.Event](ctx context.Context, s *Service, c Call, orgID string,
 	decide func(ctx context.Context, tx *store.Tx, st tenant.State, now string) ([]domain.Event, error),
-	after func(ctx context.Context, tx *store.Tx, st tenant.State, recs []es.Record, res *Result) error) (Result, error) {
+	after func(ctx context.Context, tx *store.Tx, st tenant.State, recs []es.Record, res *WebhookAnswer[P]) error) (WebhookAnswer[P], error) {
+	type answer = WebhookAnswer[P]
 	c.Aggregate = "tenant/" + orgID
-	return s.run(ctx, c, func(ctx context.Context, tx *store.Tx) (Result, error) {
+	return run(ctx, s, c, func(ctx context.Context, tx *store.Tx) (answer, error) {
 		st, snap, err := load(ctx, tx, tenantAgg, orgID)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		now := s.stamp()
 		evs, err := decide(ctx, tx, st, now)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
 		st, v, ev, recs, err := saveRecs(ctx, tx, tenantAgg, snap, st, evs, now)
 		if err != nil {
-			return Result{}, err
+			return answer{}, err
 		}
-		res := Result{AggregateID: orgID, Version: v, Event: ev}
+		res := answer{Answer: Answer[P]{AggregateID: orgID, Version: v, Event: eventOf[P](ev)}}
 		if after != nil {
 			err = after(ctx, tx, st, recs, &res)
 		}
@@ -189,41 +191,41 @@ func (s *Service) queueVerification(ctx context.Context, tx *store.Tx, rec es.Re
 // CreateWebhook subscribes orgID's URL to its events (admin). The webhook
 // starts pending; a verification POST follows. The answer carries the new
 // webhook's id and its signing secret.
-func (s *Service) CreateWebhook(ctx context.Context, c Call, orgID string, in WebhookInput) (Result, error) {
+func (s *Service) CreateWebhook(ctx context.Context, c Call, orgID string, in WebhookInput) (WebhookAnswer[tenant.WebhookCreated], error) {
 	if err := requireAdmin(c.P); err != nil {
-		return Result{}, err
+		return WebhookAnswer[tenant.WebhookCreated]{}, err
 	}
 	return s.createWebhook(ctx, c, orgID, in)
 }
 
-func (s *Service) createWebhook(ctx context.Context, c Call, orgID string, in WebhookInput) (Result, error) {
+func (s *Service) createWebhook(ctx context.Context, c Call, orgID string, in WebhookInput) (WebhookAnswer[tenant.WebhookCreated], error) {
 	u, err := s.checkURL(ctx, in.URL)
 	if err != nil {
-		return Result{}, err
+		return WebhookAnswer[tenant.WebhookCreated]{}, err
 	}
 	evs, err := tenant.NormalizeEvents(in.Events)
 	if err != nil {
-		return Result{}, err
+		return WebhookAnswer[tenant.WebhookCreated]{}, err
 	}
 	if in.AuthType == "" {
 		in.AuthType = tenant.AuthNone
 	}
 	if err := tenant.ValidAuth(in.AuthType, in.AuthHeader); err != nil {
-		return Result{}, err
+		return WebhookAnswer[tenant.WebhookCreated]{}, err
 	}
 	if err := checkAuthValue(in.AuthType, in.AuthValue); err != nil {
-		return Result{}, err
+		return WebhookAnswer[tenant.WebhookCreated]{}, err
 	}
 	secret := in.Secret
 	if secret == "" {
 		secret = NewWebhookSecret()
 	} else if err := checkSecret(secret); err != nil {
-		return Result{}, err
+		return WebhookAnswer[tenant.WebhookCreated]{}, err
 	}
 	id := s.newUUID()
-	return s.tenantCommand(ctx, c, orgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
+	return tenantCommand[tenant.WebhookCreated](ctx, s, c, orgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
 		return tenant.DecideCreateWebhook(st, tenant.CreateWebhook{WebhookID: id, URL: u, Events: evs, AuthType: in.AuthType, AuthHeader: in.AuthHeader, Now: now})
-	}, func(ctx context.Context, tx *store.Tx, _ tenant.State, recs []es.Record, res *Result) error {
+	}, func(ctx context.Context, tx *store.Tx, _ tenant.State, recs []es.Record, res *WebhookAnswer[tenant.WebhookCreated]) error {
 		if err := tx.PutWebhookSecrets(ctx, id, store.WebhookSecrets{Secret: secret, AuthValue: in.AuthValue}); err != nil {
 			return err
 		}
@@ -235,50 +237,50 @@ func (s *Service) createWebhook(ctx context.Context, c Call, orgID string, in We
 // UpdateWebhook changes a webhook of orgID (admin): URL (back to pending,
 // re-verified), events, outbound auth, secret. A new secret (given, or
 // generated with RotateSecret) signs beside the old one for SecretOverlap.
-func (s *Service) UpdateWebhook(ctx context.Context, c Call, orgID, id string, in WebhookInput) (Result, error) {
+func (s *Service) UpdateWebhook(ctx context.Context, c Call, orgID, id string, in WebhookInput) (WebhookAnswer[tenant.WebhookUpdated], error) {
 	if err := requireAdmin(c.P); err != nil {
-		return Result{}, err
+		return WebhookAnswer[tenant.WebhookUpdated]{}, err
 	}
 	return s.updateWebhook(ctx, c, orgID, id, in)
 }
 
-func (s *Service) updateWebhook(ctx context.Context, c Call, orgID, id string, in WebhookInput) (Result, error) {
+func (s *Service) updateWebhook(ctx context.Context, c Call, orgID, id string, in WebhookInput) (WebhookAnswer[tenant.WebhookUpdated], error) {
 	var err error
 	u := ""
 	if in.URL != "" {
 		if u, err = s.checkURL(ctx, in.URL); err != nil {
-			return Result{}, err
+			return WebhookAnswer[tenant.WebhookUpdated]{}, err
 		}
 	}
 	var evs []string
 	if in.Events != nil {
 		if len(in.Events) == 0 {
-			return Result{}, domain.InvalidField("events", `events cannot be empty; use ["*"] for every event`)
+			return WebhookAnswer[tenant.WebhookUpdated]{}, domain.InvalidField("events", `events cannot be empty; use ["*"] for every event`)
 		}
 		if evs, err = tenant.NormalizeEvents(in.Events); err != nil {
-			return Result{}, err
+			return WebhookAnswer[tenant.WebhookUpdated]{}, err
 		}
 	}
 	if in.AuthType != "" {
 		if err := tenant.ValidAuth(in.AuthType, in.AuthHeader); err != nil {
-			return Result{}, err
+			return WebhookAnswer[tenant.WebhookUpdated]{}, err
 		}
 		if err := checkAuthValue(in.AuthType, in.AuthValue); err != nil {
-			return Result{}, err
+			return WebhookAnswer[tenant.WebhookUpdated]{}, err
 		}
 	} else if in.AuthHeader != "" || in.AuthValue != "" {
-		return Result{}, domain.InvalidField("authType", "authHeader and authValue change together with authType")
+		return WebhookAnswer[tenant.WebhookUpdated]{}, domain.InvalidField("authType", "authHeader and authValue change together with authType")
 	}
 	secret := in.Secret
 	if secret != "" {
 		if err := checkSecret(secret); err != nil {
-			return Result{}, err
+			return WebhookAnswer[tenant.WebhookUpdated]{}, err
 		}
 	} else if in.RotateSecret {
 		secret = NewWebhookSecret()
 	}
 	var ws store.WebhookSecrets
-	return s.tenantCommand(ctx, c, orgID, func(ctx context.Context, tx *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
+	return tenantCommand[tenant.WebhookUpdated](ctx, s, c, orgID, func(ctx context.Context, tx *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
 		var err error
 		if ws, _, err = tx.WebhookSecrets(ctx, id); err != nil {
 			return nil, err
@@ -292,7 +294,7 @@ func (s *Service) updateWebhook(ctx context.Context, c Call, orgID, id string, i
 		}
 		return tenant.DecideUpdateWebhook(st, tenant.UpdateWebhook{WebhookID: id, URL: u, Events: evs, AuthType: in.AuthType,
 			AuthHeader: in.AuthHeader, RotateSecret: secret != "", Now: now})
-	}, func(ctx context.Context, tx *store.Tx, st tenant.State, recs []es.Record, res *Result) error {
+	}, func(ctx context.Context, tx *store.Tx, st tenant.State, recs []es.Record, res *WebhookAnswer[tenant.WebhookUpdated]) error {
 		w, _ := st.Webhook(id)
 		res.WebhookID, res.Status, res.Secret = id, w.Status, secret
 		if secret != "" || in.AuthType != "" {
@@ -317,26 +319,26 @@ func (s *Service) updateWebhook(ctx context.Context, c Call, orgID, id string, i
 // PatchWebhookURL is the partner's self-service URL change (their own API
 // key): the webhook goes back to pending until its new URL answers the
 // verification POST with 2xx.
-func (s *Service) PatchWebhookURL(ctx context.Context, c Call, id, rawURL string) (Result, error) {
+func (s *Service) PatchWebhookURL(ctx context.Context, c Call, id, rawURL string) (WebhookAnswer[tenant.WebhookUpdated], error) {
 	w, err := s.ownWebhook(ctx, c.P, "", id)
 	if err != nil {
-		return Result{}, err
+		return WebhookAnswer[tenant.WebhookUpdated]{}, err
 	}
 	if strings.TrimSpace(rawURL) == "" {
-		return Result{}, domain.InvalidField("url", "url is required")
+		return WebhookAnswer[tenant.WebhookUpdated]{}, domain.InvalidField("url", "url is required")
 	}
 	return s.updateWebhook(ctx, c, w.OrgID, id, WebhookInput{URL: rawURL})
 }
 
 // DeleteWebhook removes a webhook of orgID (admin); its queued deliveries
 // are dropped and its secrets forgotten.
-func (s *Service) DeleteWebhook(ctx context.Context, c Call, orgID, id string) (Result, error) {
+func (s *Service) DeleteWebhook(ctx context.Context, c Call, orgID, id string) (WebhookAnswer[tenant.WebhookDeleted], error) {
 	if err := requireAdmin(c.P); err != nil {
-		return Result{}, err
+		return WebhookAnswer[tenant.WebhookDeleted]{}, err
 	}
-	return s.tenantCommand(ctx, c, orgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
+	return tenantCommand[tenant.WebhookDeleted](ctx, s, c, orgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
 		return tenant.DecideDeleteWebhook(st, id, now)
-	}, func(ctx context.Context, tx *store.Tx, _ tenant.State, _ []es.Record, res *Result) error {
+	}, func(ctx context.Context, tx *store.Tx, _ tenant.State, _ []es.Record, res *WebhookAnswer[tenant.WebhookDeleted]) error {
 		res.WebhookID = id
 		if err := tx.DeleteWebhookSecrets(ctx, id); err != nil {
 			return err
@@ -448,16 +450,21 @@ func (s *Service) PortalSetWebhookURL(ctx context.Context, p Principal, rawURL s
 	if err != nil {
 		return WebhookView{}, err
 	}
-	var res Result
+	var id string
 	if len(hooks) == 0 {
-		res, err = s.createWebhook(ctx, Call{P: p}, p.OrgID, WebhookInput{URL: rawURL, Events: []string{tenant.AllEvents}})
+		res, err := s.createWebhook(ctx, Call{P: p}, p.OrgID, WebhookInput{URL: rawURL, Events: []string{tenant.AllEvents}})
+		if err != nil {
+			return WebhookView{}, err
+		}
+		id = res.WebhookID
 	} else {
-		res, err = s.PatchWebhookURL(ctx, Call{P: p}, hooks[0].ID, rawURL)
+		res, err := s.PatchWebhookURL(ctx, Call{P: p}, hooks[0].ID, rawURL)
+		if err != nil {
+			return WebhookView{}, err
+		}
+		id = res.WebhookID
 	}
-	if err != nil {
-		return WebhookView{}, err
-	}
-	return s.ownWebhook(ctx, p, "", res.WebhookID)
+	return s.ownWebhook(ctx, p, "", id)
 }
 
 // AttemptView is one recorded delivery attempt.
@@ -646,9 +653,9 @@ func (s *Service) Replay(ctx context.Context, p Principal, orgID, id string, sin
 // it). A 2xx (errMsg "") makes the webhook active and lets its held
 // deliveries go.
 func (s *Service) RecordVerification(ctx context.Context, orgID, id string, urlVersion, code int, errMsg string) error {
-	_, err := s.tenantCommand(ctx, Call{}, orgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
+	_, err := tenantCommand[tenant.WebhookVerified](ctx, s, Call{}, orgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
 		return tenant.DecideVerification(st, tenant.Verification{WebhookID: id, URLVersion: urlVersion, StatusCode: code, Error: errMsg, Now: now}), nil
-	}, func(ctx context.Context, tx *store.Tx, _ tenant.State, recs []es.Record, _ *Result) error {
+	}, func(ctx context.Context, tx *store.Tx, _ tenant.State, recs []es.Record, _ *WebhookAnswer[tenant.WebhookVerified]) error {
 		if len(recs) == 0 || errMsg != "" {
 			return nil
 		}
@@ -662,9 +669,9 @@ func (s *Service) RecordVerification(ctx context.Context, orgID, id string, urlV
 // Gone (the dispatcher calls it): nothing more is queued for it and what
 // was queued is dropped.
 func (s *Service) DisableWebhook(ctx context.Context, orgID, id string, code int, reason string, exceptRow int64) error {
-	_, err := s.tenantCommand(ctx, Call{}, orgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
+	_, err := tenantCommand[tenant.WebhookDisabled](ctx, s, Call{}, orgID, func(_ context.Context, _ *store.Tx, st tenant.State, now string) ([]domain.Event, error) {
 		return tenant.DecideDisable(st, id, code, reason, now), nil
-	}, func(ctx context.Context, tx *store.Tx, _ tenant.State, recs []es.Record, _ *Result) error {
+	}, func(ctx context.Context, tx *store.Tx, _ tenant.State, recs []es.Record, _ *WebhookAnswer[tenant.WebhookDisabled]) error {
 		if len(recs) == 0 {
 			return nil
 		}

@@ -26,7 +26,7 @@ func TestWebhookReadModelsRebuild(t *testing.T) {
 			if _, err := svc.RegisterTenant(ctx, app.Call{P: admin}, "acme", "Acme", ""); err != nil {
 				t.Fatal(err)
 			}
-			create := func(url string) app.Result {
+			create := func(url string) app.WebhookAnswer[tenant.WebhookCreated] {
 				r, err := svc.CreateWebhook(ctx, app.Call{P: admin}, "acme", app.WebhookInput{URL: url, Events: []string{"LockCreated"}})
 				if err != nil {
 					t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/domain/tenant"
 )
 
 type registerTenantInput struct {
@@ -17,10 +18,10 @@ type registerTenantInput struct {
 	}
 }
 
-func (s *Server) registerTenant(ctx context.Context, in *registerTenantInput) (*CommandOutput, error) {
+func (s *Server) registerTenant(ctx context.Context, in *registerTenantInput) (*CommandOutput[tenant.TenantRegistered], error) {
 	p := principal(ctx) // admin credentials: checked by admit (gateAdmin)
 	r, err := s.svc.RegisterTenant(ctx, app.Call{P: p, Route: "register " + in.OrgID, IdempotencyKey: in.IdempotencyKey, Input: in.Body}, in.OrgID, in.Body.OrgName, in.Body.OwnerEmail)
-	return s.command(ctx, r, err, true)
+	return command(ctx, s, r, err, true)
 }
 
 type issueKeyInput struct {
@@ -100,7 +101,7 @@ type tenantItem struct {
 // TenantsOutput is GET /tenants.
 type TenantsOutput struct {
 	Body struct {
-		Tenants []tenantItem `json:"tenants"`
+		Tenants []tenantItem `json:"tenants" nullable:"false"`
 		Total   int          `json:"total"`
 	}
 }

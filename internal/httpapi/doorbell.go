@@ -2,33 +2,24 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"strconv"
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/domain/user"
 )
 
-// RingEvent is the event of a RingDoorbell answer.
-type RingEvent struct {
-	Type string                `json:"type" enum:"DoorbellRang"`
-	Data doorbell.DoorbellRang `json:"data"`
-}
-
 // RingOutput is the answer of RingDoorbell: the command envelope of the new
 // ring stream plus the ring id, the lock and how many residents it notifies.
 type RingOutput struct {
 	Replayed string `header:"Idempotent-Replayed"`
 	Body     struct {
-		Success     bool       `json:"success"`
-		AggregateID string     `json:"aggregateId" doc:"The ring id (each ring is its own stream)"`
-		Version     int64      `json:"version"`
-		Event       *RingEvent `json:"event"`
-		RingID      string     `json:"ringId"`
-		LockID      int64      `json:"lockId"`
-		Notified    int        `json:"notified" doc:"How many residents the ring targets (0 for a lock without residents)"`
+		Success     bool                          `json:"success"`
+		AggregateID string                        `json:"aggregateId" doc:"The ring id (each ring is its own stream)"`
+		Version     number                        `json:"version"`
+		Event       *Event[doorbell.DoorbellRang] `json:"event"`
+		RingID      string                        `json:"ringId"`
+		LockID      number                        `json:"lockId"`
+		Notified    int                           `json:"notified" doc:"How many residents the ring targets (0 for a lock without residents)"`
 	}
 }
 
@@ -49,19 +40,14 @@ func (s *Server) ringDoorbell(ctx context.Context, in *ringInput) (*RingOutput, 
 	if in.Body != nil {
 		b = app.RingInput{ResidentUserID: in.Body.ResidentUserID, VisitorName: in.Body.VisitorName, Message: in.Body.Message, Source: in.Body.Source}
 	}
-	r, err := s.svc.RingDoorbell(ctx, s.call(ctx, "RingDoorbell "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, b), in.ID, b)
+	r, err := s.svc.RingDoorbell(ctx, s.lockCall(ctx, "RingDoorbell", in.ID, in.IdempotencyKey, b), in.ID, b)
 	if err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}
-	out := &RingOutput{Replayed: replayed(r)}
+	out := &RingOutput{Replayed: replayed(r.Answer)}
 	o := &out.Body
-	o.Success, o.AggregateID, o.Version, o.RingID, o.LockID, o.Notified = true, r.AggregateID, r.Version, r.RingID, r.LockID, r.Notified
-	if r.Event != nil {
-		o.Event = &RingEvent{Type: r.Event.Type}
-		if err := json.Unmarshal(r.Event.Data, &o.Event.Data); err != nil {
-			return nil, toAPIError(ctx, s.log, fmt.Errorf("decode ring event: %w", err))
-		}
-	}
+	o.Success, o.AggregateID, o.Version, o.Event = true, r.AggregateID, number(r.Version), (*Event[doorbell.DoorbellRang])(r.Event)
+	o.RingID, o.LockID, o.Notified = r.RingID, number(r.LockID), r.Notified
 	return out, nil
 }
 
@@ -70,14 +56,14 @@ type ringPath struct {
 	IdemHeader
 }
 
-func (s *Server) answerRing(ctx context.Context, in *ringPath) (*CommandOutput, error) {
+func (s *Server) answerRing(ctx context.Context, in *ringPath) (*CommandOutput[doorbell.DoorbellAnswered], error) {
 	r, err := s.svc.AnswerRing(ctx, s.call(ctx, "AnswerRing "+in.RingID, in.IdempotencyKey, nil), in.RingID)
-	return s.command(ctx, r, err, false)
+	return command(ctx, s, r, err, false)
 }
 
-func (s *Server) declineRing(ctx context.Context, in *ringPath) (*CommandOutput, error) {
+func (s *Server) declineRing(ctx context.Context, in *ringPath) (*CommandOutput[doorbell.DoorbellDeclined], error) {
 	r, err := s.svc.DeclineRing(ctx, s.call(ctx, "DeclineRing "+in.RingID, in.IdempotencyKey, nil), in.RingID)
-	return s.command(ctx, r, err, false)
+	return command(ctx, s, r, err, false)
 }
 
 // ChannelSwitches is the on/off state of each notification channel.
@@ -87,17 +73,13 @@ type ChannelSwitches struct {
 	Hook  *bool `json:"hook,omitempty" doc:"The operator's outgoing HTTP hook (SMS, push)"`
 }
 
-type setPreferencesInput struct {
-	UserPath
-	IdemHeader
-	Body struct {
-		_          struct{}         `additionalProperties:"false"`
-		Channels   *ChannelSwitches `json:"channels,omitempty" doc:"Channels left out are on"`
-		QuietHours *user.QuietHours `json:"quietHours,omitempty" doc:"Daily window in which e-mail and hook stay silent (the live stream still delivers); leave out for none"`
-	}
+type setPreferencesInputBody struct {
+	_          struct{}         `additionalProperties:"false"`
+	Channels   *ChannelSwitches `json:"channels,omitempty" doc:"Channels left out are on"`
+	QuietHours *user.QuietHours `json:"quietHours,omitempty" doc:"Daily window in which e-mail and hook stay silent (the live stream still delivers); leave out for none"`
 }
 
-func (s *Server) setPreferences(ctx context.Context, in *setPreferencesInput) (*CommandOutput, error) {
+func (s *Server) setPreferences(ctx context.Context, in *userCommandInput[setPreferencesInputBody]) (*CommandOutput[user.NotificationPreferencesSet], error) {
 	b := app.PreferencesInput{Channels: map[string]bool{}, QuietHours: in.Body.QuietHours}
 	if c := in.Body.Channels; c != nil {
 		for name, v := range map[string]*bool{user.ChannelLive: c.Live, user.ChannelEmail: c.Email, user.ChannelHook: c.Hook} {
@@ -107,7 +89,7 @@ func (s *Server) setPreferences(ctx context.Context, in *setPreferencesInput) (*
 		}
 	}
 	r, err := s.svc.SetNotificationPreferences(ctx, s.call(ctx, "SetNotificationPreferences "+in.ID, in.IdempotencyKey, b), in.ID, b)
-	return s.command(ctx, r, err, false)
+	return command(ctx, s, r, err, false)
 }
 
 // PreferencesOutput is GET /users/{id}/notification-preferences.
@@ -116,7 +98,7 @@ type PreferencesOutput struct {
 		UserID     string           `json:"userId"`
 		Channels   map[string]bool  `json:"channels" doc:"live, email, hook: on or off"`
 		QuietHours *user.QuietHours `json:"quietHours" doc:"null when none"`
-		Available  []string         `json:"availableChannels" doc:"Channels this server can deliver (e-mail and hook need operator configuration)"`
+		Available  []string         `json:"availableChannels" nullable:"false" doc:"Channels this server can deliver (e-mail and hook need operator configuration)"`
 	}
 }
 
@@ -149,7 +131,7 @@ type PageQuery struct {
 // NotificationsOutput is GET /users/{id}/notifications.
 type NotificationsOutput struct {
 	Body struct {
-		Notifications []app.RingView `json:"notifications" doc:"Rings that targeted the user, newest first, with the user's own deliveries"`
+		Notifications []app.RingView `json:"notifications" nullable:"false" doc:"Rings that targeted the user, newest first, with the user's own deliveries"`
 		NextCursor    *string        `json:"nextCursor" doc:"null on the last page"`
 	}
 }
@@ -172,7 +154,7 @@ func (s *Server) notifications(ctx context.Context, in *notificationsInput) (*No
 // RingsOutput is GET /locks/{id}/doorbell/rings.
 type RingsOutput struct {
 	Body struct {
-		Rings      []app.RingView `json:"rings" doc:"Newest first, each with every resident's delivery state per channel"`
+		Rings      []app.RingView `json:"rings" nullable:"false" doc:"Newest first, each with every resident's delivery state per channel"`
 		NextCursor *string        `json:"nextCursor" doc:"null on the last page"`
 	}
 }

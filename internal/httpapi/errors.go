@@ -24,8 +24,8 @@ type APIError struct {
 	Err     string              `json:"error"`
 	Message string              `json:"message"`
 	Code    int                 `json:"code"`
-	Details []domain.FieldError `json:"details"`
-	Errors  []legacyError       `json:"errors,omitempty"`
+	Details []domain.FieldError `json:"details" nullable:"false"`
+	Errors  []legacyError       `json:"errors,omitempty" nullable:"false"`
 	headers http.Header         // sent with the answer (huma.HeadersError)
 }
 

@@ -19,7 +19,7 @@ func FuzzUnmarshalStrict(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var strict, std createLockInput
+		var strict, std lockCommandInput[createLockInputBody]
 		err := unmarshalStrict(data, &strict.Body)
 		if err != nil {
 			if strings.Contains(err.Error(), "Go ") {

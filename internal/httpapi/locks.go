@@ -2,79 +2,27 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
-	"github.com/spkey-dev/spkey/internal/es"
 )
 
 type LockPath struct {
 	ID int64 `path:"id" exclusiveMinimum:"0" doc:"Lock ID (numeric)"`
 }
 
-type IdemHeader struct {
-	IdempotencyKey string `header:"Idempotency-Key" doc:"Optional: a retry with the same key and body returns the first answer and records nothing"`
-}
-
-// Envelope is upstream's command answer.
-type Envelope struct {
-	Success     bool          `json:"success"`
-	AggregateID string        `json:"aggregateId"`
-	Version     int64         `json:"version"`
-	Event       *app.EventOut `json:"event" doc:"The recorded event, or null when nothing changed"`
-}
-
-// CommandOutput is the answer of a command without route extras.
-type CommandOutput struct {
-	Status   int
-	Replayed string `header:"Idempotent-Replayed"`
-	Body     Envelope
-}
-
-func envelope(r app.Result) Envelope {
-	return Envelope{Success: true, AggregateID: r.AggregateID, Version: r.Version, Event: r.Event}
-}
-
-func status(r app.Result, created bool) int {
-	if created && r.Created {
-		return http.StatusCreated
-	}
-	return http.StatusOK
-}
-
-func replayed(r app.Result) string {
-	if r.Replayed {
-		return "true"
-	}
-	return ""
-}
-
-func (s *Server) call(ctx context.Context, route, key string, input any) app.Call {
-	return app.Call{P: principal(ctx), Route: route, IdempotencyKey: key, Input: input}
-}
-
-func (s *Server) command(ctx context.Context, r app.Result, err error, created bool) (*CommandOutput, error) {
-	if err != nil {
-		return nil, toAPIError(ctx, s.log, err)
-	}
-	return &CommandOutput{Status: status(r, created), Replayed: replayed(r), Body: envelope(r)}, nil
-}
-
-type createLockInput struct {
-	LockPath
-	IdemHeader
-	Body struct {
-		_            struct{}   `additionalProperties:"true"`
-		Index        int64      `json:"index" exclusiveMinimum:"0" doc:"Lock index number"`
-		UUID         string     `json:"uuid" doc:"Lock (device) UUID"`
-		SerialNumber string     `json:"serialNumber,omitempty" maxLength:"800" pattern:"^[a-zA-Z0-9_.,@/:#=[\\]-]*$"`
-		VendorName   string     `json:"vendorName,omitempty" maxLength:"800" pattern:"^[a-zA-Z0-9_.,@/:#=[\\]-]*$"`
-		OwnerID      string     `json:"ownerId,omitempty"`
-		Keys         []keyInput `json:"keys,omitempty"`
-	}
+type createLockInputBody struct {
+	_            struct{}   `additionalProperties:"true"`
+	Index        int64      `json:"index" exclusiveMinimum:"0" doc:"Lock index number"`
+	UUID         string     `json:"uuid" doc:"Lock (device) UUID"`
+	SerialNumber string     `json:"serialNumber,omitempty" maxLength:"800" pattern:"^[a-zA-Z0-9_.,@/:#=[\\]-]*$"`
+	VendorName   string     `json:"vendorName,omitempty" maxLength:"800" pattern:"^[a-zA-Z0-9_.,@/:#=[\\]-]*$"`
+	OwnerID      string     `json:"ownerId,omitempty"`
+	Keys         []keyInput `json:"keys,omitempty"`
 }
 
 type keyInput struct {
@@ -84,107 +32,91 @@ type keyInput struct {
 	UserID      string   `json:"userId,omitempty"`
 }
 
-func (s *Server) createLock(ctx context.Context, in *createLockInput) (*CommandOutput, error) {
+func (s *Server) createLock(ctx context.Context, in *lockCommandInput[createLockInputBody]) (*CommandOutput[lock.LockCreated], error) {
 	keys := make([]lock.Key, 0, len(in.Body.Keys))
 	for _, k := range in.Body.Keys {
 		keys = append(keys, lock.Key{UUID: k.UUID, IndexNumber: k.IndexNumber, UserID: k.UserID})
 	}
 	b := app.CreateLockInput{Index: in.Body.Index, UUID: in.Body.UUID, SerialNumber: in.Body.SerialNumber, VendorName: in.Body.VendorName, OwnerID: in.Body.OwnerID, Keys: keys}
-	r, err := s.svc.CreateLock(ctx, s.call(ctx, "CreateLock "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, b), in.ID, b)
-	return s.command(ctx, r, err, true)
+	r, err := s.svc.CreateLock(ctx, s.lockCall(ctx, "CreateLock", in.ID, in.IdempotencyKey, b), in.ID, b)
+	return command(ctx, s, r, err, true)
 }
 
-type setOrganizationInput struct {
-	LockPath
-	IdemHeader
-	Body struct {
-		_     struct{} `additionalProperties:"true"`
-		OrgID string   `json:"orgId" doc:"Organization ID"`
-	}
+type setOrganizationInputBody struct {
+	_     struct{} `additionalProperties:"true"`
+	OrgID string   `json:"orgId" doc:"Organization ID"`
 }
 
-func (s *Server) setOrganization(ctx context.Context, in *setOrganizationInput) (*CommandOutput, error) {
-	r, err := s.svc.SetOrganization(ctx, s.call(ctx, "SetOrganization "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, in.Body), in.ID, in.Body.OrgID)
-	return s.command(ctx, r, err, false)
+func (s *Server) setOrganization(ctx context.Context, in *lockCommandInput[setOrganizationInputBody]) (*CommandOutput[lock.OrganizationSet], error) {
+	r, err := s.svc.SetOrganization(ctx, s.lockCall(ctx, "SetOrganization", in.ID, in.IdempotencyKey, in.Body), in.ID, in.Body.OrgID)
+	return command(ctx, s, r, err, false)
 }
 
-type setOwnerInput struct {
-	LockPath
-	IdemHeader
-	Body struct {
-		_      struct{} `additionalProperties:"true"`
-		UserID string   `json:"userId" doc:"User ID to set as owner"`
-	}
+type setOwnerInputBody struct {
+	_      struct{} `additionalProperties:"true"`
+	UserID string   `json:"userId" doc:"User ID to set as owner"`
 }
 
-func (s *Server) setOwner(ctx context.Context, in *setOwnerInput) (*CommandOutput, error) {
-	r, err := s.svc.SetOwner(ctx, s.call(ctx, "SetOwner "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, in.Body), in.ID, in.Body.UserID)
-	return s.command(ctx, r, err, false)
+func (s *Server) setOwner(ctx context.Context, in *lockCommandInput[setOwnerInputBody]) (*CommandOutput[lock.OwnerSet], error) {
+	r, err := s.svc.SetOwner(ctx, s.lockCall(ctx, "SetOwner", in.ID, in.IdempotencyKey, in.Body), in.ID, in.Body.UserID)
+	return command(ctx, s, r, err, false)
 }
 
 // ResidentOutput is the answer of AddResident and RemoveResident.
-type ResidentOutput struct {
+type ResidentOutput[P domain.Event] struct {
 	Status   int
 	Replayed string `header:"Idempotent-Replayed"`
 	Body     struct {
-		Envelope
+		Envelope[P]
 		Email string `json:"email,omitempty" doc:"The resident's e-mail address, when known"`
 	}
 }
 
-type residentInput struct {
-	LockPath
-	IdemHeader
-	Body struct {
-		_           struct{} `additionalProperties:"true"`
-		Name        string   `json:"name,omitempty" doc:"Resident name (required by AddResident)"`
-		Email       *string  `json:"email,omitempty" doc:"Resident email, resolved to the user"`
-		PhoneNumber *string  `json:"phoneNumber,omitempty" doc:"Resident phone number in international form"`
-		UserID      *string  `json:"userId,omitempty" minLength:"1" doc:"Resident user UUID"`
-	}
+type residentInputBody struct {
+	_           struct{} `additionalProperties:"true"`
+	Name        string   `json:"name,omitempty" doc:"Resident name (required by AddResident)"`
+	Email       *string  `json:"email,omitempty" doc:"Resident email, resolved to the user"`
+	PhoneNumber *string  `json:"phoneNumber,omitempty" doc:"Resident phone number in international form"`
+	UserID      *string  `json:"userId,omitempty" minLength:"1" doc:"Resident user UUID"`
 }
 
-type addResidentInput struct {
-	LockPath
-	IdemHeader
-	Body struct {
-		_           struct{} `additionalProperties:"true"`
-		Name        string   `json:"name" minLength:"1" doc:"Resident name"`
-		Email       *string  `json:"email,omitempty" doc:"Resident email, resolved to the user"`
-		PhoneNumber *string  `json:"phoneNumber,omitempty" doc:"Resident phone number in international form"`
-		UserID      *string  `json:"userId,omitempty" minLength:"1" doc:"Resident user UUID"`
-	}
+type addResidentInputBody struct {
+	_           struct{} `additionalProperties:"true"`
+	Name        string   `json:"name" minLength:"1" doc:"Resident name"`
+	Email       *string  `json:"email,omitempty" doc:"Resident email, resolved to the user"`
+	PhoneNumber *string  `json:"phoneNumber,omitempty" doc:"Resident phone number in international form"`
+	UserID      *string  `json:"userId,omitempty" minLength:"1" doc:"Resident user UUID"`
 }
 
-func (s *Server) residentResult(ctx context.Context, r app.Result, err error) (*ResidentOutput, error) {
+func residentResult[P domain.Event](ctx context.Context, s *Server, r app.ResidentAnswer[P], err error) (*ResidentOutput[P], error) {
 	if err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}
-	out := &ResidentOutput{Status: http.StatusOK, Replayed: replayed(r)}
-	out.Body.Envelope = envelope(r)
+	out := &ResidentOutput[P]{Status: http.StatusOK, Replayed: replayed(r.Answer)}
+	out.Body.Envelope = envelope(r.Answer)
 	out.Body.Email = r.Email
 	return out, nil
 }
 
-func (s *Server) addResident(ctx context.Context, in *addResidentInput) (*ResidentOutput, error) {
+func (s *Server) addResident(ctx context.Context, in *lockCommandInput[addResidentInputBody]) (*ResidentOutput[lock.ResidentAdded], error) {
 	b := app.ResidentInput{Name: in.Body.Name, Email: in.Body.Email, PhoneNumber: in.Body.PhoneNumber, UserID: in.Body.UserID}
-	r, err := s.svc.AddResident(ctx, s.call(ctx, "AddResident "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, b), in.ID, b)
-	return s.residentResult(ctx, r, err)
+	r, err := s.svc.AddResident(ctx, s.lockCall(ctx, "AddResident", in.ID, in.IdempotencyKey, b), in.ID, b)
+	return residentResult(ctx, s, r, err)
 }
 
-func (s *Server) removeResident(ctx context.Context, in *residentInput) (*ResidentOutput, error) {
+func (s *Server) removeResident(ctx context.Context, in *lockCommandInput[residentInputBody]) (*ResidentOutput[lock.ResidentRemoved], error) {
 	b := app.ResidentInput{Email: in.Body.Email, PhoneNumber: in.Body.PhoneNumber, UserID: in.Body.UserID}
-	r, err := s.svc.RemoveResident(ctx, s.call(ctx, "RemoveResident "+strconv.FormatInt(in.ID, 10), in.IdempotencyKey, b), in.ID, b)
-	return s.residentResult(ctx, r, err)
+	r, err := s.svc.RemoveResident(ctx, s.lockCall(ctx, "RemoveResident", in.ID, in.IdempotencyKey, b), in.ID, b)
+	return residentResult(ctx, s, r, err)
 }
 
 // BasicInfoOutput is GET /locks/{id}/basic-info.
 type BasicInfoOutput struct {
 	Body struct {
 		ID             string `json:"id"`
-		LockID         int64  `json:"lockId"`
+		LockID         number `json:"lockId"`
 		UUID           string `json:"uuid"`
-		Version        int64  `json:"version"`
+		Version        number `json:"version"`
 		SerialNumber   string `json:"serialNumber,omitempty"`
 		OwnerID        string `json:"ownerId,omitempty"`
 		OrgID          string `json:"orgId,omitempty"`
@@ -202,9 +134,16 @@ func (s *Server) lockBasicInfo(ctx context.Context, in *LockPath) (*BasicInfoOut
 	}
 	out := &BasicInfoOutput{}
 	b := &out.Body
-	b.ID, b.LockID, b.UUID, b.Version = strconv.FormatInt(in.ID, 10), in.ID, v.State.UUID, v.Version
+	b.ID, b.LockID, b.UUID, b.Version = strconv.FormatInt(in.ID, 10), number(in.ID), v.State.UUID, number(v.Version)
 	b.SerialNumber, b.OwnerID, b.OrgID, b.OrganizationID, b.R2Prefix = v.State.SerialNumber, v.State.OwnerID, v.State.OrgID, v.State.OrgID, streamName(in.ID)
 	return out, nil
+}
+
+// keyDetail is one key of a lock (lock.Key as upstream types it).
+type keyDetail struct {
+	UUID        string  `json:"uuid"`
+	IndexNumber *number `json:"indexNumber,omitempty"`
+	UserID      string  `json:"userId,omitempty"`
 }
 
 type residentDetail struct {
@@ -217,15 +156,15 @@ type residentDetail struct {
 type DetailsOutput struct {
 	Body struct {
 		ID             string           `json:"id"`
-		LockID         int64            `json:"lockId"`
+		LockID         number           `json:"lockId"`
 		UUID           string           `json:"uuid"`
 		SerialNumber   string           `json:"serialNumber,omitempty"`
-		Keys           []lock.Key       `json:"keys"`
+		Keys           []keyDetail      `json:"keys" nullable:"false"`
 		OwnerID        string           `json:"ownerId,omitempty"`
 		OrganizationID string           `json:"organizationId,omitempty"`
-		Residents      []residentDetail `json:"residents"`
+		Residents      []residentDetail `json:"residents" nullable:"false"`
 		OrgID          string           `json:"orgId" doc:"Empty when the lock has no organization"`
-		Version        int64            `json:"version"`
+		Version        number           `json:"version"`
 		Timestamp      string           `json:"timestamp" doc:"Time of the lock's last event"`
 		R2Prefix       string           `json:"r2Prefix"`
 	}
@@ -242,11 +181,12 @@ func (s *Server) lockDetails(ctx context.Context, in *LockPath) (*DetailsOutput,
 	}
 	out := &DetailsOutput{}
 	b := &out.Body
-	b.ID, b.LockID, b.UUID, b.SerialNumber, b.Keys = strconv.FormatInt(in.ID, 10), in.ID, v.State.UUID, v.State.SerialNumber, v.State.Keys
-	if b.Keys == nil {
-		b.Keys = []lock.Key{}
+	b.ID, b.LockID, b.UUID, b.SerialNumber = strconv.FormatInt(in.ID, 10), number(in.ID), v.State.UUID, v.State.SerialNumber
+	b.Keys = make([]keyDetail, 0, len(v.State.Keys))
+	for _, k := range v.State.Keys {
+		b.Keys = append(b.Keys, keyDetail{UUID: k.UUID, IndexNumber: (*number)(k.IndexNumber), UserID: k.UserID})
 	}
-	b.OwnerID, b.OrganizationID, b.OrgID, b.Version, b.Timestamp, b.R2Prefix = v.State.OwnerID, v.State.OrgID, v.State.OrgID, v.Version, v.UpdatedAt, streamName(in.ID)
+	b.OwnerID, b.OrganizationID, b.OrgID, b.Version, b.Timestamp, b.R2Prefix = v.State.OwnerID, v.State.OrgID, v.State.OrgID, number(v.Version), v.UpdatedAt, streamName(in.ID)
 	b.Residents = make([]residentDetail, 0, len(v.State.Residents))
 	for _, r := range v.State.Residents {
 		b.Residents = append(b.Residents, residentDetail{UserID: r.UserID, Name: r.Name, Email: emails[r.UserID]})
@@ -262,13 +202,25 @@ type lockEventsInput struct {
 // EventsOutput is GET /locks/{id}/events.
 type EventsOutput struct {
 	Body struct {
-		AggregateID string      `json:"aggregateId"`
-		TotalEvents int64       `json:"totalEvents"`
-		Page        int64       `json:"page"`
-		PageSize    int64       `json:"pageSize"`
-		TotalPages  int64       `json:"totalPages"`
-		Events      []es.Record `json:"events"`
+		AggregateID string        `json:"aggregateId"`
+		TotalEvents number        `json:"totalEvents"`
+		Page        number        `json:"page"`
+		PageSize    number        `json:"pageSize"`
+		TotalPages  number        `json:"totalPages"`
+		Events      []eventRecord `json:"events" nullable:"false"`
 	}
+}
+
+// eventRecord is one recorded event of a lock (es.Record as upstream types
+// it).
+type eventRecord struct {
+	AggregateType string          `json:"aggregateType"`
+	AggregateID   string          `json:"aggregateId"`
+	Version       number          `json:"version"`
+	Type          string          `json:"type"`
+	Timestamp     string          `json:"timestamp"`
+	OrgID         string          `json:"orgId"`
+	Data          json.RawMessage `json:"event"`
 }
 
 func (s *Server) lockEvents(ctx context.Context, in *lockEventsInput) (*EventsOutput, error) {
@@ -286,8 +238,11 @@ func (s *Server) lockEvents(ctx context.Context, in *lockEventsInput) (*EventsOu
 	}
 	out := &EventsOutput{}
 	b := &out.Body
-	b.AggregateID, b.TotalEvents, b.Page, b.PageSize, b.TotalPages = strconv.FormatInt(in.ID, 10), pg.Total, pg.Page, pg.PageSize, pg.TotalPages
-	b.Events = pg.Events
+	b.AggregateID, b.TotalEvents, b.Page, b.PageSize, b.TotalPages = strconv.FormatInt(in.ID, 10), number(pg.Total), number(pg.Page), number(pg.PageSize), number(pg.TotalPages)
+	b.Events = make([]eventRecord, 0, len(pg.Events))
+	for _, r := range pg.Events {
+		b.Events = append(b.Events, eventRecord{AggregateType: r.AggregateType, AggregateID: r.AggregateID, Version: number(r.Version), Type: r.Type, Timestamp: r.Timestamp, OrgID: r.OrgID, Data: r.Data})
+	}
 	return out, nil
 }
 
@@ -301,7 +256,7 @@ type residentItem struct {
 // ResidentsOutput is GET /locks/{id}/residents.
 type ResidentsOutput struct {
 	Body struct {
-		Residents []residentItem `json:"residents"`
+		Residents []residentItem `json:"residents" nullable:"false"`
 	}
 }
 

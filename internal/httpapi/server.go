@@ -26,10 +26,6 @@ type Config struct {
 	AdminAPIKey      string
 	AdminEmailDomain string
 	CORSOrigins      map[string]bool
-	// Feed and Waker serve the live notification stream (nil: the stream
-	// answers 500).
-	Feed  FeedReader
-	Waker Waker
 	// StreamStop, when closed, ends every live stream (server shutdown:
 	// streams never finish by themselves).
 	StreamStop <-chan struct{}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -12,46 +11,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/spkey-dev/spkey/internal/app"
-	"github.com/spkey-dev/spkey/internal/domain"
-	"github.com/spkey-dev/spkey/internal/notify"
-	"github.com/spkey-dev/spkey/internal/store"
 )
-
-// FeedReader reads users' live feeds (the store).
-type FeedReader interface {
-	FeedFor(ctx context.Context, userID, org string, after int64, limit int) ([]store.FeedEntry, error)
-	FeedHead(ctx context.Context, userID string) (int64, error)
-}
-
-// Waker wakes a user's streams on this node (notify.Hub).
-type Waker interface {
-	Subscribe(userID string) (*notify.Sub, func())
-}
-
-// handedOver returns the entries of pushed (handed over with a wake-up)
-// that follow last, for tenant org ("" = all), and the highest number they
-// cover. readDB is true when they cannot be trusted to be complete (none
-// came, or they do not follow last without a gap): then the stream reads
-// the feed instead.
-func handedOver(pushed []store.FeedEntry, last int64, org string) (entries []store.FeedEntry, upTo int64, readDB bool) {
-	if len(pushed) == 0 {
-		return nil, 0, true
-	}
-	next := last + 1
-	for _, e := range pushed {
-		switch {
-		case e.N < next:
-			continue // already sent
-		case e.N > next:
-			return nil, 0, true // a gap: another node's entry, or one dropped
-		}
-		next++
-		if org == "" || e.OrgID == org {
-			entries = append(entries, e)
-		}
-	}
-	return entries, next - 1, false
-}
 
 // How the stream keeps itself alive: a comment line every heartbeat so
 // proxies and clients see a live connection, and a re-read of the feed
@@ -59,7 +19,6 @@ func handedOver(pushed []store.FeedEntry, last int64, org string) (entries []sto
 const (
 	streamHeartbeat = 15 * time.Second
 	streamPoll      = 5 * time.Second
-	streamPage      = 100
 )
 
 type streamInput struct {
@@ -70,58 +29,30 @@ type streamInput struct {
 }
 
 func (s *Server) notificationStream(ctx context.Context, in *streamInput) (*huma.StreamResponse, error) {
-	if s.cfg.Feed == nil || s.cfg.Waker == nil {
-		return nil, toAPIError(ctx, s.log, fmt.Errorf("live stream not configured"))
-	}
-	if err := s.svc.AuthorizeUserStream(ctx, principal(ctx), in.ID); err != nil {
-		return nil, toAPIError(ctx, s.log, err)
-	}
-	release, err := s.streams.acquire(principal(ctx), in.ID)
-	if err != nil {
-		return nil, toAPIError(ctx, s.log, err)
-	}
+	p := principal(ctx)
 	resume := in.LastEventID
 	if resume == "" {
 		resume = in.After
 	}
-	// Subscribe before reading the head: an entry added in between wakes
-	// us instead of being skipped.
-	sub, unsubscribe := s.cfg.Waker.Subscribe(in.ID)
-	cancel := func() { unsubscribe(); release() }
-	var last int64
-	if resume != "" {
-		n, err := strconv.ParseInt(resume, 10, 64)
-		if err != nil || n < 0 {
-			cancel()
-			return nil, toAPIError(ctx, s.log, domain.InvalidField("Last-Event-ID", "Last-Event-ID (or after) must be an event id from this stream"))
-		}
-		last = n
-	} else {
-		var n int64
-		err := s.streams.read(ctx, func(ctx context.Context) (err error) {
-			n, err = s.cfg.Feed.FeedHead(ctx, in.ID)
-			return err
-		})
-		if err != nil {
-			cancel()
-			return nil, toAPIError(ctx, s.log, err)
-		}
-		last = n
+	feed, err := s.svc.OpenFeed(ctx, p, in.ID, app.FeedOptions{Resume: resume,
+		Admit: func() (func(), error) { return s.streams.acquire(p, in.ID) }, Read: s.streams.read})
+	if err != nil {
+		return nil, toAPIError(ctx, s.log, err)
 	}
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
-		defer cancel()
+		defer feed.Close()
 		r, w := humago.Unwrap(hctx)
 		recheck := func(ctx context.Context) error {
 			return s.streams.read(ctx, func(ctx context.Context) error { return s.reauthorize(ctx, r, in.ID) })
 		}
-		s.stream(r.Context(), w, in.ID, app.FeedScope(principal(ctx)), last, sub, recheck)
+		s.stream(r.Context(), w, in.ID, feed, recheck)
 	}}, nil
 }
 
-// stream writes the user's feed after `last` as Server-Sent Events until the
-// client leaves: id is the per-user entry number, event the event type,
-// data the entry's JSON.
-func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID, org string, last int64, sub *notify.Sub, recheck func(context.Context) error) {
+// stream writes the user's feed as Server-Sent Events until the client
+// leaves: id is the per-user entry number, event the event type, data the
+// entry's JSON.
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID string, feed *app.LiveFeed, recheck func(context.Context) error) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -150,27 +81,14 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID, org 
 	}
 	auth := time.NewTicker(every)
 	defer auth.Stop()
-	readDB := true // the first pass replays from the database
+	handed := false // the first pass replays from the database
 	for {
-		var entries []store.FeedEntry
-		var upTo int64
-		if !readDB {
-			entries, upTo, readDB = handedOver(sub.Take(), last, org)
-		}
-		if readDB {
-			err := s.streams.read(ctx, func(ctx context.Context) (err error) {
-				entries, err = s.cfg.Feed.FeedFor(ctx, userID, org, last, streamPage)
-				return err
-			})
-			if err != nil {
-				if ctx.Err() == nil {
-					s.log.Error("read live feed", "user_id", userID, "err", err)
-				}
-				return
+		entries, more, err := feed.Next(ctx, handed)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("read live feed", "user_id", userID, "err", err)
 			}
-			if len(entries) > 0 {
-				upTo = entries[len(entries)-1].N
-			}
+			return
 		}
 		if len(entries) > 0 {
 			var buf []byte
@@ -181,18 +99,17 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, userID, org 
 				return
 			}
 		}
-		last = max(last, upTo)
-		if readDB && len(entries) == streamPage {
+		handed = false
+		if more {
 			continue
 		}
-		readDB = true
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.cfg.StreamStop:
 			return
-		case <-sub.Wake():
-			readDB = false // entries written on this node come with the wake-up
+		case <-feed.Wake():
+			handed = true // entries written on this node come with the wake-up
 		case <-poll.C:
 		case <-heartbeat.C:
 			if !write([]byte(": ping\n\n")) {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/domain/user"
 )
 
 type byEmailInput struct {
@@ -16,7 +17,7 @@ type byEmailInput struct {
 type ByEmailOutput struct {
 	Body struct {
 		UUID      string `json:"uuid"`
-		Email     string `json:"email"`
+		Email     string `json:"email" format:"email"`
 		CreatedAt string `json:"created_at"`
 	}
 }
@@ -42,7 +43,7 @@ type byPhoneInput struct {
 type ByPhoneOutput struct {
 	Body struct {
 		UUID        string  `json:"uuid"`
-		Email       *string `json:"email"`
+		Email       *string `json:"email" format:"email"`
 		PhoneNumber *string `json:"phoneNumber"`
 		CreatedAt   string  `json:"created_at"`
 	}
@@ -84,7 +85,7 @@ type EnsureUserOutput struct {
 	Body struct {
 		Success bool   `json:"success"`
 		UserID  string `json:"userId"`
-		Email   string `json:"email"`
+		Email   string `json:"email" format:"email"`
 	}
 }
 
@@ -108,61 +109,49 @@ type CreateUserOutput struct {
 	Status   int
 	Replayed string `header:"Idempotent-Replayed"`
 	Body     struct {
-		Envelope
+		Envelope[user.UserCreated]
 		UserID string `json:"userId"`
 	}
 }
 
-type createUserInput struct {
-	UserPath
-	IdemHeader
-	Body struct {
-		_           struct{} `additionalProperties:"true"`
-		UserID      string   `json:"userId" doc:"User UUID (same as the path id)"`
-		Email       string   `json:"email,omitempty"`
-		FirstName   string   `json:"firstName,omitempty"`
-		LastName    string   `json:"lastName,omitempty"`
-		PhoneNumber string   `json:"phoneNumber,omitempty" doc:"Validated but not stored: use UpdatePhoneNumber"`
-	}
+type createUserInputBody struct {
+	_           struct{} `additionalProperties:"true"`
+	UserID      string   `json:"userId" doc:"User UUID (same as the path id)"`
+	Email       string   `json:"email,omitempty"`
+	FirstName   string   `json:"firstName,omitempty"`
+	LastName    string   `json:"lastName,omitempty"`
+	PhoneNumber string   `json:"phoneNumber,omitempty" doc:"Validated but not stored: use UpdatePhoneNumber"`
 }
 
-func (s *Server) createUser(ctx context.Context, in *createUserInput) (*CreateUserOutput, error) {
+func (s *Server) createUser(ctx context.Context, in *userCommandInput[createUserInputBody]) (*CreateUserOutput, error) {
 	b := app.CreateUserInput{UserID: in.Body.UserID, Email: in.Body.Email, FirstName: in.Body.FirstName, LastName: in.Body.LastName, PhoneNumber: in.Body.PhoneNumber}
 	r, err := s.svc.CreateUser(ctx, s.call(ctx, "CreateUser "+in.ID, in.IdempotencyKey, b), in.ID, b)
 	if err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}
-	out := &CreateUserOutput{Status: status(r, true), Replayed: replayed(r)}
-	out.Body.Envelope, out.Body.UserID = envelope(r), r.UserID
+	out := &CreateUserOutput{Status: status(r.Answer, true), Replayed: replayed(r.Answer)}
+	out.Body.Envelope, out.Body.UserID = envelope(r.Answer), r.UserID
 	return out, nil
 }
 
-type updateEmailInput struct {
-	UserPath
-	IdemHeader
-	Body struct {
-		_     struct{} `additionalProperties:"true"`
-		Email string   `json:"email"`
-	}
+type updateEmailInputBody struct {
+	_     struct{} `additionalProperties:"true"`
+	Email string   `json:"email"`
 }
 
-func (s *Server) updateEmail(ctx context.Context, in *updateEmailInput) (*CommandOutput, error) {
+func (s *Server) updateEmail(ctx context.Context, in *userCommandInput[updateEmailInputBody]) (*CommandOutput[user.UserEmailUpdated], error) {
 	r, err := s.svc.UpdateEmail(ctx, s.call(ctx, "UpdateEmail "+in.ID, in.IdempotencyKey, in.Body), in.ID, in.Body.Email)
-	return s.command(ctx, r, err, false)
+	return command(ctx, s, r, err, false)
 }
 
-type updatePhoneInput struct {
-	UserPath
-	IdemHeader
-	Body struct {
-		_           struct{} `additionalProperties:"true"`
-		PhoneNumber *string  `json:"phoneNumber" required:"true" nullable:"true" doc:"International number to set, or null to remove"`
-	}
+type updatePhoneInputBody struct {
+	_           struct{} `additionalProperties:"true"`
+	PhoneNumber *string  `json:"phoneNumber" required:"true" nullable:"true" doc:"International number to set, or null to remove"`
 }
 
-func (s *Server) updatePhoneNumber(ctx context.Context, in *updatePhoneInput) (*CommandOutput, error) {
+func (s *Server) updatePhoneNumber(ctx context.Context, in *userCommandInput[updatePhoneInputBody]) (*CommandOutput[user.UserPhoneNumberUpdated], error) {
 	r, err := s.svc.UpdatePhoneNumber(ctx, s.call(ctx, "UpdatePhoneNumber "+in.ID, in.IdempotencyKey, in.Body), in.ID, in.Body.PhoneNumber)
-	return s.command(ctx, r, err, false)
+	return command(ctx, s, r, err, false)
 }
 
 // ProfileOutput is GET /users/{id}/profile.

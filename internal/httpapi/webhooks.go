@@ -10,6 +10,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/tenant"
 )
 
 var secPartner = []map[string][]string{{"ApiKeyAuth": {}}}
@@ -158,27 +159,28 @@ type patchWebhookInput struct {
 
 // WebhookCommandOutput is a webhook command's answer: upstream's envelope
 // (aggregateId is the orgId: tenants are aggregates) plus the webhook.
-type WebhookCommandOutput struct {
+type WebhookCommandOutput[P domain.Event] struct {
 	Status   int
 	Replayed string `header:"Idempotent-Replayed"`
 	Body     struct {
-		Success       bool          `json:"success"`
-		AggregateID   string        `json:"aggregateId" doc:"The orgId"`
-		Version       int64         `json:"version"`
-		Event         *app.EventOut `json:"event"`
-		WebhookID     string        `json:"webhookId"`
-		WebhookStatus string        `json:"status,omitempty" doc:"pending until the URL answers the verification POST with 2xx"`
-		Secret        string        `json:"secret,omitempty" doc:"The signing secret: only when created or rotated"`
+		Success       bool      `json:"success"`
+		AggregateID   string    `json:"aggregateId" doc:"The orgId"`
+		Version       number    `json:"version"`
+		Event         *Event[P] `json:"event"`
+		WebhookID     string    `json:"webhookId"`
+		WebhookStatus string    `json:"status,omitempty" doc:"pending until the URL answers the verification POST with 2xx"`
+		Secret        string    `json:"secret,omitempty" doc:"The signing secret: only when created or rotated"`
 	}
 }
 
-func (s *Server) webhookCommand(ctx context.Context, r app.Result, err error, created bool) (*WebhookCommandOutput, error) {
+func webhookCommand[P domain.Event](ctx context.Context, s *Server, r app.WebhookAnswer[P], err error, created bool) (*WebhookCommandOutput[P], error) {
 	if err != nil {
 		return nil, toAPIError(ctx, s.log, err)
 	}
-	out := &WebhookCommandOutput{Status: status(r, created), Replayed: replayed(r)}
+	out := &WebhookCommandOutput[P]{Status: status(r.Answer, created), Replayed: replayed(r.Answer)}
 	b := &out.Body
-	b.Success, b.AggregateID, b.Version, b.Event, b.WebhookID, b.WebhookStatus, b.Secret = true, r.AggregateID, r.Version, r.Event, r.WebhookID, r.Status, r.Secret
+	b.Success, b.AggregateID, b.Version, b.Event = true, r.AggregateID, number(r.Version), (*Event[P])(r.Event)
+	b.WebhookID, b.WebhookStatus, b.Secret = r.WebhookID, r.Status, r.Secret
 	return out, nil
 }
 
@@ -186,7 +188,7 @@ type webhookItem struct {
 	ID              string   `json:"id"`
 	OrgID           string   `json:"orgId"`
 	URL             string   `json:"url"`
-	Events          []string `json:"events"`
+	Events          []string `json:"events" nullable:"false"`
 	Status          string   `json:"status" enum:"pending,active,disabled"`
 	AuthType        string   `json:"authType"`
 	AuthHeader      string   `json:"authHeader,omitempty"`
@@ -224,7 +226,7 @@ type WebhookOutput struct {
 // WebhooksOutput is a list of webhooks, upstream's shape.
 type WebhooksOutput struct {
 	Body struct {
-		Webhooks []webhookItem `json:"webhooks"`
+		Webhooks []webhookItem `json:"webhooks" nullable:"false"`
 		Total    int           `json:"total"`
 		Limit    int           `json:"limit"`
 		Offset   int           `json:"offset"`
@@ -262,7 +264,7 @@ type deliveryItem struct {
 	NextAttemptAt  *string       `json:"nextAttemptAt"`
 	LastStatusCode *int          `json:"lastStatusCode"`
 	LastError      *string       `json:"lastError"`
-	Attempts       []attemptItem `json:"attempts"`
+	Attempts       []attemptItem `json:"attempts" nullable:"false"`
 }
 
 func deliveryOut(d app.DeliveryView) deliveryItem {
@@ -278,7 +280,7 @@ func deliveryOut(d app.DeliveryView) deliveryItem {
 // DeliveriesOutput is a page of the delivery log.
 type DeliveriesOutput struct {
 	Body struct {
-		Deliveries []deliveryItem `json:"deliveries"`
+		Deliveries []deliveryItem `json:"deliveries" nullable:"false"`
 		NextCursor *string        `json:"nextCursor" doc:"null on the last page"`
 	}
 }
@@ -300,27 +302,27 @@ type ReplayOutput struct {
 
 // Handlers. An admin names the org; a partner's org is its key's.
 
-func (s *Server) createWebhook(ctx context.Context, in *createWebhookInput) (*WebhookCommandOutput, error) {
+func (s *Server) createWebhook(ctx context.Context, in *createWebhookInput) (*WebhookCommandOutput[tenant.WebhookCreated], error) {
 	p := principal(ctx) // admin credentials: checked by admit (gateAdmin)
 	r, err := s.svc.CreateWebhook(ctx, app.Call{P: p, Route: "webhooks " + in.OrgID, IdempotencyKey: in.IdempotencyKey, Input: in.Body}, in.OrgID, in.Body.input())
-	return s.webhookCommand(ctx, r, err, true)
+	return webhookCommand(ctx, s, r, err, true)
 }
 
-func (s *Server) updateWebhook(ctx context.Context, in *updateWebhookInput) (*WebhookCommandOutput, error) {
+func (s *Server) updateWebhook(ctx context.Context, in *updateWebhookInput) (*WebhookCommandOutput[tenant.WebhookUpdated], error) {
 	p := principal(ctx) // admin credentials: checked by admit (gateAdmin)
 	r, err := s.svc.UpdateWebhook(ctx, app.Call{P: p}, in.OrgID, in.WebhookID, in.Body.input())
-	return s.webhookCommand(ctx, r, err, false)
+	return webhookCommand(ctx, s, r, err, false)
 }
 
-func (s *Server) deleteWebhook(ctx context.Context, in *orgHookInput) (*WebhookCommandOutput, error) {
+func (s *Server) deleteWebhook(ctx context.Context, in *orgHookInput) (*WebhookCommandOutput[tenant.WebhookDeleted], error) {
 	p := principal(ctx) // admin credentials: checked by admit (gateAdmin)
 	r, err := s.svc.DeleteWebhook(ctx, app.Call{P: p}, in.OrgID, in.WebhookID)
-	return s.webhookCommand(ctx, r, err, false)
+	return webhookCommand(ctx, s, r, err, false)
 }
 
-func (s *Server) patchWebhook(ctx context.Context, in *patchWebhookInput) (*WebhookCommandOutput, error) {
+func (s *Server) patchWebhook(ctx context.Context, in *patchWebhookInput) (*WebhookCommandOutput[tenant.WebhookUpdated], error) {
 	r, err := s.svc.PatchWebhookURL(ctx, app.Call{P: principal(ctx)}, in.WebhookID, in.Body.URL)
-	return s.webhookCommand(ctx, r, err, false)
+	return webhookCommand(ctx, s, r, err, false)
 }
 
 func (s *Server) listWebhooks(ctx context.Context, in *listWebhooksInput) (*WebhooksOutput, error) {

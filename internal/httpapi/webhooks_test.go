@@ -963,11 +963,11 @@ func TestWebhookOpenAPI(t *testing.T) {
 		answer, body string
 		command      bool
 	}{
-		{"POST /tenants/{orgId}/webhooks", admin, "201", "WebhookCommandOutputBody", "WebhookBody", true},
+		{"POST /tenants/{orgId}/webhooks", admin, "201", "WebhookCommandOutputWebhookCreatedBody", "WebhookBody", true},
 		{"GET /tenants/{orgId}/webhooks", admin, "200", "WebhooksOutputBody", "", false},
 		{"GET /tenants/{orgId}/webhooks/{webhookId}", admin, "200", "WebhookItem", "", false},
-		{"PUT /tenants/{orgId}/webhooks/{webhookId}", admin, "200", "WebhookCommandOutputBody", "WebhookBody", true},
-		{"DELETE /tenants/{orgId}/webhooks/{webhookId}", admin, "200", "WebhookCommandOutputBody", "", true},
+		{"PUT /tenants/{orgId}/webhooks/{webhookId}", admin, "200", "WebhookCommandOutputWebhookUpdatedBody", "WebhookBody", true},
+		{"DELETE /tenants/{orgId}/webhooks/{webhookId}", admin, "200", "WebhookCommandOutputWebhookDeletedBody", "", true},
 		{"POST /tenants/{orgId}/webhooks/{webhookId}/verify", admin, "202", "WebhookItem", "", false},
 		{"GET /tenants/{orgId}/webhooks/{webhookId}/secret", admin, "200", "SecretOutputBody", "", false},
 		{"GET /tenants/{orgId}/webhooks/{webhookId}/deliveries", admin, "200", "DeliveriesOutputBody", "", false},
@@ -975,7 +975,7 @@ func TestWebhookOpenAPI(t *testing.T) {
 		{"POST /tenants/{orgId}/webhooks/{webhookId}/replay", admin, "202", "ReplayOutputBody", "ReplayBody", false},
 		{"GET /webhooks", partner, "200", "WebhooksOutputBody", "", false},
 		{"GET /webhooks/{webhookId}", partner, "200", "WebhookItem", "", false},
-		{"PATCH /webhooks/{webhookId}", partner, "200", "WebhookCommandOutputBody", "PatchWebhookInputBody", true},
+		{"PATCH /webhooks/{webhookId}", partner, "200", "WebhookCommandOutputWebhookUpdatedBody", "PatchWebhookInputBody", true},
 		{"POST /webhooks/{webhookId}/verify", partner, "202", "WebhookItem", "", false},
 		{"GET /webhooks/{webhookId}/secret", partner, "200", "SecretOutputBody", "", false},
 		{"GET /webhooks/{webhookId}/deliveries", partner, "200", "DeliveriesOutputBody", "", false},

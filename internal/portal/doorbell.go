@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 )
 
 //go:embed templates
@@ -31,7 +32,7 @@ type Ringer interface {
 	// NotFound error for an unknown lock.
 	Residents(ctx context.Context, p app.Principal, lockID int64) ([]app.ResidentView, error)
 	// RingFromVisitor records a ring from the public page.
-	RingFromVisitor(ctx context.Context, lockID int64, residentUserID, visitorName, message string) (app.Result, error)
+	RingFromVisitor(ctx context.Context, lockID int64, residentUserID, visitorName, message string) (app.RingAnswer[doorbell.DoorbellRang], error)
 }
 
 // Default rate limits of the doorbell page.

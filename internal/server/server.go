@@ -45,11 +45,11 @@ type Config struct {
 	// Channels are the doorbell channels besides the live stream (e-mail,
 	// hook); App.Channels is set from them.
 	Channels []notify.Channel
-	// App tunes the service; Channels is set by New.
+	// App tunes the service; Channels and Waker are set by New.
 	App app.Options
 	// Webhooks tunes partner deliveries; its Safety is App.Safety.
 	Webhooks webhook.Config
-	// HTTP tunes the API; Feed, Waker, StreamStop and Mount are set by
+	// HTTP tunes the API; StreamStop and Mount are set by
 	// New.
 	HTTP httpapi.Config
 	// Pages, if set, adds the HTML routes (the visitor's doorbell page,
@@ -128,11 +128,12 @@ func New(cfg Config) *Node {
 	n.Engine = newEngine(cfg, n.Hub, reg, log)
 	opt := cfg.App
 	opt.Channels = appChannels(cfg.Channels)
+	opt.Waker = app.WakerOf(n.Hub.Subscribe)
 	n.Svc = app.New(cfg.Store, opt, log)
 	registerConsumers(n.Engine, cfg, n.Svc, log)
 
 	hcfg := cfg.HTTP
-	hcfg.Feed, hcfg.Waker, hcfg.StreamStop = cfg.Store, n.Hub, n.streamStop
+	hcfg.StreamStop = n.streamStop
 	hcfg.Mount = nil
 	if cfg.Pages != nil {
 		hcfg.Mount = func(mux *http.ServeMux) { cfg.Pages(mux, n.Svc) }
