@@ -274,7 +274,7 @@ func run[R any, PR answer[R]](ctx context.Context, s *Service, c Call, fn func(c
 }
 
 // load reads the snapshot of one aggregate inside tx.
-func load[S any](ctx context.Context, tx *store.Tx, a aggregate[S], id string) (S, es.Snapshot, error) {
+func load[S any](ctx context.Context, tx eventTx, a aggregate[S], id string) (S, es.Snapshot, error) {
 	var st S
 	snap, found, err := tx.Snapshot(ctx, a.typ, id)
 	if err != nil {
@@ -290,7 +290,7 @@ func load[S any](ctx context.Context, tx *store.Tx, a aggregate[S], id string) (
 
 // read is load outside a transaction: the committed state of one
 // aggregate. found is false when it has no events yet.
-func read[S any](ctx context.Context, st *store.Store, a aggregate[S], id string) (S, es.Snapshot, bool, error) {
+func read[S any](ctx context.Context, st eventReader, a aggregate[S], id string) (S, es.Snapshot, bool, error) {
 	var state S
 	snap, found, err := st.Snapshot(ctx, a.typ, id)
 	if err != nil || !found {
@@ -304,14 +304,14 @@ func read[S any](ctx context.Context, st *store.Store, a aggregate[S], id string
 
 // save appends evs after snap and stores the folded state. It returns the
 // new state, the new version and the first event as a command answer.
-func save[S any](ctx context.Context, tx *store.Tx, a aggregate[S], snap es.Snapshot, st S, evs []domain.Event, now string) (S, int64, *EventOut, error) {
+func save[S any](ctx context.Context, tx eventTx, a aggregate[S], snap es.Snapshot, st S, evs []domain.Event, now string) (S, int64, *EventOut, error) {
 	st, v, ev, _, err := saveRecs(ctx, tx, a, snap, st, evs, now)
 	return st, v, ev, err
 }
 
 // saveRecs is save that also returns the stored records (with their global
 // positions), for callers that queue outbox work about them.
-func saveRecs[S any](ctx context.Context, tx *store.Tx, a aggregate[S], snap es.Snapshot, st S, evs []domain.Event, now string) (S, int64, *EventOut, []es.Record, error) {
+func saveRecs[S any](ctx context.Context, tx eventTx, a aggregate[S], snap es.Snapshot, st S, evs []domain.Event, now string) (S, int64, *EventOut, []es.Record, error) {
 	if len(evs) == 0 {
 		return st, snap.Version, nil, nil, nil
 	}

@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 
+	"github.com/spkey-dev/spkey/internal/es"
+
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -18,4 +20,26 @@ type userVault interface {
 var (
 	_ userVault = (*store.Store)(nil)
 	_ userVault = (*store.Tx)(nil)
+)
+
+// eventTx is the event store inside one write transaction, as the command
+// path (load, save) uses it: a stream's snapshot, and an append with its
+// expected version (which also runs the projections and the outbox
+// routing). store.Tx implements it.
+type eventTx interface {
+	// Snapshot returns the stored state of one aggregate; found is false
+	// when it has no events yet.
+	Snapshot(ctx context.Context, aggType, aggID string) (es.Snapshot, bool, error)
+	es.Appender
+}
+
+// eventReader reads committed snapshots outside a transaction (read).
+// store.Store implements it.
+type eventReader interface {
+	Snapshot(ctx context.Context, aggType, aggID string) (es.Snapshot, bool, error)
+}
+
+var (
+	_ eventTx     = (*store.Tx)(nil)
+	_ eventReader = (*store.Store)(nil)
 )
