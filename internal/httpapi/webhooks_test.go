@@ -38,6 +38,22 @@ type hookReceiver struct {
 	URL string
 	mu  sync.Mutex
 	got []hookRequest
+	// held[path], while open, keeps requests to path waiting (Hold).
+	held map[string]chan struct{}
+}
+
+// Hold keeps every request to path waiting, unanswered and unrecorded,
+// until release is called: a test can read what the server shows while
+// such a request is in flight.
+func (r *hookReceiver) Hold(path string) (release func()) {
+	ch := make(chan struct{})
+	r.mu.Lock()
+	if r.held == nil {
+		r.held = map[string]chan struct{}{}
+	}
+	r.held[path] = ch
+	r.mu.Unlock()
+	return sync.OnceFunc(func() { close(ch) })
 }
 
 // hookRequest is one request a hookReceiver got.
@@ -77,6 +93,12 @@ func newHookReceiver(t testing.TB) *hookReceiver {
 		raw, _ := io.ReadAll(req.Body)
 		var body map[string]any
 		_ = json.Unmarshal(raw, &body)
+		r.mu.Lock()
+		hold := r.held[req.URL.Path]
+		r.mu.Unlock()
+		if hold != nil {
+			<-hold
+		}
 		r.mu.Lock()
 		r.got = append(r.got, hookRequest{Path: req.URL.Path, Header: req.Header.Clone(), Raw: raw, Body: body})
 		r.mu.Unlock()
@@ -611,10 +633,15 @@ func TestWebhookPartnerRoutes(t *testing.T) {
 			// PATCH: only the URL changes (events in the body are not
 			// the partner's to change); pending until the new URL answers.
 			moved := rcv.URL + "/moved"
+			// The new URL's verification waits at the receiver until the
+			// webhook has been read as pending.
+			release := rcv.Hold("/moved")
+			defer release()
 			patched := doc.call(t, srv, "PATCH /webhooks/{webhookId}", mine("PATCH", "/"+id, map[string]any{"url": moved, "events": []string{"LockCreated"}}), http.StatusOK)
 			hookShape(t, "patch answer", patched, `{"success":true,"aggregateId":"acme","version":5,"webhookId":%q,"status":"pending",
 				"event":{"type":"WebhookUpdated","data":{"orgId":"acme","webhookId":%[1]q,"url":%q,"updatedAt":"<time>"}}}`, id, moved)
 			hookShape(t, "patched webhook", wireOK(t, srv, mine("GET", "/"+id, nil), http.StatusOK), "%s", hookItem(id, moved, `["*"]`, "none", "pending", "null", "null"))
+			release()
 			hookSettle(t, srv)
 			if ver := rcv.received("/moved"); len(ver) != 1 || ver[0].Body["id"] != "verify_"+id+"_2" {
 				t.Fatalf("verification of the new URL: %+v", ver)
