@@ -11,21 +11,9 @@ import (
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
-// User is a person's record in the vault as app's callers see it.
-type User struct {
-	UserID    string
-	Email     string
-	Phone     string
-	FirstName string
-	LastName  string
-	CreatedAt string
-	// CreatedBy is the org whose API key created the record; "" when the
-	// person, the admin's sign-up hook or a user's token did.
-	CreatedBy string
-}
-
-// userOf is the view of a vault row.
-func userOf(u store.User) User { return User(u) }
+// User is a person's record in the vault as app's callers see it: the
+// vault row itself (an alias, so callers need not import store).
+type User = store.User
 
 // UserView is a user as the lookup and profile routes show it.
 type UserView struct {
@@ -155,7 +143,7 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 			return answer{}, err
 		}
 		if found {
-			out = UserView{User: userOf(u), Status: user.StatusActive}
+			out = UserView{User: u, Status: user.StatusActive}
 			return answer{}, nil
 		}
 		if in.SearchOnly {
@@ -194,7 +182,7 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 			return answer{}, err
 		}
 		u.CreatedAt = s.stamp()
-		out = UserView{User: userOf(u), Status: user.StatusActive}
+		out = UserView{User: u, Status: user.StatusActive}
 		return answer{}, nil
 	})
 	if err != nil {
@@ -202,7 +190,7 @@ func (s *Service) FindOrCreate(ctx context.Context, p Principal, byPhone bool, i
 	}
 	// Re-read for the stored created_at.
 	if u, ok, err := s.users.User(ctx, store.ByID, out.UserID); err == nil && ok {
-		out.User = userOf(u)
+		out.User = u
 	}
 	return out, nil
 }
@@ -416,7 +404,7 @@ func (s *Service) Profile(ctx context.Context, p Principal, id string) (UserView
 			status = st.Status
 		}
 	}
-	v := UserView{User: userOf(u), Status: status}
+	v := UserView{User: u, Status: status}
 	if masked {
 		v = v.mask()
 	}
