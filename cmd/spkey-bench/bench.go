@@ -125,6 +125,13 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 		pgInfo = info
 	}
 
+	progress("setting up the PostgreSQL twins of b, c and d")
+	pgScs, warmPG, closePG, err := pgScenarios(ctx, c, dir)
+	if err != nil {
+		return err
+	}
+	defer closePG()
+
 	progress("setting up the doorbell scenarios")
 	doorbell, also, dbInfo, closeDoorbell, err := doorbellScenarios(ctx, c, dir)
 	if err != nil {
@@ -163,6 +170,7 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 			return constantRate(ctx, c.rate, c.d, c.conns, cstate.targeter()), nil
 		}},
 	}
+	scenarios = append(scenarios, pgScs...)
 	for _, t := range targets {
 		for _, w := range c.writers {
 			scenarios = append(scenarios, scenario{scE(t.backend, w), func(ctx context.Context) (result, error) {
@@ -180,6 +188,7 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 	closedLoop(ctx, c.conns, warm, func(int) error { return httpDo(client, bare.get()) })
 	closedLoop(ctx, c.conns, warm, func(int) error { return httpDo(client, sp.residentsReq()) })
 	closedLoop(ctx, c.conns, warm, func(w int) error { return httpDo(client, cstate.next(w)) })
+	warmPG(ctx)
 
 	if c.only != "" {
 		scenarios = slices.DeleteFunc(scenarios, func(sc scenario) bool {

@@ -140,3 +140,33 @@ func TestBenchHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchPG runs the PostgreSQL twins of b, c and d (issue 12) briefly
+// and checks that they ran without errors and that their ratios are
+// reported against their targets.
+func TestBenchPG(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench smoke run skipped in -short mode")
+	}
+	if !slices.Contains(testenv.Backends(t), testenv.Postgres) {
+		t.Skip("no PostgreSQL configured (SPKEY_TEST_POSTGRES_URL)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // against a hang (see TestBenchQuick)
+	defer cancel()
+	args := []string{"-quick", "-only", "a-http,b-pg,c-pg,d-pg", "-d", "200ms", "-rate", "200", "-dir", t.TempDir(), "-db", "postgres", "-pg", os.Getenv("SPKEY_TEST_POSTGRES_URL")}
+	var out, errOut bytes.Buffer
+	if err := run(ctx, args, nil, &out, &errOut); err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, errOut.String())
+	}
+	got := out.String()
+	for _, want := range []string{"c-pg/d-pg = ", "b-pg/a = ", "c-pg/a = ", "p99(c-pg @200/s) = "} {
+		if !strings.Contains(got, want) {
+			t.Errorf("bench output lacks %q:\n%s", want, got)
+		}
+	}
+	for _, line := range strings.Split(got[strings.Index(got, "medians across"):], "\n") {
+		if f := strings.Fields(line); len(f) == 7 && strings.Contains(f[0], "-pg-") && (f[5] != "0" || f[1] == "0") {
+			t.Errorf("errors or nothing done in %s", line)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -336,6 +337,7 @@ func doorbellScenarios(ctx context.Context, c benchConfig, dir string) ([]scenar
 	if c.db == "postgres" || c.db == "both" {
 		backends = append(backends, "postgres")
 	}
+	backends = slices.DeleteFunc(backends, func(b string) bool { return !c.wants(scFAccept(b), scFDeliver(b), scG(b)) })
 	info := ""
 	for _, b := range backends {
 		var st *store.Store

@@ -137,6 +137,7 @@ func report(w io.Writer, c benchConfig, dir, pgInfo, load0 string, names []strin
 		fmt.Fprintf(w, "  p99(c @%d/s) = %s (p50 %s, achieved %.0f req/s, errors %d)   floor <= %s   %s\n",
 			c.rate, msf(crate.p99), msf(crate.p50), crate.rate, crate.errs, ms(floorCRateP), passFail(okRate))
 	}
+	pgReport(w, c, meds, ratio, ran)
 	for _, t := range []string{"sqlite", "postgres"} {
 		if len(c.writers) >= 2 {
 			lo, hi := scE(t, c.writers[0]), scE(t, c.writers[len(c.writers)-1])

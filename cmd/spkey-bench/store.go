@@ -64,8 +64,7 @@ func openRawSQLite(ctx context.Context, path string) (*rawSQLite, error) {
 		r.close()
 		return nil, fmt.Errorf("bench: raw sqlite: %w", err)
 	}
-	// About the size of a stored ResidentAdded event.
-	r.payload = `{"lockId":1,"uuid":"00000000-0000-4000-8000-000000000000","timestamp":"2026-01-01T00:00:00.000Z","userId":"00000000-0000-4000-8000-000000000001","name":"Resident 1","email":"b***@example.com"}`
+	r.payload = rawPayload
 	return r, nil
 }
 
@@ -89,6 +88,16 @@ func (r *rawSQLite) close() {
 	}
 	r.conn.Close()
 	r.db.Close()
+}
+
+// rawPayload is the row of the raw scenarios (d, d-pg): about the size of
+// a stored ResidentAdded event.
+const rawPayload = `{"lockId":1,"uuid":"00000000-0000-4000-8000-000000000000","timestamp":"2026-01-01T00:00:00.000Z","userId":"00000000-0000-4000-8000-000000000001","name":"Resident 1","email":"b***@example.com"}`
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // esTarget is scenario (e) on one backend: the event store alone, one
@@ -122,44 +131,19 @@ func openESSQLite(ctx context.Context, path string, streams int) (*esTarget, err
 // by close) and opens the store in it, as internal/testenv does. info
 // describes the server's durability settings.
 func openESPostgres(ctx context.Context, base string, streams int) (t *esTarget, info string, err error) {
-	admin, err := sql.Open("pgx", base)
+	u, drop, info, err := freshSchema(ctx, base)
 	if err != nil {
-		return nil, "", fmt.Errorf("bench: postgres: %w", err)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "bench_" + hex.EncodeToString(b[:])
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		admin.Close()
-		return nil, "", fmt.Errorf("bench: postgres: create schema: %w", err)
-	}
-	drop := func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_, _ = admin.ExecContext(dctx, "DROP SCHEMA "+schema+" CASCADE")
-		admin.Close()
+		return nil, "", err
 	}
 	defer func() {
 		if err != nil {
 			drop()
 		}
 	}()
-	var ver, sync, fsync string
-	_ = admin.QueryRowContext(ctx, "SHOW server_version").Scan(&ver)
-	_ = admin.QueryRowContext(ctx, "SHOW synchronous_commit").Scan(&sync)
-	_ = admin.QueryRowContext(ctx, "SHOW fsync").Scan(&fsync)
-	u, err := url.Parse(base)
-	if err != nil {
-		return nil, "", fmt.Errorf("bench: postgres URL: %w", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	st, err := server.OpenStore(ctx, server.StoreConfig{DB: u.String()}, discardLog())
+	st, err := server.OpenStore(ctx, server.StoreConfig{DB: u}, discardLog())
 	if err != nil {
 		return nil, "", err
 	}
-	info = fmt.Sprintf("%s at %s, synchronous_commit=%s, fsync=%s, schema %s (dropped afterwards)", firstWord(ver), u.Host, sync, fsync, schema)
 	return newESTarget("postgres", st, streams, drop), info, nil
 }
 

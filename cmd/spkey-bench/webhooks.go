@@ -443,6 +443,9 @@ func webhookScenarios(ctx context.Context, c benchConfig, dir string) ([]scenari
 	var out []scenario
 	also := map[string]alsoMeasured{}
 	for _, b := range c.backends() {
+		if !c.wants(append([]string{scHDeliver(b), scHCommands(b), scHDelay(b), scINone(b), scIDead(b), scIBeside(b), scILive(b)}, replayNames(b)...)...) {
+			continue
+		}
 		wb, err := newWHBench(ctx, c, b, filepath.Join(dir, "webhooks-"+b))
 		if err != nil {
 			closeAll()
