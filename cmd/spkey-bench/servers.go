@@ -20,6 +20,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
+	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/server"
@@ -105,9 +106,9 @@ type spkeyServer struct {
 	users         []string // users[i] is the resident of lock i+1 in scenario (c)
 }
 
-// requestLog is the servers' logger: request lines are formatted as in
-// production and thrown away, so the cost of building them counts and the
-// terminal's does not.
+// requestLog is the servers' logger: the lines serve's default access log
+// writes (errors) are formatted as in production and thrown away, so the
+// cost of building them counts and the terminal's does not.
 func requestLog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
@@ -142,6 +143,7 @@ func startSpkeyOn(ctx context.Context, st *store.Store, dir string, cfg server.C
 	cfg.App.Safety = netsafe.Policy{AllowHTTP: true, AllowPrivate: true}
 	cfg.HTTP.Version, cfg.HTTP.AdminAPIKey, cfg.HTTP.CORSOrigins = version, app.RandomAlnum(32), map[string]bool{}
 	cfg.Timeouts = server.DefaultTimeouts
+	cfg.HTTP.AccessLog = httpapi.DefaultAccessLog // as spkey serve
 	node := server.New(cfg)
 	base, err := node.ServeOn("127.0.0.1:0")
 	if err != nil {

@@ -39,6 +39,7 @@ type config struct {
 	JWTUserClaim     string
 	CORSOrigins      string
 	LogLevel         string
+	AccessLog        string
 	ShutdownTimeout  time.Duration
 	// Doorbell notifications.
 	PublicURL   string
@@ -98,6 +99,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.JWTUserClaim, "jwt-user-claim", "sub", "JWT claim that carries the user UUID")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated origins allowed to call the API from a browser")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.AccessLog, "access-log", httpapi.DefaultAccessLog, "which requests get an info line: all, errors (answered 4xx/5xx), off, or a sample rate such as 0.01 (the errors and 1% of the rest)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the server's public base URL, for doorbell QR codes and e-mails (default: from each request)")
 	fs.StringVar(&c.SMTPURL, "smtp-url", "", "SMTP relay for doorbell e-mails: smtp://user:pass@host:587?starttls=true, smtps://..., empty disables e-mail")
@@ -145,6 +147,9 @@ func (c *config) validate() error {
 		c.Sync = strings.ToUpper(c.Sync)
 	default:
 		return fmt.Errorf("--sqlite-synchronous must be FULL, NORMAL or EXTRA")
+	}
+	if _, err := httpapi.ParseAccessLog(c.AccessLog); err != nil {
+		return fmt.Errorf("--access-log: %w", err)
 	}
 	if c.DB != "" && !strings.HasPrefix(c.DB, "postgres://") && !strings.HasPrefix(c.DB, "postgresql://") {
 		return fmt.Errorf("--db must be a postgres:// URL (leave it empty for SQLite)")

@@ -32,6 +32,7 @@ func TestConfigEnvironment(t *testing.T) {
 		{"SPKEY_TRUST_PROXY=perhaps", "SPKEY_TRUST_PROXY"},
 		{"SPKEY_SMTP_URL=smtp://127.0.0.1:25", "SPKEY_SMTP_FROM"},
 		{"SPKEY_PUBLIC_URL=door.example", "--public-url"},
+		{"SPKEY_ACCESS_LOG=sometimes", "--access-log"},
 	} {
 		err := run(context.Background(), []string{"serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0"}, []string{bad.env}, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), bad.want) {

@@ -83,7 +83,7 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 			AllowUserLockCreate: c.AllowUserLockCreate},
 		Webhooks: webhook.Config{Region: c.WebhookRegion, Account: c.WebhookAccount, Timeout: c.WebhookTimeout,
 			RetryBase: c.WebhookRetryBase, Horizon: c.WebhookHorizon},
-		HTTP: httpapi.Config{Version: version, AdminAPIKey: c.AdminAPIKey, AdminEmailDomain: c.AdminEmailDomain, CORSOrigins: origins,
+		HTTP: httpapi.Config{Version: version, AccessLog: c.AccessLog, AdminAPIKey: c.AdminAPIKey, AdminEmailDomain: c.AdminEmailDomain, CORSOrigins: origins,
 			MaxStreams: c.MaxStreams, MaxStreamsPerUser: c.MaxStreamsPerUser, MaxStreamsPerKey: c.MaxStreamsPerKey},
 		Pages:         c.pages(log),
 		PruneInterval: c.PruneInterval,

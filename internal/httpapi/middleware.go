@@ -7,8 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -21,20 +21,22 @@ import (
 type ctxKey int
 
 const (
-	keyRequestID ctxKey = iota
+	keyRequest ctxKey = iota
 	keyPrincipal
 	keyAdminKeyOK
 	keyAdminDenied
-	keyRoute
 )
 
-// routeHolder carries the route pattern that serves a request (found once,
-// by observe) to the other middleware and back out to observe's log.
-type routeHolder struct{ pattern string }
+// reqInfo is what observe learns of a request once (its id and the route
+// pattern that serves it, "" when none matches) and hands to the other
+// middleware, the handlers and the error log through one context value.
+type reqInfo struct {
+	id, pattern string
+}
 
 // patternOf returns the pattern observe found for r ("" when none matches).
 func patternOf(r *http.Request) string {
-	if h, ok := r.Context().Value(keyRoute).(*routeHolder); ok {
+	if h, ok := r.Context().Value(keyRequest).(*reqInfo); ok {
 		return h.pattern
 	}
 	return ""
@@ -68,8 +70,10 @@ func (s *Server) route(next http.Handler) http.Handler {
 }
 
 func requestID(ctx context.Context) string {
-	s, _ := ctx.Value(keyRequestID).(string)
-	return s
+	if h, ok := ctx.Value(keyRequest).(*reqInfo); ok {
+		return h.id
+	}
+	return ""
 }
 
 func principal(ctx context.Context) app.Principal {
@@ -122,8 +126,9 @@ func (w *statusRecorder) Flush() {
 
 func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// observe gives every request an id, logs one line for it and records
-// metrics; it also turns a panic into a logged 500.
+// observe gives every request an id, records metrics and logs the line
+// the access-log setting asks for; it also turns a panic into a logged
+// 500.
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -131,10 +136,10 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		w.Header().Set("X-Request-Id", id)
+		w.Header()["X-Request-Id"] = []string{id}
 		_, pattern := s.mux.Handler(r)
-		holder := &routeHolder{pattern: pattern}
-		ctx := context.WithValue(context.WithValue(r.Context(), keyRequestID, id), keyRoute, holder)
+		info := &reqInfo{id: id, pattern: pattern}
+		ctx := context.WithValue(r.Context(), keyRequest, info)
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
@@ -147,16 +152,18 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					s.refuse(rec, r, newAPIError(http.StatusInternalServerError, "Internal server error", nil))
 				}
 			}
-			route, method := metricLabels(r.Method, holder.pattern)
+			route, method := metricLabels(r.Method, info.pattern)
 			status := rec.status
 			if status == 0 {
 				status = http.StatusOK
 			}
 			d := time.Since(start)
-			s.metrics.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
-			s.metrics.latency.WithLabelValues(route).Observe(d.Seconds())
-			s.log.InfoContext(ctx, "request", "request_id", id, "method", r.Method, "path", r.URL.Path,
-				"route", route, "status", status, "duration_ms", float64(d.Microseconds())/1000)
+			s.metrics.observe(route, method, status, d)
+			if s.access.logs(status) {
+				s.log.LogAttrs(ctx, slog.LevelInfo, "request", slog.String("request_id", id), slog.String("method", r.Method),
+					slog.String("path", r.URL.Path), slog.String("route", route), slog.Int("status", status),
+					slog.Float64("duration_ms", float64(d.Microseconds())/1000))
+			}
 		}()
 		next.ServeHTTP(rec, r)
 	})

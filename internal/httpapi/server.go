@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -42,6 +43,9 @@ type Config struct {
 	// node run at once (4), whatever their number: their polls and
 	// credential checks cannot take the pool from commands.
 	StreamReads int
+	// AccessLog is the access-log setting (ParseAccessLog): "all" (also
+	// when empty), "errors", "off" or a sample rate.
+	AccessLog string
 	// Mount, if set, adds routes served outside the JSON API (HTML pages).
 	Mount func(mux *http.ServeMux)
 }
@@ -54,6 +58,32 @@ type Pinger interface {
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// series holds the children of requests and latency by their labels
+	// (a seriesKey): the label sets are bounded (metricLabels) and a map
+	// read is cheaper than WithLabelValues' hashing of the strings.
+	series sync.Map
+}
+
+type seriesKey struct {
+	route, method string
+	status        int
+}
+
+type series struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
+}
+
+// observe counts one request and its latency.
+func (m *metrics) observe(route, method string, status int, d time.Duration) {
+	k := seriesKey{route, method, status}
+	v, ok := m.series.Load(k)
+	if !ok {
+		v, _ = m.series.LoadOrStore(k, &series{requests: m.requests.WithLabelValues(route, method, strconv.Itoa(status)), latency: m.latency.WithLabelValues(route)})
+	}
+	sr := v.(*series)
+	sr.requests.Inc()
+	sr.latency.Observe(d.Seconds())
 }
 
 // Server is the HTTP handler of the API.
@@ -63,6 +93,7 @@ type Server struct {
 	jwt     *auth.Verifier
 	db      Pinger
 	log     *slog.Logger
+	access  AccessLog
 	metrics metrics
 	streams *streamLimits
 	handler http.Handler
@@ -82,7 +113,15 @@ var hookOnce sync.Once
 // the handler does not serve them (see MetricsHandler).
 func New(cfg Config, svc *app.Service, jwt *auth.Verifier, db Pinger, reg *prometheus.Registry, log *slog.Logger) *Server {
 	hookOnce.Do(hookHumaErrors)
-	s := &Server{cfg: cfg, svc: svc, jwt: jwt, db: db, log: log}
+	s := &Server{cfg: cfg, svc: svc, jwt: jwt, db: db, log: log, access: AccessLogAll}
+	if cfg.AccessLog != "" {
+		a, err := ParseAccessLog(cfg.AccessLog)
+		if err != nil {
+			log.Warn("logging every request", "err", err)
+		} else {
+			s.access = a
+		}
+	}
 	s.metrics.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spkey_http_requests_total", Help: "HTTP requests by route, method and status.",
 	}, []string{"route", "method", "status"})

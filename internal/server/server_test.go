@@ -1,12 +1,16 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,15 +23,19 @@ import (
 
 // newNode builds a node over a fresh store of b, as `spkey serve` does,
 // with a tenant "acme" and a user of its, and returns it with the user's
-// id and token.
+// id and token. cfg's Log (default: the test's) and HTTP.AccessLog are
+// kept.
 func newNode(t *testing.T, b testenv.Backend, cfg server.Config) (node *server.Node, user, token string) {
 	t.Helper()
 	v, err := auth.NewVerifier(context.Background(), auth.Config{KeyPath: filepath.Join(t.TempDir(), "key.pem")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Store, cfg.Verifier, cfg.Log, cfg.StoreMetrics = testenv.OpenStore(t, b), v, testenv.Logger(t), true
-	cfg.HTTP = httpapi.Config{Version: "test", CORSOrigins: map[string]bool{}}
+	if cfg.Log == nil {
+		cfg.Log = testenv.Logger(t)
+	}
+	cfg.Store, cfg.Verifier, cfg.StoreMetrics = testenv.OpenStore(t, b), v, true
+	cfg.HTTP = httpapi.Config{Version: "test", CORSOrigins: map[string]bool{}, AccessLog: cfg.HTTP.AccessLog}
 	cfg.Timeouts = server.DefaultTimeouts
 	node = server.New(cfg)
 	ctx := context.Background()
@@ -115,4 +123,64 @@ func TestNodeClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	stream.WaitEnd(t, 5*time.Second)
+}
+
+// TestNodeAccessLog: with --access-log errors (serve's default), a
+// successful request writes no line and a refused one writes its
+// "request" line with the request id the answer carries; with all, both
+// are logged.
+func TestNodeAccessLog(t *testing.T) {
+	for _, c := range []struct {
+		setting string
+		want200 bool
+	}{{"errors", false}, {"all", true}, {"", true}} {
+		t.Run("access-log="+c.setting, func(t *testing.T) {
+			var mu sync.Mutex
+			var buf bytes.Buffer
+			log := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			node, _, _ := newNode(t, testenv.SQLite, server.Config{Log: log, HTTP: httpapi.Config{AccessLog: c.setting}})
+			base, err := node.ServeOn("127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer node.Close()
+			get := func(path string) string {
+				resp, err := http.Get(base + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.Header.Get("X-Request-Id")
+			}
+			ok, missing := get("/healthz"), get("/locks/999/residents")
+			// The line is written before the answer is sent.
+			mu.Lock()
+			text := buf.String()
+			mu.Unlock()
+			lines := map[string]map[string]any{}
+			for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
+				var m map[string]any
+				if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "request" {
+					lines[m["request_id"].(string)] = m
+				}
+			}
+			if _, logged := lines[ok]; logged != c.want200 {
+				t.Errorf("200 logged: %v, want %v (log: %s)", logged, c.want200, text)
+			}
+			if m := lines[missing]; m == nil || m["status"] != float64(404) || m["path"] != "/locks/999/residents" {
+				t.Errorf("404 line %v (request id %q, log: %s)", m, missing, text)
+			}
+		})
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
