@@ -93,6 +93,8 @@ type Service struct {
 	waker Waker
 	// users reads the user vault outside transactions.
 	users userVault
+	// decoded holds states decoded for read-only queries (readShared).
+	decoded decodedStates
 }
 
 // Channels says which operator-configured doorbell channels exist

@@ -51,20 +51,21 @@ type ResidentView struct {
 // Residents lists the doorbell residents of lock id. The route is public;
 // raw e-mail addresses are shown only to callers authorized on the lock.
 func (s *Service) Residents(ctx context.Context, p Principal, id int64) ([]ResidentView, error) {
-	v, found, err := s.readLock(ctx, id)
+	// The state is shared (readShared): only read here.
+	st, found, err := readShared(ctx, s, lockAgg, lockKey(id))
 	if err != nil {
 		return nil, err
 	}
 	if !found {
 		return nil, domain.Errorf(domain.NotFound, "Lock %d not found", id)
 	}
-	showEmail := p.Kind != Anonymous && authorizeLock(p, v.State) == nil
-	users, err := s.residentUsers(ctx, v.State.Residents)
+	showEmail := p.Kind != Anonymous && authorizeLock(p, st) == nil
+	users, err := s.residentUsers(ctx, st.Residents)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]ResidentView, 0, len(v.State.Residents))
-	for _, r := range v.State.Residents {
+	out := make([]ResidentView, 0, len(st.Residents))
+	for _, r := range st.Residents {
 		rv := ResidentView{UserID: r.UserID, Name: r.Name}
 		if u, ok := users[r.UserID]; ok {
 			rv.HasPhone = u.Phone != ""
