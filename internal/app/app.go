@@ -93,8 +93,6 @@ type Service struct {
 	waker Waker
 	// users reads the user vault outside transactions.
 	users userVault
-	// decoded holds states decoded for read-only queries (readShared).
-	decoded decodedStates
 }
 
 // Channels says which operator-configured doorbell channels exist
@@ -283,8 +281,8 @@ func load[S any](ctx context.Context, tx eventTx, a aggregate[S], id string) (S,
 		return st, snap, err
 	}
 	if found {
-		if err := json.Unmarshal(snap.State, &st); err != nil {
-			return st, snap, fmt.Errorf("decode %s/%s state: %w", a.typ, id, err)
+		if st, err = decodeState(a, id, snap.State, a.shared); err != nil {
+			return st, snap, err
 		}
 	}
 	return st, snap, nil
@@ -338,6 +336,11 @@ func saveRecs[S any](ctx context.Context, tx eventTx, a aggregate[S], snap es.Sn
 	state, err := json.Marshal(st)
 	if err != nil {
 		return st, 0, nil, nil, fmt.Errorf("encode %s state: %w", a.typ, err)
+	}
+	if a.shared {
+		// The next command (or residents list) on this stream finds its
+		// state decoded.
+		states.put(a.typ, snap.AggregateID, state, st)
 	}
 	expected := snap.Version
 	snap.OrgID, snap.State = a.org(st), state

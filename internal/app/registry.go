@@ -19,7 +19,7 @@ import (
 // in builtins; nothing else in app or store switches on aggregate types.
 var (
 	lockAgg = aggregate[lock.State]{typ: lock.AggregateType, events: lock.Events, apply: lock.Apply,
-		org: func(s lock.State) string { return s.OrgID }, projections: []store.Projection{store.LockMembersProjection()}}
+		org: func(s lock.State) string { return s.OrgID }, projections: []store.Projection{store.LockMembersProjection()}, shared: true}
 	userAgg = aggregate[user.State]{typ: user.AggregateType, events: user.Events, apply: user.Apply,
 		org: func(user.State) string { return "" }}
 	tenantAgg = aggregate[tenant.State]{typ: tenant.AggregateType, events: tenant.Events, apply: tenant.Apply,
@@ -40,6 +40,11 @@ type aggregate[S any] struct {
 	apply       func(S, domain.Event) S
 	org         func(S) string
 	projections []store.Projection
+	// shared says that apply and every decision on a state copy a slice
+	// or map before they change it (lock.Apply appends to a copy): load
+	// then hands out a state decoded once and shared between commands and
+	// queries (decoded.go), instead of decoding the snapshot each time.
+	shared bool
 }
 
 // registered is an aggregate with its state type hidden: what Rebuild and
