@@ -187,10 +187,10 @@ func (s *Server) checkGate(ctx context.Context, g gate, pattern string) error {
 	case gateAdmin:
 		return s.adminCheck(ctx)
 	case gateHook:
-		if ok, _ := ctx.Value(keyAdminKeyOK).(bool); !ok {
+		if !infoOf(ctx).adminKeyOK {
 			return domain.Errorf(domain.Unauthorized, "X-Admin-API-Key required")
 		}
-		if denied, _ := ctx.Value(keyAdminDenied).(bool); denied {
+		if infoOf(ctx).adminDenied {
 			return domain.Errorf(domain.Forbidden, "This account's e-mail domain is not allowed to use admin routes")
 		}
 	}

@@ -20,18 +20,28 @@ import (
 
 type ctxKey int
 
-const (
-	keyRequest ctxKey = iota
-	keyPrincipal
-	keyAdminKeyOK
-	keyAdminDenied
-)
+const keyRequest ctxKey = 0
 
-// reqInfo is what observe learns of a request once (its id and the route
-// pattern that serves it, "" when none matches) and hands to the other
-// middleware, the handlers and the error log through one context value.
+// reqInfo is what the middleware learns of a request, handed to the rest
+// of the chain, the handlers and the error log through one context value
+// (set by observe): its id and the route pattern that serves it ("" when
+// none matches), then, set by authenticate before it calls the next
+// handler, the caller and the outcome of the admin key check. Setting them
+// in place spares a copy of the request per value.
 type reqInfo struct {
 	id, pattern string
+	p           app.Principal
+	// adminKeyOK: a valid X-Admin-API-Key came with the request;
+	// adminDenied: with a JWT outside --admin-email-domain.
+	adminKeyOK, adminDenied bool
+}
+
+// infoOf returns ctx's reqInfo (a blank one outside observe).
+func infoOf(ctx context.Context) *reqInfo {
+	if h, ok := ctx.Value(keyRequest).(*reqInfo); ok {
+		return h
+	}
+	return &reqInfo{}
 }
 
 // patternOf returns the pattern observe found for r ("" when none matches).
@@ -69,6 +79,15 @@ func (s *Server) route(next http.Handler) http.Handler {
 	})
 }
 
+// headerValue is h.Get(key) for a key already in canonical form (Get
+// would build the canonical form of "X-API-Key" anew each time).
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 func requestID(ctx context.Context) string {
 	if h, ok := ctx.Value(keyRequest).(*reqInfo); ok {
 		return h.id
@@ -76,10 +95,7 @@ func requestID(ctx context.Context) string {
 	return ""
 }
 
-func principal(ctx context.Context) app.Principal {
-	p, _ := ctx.Value(keyPrincipal).(app.Principal)
-	return p
-}
+func principal(ctx context.Context) app.Principal { return infoOf(ctx).p }
 
 func newRequestID() string {
 	var b [12]byte
@@ -232,7 +248,7 @@ func (s *Server) cors(next http.Handler) http.Handler {
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		if r.Header.Get("X-Org-Id") != "" || r.Header.Get("X-User-Id") != "" {
+		if headerValue(r.Header, "X-Org-Id") != "" || headerValue(r.Header, "X-User-Id") != "" {
 			s.refuse(w, r, newAPIError(http.StatusBadRequest, "X-Org-Id and X-User-Id are internal headers and must not be sent by clients", nil))
 			return
 		}
@@ -248,7 +264,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			r.Header.Set("Authorization", "Bearer "+tok)
 		}
 		bearer := r.Header.Get("Authorization")
-		apiKey := r.Header.Get("X-API-Key")
+		apiKey := headerValue(r.Header, "X-Api-Key")
 		if bearer != "" && apiKey != "" {
 			s.refuse(w, r, newAPIError(http.StatusUnauthorized, "Send either a Bearer JWT or an X-API-Key, not both", nil))
 			return
@@ -295,23 +311,29 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			}
 			p = kp
 		}
-		if adminKey := r.Header.Get("X-Admin-API-Key"); adminKey != "" {
+		var adminKeyOK, adminDenied bool
+		if adminKey := headerValue(r.Header, "X-Admin-Api-Key"); adminKey != "" {
 			if s.cfg.AdminAPIKey == "" || subtle.ConstantTimeCompare([]byte(adminKey), []byte(s.cfg.AdminAPIKey)) != 1 {
 				s.refuse(w, r, newAPIError(http.StatusUnauthorized, "Invalid admin API key", nil))
 				return
 			}
-			ctx = context.WithValue(ctx, keyAdminKeyOK, true)
+			adminKeyOK = true
 			switch {
 			case s.cfg.AdminEmailDomain == "":
 				p.Admin = true
 			case claims.Email != "" && claims.EmailVerified && strings.HasSuffix(claims.Email, "@"+strings.ToLower(s.cfg.AdminEmailDomain)):
 				p.Admin = true
 			case bearer != "":
-				ctx = context.WithValue(ctx, keyAdminDenied, true)
+				adminDenied = true
 			}
 		}
-		ctx = context.WithValue(ctx, keyPrincipal, p)
-		next.ServeHTTP(w, r.WithContext(ctx))
+		info, ok := ctx.Value(keyRequest).(*reqInfo)
+		if !ok {
+			info = &reqInfo{}
+			r = r.WithContext(context.WithValue(ctx, keyRequest, info))
+		}
+		info.p, info.adminKeyOK, info.adminDenied = p, adminKeyOK, adminDenied
+		next.ServeHTTP(w, r)
 	})
 }
 
@@ -328,7 +350,7 @@ func (s *Server) adminCheck(ctx context.Context) error {
 	if principal(ctx).Admin {
 		return nil
 	}
-	if denied, _ := ctx.Value(keyAdminDenied).(bool); denied {
+	if infoOf(ctx).adminDenied {
 		return domain.Errorf(domain.Forbidden, "This account's e-mail domain is not allowed to use admin routes")
 	}
 	if s.cfg.AdminEmailDomain != "" {
@@ -341,7 +363,7 @@ func (s *Server) adminCheck(ctx context.Context) error {
 // request that carries no other credential ("" otherwise). Only JWTs are
 // taken this way (they expire); API keys never travel in URLs.
 func (s *Server) streamToken(r *http.Request) string {
-	if patternOf(r) != streamPattern || r.Header.Get("Authorization") != "" || r.Header.Get("X-API-Key") != "" {
+	if patternOf(r) != streamPattern || r.Header.Get("Authorization") != "" || headerValue(r.Header, "X-Api-Key") != "" {
 		return ""
 	}
 	return r.URL.Query().Get("access_token")
