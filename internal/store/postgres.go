@@ -21,29 +21,9 @@ func OpenPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, er
 		db.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	return &Store{dialect: Postgres, rdb: db, r: db, w: pgWriter{db: db}, log: log, qcache: map[string]string{}}, nil
+	w := newPGWriter(db, 256, log)
+	st := &Store{dialect: Postgres, rdb: db, r: db, w: w, log: log, qcache: map[string]string{}}
+	w.hooks = &st.hooks
+	return st, nil
 }
 
-// pgWriter runs each write in its own transaction; concurrent writers to one
-// stream are kept apart by the events table's unique key (optimistic
-// versions), so several nodes can share a database.
-type pgWriter struct{ db *sql.DB }
-
-func (w pgWriter) update(ctx context.Context, fn txFunc) error {
-	tx, err := w.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	b := newBatch()
-	if err := fn(ctx, tx, b); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	b.committed()
-	return nil
-}
-
-func (w pgWriter) close() error { return nil }

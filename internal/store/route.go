@@ -38,7 +38,7 @@ func (tx *Tx) Wake(consumers ...string) {
 	if r == nil || len(consumers) == 0 {
 		return
 	}
-	tx.b.after = append(tx.b.after, func() { r.Queued(consumers) })
+	tx.b.wake(r, consumers)
 }
 
 // route queues the rows the router asks for about recs (stored, their Seq

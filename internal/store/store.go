@@ -57,6 +57,10 @@ type batch struct {
 	// undo journals snaps changes, so one job's can be taken back when it
 	// rolls back to its savepoint.
 	undo []snapUndo
+	// woken: the consumers to wake once the batch commits, each once
+	// however many jobs queued rows for it (one wake-up, one NOTIFY).
+	woken  []string
+	router Router
 }
 
 type snapUndo struct {
@@ -78,9 +82,23 @@ func (b *batch) dropSnap(k [2]string) {
 }
 
 // batchMark is a point to roll a batch's bookkeeping back to.
-type batchMark struct{ after, undo int }
+type batchMark struct{ after, undo, woken int }
 
-func (b *batch) mark() batchMark { return batchMark{len(b.after), len(b.undo)} }
+func (b *batch) mark() batchMark { return batchMark{len(b.after), len(b.undo), len(b.woken)} }
+
+// wake asks for consumers to be woken through r after commit.
+func (b *batch) wake(r Router, consumers []string) {
+	b.router = r
+next:
+	for _, c := range consumers {
+		for _, w := range b.woken {
+			if w == c {
+				continue next
+			}
+		}
+		b.woken = append(b.woken, c)
+	}
+}
 
 // rollbackTo forgets what jobs did after m (their transaction work is
 // rolled back to a savepoint at the same time).
@@ -94,6 +112,9 @@ func (b *batch) rollbackTo(m batchMark) {
 		}
 	}
 	b.undo, b.after = b.undo[:m.undo], b.after[:m.after]
+	// woken holds each consumer once, in the order first asked for:
+	// those after m were first asked for by what is rolled back.
+	b.woken = b.woken[:m.woken]
 }
 
 func newBatch() *batch { return &batch{snaps: map[[2]string]es.Snapshot{}} }
@@ -102,6 +123,9 @@ func newBatch() *batch { return &batch{snaps: map[[2]string]es.Snapshot{}} }
 func (b *batch) committed() {
 	for _, f := range b.after {
 		f()
+	}
+	if len(b.woken) > 0 && b.router != nil {
+		b.router.Queued(b.woken)
 	}
 }
 
@@ -270,4 +294,11 @@ func isUniqueViolation(err error) bool {
 		return pgErr.SQLState() == "23505"
 	}
 	return false
+}
+
+// isDivisionByZero recognises PostgreSQL's division_by_zero, which the
+// snapshot move raises on purpose when the stream has moved.
+func isDivisionByZero(err error) bool {
+	var pgErr interface{ SQLState() string }
+	return errors.As(err, &pgErr) && pgErr.SQLState() == "22012"
 }

@@ -191,7 +191,11 @@ func (tx *Tx) WebhookSecrets(ctx context.Context, id string) (WebhookSecrets, bo
 // EnqueueFor adds an outbox row for consumer that is not about one stored
 // event (event_seq 0): a verification request for a webhook, say.
 func (tx *Tx) EnqueueFor(ctx context.Context, consumer, aggType, aggID, orgID, target string, version int64, now string) error {
-	return tx.Enqueue(ctx, consumer, es.Record{AggregateType: aggType, AggregateID: aggID, Version: version, OrgID: orgID, Timestamp: now}, target)
+	if err := tx.enqueueRow(ctx, consumer, es.Record{AggregateType: aggType, AggregateID: aggID, Version: version, OrgID: orgID, Timestamp: now}, target, tx.s.insertSeq); err != nil {
+		return err
+	}
+	tx.Wake(consumer)
+	return nil
 }
 
 // DefaultWebhookWindow is how many undone deliveries one webhook may have
