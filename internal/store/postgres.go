@@ -26,4 +26,3 @@ func OpenPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, er
 	w.hooks = &st.hooks
 	return st, nil
 }
-

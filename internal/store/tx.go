@@ -2,12 +2,12 @@ package store
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
 	"github.com/spkey-dev/spkey/internal/es"
