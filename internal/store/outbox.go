@@ -158,7 +158,7 @@ func (s *Store) ClaimWith(ctx context.Context, consumer, node string, now time.T
 	q := s.sql(`UPDATE outbox SET claimed_by = $1, claimed_until = ` + leaseEnd + `
 		WHERE id IN (` + pick + `)
 		RETURNING id, consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, attempts, created_at`)
-	err := s.w.update(ctx, func(ctx context.Context, tx querier, _ *batch) error {
+	err := s.aside.update(ctx, func(ctx context.Context, tx querier, _ *batch) error {
 		out = out[:0]
 		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
@@ -230,7 +230,7 @@ func (tx *Tx) Finish(ctx context.Context, c Claim, node string, o Outcome) error
 
 // Finish is Tx.Finish in a transaction of its own.
 func (s *Store) Finish(ctx context.Context, c Claim, node string, o Outcome) error {
-	return s.Write(ctx, func(ctx context.Context, tx *Tx) error { return tx.Finish(ctx, c, node, o) })
+	return s.writeAside(ctx, func(ctx context.Context, tx *Tx) error { return tx.Finish(ctx, c, node, o) })
 }
 
 func truncate(s string, n int) string {

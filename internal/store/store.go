@@ -61,6 +61,8 @@ type batch struct {
 	// however many jobs queued rows for it (one wake-up, one NOTIFY).
 	woken  []string
 	router Router
+	// announced: the woken consumers' NOTIFYs went out with the commit.
+	announced bool
 }
 
 type snapUndo struct {
@@ -125,7 +127,11 @@ func (b *batch) committed() {
 		f()
 	}
 	if len(b.woken) > 0 && b.router != nil {
-		b.router.Queued(b.woken)
+		if a, ok := b.router.(Announcer); ok && b.announced {
+			a.WakeLocal(b.woken)
+		} else {
+			b.router.Queued(b.woken)
+		}
 	}
 }
 
@@ -144,8 +150,11 @@ type Store struct {
 	rcache  *stmtCache
 	cache   *readCache // SQLite only; nil on PostgreSQL
 	w       writer
-	log     *slog.Logger
-	hooks   Hooks
+	// aside runs the store's background writes (writeAside): w on
+	// SQLite, a transaction per call on PostgreSQL.
+	aside writer
+	log   *slog.Logger
+	hooks Hooks
 	// router decides the outbox rows of appended events (SetRouter).
 	router Router
 
@@ -214,7 +223,7 @@ func (s *Store) Migrate(ctx context.Context) error { return s.migrate(ctx, "") }
 // migrate applies the migrations up to and including version until (all of
 // them when until is "").
 func (s *Store) migrate(ctx context.Context, until string) error {
-	return s.w.update(ctx, func(ctx context.Context, q querier, _ *batch) error {
+	return s.aside.update(ctx, func(ctx context.Context, q querier, _ *batch) error {
 		if s.dialect == Postgres {
 			// Nodes starting together migrate one at a time.
 			if _, err := q.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7302541)`); err != nil {
@@ -272,6 +281,17 @@ func (s *Store) migrate(ctx context.Context, until string) error {
 // is). On SQLite concurrent calls are batched into one commit.
 func (s *Store) Write(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
 	return s.w.update(ctx, func(ctx context.Context, q querier, b *batch) error {
+		return fn(ctx, &Tx{s: s, q: q, b: b})
+	})
+}
+
+// writeAside is Write for the store's own background work (outbox claims
+// and outcomes, the webhook fan-out, replays, retention). On PostgreSQL it
+// runs in a transaction of its own on the pool, beside the writer, so that
+// a consumer's queries never hold up the batches of commands; on SQLite
+// there is one writer.
+func (s *Store) writeAside(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
+	return s.aside.update(ctx, func(ctx context.Context, q querier, b *batch) error {
 		return fn(ctx, &Tx{s: s, q: q, b: b})
 	})
 }
