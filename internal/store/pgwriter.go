@@ -163,7 +163,7 @@ func (w *pgWriter) run(batch []*job) {
 	p.queue("BEGIN", nil)
 	b := newBatch()
 	kept := live[:0:0]
-	for _, j := range live {
+	for i, j := range live {
 		m, n, sent := b.mark(), len(p.pend), p.flushes
 		if err := runJob(j, p, b); err != nil {
 			if p.flushes == sent && p.err == nil {
@@ -174,8 +174,9 @@ func (w *pgWriter) run(batch []*job) {
 				j.done <- err
 				continue
 			}
-			// Part of it ran (or the transaction broke): start over.
-			w.retry(ctx, p, live)
+			// Part of it ran (or the transaction broke): start over with
+			// every job not answered yet.
+			w.retry(ctx, p, append(kept, live[i:]...))
 			return
 		}
 		kept = append(kept, j)
