@@ -21,13 +21,20 @@ func OpenPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, er
 		db.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	return &Store{dialect: Postgres, rdb: db, r: db, w: pgWriter{db: db}, log: log, qcache: map[string]string{}}, nil
+	s := &Store{dialect: Postgres, rdb: db, r: db, cache: newReadCache(), log: log, qcache: map[string]string{}}
+	s.startFencer()
+	s.w = pgWriter{db: db, node: s.fence.node}
+	return s, nil
 }
 
 // pgWriter runs each write in its own transaction; concurrent writers to one
 // stream are kept apart by the events table's unique key (optimistic
 // versions), so several nodes can share a database.
-type pgWriter struct{ db *sql.DB }
+type pgWriter struct {
+	db *sql.DB
+	// node sends the cache invalidations of each commit (fence.go).
+	node *cacheNode
+}
 
 func (w pgWriter) update(ctx context.Context, fn txFunc) error {
 	tx, err := w.db.BeginTx(ctx, nil)
@@ -39,7 +46,12 @@ func (w pgWriter) update(ctx context.Context, fn txFunc) error {
 		_ = tx.Rollback()
 		return err
 	}
+	if err := b.sendInvalidations(ctx, tx, w.node); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
 	if err := tx.Commit(); err != nil {
+		b.commitFailed(w.node)
 		return fmt.Errorf("commit: %w", err)
 	}
 	b.committed()

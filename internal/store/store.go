@@ -57,6 +57,11 @@ type batch struct {
 	// undo journals snaps changes, so one job's can be taken back when it
 	// rolls back to its savepoint.
 	undo []snapUndo
+	// inv names the cached rows the batch changes, for the other nodes
+	// (PostgreSQL; fence.go). Never rolled back: more is always safe.
+	inv []string
+	// tag names the batch's commit in its invalidations.
+	tag string
 }
 
 type snapUndo struct {
@@ -118,7 +123,9 @@ type Store struct {
 	rdb     *sql.DB // reads
 	r       querier // rdb, through a statement cache on SQLite
 	rcache  *stmtCache
-	cache   *readCache // SQLite only; nil on PostgreSQL
+	cache   *readCache
+	// fence keeps cache exact across nodes on PostgreSQL (nil on SQLite).
+	fence *fencer
 	w       writer
 	log     *slog.Logger
 	hooks   Hooks
@@ -171,6 +178,7 @@ func (s *Store) sql(q string) string {
 
 // Close stops the writer and closes every connection.
 func (s *Store) Close() error {
+	s.fence.close()
 	var err error
 	if s.rcache != nil {
 		err = s.rcache.close()
@@ -247,8 +255,10 @@ func (s *Store) migrate(ctx context.Context, until string) error {
 // commits together, or nothing does when fn returns an error (returned as
 // is). On SQLite concurrent calls are batched into one commit.
 func (s *Store) Write(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
+	// Fenced here, before the job is queued: a writer never waits on it.
+	cached := s.cached(ctx)
 	return s.w.update(ctx, func(ctx context.Context, q querier, b *batch) error {
-		return fn(ctx, &Tx{s: s, q: q, b: b})
+		return fn(ctx, &Tx{s: s, q: q, b: b, cached: cached})
 	})
 }
 
