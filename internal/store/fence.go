@@ -256,7 +256,7 @@ type fencer struct {
 	waiters []chan error
 	kick    context.CancelFunc // ends the idle wait when a fence arrives
 
-	pid  uint32 // the LISTEN connection's backend (tests)
+	pid uint32 // the LISTEN connection's backend (tests)
 
 	stop context.CancelFunc
 	done chan struct{}

@@ -126,9 +126,9 @@ type Store struct {
 	cache   *readCache
 	// fence keeps cache exact across nodes on PostgreSQL (nil on SQLite).
 	fence *fencer
-	w       writer
-	log     *slog.Logger
-	hooks   Hooks
+	w     writer
+	log   *slog.Logger
+	hooks Hooks
 	// router decides the outbox rows of appended events (SetRouter).
 	router Router
 
