@@ -283,7 +283,9 @@ func (f *fencer) run(ctx context.Context) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		err := f.listen(ctx)
-		f.lost(err)
+		if f.lost(err) {
+			backoff = 50 * time.Millisecond
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -297,12 +299,14 @@ func (f *fencer) run(ctx context.Context) {
 }
 
 // lost marks the listener down: fences fail, waiting ones are released
-// with err, and the cache is emptied (invalidations may be missed now).
-func (f *fencer) lost(err error) {
+// with err, and the cache is emptied (invalidations may be missed now). It
+// reports whether the listener had been up.
+func (f *fencer) lost(err error) (wasUp bool) {
 	if err == nil {
 		err = errFenceDown
 	}
 	f.mu.Lock()
+	wasUp = f.up
 	f.up = false
 	ws := f.waiters
 	f.waiters = nil
@@ -311,6 +315,7 @@ func (f *fencer) lost(err error) {
 		w <- err
 	}
 	f.node.cache.clear()
+	return wasUp
 }
 
 func (f *fencer) listen(ctx context.Context) error {
