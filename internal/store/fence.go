@@ -138,7 +138,7 @@ func (b *batch) sendInvalidations(ctx context.Context, q querier, node *cacheNod
 	if node == nil || len(b.inv) == 0 {
 		return nil
 	}
-	b.tag = node.nextTag()
+	b.tag, b.node = node.nextTag(), node
 	for _, p := range b.invalidations(b.tag) {
 		if _, err := q.ExecContext(ctx, `SELECT pg_notify('`+cacheChannel+`', $1)`, p); err != nil {
 			return fmt.Errorf("notify cache invalidations: %w", err)
@@ -147,15 +147,15 @@ func (b *batch) sendInvalidations(ctx context.Context, q querier, node *cacheNod
 	return nil
 }
 
-// commitFailed handles a COMMIT that returned an error after
-// sendInvalidations: the transaction may have committed all the same, and
-// the writer's upkeep did not run, so this node applies its own
-// notification of it should it come, and forgets its cache now.
-func (b *batch) commitFailed(node *cacheNode) {
-	if node == nil || b.tag == "" {
+// commitFailed handles a COMMIT that returned an error (the writer calls
+// it): if the batch sent invalidations, the transaction may have committed
+// all the same while the writer's upkeep did not run, so this node applies
+// its own notification of it should it come, and forgets its cache now.
+func (b *batch) commitFailed() {
+	if b.node == nil || b.tag == "" {
 		return
 	}
-	node.unsure(b.tag)
+	b.node.unsure(b.tag)
 }
 
 // cacheNode is one store's identity among the nodes that share a

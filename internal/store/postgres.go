@@ -21,23 +21,36 @@ func OpenPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, er
 		db.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	s := &Store{dialect: Postgres, rdb: db, r: db, cache: newReadCache(), log: log, qcache: map[string]string{}}
-	s.startFencer()
-	s.w = pgWriter{db: db, node: s.fence.node}
-	return s, nil
+	w := newPGWriter(db, 256, log)
+	st := &Store{dialect: Postgres, rdb: db, r: db, w: w, aside: pgDirect{db: db, w: w}, cache: newReadCache(), log: log, qcache: map[string]string{}}
+	w.hooks = &st.hooks
+	w.prepare = st.beforeCommit
+	st.startFencer()
+	return st, nil
 }
 
-// pgWriter runs each write in its own transaction; concurrent writers to one
-// stream are kept apart by the events table's unique key (optimistic
-// versions), so several nodes can share a database.
-type pgWriter struct {
+// beforeCommit is what every PostgreSQL write transaction sends last,
+// before its COMMIT (in the writer's pipeline, when it has one): the
+// NOTIFYs of the consumers it woke and of the cached rows it changed
+// (fence.go). A COMMIT that then fails calls b.commitFailed.
+func (s *Store) beforeCommit(ctx context.Context, q querier, b *batch) error {
+	if err := s.announce(ctx, q, b); err != nil {
+		return err
+	}
+	return b.sendInvalidations(ctx, q, s.fence.node)
+}
+
+// pgDirect runs each write in a transaction of its own on the pool, for
+// the store's background work (writeAside): outbox claims run beside the
+// writer's batches instead of between them. Its transactions end with the
+// writer's prepare step too.
+type pgDirect struct {
 	db *sql.DB
-	// node sends the cache invalidations of each commit (fence.go).
-	node *cacheNode
+	w  *pgWriter
 }
 
-func (w pgWriter) update(ctx context.Context, fn txFunc) error {
-	tx, err := w.db.BeginTx(ctx, nil)
+func (d pgDirect) update(ctx context.Context, fn txFunc) error {
+	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -46,16 +59,18 @@ func (w pgWriter) update(ctx context.Context, fn txFunc) error {
 		_ = tx.Rollback()
 		return err
 	}
-	if err := b.sendInvalidations(ctx, tx, w.node); err != nil {
-		_ = tx.Rollback()
-		return err
+	if d.w.prepare != nil {
+		if err := d.w.prepare(ctx, tx, b); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
 	}
 	if err := tx.Commit(); err != nil {
-		b.commitFailed(w.node)
+		b.commitFailed()
 		return fmt.Errorf("commit: %w", err)
 	}
 	b.committed()
 	return nil
 }
 
-func (w pgWriter) close() error { return nil }
+func (pgDirect) close() error { return nil }
