@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/spkey-dev/spkey/internal/server"
 	"github.com/spkey-dev/spkey/internal/testenv"
@@ -32,10 +33,30 @@ func TestCacheAcrossNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
+		// Its cache listener connects in the background.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if _, up := st.CacheListener(); up {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the cache listener did not connect within 10s")
+			}
+		}
 		return testenv.NewServer(t, testenv.Postgres, testenv.Options{Store: st})
 	}
 	nodes := []*testenv.Server{node(), node()}
+	listeners := func() (pids []uint32) {
+		for _, n := range nodes {
+			pid, up := n.Store.CacheListener()
+			if !up {
+				pid = 0
+			}
+			pids = append(pids, pid)
+		}
+		return pids
+	}
 	key := nodes[0].Tenant(t, "acme", false)
+	before := listeners()
 	wireOK(t, nodes[0], wireReq{Method: "POST", Path: "/locks/7/CreateLock", Key: key, Body: map[string]any{"index": 1, "uuid": "7a7a7a7a-2b1f-4e6d-9c8b-7a6f5e4d3c2b"}}, http.StatusCreated)
 	const writers, rounds = 2, 30
 	ids := make([]string, writers)
@@ -154,5 +175,10 @@ func TestCacheAcrossNodes(t *testing.T) {
 	busy.Wait()
 	for _, err := range errs {
 		t.Error(err)
+	}
+	// The caches were in use throughout: neither listener fell over (reads
+	// would have gone to the database then).
+	if after := listeners(); !slices.Equal(before, after) || slices.Contains(after, 0) {
+		t.Errorf("cache listeners %v before, %v after", before, after)
 	}
 }

@@ -64,16 +64,8 @@ func DumpTable(s *Store, table string) ([]string, error) {
 	})
 }
 
-// CacheListener returns the backend pid of the store's cache listener and
-// whether it is connected (PostgreSQL; tests only).
-func CacheListener(s *Store) (pid uint32, up bool) {
-	if s.fence == nil {
-		return 0, false
-	}
-	s.fence.mu.Lock()
-	defer s.fence.mu.Unlock()
-	return s.fence.pid, s.fence.up
-}
+// CacheListener is s.CacheListener.
+func CacheListener(s *Store) (pid uint32, up bool) { return s.CacheListener() }
 
 // CachedReads reports whether reads under ctx use the read cache, fencing
 // as a read would (tests only).

@@ -471,3 +471,15 @@ func (s *Store) cached(ctx context.Context) bool {
 	}
 	return ok
 }
+
+// CacheListener reports the server process (backend pid) of the store's
+// cache listener and whether it is connected: while it is not, reads on
+// PostgreSQL go to the database. On SQLite it reports 0, false.
+func (s *Store) CacheListener() (pid uint32, up bool) {
+	if s.fence == nil {
+		return 0, false
+	}
+	s.fence.mu.Lock()
+	defer s.fence.mu.Unlock()
+	return s.fence.pid, s.fence.up
+}

@@ -138,6 +138,11 @@ func TestCacheTwoNodes(t *testing.T) {
 	}
 	nodes := []*app.Service{sa, sb}
 	stores := []*store.Store{a, b}
+	var pids []uint32
+	for _, st := range stores {
+		pid, _ := store.CacheListener(st)
+		pids = append(pids, pid)
+	}
 	const writers, rounds = 4, 40
 	ids := make([]string, writers)
 	for i := range writers {
@@ -293,10 +298,14 @@ func TestCacheTwoNodes(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	// Both nodes still use their caches (the listeners never fell over).
+	// Both nodes used their caches throughout: the listeners never fell
+	// over (reads would have gone to the database then).
 	for n, st := range stores {
 		if !store.CachedReads(fresh(), st) {
 			t.Errorf("node %d reads without its cache", n)
+		}
+		if pid, _ := store.CacheListener(st); pid != pids[n] {
+			t.Errorf("node %d's cache listener reconnected during the test", n)
 		}
 	}
 	v, err := sb.Lock(fresh(), p, 1)
