@@ -155,7 +155,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		w.Header()["X-Request-Id"] = []string{id}
 		_, pattern := s.mux.Handler(r)
 		info := &reqInfo{id: id, pattern: pattern}
-		ctx := context.WithValue(r.Context(), keyRequest, info)
+		// One request, one cache fence (at its first read) on PostgreSQL.
+		ctx := context.WithValue(app.FreshReads(r.Context()), keyRequest, info)
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
