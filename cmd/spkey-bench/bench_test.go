@@ -9,8 +9,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spkey-dev/spkey/internal/cmdline"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
+
+// TestMain lets scenario (m) re-run this test binary as its child process
+// (runMemoryChild), as it re-runs spkey-bench outside tests.
+func TestMain(m *testing.M) {
+	if os.Getenv(memoryChildEnv) != "" {
+		cmdline.Main("spkey-bench", run)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // TestBenchQuick runs the whole bench for a few hundred milliseconds per
 // scenario and checks that every scenario and ratio is reported (not the
