@@ -81,10 +81,14 @@ func rebuildReport(w io.Writer, meds map[string]med) {
 			continue
 		}
 		events := m.rate * m.p50
-		if b == "sqlite" {
-			fmt.Fprintf(w, "  rebuild-%s = %.0f events/s   target >= %d   %s   (%.0f events, one rebuild %s)\n", b, m.rate, targetRebuild, passFail(m.rate >= targetRebuild), events, msf(m.p50))
-		} else {
-			fmt.Fprintf(w, "  rebuild-%s = %.0f events/s   (no target)   (%.0f events, one rebuild %s)\n", b, m.rate, events, msf(m.p50))
+		perCore := 0.0
+		if m.cores > 0 {
+			perCore = m.rate / m.cores
 		}
+		verdict := "(no target)"
+		if b == "sqlite" {
+			verdict = fmt.Sprintf("target >= %d   %s", targetRebuild, passFail(m.rate >= targetRebuild))
+		}
+		fmt.Fprintf(w, "  rebuild-%s = %.0f events/s   %s   (%.0f events, one rebuild %s; %.2f cores busy: %.0f events per CPU-second)\n", b, m.rate, verdict, events, msf(m.p50), m.cores, perCore)
 	}
 }
