@@ -257,7 +257,7 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 	}
 	var wrk []wrkResult
 	if c.wrk {
-		if wrk, err = wrkRuns(ctx, c, wrkTargets{bare: bare, sp: sp, toggle: cstate}, progress); err != nil {
+		if wrk, err = wrkRuns(ctx, c, wrkTargets{bare: bare, sp: sp}, progress); err != nil {
 			return err
 		}
 	}
