@@ -259,6 +259,29 @@ func (e *Engine) Queued(consumers []string) {
 	}
 }
 
+// Announce implements store.Announcer: the NOTIFYs that tell the other
+// nodes of rows for consumers (those not Local), which the store sends
+// inside the committing transaction, so they cost no round trip of their
+// own and reach nobody if it rolls back. The payload names this node,
+// which ignores its own.
+func (e *Engine) Announce(consumers []string) (channel string, payloads []string) {
+	for _, c := range consumers {
+		if i, ok := e.byName[c]; ok && e.consumers[i].Policy.Local {
+			continue
+		}
+		payloads = append(payloads, c+"|"+e.cfg.Node)
+	}
+	return pgOutbox, payloads
+}
+
+// WakeLocal implements store.Announcer: after a commit whose NOTIFYs went
+// with it (Announce), only this node's dispatchers need waking.
+func (e *Engine) WakeLocal(consumers []string) {
+	for _, c := range consumers {
+		e.kick(c)
+	}
+}
+
 // Kick wakes this node's dispatcher of consumer (no other node's).
 func (e *Engine) Kick(consumer string) { e.kick(consumer) }
 

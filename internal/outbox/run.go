@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,7 +32,11 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 		}, func(channel, payload string) {
 			if channel == pgOutbox {
-				e.kick(payload)
+				// "consumer|node" (Announce) or "consumer" (Queued).
+				c, node, _ := strings.Cut(payload, "|")
+				if node != e.cfg.Node {
+					e.kick(c)
+				}
 			} else if f := heard[channel]; f != nil {
 				f(payload)
 			}

@@ -24,13 +24,11 @@ func (s *Store) projectDoorbell(ctx context.Context, q querier, r es.Record) err
 		return fmt.Errorf("project %s: %w", r.Type, err)
 	}
 	lockID := fmt.Sprint(e.LockID)
-	if _, err := q.ExecContext(ctx, s.sql(`INSERT INTO doorbell_rings (ring_id, lock_id, org_id, rang_at, event_seq) VALUES ($1, $2, $3, $4, $5)`),
-		e.RingID, lockID, r.OrgID, e.Timestamp, r.Seq); err != nil {
+	if err := s.insertWithSeq(ctx, q, "doorbell_rings", "ring_id, lock_id, org_id, rang_at", r, e.RingID, lockID, r.OrgID, e.Timestamp); err != nil {
 		return fmt.Errorf("project %s: %w", r.Type, err)
 	}
 	for _, t := range e.Residents {
-		if _, err := q.ExecContext(ctx, s.sql(`INSERT INTO doorbell_ring_targets (user_id, ring_id, lock_id, event_seq) VALUES ($1, $2, $3, $4)`),
-			t.UserID, e.RingID, lockID, r.Seq); err != nil {
+		if err := s.insertWithSeq(ctx, q, "doorbell_ring_targets", "user_id, ring_id, lock_id", r, t.UserID, e.RingID, lockID); err != nil {
 			return fmt.Errorf("project %s target: %w", r.Type, err)
 		}
 	}

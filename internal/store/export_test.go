@@ -4,12 +4,24 @@ import (
 	"context"
 )
 
-// QueuedWrites is how many jobs wait for the SQLite writer (tests only).
+// QueuedWrites is how many jobs wait for the writer (tests only).
 func QueuedWrites(s *Store) int {
-	if w, ok := s.w.(*sqliteWriter); ok {
+	switch w := s.w.(type) {
+	case *sqliteWriter:
+		return len(w.jobs)
+	case *pgWriter:
 		return len(w.jobs)
 	}
 	return 0
+}
+
+// PipelineCounts is how many batches the PostgreSQL writer committed in
+// one pipeline and how many it ran again one job at a time (tests only).
+func PipelineCounts(s *Store) (pipelined, refused int64) {
+	if w, ok := s.w.(*pgWriter); ok {
+		return w.pipelined.Load(), w.refused.Load()
+	}
+	return 0, 0
 }
 
 // MigrateUntil applies the migrations up to and including version (tests of

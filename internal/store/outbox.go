@@ -38,7 +38,7 @@ func pgStamp(expr string) string {
 }
 
 // Enqueue adds, in this transaction, one outbox row for consumer about the
-// stored record r (its Seq set by Append), aimed at target ("" for none),
+// stored record r (appended, or read back with its Seq), aimed at target ("" for none),
 // and wakes the consumer after commit (Wake). The consumer claims it after
 // commit. (Rows about appended events come from the Router instead.)
 func (tx *Tx) Enqueue(ctx context.Context, consumer string, r es.Record, target string) error {
@@ -50,8 +50,14 @@ func (tx *Tx) Enqueue(ctx context.Context, consumer string, r es.Record, target 
 }
 
 func (tx *Tx) enqueue(ctx context.Context, consumer string, r es.Record, target string) error {
-	_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), consumer, r.Seq, r.AggregateType, r.AggregateID, r.Version, r.OrgID, target, r.Timestamp)
+	return tx.enqueueRow(ctx, consumer, r, target, tx.s.insertWithSeq)
+}
+
+// enqueueRow inserts the row with insert: insertWithSeq for a stored
+// event, insertSeq for a row about no event.
+func (tx *Tx) enqueueRow(ctx context.Context, consumer string, r es.Record, target string, insert func(ctx context.Context, q querier, table, cols string, r es.Record, vals ...any) error) error {
+	err := insert(ctx, tx.q, "outbox", "consumer, aggregate_type, aggregate_id, version, org_id, target, created_at", r,
+		consumer, r.AggregateType, r.AggregateID, r.Version, r.OrgID, target, r.Timestamp)
 	if err != nil {
 		return fmt.Errorf("enqueue %s row: %w", consumer, err)
 	}
@@ -152,7 +158,7 @@ func (s *Store) ClaimWith(ctx context.Context, consumer, node string, now time.T
 	q := s.sql(`UPDATE outbox SET claimed_by = $1, claimed_until = ` + leaseEnd + `
 		WHERE id IN (` + pick + `)
 		RETURNING id, consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, attempts, created_at`)
-	err := s.w.update(ctx, func(ctx context.Context, tx querier, _ *batch) error {
+	err := s.aside.update(ctx, func(ctx context.Context, tx querier, _ *batch) error {
 		out = out[:0]
 		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
@@ -224,7 +230,7 @@ func (tx *Tx) Finish(ctx context.Context, c Claim, node string, o Outcome) error
 
 // Finish is Tx.Finish in a transaction of its own.
 func (s *Store) Finish(ctx context.Context, c Claim, node string, o Outcome) error {
-	return s.Write(ctx, func(ctx context.Context, tx *Tx) error { return tx.Finish(ctx, c, node, o) })
+	return s.writeAside(ctx, func(ctx context.Context, tx *Tx) error { return tx.Finish(ctx, c, node, o) })
 }
 
 func truncate(s string, n int) string {

@@ -21,16 +21,31 @@ func OpenPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, er
 		db.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	return &Store{dialect: Postgres, rdb: db, r: db, w: pgWriter{db: db}, log: log, qcache: map[string]string{}}, nil
+	w := newPGWriter(db, 256, log)
+	st := &Store{dialect: Postgres, rdb: db, r: db, w: w, aside: pgDirect{db: db, w: w}, log: log, qcache: map[string]string{}}
+	w.hooks = &st.hooks
+	w.prepare = st.beforeCommit
+	return st, nil
 }
 
-// pgWriter runs each write in its own transaction; concurrent writers to one
-// stream are kept apart by the events table's unique key (optimistic
-// versions), so several nodes can share a database.
-type pgWriter struct{ db *sql.DB }
+// beforeCommit is what every PostgreSQL write transaction sends last,
+// before its COMMIT (in the writer's pipeline, when it has one): the
+// NOTIFYs of the consumers it woke.
+func (s *Store) beforeCommit(ctx context.Context, q querier, b *batch) error {
+	return s.announce(ctx, q, b)
+}
 
-func (w pgWriter) update(ctx context.Context, fn txFunc) error {
-	tx, err := w.db.BeginTx(ctx, nil)
+// pgDirect runs each write in a transaction of its own on the pool, for
+// the store's background work (writeAside): outbox claims run beside the
+// writer's batches instead of between them. Its transactions end with the
+// writer's prepare step too.
+type pgDirect struct {
+	db *sql.DB
+	w  *pgWriter
+}
+
+func (d pgDirect) update(ctx context.Context, fn txFunc) error {
+	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -39,6 +54,12 @@ func (w pgWriter) update(ctx context.Context, fn txFunc) error {
 		_ = tx.Rollback()
 		return err
 	}
+	if d.w.prepare != nil {
+		if err := d.w.prepare(ctx, tx, b); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -46,4 +67,4 @@ func (w pgWriter) update(ctx context.Context, fn txFunc) error {
 	return nil
 }
 
-func (w pgWriter) close() error { return nil }
+func (pgDirect) close() error { return nil }

@@ -144,7 +144,7 @@ func (s *Store) ReplayStep(ctx context.Context, now time.Time, chunk, window int
 		lock = " FOR UPDATE SKIP LOCKED"
 	}
 	var p ReplayProgress
-	err := s.Write(ctx, func(ctx context.Context, tx *Tx) error {
+	err := s.writeAside(ctx, func(ctx context.Context, tx *Tx) error {
 		p = ReplayProgress{}
 		type open struct {
 			id     int64

@@ -45,7 +45,7 @@ func (s *Store) Prune(ctx context.Context, now time.Time, r Retention, batch int
 	loop := func(table string, step func(ctx context.Context, tx *Tx) (int64, error)) error {
 		for {
 			var n int64
-			err := s.Write(ctx, func(ctx context.Context, tx *Tx) error {
+			err := s.writeAside(ctx, func(ctx context.Context, tx *Tx) error {
 				var err error
 				n, err = step(ctx, tx)
 				return err

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/spkey-dev/spkey/internal/es"
 )
@@ -24,6 +25,32 @@ type Router interface {
 	Queued(consumers []string)
 }
 
+// Announcer is a Router that names the notifications its wake-ups need
+// (internal/outbox's Engine is one). On PostgreSQL the store then sends
+// them inside the committing transaction and, after commit, calls
+// WakeLocal instead of Queued.
+type Announcer interface {
+	Announce(consumers []string) (channel string, payloads []string)
+	WakeLocal(consumers []string)
+}
+
+// announce queues, on PostgreSQL, the notifications of the consumers b
+// wakes, in the transaction q (the writers call it before COMMIT).
+func (s *Store) announce(ctx context.Context, q querier, b *batch) error {
+	a, ok := b.router.(Announcer)
+	if s.dialect != Postgres || !ok || len(b.woken) == 0 {
+		return nil
+	}
+	ch, payloads := a.Announce(b.woken)
+	for _, p := range payloads {
+		if _, err := q.ExecContext(ctx, `SELECT pg_notify($1, $2)`, ch, p); err != nil {
+			return fmt.Errorf("notify %s: %w", ch, err)
+		}
+	}
+	b.announced = true
+	return nil
+}
+
 // SetRouter installs r: from then on Append queues the rows r asks for,
 // and every commit that queued rows wakes their consumers through r. Call
 // it once, at assembly, before any write. Without a router appends queue
@@ -38,7 +65,7 @@ func (tx *Tx) Wake(consumers ...string) {
 	if r == nil || len(consumers) == 0 {
 		return
 	}
-	tx.b.after = append(tx.b.after, func() { r.Queued(consumers) })
+	tx.b.wake(r, consumers)
 }
 
 // route queues the rows the router asks for about recs (stored, their Seq

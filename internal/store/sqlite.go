@@ -64,7 +64,7 @@ func OpenSQLite(ctx context.Context, path string, opt SQLiteOptions, log *slog.L
 	rdb.SetMaxIdleConns(n)
 	w := &sqliteWriter{db: wdb, conn: conn, q: newStmtCache(conn, conn), jobs: make(chan *job, 1024), maxBatch: opt.MaxBatch, stop: make(chan struct{}), exited: make(chan struct{}), log: log}
 	rc := newStmtCache(rdb, rdb)
-	s := &Store{dialect: SQLite, rdb: rdb, r: rc, rcache: rc, cache: newReadCache(), w: w, log: log, qcache: map[string]string{}}
+	s := &Store{dialect: SQLite, rdb: rdb, r: rc, rcache: rc, cache: newReadCache(), w: w, aside: w, log: log, qcache: map[string]string{}}
 	w.hooks = &s.hooks
 	w.wg.Add(1)
 	go w.loop()

@@ -57,6 +57,12 @@ type batch struct {
 	// undo journals snaps changes, so one job's can be taken back when it
 	// rolls back to its savepoint.
 	undo []snapUndo
+	// woken: the consumers to wake once the batch commits, each once
+	// however many jobs queued rows for it (one wake-up, one NOTIFY).
+	woken  []string
+	router Router
+	// announced: the woken consumers' NOTIFYs went out with the commit.
+	announced bool
 }
 
 type snapUndo struct {
@@ -78,9 +84,23 @@ func (b *batch) dropSnap(k [2]string) {
 }
 
 // batchMark is a point to roll a batch's bookkeeping back to.
-type batchMark struct{ after, undo int }
+type batchMark struct{ after, undo, woken int }
 
-func (b *batch) mark() batchMark { return batchMark{len(b.after), len(b.undo)} }
+func (b *batch) mark() batchMark { return batchMark{len(b.after), len(b.undo), len(b.woken)} }
+
+// wake asks for consumers to be woken through r after commit.
+func (b *batch) wake(r Router, consumers []string) {
+	b.router = r
+next:
+	for _, c := range consumers {
+		for _, w := range b.woken {
+			if w == c {
+				continue next
+			}
+		}
+		b.woken = append(b.woken, c)
+	}
+}
 
 // rollbackTo forgets what jobs did after m (their transaction work is
 // rolled back to a savepoint at the same time).
@@ -94,6 +114,9 @@ func (b *batch) rollbackTo(m batchMark) {
 		}
 	}
 	b.undo, b.after = b.undo[:m.undo], b.after[:m.after]
+	// woken holds each consumer once, in the order first asked for:
+	// those after m were first asked for by what is rolled back.
+	b.woken = b.woken[:m.woken]
 }
 
 func newBatch() *batch { return &batch{snaps: map[[2]string]es.Snapshot{}} }
@@ -102,6 +125,13 @@ func newBatch() *batch { return &batch{snaps: map[[2]string]es.Snapshot{}} }
 func (b *batch) committed() {
 	for _, f := range b.after {
 		f()
+	}
+	if len(b.woken) > 0 && b.router != nil {
+		if a, ok := b.router.(Announcer); ok && b.announced {
+			a.WakeLocal(b.woken)
+		} else {
+			b.router.Queued(b.woken)
+		}
 	}
 }
 
@@ -120,8 +150,11 @@ type Store struct {
 	rcache  *stmtCache
 	cache   *readCache // SQLite only; nil on PostgreSQL
 	w       writer
-	log     *slog.Logger
-	hooks   Hooks
+	// aside runs the store's background writes (writeAside): w on
+	// SQLite, a transaction per call on PostgreSQL.
+	aside writer
+	log   *slog.Logger
+	hooks Hooks
 	// router decides the outbox rows of appended events (SetRouter).
 	router Router
 
@@ -190,7 +223,7 @@ func (s *Store) Migrate(ctx context.Context) error { return s.migrate(ctx, "") }
 // migrate applies the migrations up to and including version until (all of
 // them when until is "").
 func (s *Store) migrate(ctx context.Context, until string) error {
-	return s.w.update(ctx, func(ctx context.Context, q querier, _ *batch) error {
+	return s.aside.update(ctx, func(ctx context.Context, q querier, _ *batch) error {
 		if s.dialect == Postgres {
 			// Nodes starting together migrate one at a time.
 			if _, err := q.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7302541)`); err != nil {
@@ -252,6 +285,17 @@ func (s *Store) Write(ctx context.Context, fn func(ctx context.Context, tx *Tx) 
 	})
 }
 
+// writeAside is Write for the store's own background work (outbox claims
+// and outcomes, the webhook fan-out, replays, retention). On PostgreSQL it
+// runs in a transaction of its own on the pool, beside the writer, so that
+// a consumer's queries never hold up the batches of commands; on SQLite
+// there is one writer.
+func (s *Store) writeAside(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
+	return s.aside.update(ctx, func(ctx context.Context, q querier, b *batch) error {
+		return fn(ctx, &Tx{s: s, q: q, b: b})
+	})
+}
+
 // Update implements es.Store.
 func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx es.Appender) error) error {
 	return s.Write(ctx, func(ctx context.Context, tx *Tx) error { return fn(ctx, tx) })
@@ -270,4 +314,11 @@ func isUniqueViolation(err error) bool {
 		return pgErr.SQLState() == "23505"
 	}
 	return false
+}
+
+// isDivisionByZero recognises PostgreSQL's division_by_zero, which the
+// snapshot move raises on purpose when the stream has moved.
+func isDivisionByZero(err error) bool {
+	var pgErr interface{ SQLState() string }
+	return errors.As(err, &pgErr) && pgErr.SQLState() == "22012"
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
 	"github.com/spkey-dev/spkey/internal/es"
@@ -125,9 +127,11 @@ func (tx *Tx) insertEvent(ctx context.Context, r es.Record) (int64, error) {
 		}
 		return res.LastInsertId()
 	}
-	var seq int64
-	err := tx.q.QueryRowContext(ctx, cols+` RETURNING seq`, args...).Scan(&seq)
-	return seq, err
+	// PostgreSQL: no RETURNING, so the insert joins the writer's pipeline
+	// instead of waiting for its answer. The outbox rows find the event's
+	// seq themselves (enqueue), and readers get it from the events table.
+	_, err := tx.q.ExecContext(ctx, cols, args...)
+	return 0, err
 }
 
 func (s *Store) putSnapshot(ctx context.Context, q querier, expected int64, snap es.Snapshot, firstTS, lastTS string) error {
@@ -139,6 +143,21 @@ func (s *Store) putSnapshot(ctx context.Context, q querier, expected int64, snap
 		}
 		if err != nil {
 			return fmt.Errorf("insert snapshot: %w", err)
+		}
+		return nil
+	}
+	if s.dialect == Postgres {
+		// The move fails by itself (division by zero) when the stream is
+		// not at expected, so nobody needs its row count: it joins the
+		// writer's pipeline, and a stale snapshot fails the pipeline.
+		_, err := q.ExecContext(ctx, `WITH moved AS (UPDATE aggregates SET version = $1, org_id = $2, state = $3, updated_at = $4
+			WHERE aggregate_type = $5 AND aggregate_id = $6 AND version = $7 RETURNING 1) SELECT 1 / COUNT(*) FROM moved`,
+			snap.Version, snap.OrgID, string(snap.State), lastTS, snap.AggregateType, snap.AggregateID, expected)
+		if isDivisionByZero(err) {
+			return errStale
+		}
+		if err != nil {
+			return fmt.Errorf("update snapshot: %w", err)
 		}
 		return nil
 	}
@@ -174,4 +193,35 @@ func (s *Store) snapshot(ctx context.Context, q querier, aggType, aggID string) 
 	}
 	snap.State = json.RawMessage(state)
 	return snap, true, nil
+}
+
+// insertWithSeq inserts into table one row of cols = vals plus the column
+// event_seq, r's position. Appends on PostgreSQL do not wait for the
+// event's seq (insertEvent): while it is unknown (0) the row takes it from
+// the events table in the same statement, which keeps the statement in the
+// writer's pipeline.
+func (s *Store) insertWithSeq(ctx context.Context, q querier, table, cols string, r es.Record, vals ...any) error {
+	n := len(vals)
+	ph := make([]string, n)
+	for i := range ph {
+		ph[i] = "$" + strconv.Itoa(i+1)
+	}
+	if s.dialect == Postgres && r.Seq == 0 {
+		_, err := q.ExecContext(ctx, `INSERT INTO `+table+` (`+cols+`, event_seq) SELECT `+strings.Join(ph, ", ")+`, seq FROM events
+			WHERE aggregate_type = $`+strconv.Itoa(n+1)+` AND aggregate_id = $`+strconv.Itoa(n+2)+` AND version = $`+strconv.Itoa(n+3),
+			append(vals, r.AggregateType, r.AggregateID, r.Version)...)
+		return err
+	}
+	return s.insertSeq(ctx, q, table, cols, r, vals...)
+}
+
+// insertSeq is insertWithSeq with r.Seq as it is (0 for a row about no
+// stored event).
+func (s *Store) insertSeq(ctx context.Context, q querier, table, cols string, r es.Record, vals ...any) error {
+	ph := make([]string, len(vals)+1)
+	for i := range ph {
+		ph[i] = "$" + strconv.Itoa(i+1)
+	}
+	_, err := q.ExecContext(ctx, s.sql(`INSERT INTO `+table+` (`+cols+`, event_seq) VALUES (`+strings.Join(ph, ", ")+`)`), append(vals, r.Seq)...)
+	return err
 }

@@ -191,7 +191,11 @@ func (tx *Tx) WebhookSecrets(ctx context.Context, id string) (WebhookSecrets, bo
 // EnqueueFor adds an outbox row for consumer that is not about one stored
 // event (event_seq 0): a verification request for a webhook, say.
 func (tx *Tx) EnqueueFor(ctx context.Context, consumer, aggType, aggID, orgID, target string, version int64, now string) error {
-	return tx.Enqueue(ctx, consumer, es.Record{AggregateType: aggType, AggregateID: aggID, Version: version, OrgID: orgID, Timestamp: now}, target)
+	if err := tx.enqueueRow(ctx, consumer, es.Record{AggregateType: aggType, AggregateID: aggID, Version: version, OrgID: orgID, Timestamp: now}, target, tx.s.insertSeq); err != nil {
+		return err
+	}
+	tx.Wake(consumer)
+	return nil
 }
 
 // DefaultWebhookWindow is how many undone deliveries one webhook may have
@@ -331,7 +335,7 @@ func (s *Store) FanOutWebhooks(ctx context.Context, now time.Time, limit, window
 	if window <= 0 {
 		window = DefaultWebhookWindow
 	}
-	err = s.Write(ctx, func(ctx context.Context, tx *Tx) error {
+	err = s.writeAside(ctx, func(ctx context.Context, tx *Tx) error {
 		handled, queued, parkedN = 0, 0, 0
 		if s.dialect == Postgres {
 			var got bool
@@ -685,7 +689,7 @@ func (tx *Tx) ReleaseWebhookRows(ctx context.Context, id string) error {
 // committed while this one was being claimed and found pending. It
 // returns ErrLeaseLost when node no longer holds the row.
 func (s *Store) Defer(ctx context.Context, c Claim, node string, until time.Time) error {
-	return s.Write(ctx, func(ctx context.Context, tx *Tx) error {
+	return s.writeAside(ctx, func(ctx context.Context, tx *Tx) error {
 		next := any(stamp(until))
 		if c.Consumer == es.ConsumerWebhookSend {
 			held, err := tx.webhookPending(ctx, c.Target)
