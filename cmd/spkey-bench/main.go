@@ -126,6 +126,7 @@ Measures, in one run and interleaved over -rounds rounds:
   m  the resident set size of a node (in a process of its own) with 1,000
      locks, -mem-users users and 10,000 residents, after -mem-commands
      commands, and after as many again: the growth between the two runs
+     (on PostgreSQL only when -only names m-memory)
 With -wrk, wrk (16 connections, 2 threads) drives a, b and c as well.
 and prints the medians, the ratios b/a, c/a, c/d and the floors they are held to.
 

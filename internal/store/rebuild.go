@@ -127,14 +127,15 @@ func foldPages(f Folder, pages <-chan []es.Record) foldResult {
 // putSnapshots inserts the snapshots of accs, rebuildRows to a statement.
 func (s *Store) putSnapshots(ctx context.Context, q querier, f Folder, accs []*foldAcc) error {
 	const cols = 7
-	args := make([]any, 0, rebuildRows*cols)
 	var b strings.Builder
 	for len(accs) > 0 {
 		n := rebuildRows
 		for n > len(accs) {
 			n /= 2
 		}
-		args = args[:0]
+		// A fresh slice each time: the PostgreSQL writer's pipeline keeps
+		// the arguments of a statement until it sends it.
+		args := make([]any, 0, n*cols)
 		for _, a := range accs[:n] {
 			state, org, err := f.Encode(a.typ, a.state)
 			if err != nil {
