@@ -43,3 +43,10 @@ var (
 	_ eventTx     = (*store.Tx)(nil)
 	_ eventReader = (*store.Store)(nil)
 )
+
+// FreshReads marks ctx as one request's, once, where the request starts:
+// its reads may then use the node's read cache, which on PostgreSQL first
+// waits (once per request) until every write answered before, on any node,
+// is reflected in it. Reads under a context without it go to the database
+// on PostgreSQL.
+func FreshReads(ctx context.Context) context.Context { return store.WithFreshReads(ctx) }

@@ -134,7 +134,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		w.Header().Set("X-Request-Id", id)
 		_, pattern := s.mux.Handler(r)
 		holder := &routeHolder{pattern: pattern}
-		ctx := context.WithValue(context.WithValue(r.Context(), keyRequestID, id), keyRoute, holder)
+		// One request, one cache fence (at its first read) on PostgreSQL.
+		ctx := context.WithValue(context.WithValue(app.FreshReads(r.Context()), keyRequestID, id), keyRoute, holder)
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {

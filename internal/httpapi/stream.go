@@ -43,6 +43,8 @@ func (s *Server) notificationStream(ctx context.Context, in *streamInput) (*huma
 		defer feed.Close()
 		r, w := humago.Unwrap(hctx)
 		recheck := func(ctx context.Context) error {
+			// Each check is a read of its own: it fences again.
+			ctx = app.FreshReads(ctx)
 			return s.streams.read(ctx, func(ctx context.Context) error { return s.reauthorize(ctx, r, in.ID) })
 		}
 		s.stream(r.Context(), w, in.ID, feed, recheck)

@@ -63,3 +63,10 @@ func DumpTable(s *Store, table string) ([]string, error) {
 		return line
 	})
 }
+
+// CacheListener is s.CacheListener.
+func CacheListener(s *Store) (pid uint32, up bool) { return s.CacheListener() }
+
+// CachedReads reports whether reads under ctx use the read cache, fencing
+// as a read would (tests only).
+func CachedReads(ctx context.Context, s *Store) bool { return s.cached(ctx) }

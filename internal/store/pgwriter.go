@@ -203,6 +203,7 @@ func (w *pgWriter) run(batch []*job) {
 			// batch committed is unknown, and saying so is the only
 			// honest answer.
 			w.drop()
+			b.commitFailed()
 			for _, j := range kept {
 				j.done <- fmt.Errorf("commit: %w", err)
 			}
@@ -258,6 +259,7 @@ func (w *pgWriter) runAlone(ctx context.Context, j *job) error {
 	}
 	if err := tx.Commit(); err != nil {
 		w.drop()
+		b.commitFailed()
 		return fmt.Errorf("commit: %w", err)
 	}
 	b.committed()

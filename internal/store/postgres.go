@@ -22,17 +22,22 @@ func OpenPostgres(ctx context.Context, url string, log *slog.Logger) (*Store, er
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
 	w := newPGWriter(db, 256, log)
-	st := &Store{dialect: Postgres, rdb: db, r: db, w: w, aside: pgDirect{db: db, w: w}, log: log, qcache: map[string]string{}}
+	st := &Store{dialect: Postgres, rdb: db, r: db, w: w, aside: pgDirect{db: db, w: w}, cache: newReadCache(), log: log, qcache: map[string]string{}}
 	w.hooks = &st.hooks
 	w.prepare = st.beforeCommit
+	st.startFencer()
 	return st, nil
 }
 
 // beforeCommit is what every PostgreSQL write transaction sends last,
 // before its COMMIT (in the writer's pipeline, when it has one): the
-// NOTIFYs of the consumers it woke.
+// NOTIFYs of the consumers it woke and of the cached rows it changed
+// (fence.go). A COMMIT that then fails calls b.commitFailed.
 func (s *Store) beforeCommit(ctx context.Context, q querier, b *batch) error {
-	return s.announce(ctx, q, b)
+	if err := s.announce(ctx, q, b); err != nil {
+		return err
+	}
+	return b.sendInvalidations(ctx, q, s.fence.node)
 }
 
 // pgDirect runs each write in a transaction of its own on the pool, for
@@ -61,6 +66,7 @@ func (d pgDirect) update(ctx context.Context, fn txFunc) error {
 		}
 	}
 	if err := tx.Commit(); err != nil {
+		b.commitFailed()
 		return fmt.Errorf("commit: %w", err)
 	}
 	b.committed()

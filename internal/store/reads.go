@@ -13,12 +13,16 @@ import (
 // Snapshot returns the stored state of one aggregate. found is false when
 // the aggregate has no events.
 func (s *Store) Snapshot(ctx context.Context, aggType, aggID string) (es.Snapshot, bool, error) {
+	if !s.cached(ctx) {
+		return s.snapshot(ctx, s.r, aggType, aggID)
+	}
 	if sn, ok := s.cache.snapshot(aggType, aggID); ok {
 		return sn, true, nil
 	}
+	epoch := s.cache.snapEpoch()
 	sn, found, err := s.snapshot(ctx, s.r, aggType, aggID)
 	if err == nil && found {
-		s.cache.putSnapshot(sn)
+		s.cache.putReadSnapshot(sn, epoch)
 	}
 	return sn, found, err
 }
@@ -113,6 +117,9 @@ type APIKey struct {
 
 // APIKeyByHash finds a key by the SHA-256 hex of its value.
 func (s *Store) APIKeyByHash(ctx context.Context, hash string) (APIKey, bool, error) {
+	if !s.cached(ctx) {
+		return s.apiKeyByHash(ctx, hash)
+	}
 	if k, ok := s.cache.key(hash); ok {
 		return k, true, nil
 	}
@@ -154,16 +161,21 @@ func (s *Store) TenantContact(ctx context.Context, orgID string) (string, error)
 }
 
 // SnapshotsOf returns the snapshots of the given aggregates of one type that
-// exist, by id, in one query (the SQLite read cache answers first).
+// exist, by id, in one query (the read cache answers first).
 func (s *Store) SnapshotsOf(ctx context.Context, aggType string, ids []string) (map[string]es.Snapshot, error) {
 	out := make(map[string]es.Snapshot, len(ids))
 	var missing []string
 	seen := map[string]bool{}
+	cached := s.cached(ctx)
 	for _, id := range ids {
 		if seen[id] {
 			continue
 		}
 		seen[id] = true
+		if !cached {
+			missing = append(missing, id)
+			continue
+		}
 		if sn, ok := s.cache.snapshot(aggType, id); ok {
 			out[id] = sn
 			continue

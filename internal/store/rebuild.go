@@ -43,6 +43,7 @@ func (s *Store) Rebuild(ctx context.Context, f Folder) error {
 	return s.Write(ctx, func(ctx context.Context, tx *Tx) error {
 		if s.cache != nil {
 			tx.b.after = append(tx.b.after, s.cache.clear)
+			tx.b.invalidate(invAll)
 		}
 		for _, t := range append([]string{"aggregates"}, s.ownedTables()...) {
 			if _, err := tx.q.ExecContext(ctx, "DELETE FROM "+t); err != nil {

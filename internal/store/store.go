@@ -63,6 +63,12 @@ type batch struct {
 	router Router
 	// announced: the woken consumers' NOTIFYs went out with the commit.
 	announced bool
+	// inv names the cached rows the batch changes, for the other nodes
+	// (PostgreSQL; fence.go). Never rolled back: more is always safe.
+	inv []string
+	// tag names the batch's commit in its invalidations, sent by node.
+	tag  string
+	node *cacheNode
 }
 
 type snapUndo struct {
@@ -148,8 +154,10 @@ type Store struct {
 	rdb     *sql.DB // reads
 	r       querier // rdb, through a statement cache on SQLite
 	rcache  *stmtCache
-	cache   *readCache // SQLite only; nil on PostgreSQL
-	w       writer
+	cache   *readCache
+	// fence keeps cache exact across nodes on PostgreSQL (nil on SQLite).
+	fence *fencer
+	w     writer
 	// aside runs the store's background writes (writeAside): w on
 	// SQLite, a transaction per call on PostgreSQL.
 	aside writer
@@ -204,6 +212,7 @@ func (s *Store) sql(q string) string {
 
 // Close stops the writer and closes every connection.
 func (s *Store) Close() error {
+	s.fence.close()
 	var err error
 	if s.rcache != nil {
 		err = s.rcache.close()
@@ -280,8 +289,10 @@ func (s *Store) migrate(ctx context.Context, until string) error {
 // commits together, or nothing does when fn returns an error (returned as
 // is). On SQLite concurrent calls are batched into one commit.
 func (s *Store) Write(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
+	// Fenced here, before the job is queued: a writer never waits on it.
+	cached := s.cached(ctx)
 	return s.w.update(ctx, func(ctx context.Context, q querier, b *batch) error {
-		return fn(ctx, &Tx{s: s, q: q, b: b})
+		return fn(ctx, &Tx{s: s, q: q, b: b, cached: cached})
 	})
 }
 
@@ -291,8 +302,9 @@ func (s *Store) Write(ctx context.Context, fn func(ctx context.Context, tx *Tx) 
 // a consumer's queries never hold up the batches of commands; on SQLite
 // there is one writer.
 func (s *Store) writeAside(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
+	cached := s.cached(ctx)
 	return s.aside.update(ctx, func(ctx context.Context, q querier, b *batch) error {
-		return fn(ctx, &Tx{s: s, q: q, b: b})
+		return fn(ctx, &Tx{s: s, q: q, b: b, cached: cached})
 	})
 }
 

@@ -18,6 +18,9 @@ type Tx struct {
 	s *Store
 	q querier
 	b *batch
+	// cached: the transaction's reads may use the read cache (always on
+	// SQLite; after the request's fence on PostgreSQL).
+	cached bool
 }
 
 // Snapshot returns the stored state of one aggregate, reading inside the
@@ -26,8 +29,13 @@ func (tx *Tx) Snapshot(ctx context.Context, aggType, aggID string) (es.Snapshot,
 	if tx.s.cache != nil {
 		// What this transaction wrote, else what was last committed: the
 		// writer keeps both current, so the database need not be asked.
+		// (On PostgreSQL the cache is as of the request's fence: a stale
+		// snapshot fails the expected-version append, see fence.go.)
 		if sn, ok := tx.b.snaps[[2]string{aggType, aggID}]; ok {
 			return sn, true, nil
+		}
+		if !tx.cached {
+			return tx.s.snapshot(ctx, tx.q, aggType, aggID)
 		}
 		if sn, ok := tx.s.cache.snapshot(aggType, aggID); ok {
 			return sn, true, nil
@@ -90,9 +98,11 @@ func (tx *Tx) Append(ctx context.Context, expected int64, snap es.Snapshot, recs
 	if s.cache != nil {
 		tx.b.setSnap([2]string{snap.AggregateType, snap.AggregateID}, snap)
 		tx.b.after = append(tx.b.after, func() { s.cache.putSnapshot(snap) })
+		tx.b.invalidateSnapshot(snap.AggregateType, snap.AggregateID, snap.Version)
 		for _, r := range recs {
 			if r.Type == tenant.TypeAPIKeyIssued || r.Type == tenant.TypeAPIKeyRevoked {
 				tx.b.after = append(tx.b.after, s.cache.dropKeys)
+				tx.b.invalidate("k")
 				break
 			}
 		}

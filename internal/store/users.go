@@ -57,6 +57,9 @@ func (s *Store) user(ctx context.Context, q querier, by UserBy, v string) (User,
 
 // User finds a user in the PII vault by one identifier.
 func (s *Store) User(ctx context.Context, by UserBy, v string) (User, bool, error) {
+	if !s.cached(ctx) {
+		return s.user(ctx, s.r, by, v)
+	}
 	if u, ok := s.cache.userBy(by, v); ok {
 		return u, true, nil
 	}
@@ -72,13 +75,14 @@ func (tx *Tx) dropUserAfter(id string) {
 	tx.b.usersTouched = true
 	if c := tx.s.cache; c != nil {
 		tx.b.after = append(tx.b.after, func() { c.dropUser(id) })
+		tx.b.invalidateUser(id)
 	}
 }
 
 // User finds a user in the PII vault inside the transaction.
 func (tx *Tx) User(ctx context.Context, by UserBy, v string) (User, bool, error) {
 	c := tx.s.cache
-	if c == nil || tx.b.usersTouched {
+	if c == nil || tx.b.usersTouched || !tx.cached {
 		return tx.s.user(ctx, tx.q, by, v)
 	}
 	// Nothing in this batch changed users yet: what is committed (and
@@ -175,8 +179,11 @@ func (tx *Tx) SaveIdempotent(ctx context.Context, scope, key, bodyHash string, r
 func (s *Store) Users(ctx context.Context, ids []string) (map[string]User, error) {
 	out := make(map[string]User, len(ids))
 	missing := ids[:0:0]
+	cached := s.cached(ctx)
 	for _, id := range ids {
-		if u, ok := s.cache.user(id); ok {
+		if !cached {
+			missing = append(missing, id)
+		} else if u, ok := s.cache.user(id); ok {
 			out[id] = u
 		} else {
 			missing = append(missing, id)
@@ -209,7 +216,9 @@ func (s *Store) Users(ctx context.Context, ids []string) (map[string]User, error
 		}
 		u.Email, u.Phone, u.CreatedBy = email.String, phone.String, createdBy.String
 		out[u.UserID] = u
-		s.cache.putUser(u, gen)
+		if cached {
+			s.cache.putUser(u, gen)
+		}
 	}
 	return out, rows.Err()
 }
