@@ -244,7 +244,7 @@ func TestBenchWrk(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // against a hang (see TestBenchQuick)
 	defer cancel()
-	args := []string{"-quick", "-only", "a-http,b-residents,c-residents-write", "-wrk", "-d", "1s", "-rounds", "2", "-dir", t.TempDir(), "-db", "sqlite"}
+	args := []string{"-quick", "-only", "a-http,b-residents,c-residents-write", "-wrk", "-d", "1s", "-rounds", "1", "-dir", t.TempDir(), "-db", "sqlite"}
 	var out, errOut bytes.Buffer
 	if err := run(ctx, args, nil, &out, &errOut); err != nil {
 		t.Fatalf("bench: %v\nstderr:\n%s", err, errOut.String())
