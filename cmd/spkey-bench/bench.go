@@ -148,6 +148,13 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 	}
 	defer closeWebhooks()
 	maps.Copy(also, whAlso)
+	progress("setting up the rebuild scenarios")
+	rebuilds, closeRebuilds, err := rebuildScenarios(ctx, c, dir, progress)
+	if err != nil {
+		return err
+	}
+	defer closeRebuilds()
+	mem := memoryScenarios(ctx, c, dir, progress)
 
 	client := newLoadClient(c.conns)
 	defer client.CloseIdleConnections()
@@ -180,6 +187,7 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 	}
 	scenarios = append(scenarios, doorbell...)
 	scenarios = append(scenarios, webhooks...)
+	scenarios = append(scenarios, rebuilds...)
 
 	// Warm up the HTTP paths once, unmeasured: keep-alive connections,
 	// database pools, the page cache.
@@ -247,6 +255,12 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 		names = append(names, sc.name)
 		names = append(names, also[sc.name].names...)
 	}
-	report(stdout, c, dir, pgInfo, load0, names, samples, time.Since(began))
+	var wrk []wrkResult
+	if c.wrk {
+		if wrk, err = wrkRuns(ctx, c, wrkTargets{bare: bare, sp: sp}, progress); err != nil {
+			return err
+		}
+	}
+	report(stdout, c, dir, pgInfo, load0, names, samples, reportExtras{mem: mem, wrk: wrk}, time.Since(began))
 	return nil
 }

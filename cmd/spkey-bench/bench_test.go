@@ -4,13 +4,25 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spkey-dev/spkey/internal/cmdline"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
+
+// TestMain lets scenario (m) re-run this test binary as its child process
+// (runMemoryChild), as it re-runs spkey-bench outside tests.
+func TestMain(m *testing.M) {
+	if os.Getenv(memoryChildEnv) != "" {
+		cmdline.Main("spkey-bench", run)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // TestBenchQuick runs the whole bench for a few hundred milliseconds per
 // scenario and checks that every scenario and ratio is reported (not the
@@ -35,6 +47,7 @@ func TestBenchQuick(t *testing.T) {
 		scHDeliver("sqlite"), scHCommands("sqlite"), scHDelay("sqlite"), scINone("sqlite"), scIDead("sqlite"), scIBeside("sqlite"), scILive("sqlite"),
 		scJBaseline("sqlite"), scJDuring("sqlite"), scJWhileQueueing("sqlite"), scJWhileDelivering("sqlite"), scJQueue("sqlite"), scJDeliver("sqlite"),
 		scJDuring("sqlite") + "/" + scJBaseline("sqlite") + ": ",
+		scR("sqlite"), "rebuild-sqlite = ", "memory-growth-sqlite = ",
 		"b/a = ", "c/a = ", "c/d = ", "p99(c @1000/s) = ", "p99(g-doorbell-stream-sqlite) = ",
 		"medians across 1 round(s)",
 	} {
@@ -167,6 +180,87 @@ func TestBenchPG(t *testing.T) {
 	for _, line := range strings.Split(got[strings.Index(got, "medians across"):], "\n") {
 		if f := strings.Fields(line); len(f) == 7 && strings.Contains(f[0], "-pg-") && (f[5] != "0" || f[1] == "0") {
 			t.Errorf("errors or nothing done in %s", line)
+		}
+	}
+}
+
+// TestBenchRebuildMemory runs the rebuild (r) and memory (m) scenarios
+// with small sizes on every backend and checks that they ran and report
+// their figures (not the figures themselves).
+func TestBenchRebuildMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench smoke run skipped in -short mode")
+	}
+	backends := testenv.Backends(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // against a hang (see TestBenchQuick)
+	defer cancel()
+	args := []string{"-quick", "-only", "r-rebuild,m-memory", "-rebuild-events", "1500", "-mem-users", "1500", "-mem-commands", "500", "-dir", t.TempDir(), "-db", "sqlite"}
+	if slices.Contains(backends, testenv.Postgres) {
+		args[len(args)-1] = "both"
+		args = append(args, "-pg", os.Getenv("SPKEY_TEST_POSTGRES_URL"))
+	}
+	var out, errOut bytes.Buffer
+	if err := run(ctx, args, nil, &out, &errOut); err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, errOut.String())
+	}
+	got := out.String()
+	for _, b := range backends {
+		b := string(b)
+		for _, want := range []string{"rebuild-" + b + " = ", "memory-growth-" + b + " = "} {
+			if !strings.Contains(got, want) {
+				t.Errorf("bench output lacks %q:\n%s", want, got)
+			}
+		}
+		seeded := 0
+		for _, l := range strings.Split(got, "\n") {
+			if f := strings.Fields(l); len(f) > 2 && f[0] == scM(b) && strings.Contains(l, "RSS ") {
+				seeded++
+			}
+		}
+		if seeded != 3 {
+			t.Errorf("%d lines of %s with an RSS, want 3:\n%s", seeded, scM(b), got)
+		}
+	}
+	for _, line := range strings.Split(got[strings.Index(got, "medians across"):], "\n") {
+		if f := strings.Fields(line); len(f) == 7 && strings.HasPrefix(f[0], "r-rebuild") && (f[5] != "0" || f[1] == "0") {
+			t.Errorf("errors or nothing done in %s", line)
+		}
+	}
+	if strings.Contains(got, "memory child") {
+		t.Errorf("the memory child failed:\n%s", got)
+	}
+}
+
+// TestBenchWrk runs a, b and c with -wrk when wrk is installed and checks
+// that both load generators' figures are reported and that wrk's c
+// requests all succeeded (its script keeps each lock's add/remove in
+// step with the server).
+func TestBenchWrk(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench smoke run skipped in -short mode")
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		t.Skip("wrk is not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // against a hang (see TestBenchQuick)
+	defer cancel()
+	args := []string{"-quick", "-only", "a-http,b-residents,c-residents-write", "-wrk", "-d", "1s", "-rounds", "1", "-dir", t.TempDir(), "-db", "sqlite"}
+	var out, errOut bytes.Buffer
+	if err := run(ctx, args, nil, &out, &errOut); err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, errOut.String())
+	}
+	got := out.String()
+	for _, sc := range []string{scA, scB, scC} {
+		var line string
+		for _, l := range strings.Split(got, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), sc+" ") && strings.Contains(l, "wrk/in-process = ") {
+				line = l
+			}
+		}
+		if line == "" {
+			t.Errorf("no wrk line for %s:\n%s", sc, got)
+		} else if !strings.Contains(line, "non-2xx 0)") {
+			t.Errorf("wrk got failures: %s", line)
 		}
 	}
 }

@@ -48,6 +48,13 @@ type benchConfig struct {
 	// Webhook replay scenarios (j; bench_replay.go).
 	replayEvents int
 	replayChunk  int
+	// Rebuild scenario (r; rebuild.go).
+	rebuildEvents int
+	// Memory scenario (m; memory.go).
+	memUsers, memCommands int
+	memoryChild           string // the backend a child process measures (internal)
+	// wrk cross-check of a, b and c (wrk.go).
+	wrk bool
 }
 
 // run is the whole program; tests call it directly. -h prints the usage
@@ -59,6 +66,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	if err != nil {
 		return err
+	}
+	if c.memoryChild != "" {
+		return memoryChild(ctx, c, stdout)
 	}
 	return runBench(ctx, c, stdout, stderr)
 }
@@ -86,7 +96,12 @@ func parse(args []string, env map[string]string, stdout, stderr io.Writer) (benc
 	fs.IntVar(&c.whCommands, "wh-commands", 1000, "commands scenario (h) sends, each delivered to 10 webhooks")
 	fs.IntVar(&c.replayEvents, "replay-events", 20000, "commands in the history of the tenant whose webhook replay scenario (j) replays")
 	fs.IntVar(&c.replayChunk, "replay-chunk", 0, "deliveries of a replay queued per transaction in (j) (default the server's, 200: at most what fills the webhook's window)")
-	fs.BoolVar(&c.quick, "quick", false, "smoke run: -d 1s -rounds 1 -streams 1000 -ring-locks 4 -ring-streams 20 -wh-commands 100 -replay-events 500 unless given")
+	fs.IntVar(&c.rebuildEvents, "rebuild-events", 100000, "events in the history whose read models scenario (r) rebuilds")
+	fs.IntVar(&c.memUsers, "mem-users", 130000, "users of the node whose memory scenario (m) measures (with 1,000 locks of 10 residents)")
+	fs.IntVar(&c.memCommands, "mem-commands", 100000, "commands of each of the two equal runs of scenario (m)")
+	fs.StringVar(&c.memoryChild, "memory-child", "", "internal: measure scenario (m) on this backend in this process and print the figures")
+	fs.BoolVar(&c.wrk, "wrk", false, "also drive a, b and c with wrk (16 connections, 2 threads; needs wrk on PATH) and report both load generators' figures")
+	fs.BoolVar(&c.quick, "quick", false, "smoke run: -d 1s -rounds 1 -streams 1000 -ring-locks 4 -ring-streams 20 -wh-commands 100 -replay-events 500 -rebuild-events 3000 -mem-users 3000 -mem-commands 2000 unless given")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: spkey-bench [flags]
 
@@ -106,6 +121,13 @@ Measures, in one run and interleaved over -rounds rounds:
      receiver (never answers; 2s timeout) and at live ones: API throughput
   j  the command mix of (c) of one tenant, alone and while another tenant's
      webhook replays its whole history (-replay-events): latency and req/s
+  r  a full rebuild of every read model from a history of -rebuild-events
+     events (locks, users, residents added and removed, rings): events/s
+  m  the resident set size of a node (in a process of its own) with 1,000
+     locks, -mem-users users and 10,000 residents, after -mem-commands
+     commands, and after as many again: the growth between the two runs
+     (on PostgreSQL only when -only names m-memory)
+With -wrk, wrk (16 connections, 2 threads) drives a, b and c as well.
 and prints the medians, the ratios b/a, c/a, c/d and the floors they are held to.
 
 Flags:
@@ -143,6 +165,15 @@ Flags:
 		if !set["replay-events"] {
 			c.replayEvents = 500
 		}
+		if !set["rebuild-events"] {
+			c.rebuildEvents = 3000
+		}
+		if !set["mem-users"] {
+			c.memUsers = 3000
+		}
+		if !set["mem-commands"] {
+			c.memCommands = 2000
+		}
 	}
 	for _, s := range strings.Split(writers, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -172,6 +203,8 @@ Flags:
 		return c, fmt.Errorf("bench: -rounds, -d, -conns, -streams and -rate must be positive")
 	case c.ringLocks < 1 || c.ringStreams < 1 || c.whCommands < 1 || c.replayEvents < 1:
 		return c, fmt.Errorf("bench: -ring-locks, -ring-streams, -wh-commands and -replay-events must be positive")
+	case c.rebuildEvents < 1 || c.memUsers < 1 || c.memCommands < 1:
+		return c, fmt.Errorf("bench: -rebuild-events, -mem-users and -mem-commands must be positive")
 	case c.replayChunk < 0:
 		return c, fmt.Errorf("bench: -replay-chunk must not be negative")
 	case c.rounds > app.DefaultReplaysPerHour && c.wants(replayNames(c.backends()...)...):

@@ -45,7 +45,13 @@ func passFail(ok bool) string {
 	return "FAIL"
 }
 
-func report(w io.Writer, c benchConfig, dir, pgInfo, load0 string, names []string, samples []sample, took time.Duration) {
+// reportExtras is what the report prints besides the rounds' samples.
+type reportExtras struct {
+	mem []memResult // scenario (m)
+	wrk []wrkResult // -wrk
+}
+
+func report(w io.Writer, c benchConfig, dir, pgInfo, load0 string, names []string, samples []sample, x reportExtras, took time.Duration) {
 	fmt.Fprintf(w, "spkey bench %s — %s\n", version, time.Now().UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "machine:  %s %s/%s, GOMAXPROCS=%d, NumCPU=%d, CPU %s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel())
 	if load0 != "" {
@@ -149,6 +155,9 @@ func report(w io.Writer, c benchConfig, dir, pgInfo, load0 string, names []strin
 	doorbellReport(w, c, meds)
 	webhookReport(w, c, meds)
 	replayReport(w, c, meds)
+	rebuildReport(w, meds)
+	memoryReport(w, c, x.mem)
+	wrkReport(w, meds, x.wrk)
 	fmt.Fprintf(w, "\nbench took %s\n", took.Round(time.Second))
 }
 

@@ -54,3 +54,21 @@ func loadAvg() string {
 	}
 	return ""
 }
+
+// vmRSS is this process's resident set size in bytes (VmRSS of
+// /proc/self/status), 0 when unknown.
+func vmRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}

@@ -12,3 +12,6 @@ func cpuTime() time.Duration { return 0 }
 
 // loadAvg is not known here.
 func loadAvg() string { return "" }
+
+// vmRSS is not measured here.
+func vmRSS() int64 { return 0 }

@@ -54,26 +54,27 @@ type registered interface {
 	catalog() *domain.Catalog
 	storeProjections() []store.Projection
 	// fold decodes r and applies it to state (nil before the first
-	// record); it returns the new state and its org.
-	fold(state json.RawMessage, r es.Record) (json.RawMessage, string, error)
+	// record, else what fold returned last), kept decoded (an S).
+	fold(state any, r es.Record) (any, error)
+	// encode renders a state fold returned, and its org.
+	encode(state any) (json.RawMessage, string, error)
 }
 
 func (a aggregate[S]) aggregateType() string                { return a.typ }
 func (a aggregate[S]) storeProjections() []store.Projection { return a.projections }
 func (a aggregate[S]) catalog() *domain.Catalog             { return a.events }
 
-func (a aggregate[S]) fold(state json.RawMessage, r es.Record) (json.RawMessage, string, error) {
-	var st S
-	if state != nil {
-		if err := json.Unmarshal(state, &st); err != nil {
-			return nil, "", err
-		}
-	}
+func (a aggregate[S]) fold(state any, r es.Record) (any, error) {
+	st, _ := state.(S)
 	e, err := a.events.Decode(r.Type, r.Data)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	st = a.apply(st, e)
+	return a.apply(st, e), nil
+}
+
+func (a aggregate[S]) encode(state any) (json.RawMessage, string, error) {
+	st, _ := state.(S)
 	b, err := json.Marshal(st)
 	return b, a.org(st), err
 }
@@ -87,14 +88,35 @@ func (s *Service) register(aggs ...registered) {
 	}
 }
 
-// fold is the store.Folder of the registered aggregates: it decodes a
-// stored record and applies it, exactly as the command path does.
-func (s *Service) fold(aggType string, state json.RawMessage, r es.Record) (json.RawMessage, string, error) {
-	a, ok := s.aggs[aggType]
+// folder is the store.Folder of the registered aggregates: it decodes a
+// stored record and applies it, exactly as the command path does, keeping
+// the state decoded between records.
+type folder map[string]registered
+
+func (f folder) agg(aggType string) (registered, error) {
+	a, ok := f[aggType]
 	if !ok {
-		return nil, "", fmt.Errorf("unknown aggregate type %q", aggType)
+		return nil, fmt.Errorf("unknown aggregate type %q", aggType)
+	}
+	return a, nil
+}
+
+// Fold implements store.Folder.
+func (f folder) Fold(aggType string, state any, r es.Record) (any, error) {
+	a, err := f.agg(aggType)
+	if err != nil {
+		return nil, err
 	}
 	return a.fold(state, r)
+}
+
+// Encode implements store.Folder.
+func (f folder) Encode(aggType string, state any) (json.RawMessage, string, error) {
+	a, err := f.agg(aggType)
+	if err != nil {
+		return nil, "", err
+	}
+	return a.encode(state)
 }
 
 // EventName is the stored type name of event payload e in the catalogue

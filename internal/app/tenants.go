@@ -177,4 +177,4 @@ func (s *Service) AuthenticateKey(ctx context.Context, key string) (Principal, e
 }
 
 // Rebuild recomputes every event-derived read model from the event log.
-func (s *Service) Rebuild(ctx context.Context) error { return s.st.Rebuild(ctx, s.fold) }
+func (s *Service) Rebuild(ctx context.Context) error { return s.st.Rebuild(ctx, folder(s.aggs)) }

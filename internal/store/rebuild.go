@@ -5,19 +5,41 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/spkey-dev/spkey/internal/es"
 )
 
-// Folder folds one record into an aggregate's state (nil before the first
-// record) and returns the new state and the aggregate's org.
-type Folder func(aggType string, state json.RawMessage, r es.Record) (json.RawMessage, string, error)
+// Folder folds the event log into snapshots for Rebuild. The app
+// implements it with its aggregate registry.
+type Folder interface {
+	// Fold applies r to state (nil before the stream's first record) and
+	// returns the new state. Rebuild keeps the state in memory from one
+	// record of a stream to the next, and encodes it once, at the end.
+	Fold(aggType string, state any, r es.Record) (any, error)
+	// Encode returns the stored form of a folded state and the org that
+	// owns it.
+	Encode(aggType string, state any) (json.RawMessage, string, error)
+}
+
+// rebuildPage is how many events Rebuild reads at a time.
+const rebuildPage = 2000
+
+// rebuildRows is how many snapshots one INSERT of Rebuild writes at most;
+// the rest go in statements of fewer rows, powers of two, so that a few
+// statements serve every size.
+const rebuildRows = 512
 
 // Rebuild throws away every read model derived from events (the snapshots
 // and the tables of the registered projections) and recomputes them from
 // the event log in one transaction.
-func (s *Store) Rebuild(ctx context.Context, fold Folder) error {
+//
+// The projections run over each page of events in the writer while
+// another goroutine folds the same page into the aggregates' states (kept
+// decoded in memory: each event is decoded once and each state encoded
+// once); the snapshots are written at the end, rebuildRows to a statement.
+func (s *Store) Rebuild(ctx context.Context, f Folder) error {
 	return s.Write(ctx, func(ctx context.Context, tx *Tx) error {
 		if s.cache != nil {
 			tx.b.after = append(tx.b.after, s.cache.clear)
@@ -28,45 +50,128 @@ func (s *Store) Rebuild(ctx context.Context, fold Folder) error {
 				return fmt.Errorf("clear %s: %w", t, err)
 			}
 		}
-		type acc struct {
-			snap        es.Snapshot
-			first, last string
-		}
-		states := map[[2]string]*acc{}
-		var after int64
-		for {
-			recs, err := s.page(ctx, tx.q, after, 1000)
-			if err != nil {
-				return err
-			}
-			if len(recs) == 0 {
-				break
-			}
-			for _, r := range recs {
-				k := [2]string{r.AggregateType, r.AggregateID}
-				a := states[k]
-				if a == nil {
-					a = &acc{snap: es.Snapshot{AggregateType: r.AggregateType, AggregateID: r.AggregateID}, first: r.Timestamp}
-					states[k] = a
-				}
-				st, org, err := fold(r.AggregateType, a.snap.State, r)
+		pages := make(chan []es.Record, 2)
+		folded := make(chan foldResult, 1)
+		go func() { folded <- foldPages(f, pages) }()
+		err := func() error {
+			defer close(pages)
+			var after int64
+			for {
+				recs, err := s.page(ctx, tx.q, after, rebuildPage)
 				if err != nil {
-					return fmt.Errorf("fold %s/%s v%d: %w", r.AggregateType, r.AggregateID, r.Version, err)
-				}
-				a.snap.State, a.snap.OrgID, a.snap.Version, a.last = st, org, r.Version, r.Timestamp
-				if err := s.project(ctx, tx.q, r); err != nil {
 					return err
 				}
-				after = r.Seq
+				if len(recs) == 0 {
+					return nil
+				}
+				pages <- recs
+				for _, r := range recs {
+					if err := s.project(ctx, tx.q, r); err != nil {
+						return err
+					}
+				}
+				after = recs[len(recs)-1].Seq
 			}
+		}()
+		res := <-folded
+		if err != nil {
+			return err
 		}
-		for _, a := range states {
-			if err := s.putSnapshot(ctx, tx.q, 0, a.snap, a.first, a.last); err != nil {
-				return err
-			}
+		if res.err != nil {
+			return res.err
 		}
-		return nil
+		return s.putSnapshots(ctx, tx.q, f, res.accs)
 	})
+}
+
+// foldAcc is one aggregate's state while Rebuild folds its stream.
+type foldAcc struct {
+	typ, id     string
+	state       any
+	version     int64
+	first, last string
+}
+
+type foldResult struct {
+	accs []*foldAcc // in the order of their first event
+	err  error
+}
+
+// foldPages folds every page it receives; after an error it drains the
+// rest unread.
+func foldPages(f Folder, pages <-chan []es.Record) foldResult {
+	var res foldResult
+	idx := map[[2]string]*foldAcc{}
+	for recs := range pages {
+		if res.err != nil {
+			continue
+		}
+		for _, r := range recs {
+			k := [2]string{r.AggregateType, r.AggregateID}
+			a := idx[k]
+			if a == nil {
+				a = &foldAcc{typ: r.AggregateType, id: r.AggregateID, first: r.Timestamp}
+				idx[k] = a
+				res.accs = append(res.accs, a)
+			}
+			st, err := f.Fold(r.AggregateType, a.state, r)
+			if err != nil {
+				res.err = fmt.Errorf("fold %s/%s v%d: %w", r.AggregateType, r.AggregateID, r.Version, err)
+				break
+			}
+			a.state, a.version, a.last = st, r.Version, r.Timestamp
+		}
+	}
+	return res
+}
+
+// putSnapshots inserts the snapshots of accs, rebuildRows to a statement.
+func (s *Store) putSnapshots(ctx context.Context, q querier, f Folder, accs []*foldAcc) error {
+	const cols = 7
+	var b strings.Builder
+	for len(accs) > 0 {
+		n := rebuildRows
+		for n > len(accs) {
+			n /= 2
+		}
+		// A fresh slice each time: the PostgreSQL writer's pipeline keeps
+		// the arguments of a statement until it sends it.
+		args := make([]any, 0, n*cols)
+		for _, a := range accs[:n] {
+			state, org, err := f.Encode(a.typ, a.state)
+			if err != nil {
+				return fmt.Errorf("encode %s/%s: %w", a.typ, a.id, err)
+			}
+			args = append(args, a.typ, a.id, a.version, org, string(state), a.first, a.last)
+		}
+		b.Reset()
+		b.WriteString(`INSERT INTO aggregates (aggregate_type, aggregate_id, version, org_id, state, created_at, updated_at) VALUES `)
+		for i := range n {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteByte('(')
+			for j := range cols {
+				if j > 0 {
+					b.WriteString(", ")
+				}
+				// Plain ? on SQLite: it looks numbered parameters (?N) up
+				// in a list, which costs O(n) each, O(n²) a statement.
+				if s.dialect == SQLite {
+					b.WriteByte('?')
+				} else {
+					b.WriteByte('$')
+					b.WriteString(strconv.Itoa(i*cols + j + 1))
+				}
+			}
+			b.WriteByte(')')
+		}
+		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("insert snapshots: %w", err)
+		}
+		accs = accs[n:]
+	}
+	return nil
 }
 
 func (s *Store) page(ctx context.Context, q querier, after int64, n int) ([]es.Record, error) {
