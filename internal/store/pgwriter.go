@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -329,7 +330,8 @@ func (r *pendResult) RowsAffected() (int64, error) {
 
 func (p *pipeline) queue(q string, args []any) *pendResult {
 	r := &pendResult{p: p}
-	p.pend = append(p.pend, pendStmt{sql: q, args: args, res: r})
+	// The arguments wait for the flush: a caller may reuse its slice.
+	p.pend = append(p.pend, pendStmt{sql: q, args: slices.Clone(args), res: r})
 	return r
 }
 
