@@ -10,6 +10,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -23,13 +24,15 @@ const (
 
 func scCRate(rate int) string { return fmt.Sprintf("c-residents-write@%d/s", rate) }
 
+func scDRate(rate int) string { return fmt.Sprintf("d-sqlite-raw-insert@%d/s", rate) }
+
 func scE(backend string, writers int) string { return fmt.Sprintf("e-es-%s-c%d", backend, writers) }
 
 // The floors the report checks against.
 const (
 	floorBA     = 0.5
 	floorCD     = 1.5
-	floorCRateP = 20 * time.Millisecond
+	floorCRateP = 10 * time.Millisecond
 )
 
 // benchLocks is how many locks (and resident users) scenario (c) spreads
@@ -169,6 +172,10 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 		}},
 		{scD, func(ctx context.Context) (result, error) {
 			return closedLoop(ctx, 1, c.d, func(int) error { return raw.insert(ctx) }), nil
+		}},
+		{scDRate(c.rate), func(ctx context.Context) (result, error) {
+			var one sync.Mutex // one connection: the commits queue for it
+			return openLoop(ctx, c.rate, c.d, func() error { one.Lock(); defer one.Unlock(); return raw.insert(ctx) }), nil
 		}},
 		{scC, func(ctx context.Context) (result, error) {
 			return closedLoop(ctx, c.conns, c.d, func(w int) error { return httpDo(client, cstate.next(w)) }), nil

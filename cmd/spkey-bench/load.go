@@ -182,3 +182,53 @@ func truncate(b []byte, n int) string {
 	}
 	return string(b)
 }
+
+// openLoop starts op rate times a second for d, each in a goroutine of its
+// own (at most maxInFlight at once; an op that finds none free counts as an
+// error), whatever the previous ones are doing: the latency of a storage
+// operation at a realistic rate, as vegeta gives it for HTTP.
+func openLoop(ctx context.Context, rate int, d time.Duration, op func() error) result {
+	const maxInFlight = 256
+	slots := make(chan struct{}, maxInFlight)
+	var mu sync.Mutex
+	res := result{}
+	var wg sync.WaitGroup
+	start := time.Now()
+	interval := time.Second / time.Duration(rate)
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if at.Sub(start) >= d || ctx.Err() != nil {
+			break
+		}
+		if wait := time.Until(at); wait > 0 {
+			time.Sleep(wait)
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			mu.Lock()
+			res.n++
+			res.fail(fmt.Errorf("more than %d operations in flight", maxInFlight))
+			mu.Unlock()
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			t0 := time.Now()
+			err := op()
+			lat := time.Since(t0)
+			mu.Lock()
+			defer mu.Unlock()
+			res.n++
+			if err != nil {
+				res.fail(err)
+				return
+			}
+			res.lat = append(res.lat, lat)
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	slices.Sort(res.lat)
+	return res
+}

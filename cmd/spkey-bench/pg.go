@@ -25,6 +25,8 @@ const (
 
 func scCPGRate(rate int) string { return fmt.Sprintf("c-pg-residents-write@%d/s", rate) }
 
+func scDPGRate(rate int) string { return fmt.Sprintf("d-pg-raw-insert@%d/s", rate) }
+
 // dPGConns is how many connections scenario d-pg inserts from.
 const dPGConns = 16
 
@@ -80,7 +82,7 @@ func (r *rawPG) close() {
 // SQLite one, on a fresh schema.
 func pgScenarios(ctx context.Context, c benchConfig, dir string) (out []scenario, warm func(ctx context.Context), closeAll func(), err error) {
 	closeAll = func() {}
-	if c.pg == "" || !c.wants(scBPG, scCPG, scCPGRate(c.rate), scDPG) {
+	if c.pg == "" || !c.wants(scBPG, scCPG, scCPGRate(c.rate), scDPG, scDPGRate(c.rate)) {
 		return nil, func(context.Context) {}, closeAll, nil
 	}
 	u, drop, _, err := freshSchema(ctx, c.pg)
@@ -130,6 +132,9 @@ func pgScenarios(ctx context.Context, c benchConfig, dir string) (out []scenario
 		}},
 		{scCPGRate(c.rate), func(ctx context.Context) (result, error) {
 			return constantRate(ctx, c.rate, c.d, c.conns, toggle.targeter()), nil
+		}},
+		{scDPGRate(c.rate), func(ctx context.Context) (result, error) {
+			return openLoop(ctx, c.rate, c.d, func() error { return raw.insert(ctx) }), nil
 		}},
 	}
 	warm = func(ctx context.Context) {
@@ -199,5 +204,9 @@ func pgReport(w io.Writer, c benchConfig, meds map[string]med, ratio func(x, y s
 		ok := m.p99 <= targetP99.Seconds() && m.errs == 0
 		fmt.Fprintf(w, "  p99(c-pg @%d/s) = %s (p50 %s, achieved %.0f req/s, errors %d)   target <= %s   %s\n",
 			c.rate, msf(m.p99), msf(m.p50), m.rate, m.errs, ms(targetP99), passFail(ok))
+	}
+	if m := meds[scDPGRate(c.rate)]; m.rate > 0 {
+		fmt.Fprintf(w, "  p99(d-pg @%d/s) = %s (p50 %s, achieved %.0f commits/s, errors %d)   (the storage floor of the line above: raw single-row commits at the same rate)\n",
+			c.rate, msf(m.p99), msf(m.p50), m.rate, m.errs)
 	}
 }

@@ -143,6 +143,10 @@ func report(w io.Writer, c benchConfig, dir, pgInfo, load0 string, names []strin
 		fmt.Fprintf(w, "  p99(c @%d/s) = %s (p50 %s, achieved %.0f req/s, errors %d)   floor <= %s   %s\n",
 			c.rate, msf(crate.p99), msf(crate.p50), crate.rate, crate.errs, ms(floorCRateP), passFail(okRate))
 	}
+	if m := meds[scDRate(c.rate)]; m.rate > 0 {
+		fmt.Fprintf(w, "  p99(d @%d/s) = %s (p50 %s, achieved %.0f commits/s, errors %d)   (the storage floor of p99(c @%d/s): raw single-row commits at the same rate)\n",
+			c.rate, msf(m.p99), msf(m.p50), m.rate, m.errs, c.rate)
+	}
 	pgReport(w, c, meds, ratio, ran)
 	for _, t := range []string{"sqlite", "postgres"} {
 		if len(c.writers) >= 2 {
