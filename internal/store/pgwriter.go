@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
@@ -38,16 +37,11 @@ import (
 // events table's unique (aggregate, version) key keeps their appends to
 // one stream apart.
 type pgWriter struct {
-	db       *sql.DB
-	conn     *sql.Conn // nil until the first batch, and after a broken connection
-	jobs     chan *job
-	maxBatch int
-	stop     chan struct{}
-	exited   chan struct{}
-	stopOnce sync.Once
-	wg       sync.WaitGroup
-	log      *slog.Logger
-	hooks    *Hooks
+	*jobQueue
+	db    *sql.DB
+	conn  *sql.Conn // nil until the first batch, and after a broken connection
+	log   *slog.Logger
+	hooks *Hooks
 	// prepare, if set, runs before each transaction's COMMIT is queued
 	// (the cache's invalidations): its statements join the pipeline.
 	prepare func(ctx context.Context, q querier, b *batch) error
@@ -57,66 +51,12 @@ type pgWriter struct {
 }
 
 func newPGWriter(db *sql.DB, maxBatch int, log *slog.Logger) *pgWriter {
-	w := &pgWriter{db: db, jobs: make(chan *job, 1024), maxBatch: maxBatch, stop: make(chan struct{}), exited: make(chan struct{}), log: log, hooks: &Hooks{}}
-	w.wg.Add(1)
-	go w.loop()
+	w := &pgWriter{jobQueue: newJobQueue(maxBatch), db: db, log: log, hooks: &Hooks{}}
+	w.start(w.run, nil)
 	return w
 }
 
-func (w *pgWriter) update(ctx context.Context, fn txFunc) error {
-	j := &job{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	select {
-	case w.jobs <- j:
-	case <-w.stop:
-		return errClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	// Once queued the job runs to its end even if ctx is cancelled: the
-	// caller must learn whether it committed.
-	select {
-	case err := <-j.done:
-		return err
-	case <-w.exited:
-		select {
-		case err := <-j.done:
-			return err
-		default:
-			return errClosed
-		}
-	}
-}
-
-func (w *pgWriter) loop() {
-	defer w.wg.Done()
-	defer close(w.exited)
-	batch := make([]*job, 0, w.maxBatch)
-	for {
-		select {
-		case j := <-w.jobs:
-			batch = append(batch[:0], j)
-		drain:
-			for len(batch) < w.maxBatch {
-				select {
-				case j := <-w.jobs:
-					batch = append(batch, j)
-				default:
-					break drain
-				}
-			}
-			w.run(batch)
-		case <-w.stop:
-			for {
-				select {
-				case j := <-w.jobs:
-					w.run([]*job{j})
-				default:
-					return
-				}
-			}
-		}
-	}
-}
+func (w *pgWriter) update(ctx context.Context, fn txFunc) error { return w.submit(ctx, fn) }
 
 // connect returns the writer's connection, opening one if needed.
 func (w *pgWriter) connect(ctx context.Context) (*sql.Conn, error) {
@@ -268,25 +208,11 @@ func (w *pgWriter) runAlone(ctx context.Context, j *job) error {
 }
 
 func (w *pgWriter) close() error {
-	w.stopOnce.Do(func() { close(w.stop) })
-	w.wg.Wait()
+	w.shutdown()
 	if w.conn != nil {
 		return w.conn.Close()
 	}
 	return nil
-}
-
-// alive answers the jobs whose callers gave up and returns the others.
-func alive(batch []*job) []*job {
-	live := make([]*job, 0, len(batch))
-	for _, j := range batch {
-		if err := j.ctx.Err(); err != nil {
-			j.done <- err
-			continue
-		}
-		live = append(live, j)
-	}
-	return live
 }
 
 // pipeline is the querier a pipelined batch's jobs write through: Exec

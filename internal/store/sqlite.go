@@ -87,19 +87,12 @@ func OpenSQLite(ctx context.Context, path string, opt SQLiteOptions, log *slog.L
 	n := 2 * runtime.GOMAXPROCS(0)
 	rdb.SetMaxOpenConns(n)
 	rdb.SetMaxIdleConns(n)
-	w := &sqliteWriter{db: wdb, conn: conn, q: newStmtCache(conn, conn), jobs: make(chan *job, 1024), maxBatch: opt.MaxBatch, stop: make(chan struct{}), exited: make(chan struct{}), log: log, ckpt: ckpt}
+	w := &sqliteWriter{jobQueue: newJobQueue(opt.MaxBatch), db: wdb, conn: conn, q: newStmtCache(conn, conn), log: log, ckpt: ckpt}
 	rc := newStmtCache(rdb, rdb)
 	s := &Store{dialect: SQLite, rdb: rdb, r: rc, rcache: rc, cache: newReadCache(), w: w, aside: w, log: log, qcache: map[string]string{}}
 	w.hooks = &s.hooks
-	w.wg.Add(1)
-	go w.loop()
+	w.start(w.run, w.checkpointTail)
 	return s, nil
-}
-
-type job struct {
-	ctx  context.Context
-	fn   txFunc
-	done chan error
 }
 
 // sqliteWriter owns the one write connection. A goroutine drains queued
@@ -107,79 +100,16 @@ type job struct {
 // the batch, and a batch closes as soon as the queue is empty, so a lone
 // request waits for nobody.
 type sqliteWriter struct {
-	db       *sql.DB
-	conn     *sql.Conn
-	q        *stmtCache // conn, with prepared statements
-	jobs     chan *job
-	maxBatch int
-	stop     chan struct{}
-	exited   chan struct{} // closed when loop has returned
-	stopOnce sync.Once
-	wg       sync.WaitGroup
-	log      *slog.Logger
-	hooks    *Hooks // the store's; read only after a job arrives
-	ckpt     *checkpointer
+	*jobQueue
+	db    *sql.DB
+	conn  *sql.Conn
+	q     *stmtCache // conn, with prepared statements
+	log   *slog.Logger
+	hooks *Hooks // the store's; read only after a job arrives
+	ckpt  *checkpointer
 }
 
-var errClosed = errors.New("store: closed")
-
-func (w *sqliteWriter) update(ctx context.Context, fn txFunc) error {
-	j := &job{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	select {
-	case w.jobs <- j:
-	case <-w.stop:
-		return errClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	// Once queued the job runs to its end even if ctx is cancelled: the
-	// caller must learn whether it committed. A job queued just as the
-	// writer stopped never runs: it is refused, not left waiting.
-	select {
-	case err := <-j.done:
-		return err
-	case <-w.exited:
-		select {
-		case err := <-j.done:
-			return err
-		default:
-			return errClosed
-		}
-	}
-}
-
-func (w *sqliteWriter) loop() {
-	defer w.wg.Done()
-	defer close(w.exited)
-	batch := make([]*job, 0, w.maxBatch)
-	for {
-		select {
-		case j := <-w.jobs:
-			batch = append(batch[:0], j)
-		drain:
-			for len(batch) < w.maxBatch {
-				select {
-				case j := <-w.jobs:
-					batch = append(batch, j)
-				default:
-					break drain
-				}
-			}
-			w.run(batch)
-			w.checkpointTail()
-		case <-w.stop:
-			// Finish what was queued before the stop.
-			for {
-				select {
-				case j := <-w.jobs:
-					w.run([]*job{j})
-				default:
-					return
-				}
-			}
-		}
-	}
-}
+func (w *sqliteWriter) update(ctx context.Context, fn txFunc) error { return w.submit(ctx, fn) }
 
 // run commits one batch. Every job runs in one transaction, first without
 // savepoints (they cost two statements a command). When a job fails, the
@@ -193,7 +123,7 @@ func (w *sqliteWriter) run(batch []*job) {
 		w.hooks.Batch(len(batch))
 	}
 	ctx := context.Background()
-	live := w.alive(batch)
+	live := alive(batch)
 	if len(live) == 0 {
 		return
 	}
@@ -222,23 +152,10 @@ func (w *sqliteWriter) run(batch []*job) {
 	w.commit(ctx, b, live, nil)
 }
 
-// alive answers the jobs whose callers gave up and returns the others.
-func (w *sqliteWriter) alive(batch []*job) []*job {
-	live := make([]*job, 0, len(batch))
-	for _, j := range batch {
-		if err := j.ctx.Err(); err != nil {
-			j.done <- err
-			continue
-		}
-		live = append(live, j)
-	}
-	return live
-}
-
 // runSafe runs jobs in one transaction, each inside a savepoint.
 func (w *sqliteWriter) runSafe(jobs []*job) {
 	ctx := context.Background()
-	live := w.alive(jobs)
+	live := alive(jobs)
 	if len(live) == 0 {
 		return
 	}
@@ -312,8 +229,7 @@ func runJob(j *job, q querier, b *batch) (err error) {
 }
 
 func (w *sqliteWriter) close() error {
-	w.stopOnce.Do(func() { close(w.stop) })
-	w.wg.Wait()
+	w.shutdown()
 	return errors.Join(w.ckpt.close(), w.q.close(), w.conn.Close(), w.db.Close())
 }
 
