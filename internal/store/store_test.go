@@ -401,16 +401,7 @@ func testFailingJobsRunAtMostTwice(t *testing.T, b testenv.Backend) {
 	defer cancel()
 	const n = 64
 	fails := func(i int) bool { return i%2 == 0 }
-	held, release := make(chan struct{}), make(chan struct{})
-	gate := make(chan error, 1)
-	go func() {
-		gate <- st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-			close(held)
-			<-release
-			return nil
-		})
-	}()
-	<-held
+	release := holdWriter(ctx, st)
 	runs := make([]int, n)
 	errs := make([]error, n)
 	var mu sync.Mutex
@@ -438,17 +429,11 @@ func testFailingJobsRunAtMostTwice(t *testing.T, b testenv.Backend) {
 		}()
 	}
 	started.Wait()
-	for deadline := time.Now().Add(10 * time.Second); store.QueuedWrites(st) < n; {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d jobs queued behind the held writer", store.QueuedWrites(st), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	close(release)
-	wg.Wait()
-	if err := <-gate; err != nil {
+	waitQueued(t, st, n)
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
+	wg.Wait()
 	for i := range n {
 		if runs[i] > 2 {
 			t.Errorf("job %d ran %d times", i, runs[i])
@@ -504,16 +489,7 @@ func TestBatchMixesFailures(t *testing.T) {
 			defer cancel()
 			const n = 48
 			kind := func(i int) int { return i % 3 } // 0: fails unread, 1: reads then fails, 2: succeeds
-			held, release := make(chan struct{}), make(chan struct{})
-			gate := make(chan error, 1)
-			go func() {
-				gate <- st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-					close(held)
-					<-release
-					return nil
-				})
-			}()
-			<-held
+			release := holdWriter(ctx, st)
 			errs := make([]error, n)
 			runs := make([]atomic.Int32, n)
 			var wg sync.WaitGroup
@@ -532,22 +508,16 @@ func TestBatchMixesFailures(t *testing.T) {
 					})
 				})
 			}
-			for deadline := time.Now().Add(10 * time.Second); store.QueuedWrites(st) < n; {
-				if time.Now().After(deadline) {
-					t.Fatalf("only %d of %d jobs queued behind the held writer", store.QueuedWrites(st), n)
-				}
-				time.Sleep(time.Millisecond)
+			waitQueued(t, st, n)
+			if err := release(); err != nil {
+				t.Fatal(err)
 			}
-			close(release)
 			done := make(chan struct{})
 			go func() { wg.Wait(); close(done) }()
 			select {
 			case <-done:
 			case <-ctx.Done():
 				t.Fatal("not every job was answered")
-			}
-			if err := <-gate; err != nil {
-				t.Fatal(err)
 			}
 			for i, err := range errs {
 				if fails := kind(i) != 2; fails != errors.Is(err, errJob) || (!fails && err != nil) {
@@ -561,5 +531,33 @@ func TestBatchMixesFailures(t *testing.T) {
 			}
 			checkWritten(t, st, n, func(i int) bool { return kind(i) == 2 })
 		})
+	}
+}
+
+// holdWriter occupies the writer with a job that waits, so that the next
+// writes queue up behind it, and returns once that job runs. release lets
+// it commit and returns its outcome.
+func holdWriter(ctx context.Context, st *store.Store) (release func() error) {
+	held, free := make(chan struct{}), make(chan struct{})
+	gate := make(chan error, 1)
+	go func() {
+		gate <- st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
+			close(held)
+			<-free
+			return nil
+		})
+	}()
+	<-held
+	return func() error { close(free); return <-gate }
+}
+
+// waitQueued waits until n writes are queued behind the held writer.
+func waitQueued(t *testing.T, st *store.Store, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); store.QueuedWrites(st) < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d jobs queued behind the held writer", store.QueuedWrites(st), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
