@@ -51,7 +51,7 @@ type wakeTo struct {
 	queued chan []string
 }
 
-func (w wakeTo) Queued(c []string) { w.queued <- c }
+func (w wakeTo) WakeLocal(c []string) { w.queued <- c }
 
 func TestRingQueuesOneDeliveryPerResidentPerChannel(t *testing.T) {
 	for _, b := range testenv.Backends(t) {

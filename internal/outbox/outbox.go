@@ -239,10 +239,10 @@ func (e *Engine) Route(ctx context.Context, tx *store.Tx, rec es.Record) ([]stor
 	return rows, nil
 }
 
-// Queued is the one wake-up after a commit that queued rows (or made them
-// due): it wakes this node's dispatchers of consumers and, on PostgreSQL,
-// the other nodes' (unless a consumer's Policy is Local). It implements
-// store.Router and never blocks for long.
+// Queued wakes the dispatchers of consumers, this node's and, on
+// PostgreSQL, the other nodes' (unless a consumer's Policy is Local), by a
+// NOTIFY of its own: for rows made due outside a store transaction
+// (commits wake through Announce and WakeLocal). It never blocks for long.
 func (e *Engine) Queued(consumers []string) {
 	for _, c := range consumers {
 		e.kick(c)
@@ -259,7 +259,7 @@ func (e *Engine) Queued(consumers []string) {
 	}
 }
 
-// Announce implements store.Announcer: the NOTIFYs that tell the other
+// Announce implements store.Router: the NOTIFYs that tell the other
 // nodes of rows for consumers (those not Local), which the store sends
 // inside the committing transaction, so they cost no round trip of their
 // own and reach nobody if it rolls back. The payload names this node,
@@ -274,7 +274,7 @@ func (e *Engine) Announce(consumers []string) (channel string, payloads []string
 	return pgOutbox, payloads
 }
 
-// WakeLocal implements store.Announcer: after a commit whose NOTIFYs went
+// WakeLocal implements store.Router: after a commit, whose NOTIFYs went
 // with it (Announce), only this node's dispatchers need waking.
 func (e *Engine) WakeLocal(consumers []string) {
 	for _, c := range consumers {

@@ -14,40 +14,35 @@ type Row struct {
 }
 
 // Router decides the outbox rows of appended events and wakes their
-// consumers after commit. internal/outbox's Engine implements it; the
-// store knows no consumer by name.
+// consumers: this node's after commit, the other nodes' by notifications
+// sent inside the committing transaction. internal/outbox's Engine
+// implements it; the store knows no consumer by name.
 type Router interface {
 	// Route returns the rows rec gets, reading inside tx (which sees the
 	// whole append).
 	Route(ctx context.Context, tx *Tx, rec es.Record) ([]Row, error)
-	// Queued is told, after a commit, which consumers got rows (or had
-	// rows made due). It must not block.
-	Queued(consumers []string)
-}
-
-// Announcer is a Router that names the notifications its wake-ups need
-// (internal/outbox's Engine is one). On PostgreSQL the store then sends
-// them inside the committing transaction and, after commit, calls
-// WakeLocal instead of Queued.
-type Announcer interface {
+	// Announce names the notifications that tell the other nodes of rows
+	// for consumers. On PostgreSQL the store sends them inside the
+	// committing transaction (SQLite has no other nodes).
 	Announce(consumers []string) (channel string, payloads []string)
+	// WakeLocal is told, after a commit, which consumers got rows (or had
+	// rows made due) to wake this node's. It must not block.
 	WakeLocal(consumers []string)
 }
 
 // announce queues, on PostgreSQL, the notifications of the consumers b
-// wakes, in the transaction q (the writers call it before COMMIT).
+// wakes, in the transaction q (every PostgreSQL transaction calls it
+// before COMMIT: beforeCommit).
 func (s *Store) announce(ctx context.Context, q querier, b *batch) error {
-	a, ok := b.router.(Announcer)
-	if s.dialect != Postgres || !ok || len(b.woken) == 0 {
+	if s.dialect != Postgres || b.router == nil || len(b.woken) == 0 {
 		return nil
 	}
-	ch, payloads := a.Announce(b.woken)
+	ch, payloads := b.router.Announce(b.woken)
 	for _, p := range payloads {
 		if _, err := q.ExecContext(ctx, `SELECT pg_notify($1, $2)`, ch, p); err != nil {
 			return fmt.Errorf("notify %s: %w", ch, err)
 		}
 	}
-	b.announced = true
 	return nil
 }
 

@@ -61,8 +61,6 @@ type batch struct {
 	// however many jobs queued rows for it (one wake-up, one NOTIFY).
 	woken  []string
 	router Router
-	// announced: the woken consumers' NOTIFYs went out with the commit.
-	announced bool
 	// inv names the cached rows the batch changes, for the other nodes
 	// (PostgreSQL; fence.go). Never rolled back: more is always safe.
 	inv []string
@@ -133,11 +131,7 @@ func (b *batch) committed() {
 		f()
 	}
 	if len(b.woken) > 0 && b.router != nil {
-		if a, ok := b.router.(Announcer); ok && b.announced {
-			a.WakeLocal(b.woken)
-		} else {
-			b.router.Queued(b.woken)
-		}
+		b.router.WakeLocal(b.woken)
 	}
 }
 
