@@ -13,6 +13,12 @@ import (
 	"github.com/spkey-dev/spkey/internal/es"
 )
 
+// The ring indexes' rows.
+var (
+	ringInsert       = newSeqInsert("doorbell_rings", "ring_id, lock_id, org_id, rang_at", 4)
+	ringTargetInsert = newSeqInsert("doorbell_ring_targets", "user_id, ring_id, lock_id", 3)
+)
+
 // projectDoorbell keeps the ring indexes (by lock, by targeted user) in
 // step with DoorbellRang events. Rebuild runs the same code.
 func (s *Store) projectDoorbell(ctx context.Context, q querier, r es.Record) error {
@@ -24,11 +30,11 @@ func (s *Store) projectDoorbell(ctx context.Context, q querier, r es.Record) err
 		return fmt.Errorf("project %s: %w", r.Type, err)
 	}
 	lockID := fmt.Sprint(e.LockID)
-	if err := s.insertWithSeq(ctx, q, "doorbell_rings", "ring_id, lock_id, org_id, rang_at", r, e.RingID, lockID, r.OrgID, e.Timestamp); err != nil {
+	if err := s.insertWithSeq(ctx, q, ringInsert, r, e.RingID, lockID, r.OrgID, e.Timestamp); err != nil {
 		return fmt.Errorf("project %s: %w", r.Type, err)
 	}
 	for _, t := range e.Residents {
-		if err := s.insertWithSeq(ctx, q, "doorbell_ring_targets", "user_id, ring_id, lock_id", r, t.UserID, e.RingID, lockID); err != nil {
+		if err := s.insertWithSeq(ctx, q, ringTargetInsert, r, t.UserID, e.RingID, lockID); err != nil {
 			return fmt.Errorf("project %s target: %w", r.Type, err)
 		}
 	}

@@ -50,14 +50,22 @@ func (tx *Tx) Enqueue(ctx context.Context, consumer string, r es.Record, target 
 }
 
 func (tx *Tx) enqueue(ctx context.Context, consumer string, r es.Record, target string) error {
-	return tx.enqueueRow(ctx, consumer, r, target, tx.s.insertWithSeq)
+	return tx.enqueueRow(ctx, consumer, r, target, true)
 }
 
-// enqueueRow inserts the row with insert: insertWithSeq for a stored
-// event, insertSeq for a row about no event.
-func (tx *Tx) enqueueRow(ctx context.Context, consumer string, r es.Record, target string, insert func(ctx context.Context, q querier, table, cols string, r es.Record, vals ...any) error) error {
-	err := insert(ctx, tx.q, "outbox", "consumer, aggregate_type, aggregate_id, version, org_id, target, created_at", r,
-		consumer, r.AggregateType, r.AggregateID, r.Version, r.OrgID, target, r.Timestamp)
+// outboxInsert queues one outbox row.
+var outboxInsert = newSeqInsert("outbox", "consumer, aggregate_type, aggregate_id, version, org_id, target, created_at", 7)
+
+// enqueueRow inserts the outbox row about r: a stored event (ofEvent), or
+// no event at all (its Seq, 0, as it is).
+func (tx *Tx) enqueueRow(ctx context.Context, consumer string, r es.Record, target string, ofEvent bool) error {
+	vals := []any{consumer, r.AggregateType, r.AggregateID, r.Version, r.OrgID, target, r.Timestamp}
+	var err error
+	if ofEvent {
+		err = tx.s.insertWithSeq(ctx, tx.q, outboxInsert, r, vals...)
+	} else {
+		_, err = tx.q.ExecContext(ctx, tx.s.sql(outboxInsert.values), append(vals, r.Seq)...)
+	}
 	if err != nil {
 		return fmt.Errorf("enqueue %s row: %w", consumer, err)
 	}

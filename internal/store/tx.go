@@ -205,33 +205,38 @@ func (s *Store) snapshot(ctx context.Context, q querier, aggType, aggID string) 
 	return snap, true, nil
 }
 
-// insertWithSeq inserts into table one row of cols = vals plus the column
-// event_seq, r's position. Appends on PostgreSQL do not wait for the
-// event's seq (insertEvent): while it is unknown (0) the row takes it from
-// the events table in the same statement, which keeps the statement in the
-// writer's pipeline.
-func (s *Store) insertWithSeq(ctx context.Context, q querier, table, cols string, r es.Record, vals ...any) error {
-	n := len(vals)
-	ph := make([]string, n)
-	for i := range ph {
-		ph[i] = "$" + strconv.Itoa(i+1)
-	}
-	if s.dialect == Postgres && r.Seq == 0 {
-		_, err := q.ExecContext(ctx, `INSERT INTO `+table+` (`+cols+`, event_seq) SELECT `+strings.Join(ph, ", ")+`, seq FROM events
-			WHERE aggregate_type = $`+strconv.Itoa(n+1)+` AND aggregate_id = $`+strconv.Itoa(n+2)+` AND version = $`+strconv.Itoa(n+3),
-			append(vals, r.AggregateType, r.AggregateID, r.Version)...)
-		return err
-	}
-	return s.insertSeq(ctx, q, table, cols, r, vals...)
+// seqInsert is an INSERT of one row of some columns plus event_seq, the
+// position of the event the row is about, written once in its two forms
+// (see insertWithSeq).
+type seqInsert struct {
+	values     string // the seq as the last value
+	fromEvents string // the seq read from the events table
 }
 
-// insertSeq is insertWithSeq with r.Seq as it is (0 for a row about no
-// stored event).
-func (s *Store) insertSeq(ctx context.Context, q querier, table, cols string, r es.Record, vals ...any) error {
-	ph := make([]string, len(vals)+1)
+// newSeqInsert writes the INSERT into table of cols (n of them) and
+// event_seq.
+func newSeqInsert(table, cols string, n int) seqInsert {
+	ph := make([]string, n+3)
 	for i := range ph {
 		ph[i] = "$" + strconv.Itoa(i+1)
 	}
-	_, err := q.ExecContext(ctx, s.sql(`INSERT INTO `+table+` (`+cols+`, event_seq) VALUES (`+strings.Join(ph, ", ")+`)`), append(vals, r.Seq)...)
+	head := `INSERT INTO ` + table + ` (` + cols + `, event_seq) `
+	return seqInsert{
+		values: head + `VALUES (` + strings.Join(ph[:n+1], ", ") + `)`,
+		fromEvents: head + `SELECT ` + strings.Join(ph[:n], ", ") + `, seq FROM events
+			WHERE aggregate_type = ` + ph[n] + ` AND aggregate_id = ` + ph[n+1] + ` AND version = ` + ph[n+2],
+	}
+}
+
+// insertWithSeq runs ins with vals and the seq of the stored event r.
+// Appends on PostgreSQL do not wait for the event's seq (insertEvent):
+// while it is unknown (0) the row takes it from the events table in the
+// same statement, which keeps the statement in the writer's pipeline.
+func (s *Store) insertWithSeq(ctx context.Context, q querier, ins seqInsert, r es.Record, vals ...any) error {
+	if s.dialect == Postgres && r.Seq == 0 {
+		_, err := q.ExecContext(ctx, ins.fromEvents, append(vals, r.AggregateType, r.AggregateID, r.Version)...)
+		return err
+	}
+	_, err := q.ExecContext(ctx, s.sql(ins.values), append(vals, r.Seq)...)
 	return err
 }

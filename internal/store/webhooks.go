@@ -191,7 +191,7 @@ func (tx *Tx) WebhookSecrets(ctx context.Context, id string) (WebhookSecrets, bo
 // EnqueueFor adds an outbox row for consumer that is not about one stored
 // event (event_seq 0): a verification request for a webhook, say.
 func (tx *Tx) EnqueueFor(ctx context.Context, consumer, aggType, aggID, orgID, target string, version int64, now string) error {
-	if err := tx.enqueueRow(ctx, consumer, es.Record{AggregateType: aggType, AggregateID: aggID, Version: version, OrgID: orgID, Timestamp: now}, target, tx.s.insertSeq); err != nil {
+	if err := tx.enqueueRow(ctx, consumer, es.Record{AggregateType: aggType, AggregateID: aggID, Version: version, OrgID: orgID, Timestamp: now}, target, false); err != nil {
 		return err
 	}
 	tx.Wake(consumer)
