@@ -15,13 +15,13 @@ func QueuedWrites(s *Store) int {
 	return 0
 }
 
-// PipelineCounts is how many batches the PostgreSQL writer committed in
-// one pipeline and how many it ran again one job at a time (tests only).
-func PipelineCounts(s *Store) (pipelined, refused int64) {
+// Refusals is how many batches the PostgreSQL writer ran again one job at
+// a time because their pipeline failed (tests only).
+func Refusals(s *Store) int64 {
 	if w, ok := s.w.(*pgWriter); ok {
-		return w.pipelined.Load(), w.refused.Load()
+		return w.refused.Load()
 	}
-	return 0, 0
+	return 0
 }
 
 // MigrateUntil applies the migrations up to and including version (tests of

@@ -45,9 +45,9 @@ type pgWriter struct {
 	// prepare, if set, runs before each transaction's COMMIT is queued
 	// (the cache's invalidations): its statements join the pipeline.
 	prepare func(ctx context.Context, q querier, b *batch) error
-	// pipelined counts batches committed in one pipeline; refused counts
-	// batches that ran again one job at a time (tests read them).
-	pipelined, refused atomic.Int64
+	// refused counts batches that ran again one job at a time (tests
+	// read it).
+	refused atomic.Int64
 }
 
 func newPGWriter(db *sql.DB, maxBatch int, log *slog.Logger) *pgWriter {
@@ -153,7 +153,6 @@ func (w *pgWriter) run(batch []*job) {
 		w.retry(ctx, p, kept)
 		return
 	}
-	w.pipelined.Add(1)
 	b.committed()
 	for _, j := range kept {
 		j.done <- nil
@@ -180,31 +179,37 @@ func (w *pgWriter) runAlone(ctx context.Context, j *job) error {
 	if err != nil {
 		return err
 	}
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
+	broken, err := inOneTx(ctx, conn.BeginTx, w.prepare, func(_ context.Context, q querier, b *batch) error { return runJob(j, q, b) })
+	if broken {
 		w.drop()
-		return fmt.Errorf("begin: %w", err)
+	}
+	return err
+}
+
+// inOneTx runs fn in a transaction of its own from begin, unpipelined,
+// then prepare (the statements every PostgreSQL transaction sends before
+// COMMIT), and commits. broken reports that BEGIN, ROLLBACK or COMMIT
+// failed: the connection's state is unknown.
+func inOneTx(ctx context.Context, begin func(context.Context, *sql.TxOptions) (*sql.Tx, error), prepare func(context.Context, querier, *batch) error, fn txFunc) (broken bool, err error) {
+	tx, err := begin(ctx, nil)
+	if err != nil {
+		return true, fmt.Errorf("begin: %w", err)
 	}
 	b := newBatch()
-	if err := runJob(j, tx, b); err != nil {
-		if rerr := tx.Rollback(); rerr != nil {
-			w.drop()
-		}
-		return err
+	if err := fn(ctx, tx, b); err != nil {
+		return tx.Rollback() != nil, err
 	}
-	if w.prepare != nil {
-		if err := w.prepare(ctx, tx, b); err != nil {
-			_ = tx.Rollback()
-			return err
+	if prepare != nil {
+		if err := prepare(ctx, tx, b); err != nil {
+			return tx.Rollback() != nil, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		w.drop()
 		b.commitFailed()
-		return fmt.Errorf("commit: %w", err)
+		return true, fmt.Errorf("commit: %w", err)
 	}
 	b.committed()
-	return nil
+	return false, nil
 }
 
 func (w *pgWriter) close() error {

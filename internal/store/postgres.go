@@ -50,27 +50,9 @@ type pgDirect struct {
 }
 
 func (d pgDirect) update(ctx context.Context, fn txFunc) error {
-	tx, err := d.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	b := newBatch()
-	if err := fn(ctx, tx, b); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if d.w.prepare != nil {
-		if err := d.w.prepare(ctx, tx, b); err != nil {
-			_ = tx.Rollback()
-			return err
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		b.commitFailed()
-		return fmt.Errorf("commit: %w", err)
-	}
-	b.committed()
-	return nil
+	// A pooled connection whose transaction broke is the pool's to check.
+	_, err := inOneTx(ctx, d.db.BeginTx, d.w.prepare, fn)
+	return err
 }
 
 func (pgDirect) close() error { return nil }
