@@ -48,7 +48,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // cacheChannel is the NOTIFY channel of cache invalidations.
@@ -319,22 +318,10 @@ func (f *fencer) lost(err error) (wasUp bool) {
 }
 
 func (f *fencer) listen(ctx context.Context) error {
-	conn, err := f.s.rdb.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("cache listener: connect: %w", err)
+	if err := f.s.dedicated(ctx, func(pc *pgx.Conn) error { return f.serve(ctx, pc) }); err != nil {
+		return fmt.Errorf("cache listener: %w", err)
 	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return errors.New("cache listener: not a pgx connection")
-		}
-		pc := sc.Conn()
-		err := f.serve(ctx, pc)
-		// The connection is in an unknown state: throw it away.
-		_ = pc.Close(context.Background())
-		return err
-	})
+	return nil
 }
 
 func (f *fencer) serve(ctx context.Context, pc *pgx.Conn) error {

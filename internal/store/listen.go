@@ -2,10 +2,12 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -51,17 +53,7 @@ func (s *Store) Listen(ctx context.Context, channels []string, ready func(), fn 
 }
 
 func (s *Store) listenOnce(ctx context.Context, channels []string, ready func(), fn func(channel, payload string)) error {
-	conn, err := s.rdb.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("listen: connect: %w", err)
-	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return errors.New("listen: not a pgx connection")
-		}
-		pc := sc.Conn()
+	return s.dedicated(ctx, func(pc *pgx.Conn) error {
 		for _, ch := range channels {
 			if _, err := pc.Exec(ctx, `LISTEN "`+ch+`"`); err != nil {
 				return fmt.Errorf("listen %s: %w", ch, err)
@@ -73,11 +65,36 @@ func (s *Store) listenOnce(ctx context.Context, channels []string, ready func(),
 		for {
 			n, err := pc.WaitForNotification(ctx)
 			if err != nil {
-				// The connection is in an unknown state: throw it away.
-				_ = pc.Close(context.Background())
 				return err
 			}
 			fn(n.Channel, n.Payload)
 		}
+	})
+}
+
+// dedicated runs f on a pgx connection of its own, taken from the pool,
+// and closes it afterwards: a connection that LISTENed, or whose wait was
+// cut short, is in no state to go back to the pool.
+func (s *Store) dedicated(ctx context.Context, f func(pc *pgx.Conn) error) error {
+	conn, err := s.rdb.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close()
+	return withPgx(conn, func(pc *pgx.Conn) error {
+		err := f(pc)
+		_ = pc.Close(context.Background())
+		return err
+	})
+}
+
+// withPgx runs f on the pgx connection under conn (PostgreSQL only).
+func withPgx(conn *sql.Conn, f func(pc *pgx.Conn) error) error {
+	return conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return errors.New("store: not a pgx connection")
+		}
+		return f(sc.Conn())
 	})
 }

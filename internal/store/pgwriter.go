@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // pgWriter is the PostgreSQL writer of one node: a goroutine owns one
@@ -303,16 +302,12 @@ func (p *pipeline) flush(ctx context.Context) error {
 	p.pend = nil
 	p.flushes++
 	hasCommit := pend[len(pend)-1].sql == "COMMIT"
-	err := p.conn.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return errors.New("store: not a pgx connection")
-		}
+	err := withPgx(p.conn, func(pc *pgx.Conn) error {
 		var b pgx.Batch
 		for _, s := range pend {
 			b.Queue(s.sql, s.args...)
 		}
-		br := sc.Conn().SendBatch(ctx, &b)
+		br := pc.SendBatch(ctx, &b)
 		var first error
 		for _, s := range pend {
 			tag, err := br.Exec()
