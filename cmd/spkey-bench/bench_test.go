@@ -71,19 +71,7 @@ func TestBenchWebhooks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("bench smoke run skipped in -short mode")
 	}
-	backends := testenv.Backends(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // against a hang (see TestBenchQuick)
-	defer cancel()
-	args := []string{"-quick", "-only", "webhooks,replay", "-d", "300ms", "-wh-commands", "40", "-replay-events", "300", "-dir", t.TempDir(), "-db", "sqlite"}
-	if slices.Contains(backends, testenv.Postgres) {
-		args[len(args)-1] = "both"
-		args = append(args, "-pg", os.Getenv("SPKEY_TEST_POSTGRES_URL"))
-	}
-	var out, errOut bytes.Buffer
-	if err := run(ctx, args, nil, &out, &errOut); err != nil {
-		t.Fatalf("bench: %v\nstderr:\n%s", err, errOut.String())
-	}
-	got := out.String()
+	got, backends := runOnBackends(t, 5*time.Minute, "-quick", "-only", "webhooks,replay", "-d", "300ms", "-wh-commands", "40", "-replay-events", "300")
 	line := func(prefix string) string {
 		for _, l := range strings.Split(got, "\n") {
 			if strings.HasPrefix(strings.TrimSpace(l), prefix) {
@@ -191,19 +179,7 @@ func TestBenchRebuildMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("bench smoke run skipped in -short mode")
 	}
-	backends := testenv.Backends(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // against a hang (see TestBenchQuick)
-	defer cancel()
-	args := []string{"-quick", "-only", "r-rebuild,m-memory", "-rebuild-events", "1500", "-mem-users", "1500", "-mem-commands", "500", "-dir", t.TempDir(), "-db", "sqlite"}
-	if slices.Contains(backends, testenv.Postgres) {
-		args[len(args)-1] = "both"
-		args = append(args, "-pg", os.Getenv("SPKEY_TEST_POSTGRES_URL"))
-	}
-	var out, errOut bytes.Buffer
-	if err := run(ctx, args, nil, &out, &errOut); err != nil {
-		t.Fatalf("bench: %v\nstderr:\n%s", err, errOut.String())
-	}
-	got := out.String()
+	got, backends := runOnBackends(t, 4*time.Minute, "-quick", "-only", "r-rebuild,m-memory", "-rebuild-events", "1500", "-mem-users", "1500", "-mem-commands", "500")
 	for _, b := range backends {
 		b := string(b)
 		for _, want := range []string{"rebuild-" + b + " = ", "memory-growth-" + b + " = "} {
@@ -263,4 +239,25 @@ func TestBenchWrk(t *testing.T) {
 			t.Errorf("wrk got failures: %s", line)
 		}
 	}
+}
+
+// runOnBackends runs the bench with args in a temporary folder on SQLite
+// and, when one is configured, PostgreSQL too, within timeout (against a
+// hang, not a timing assertion: see TestBenchQuick), and returns its
+// output and the backends it ran on.
+func runOnBackends(t *testing.T, timeout time.Duration, args ...string) (string, []testenv.Backend) {
+	t.Helper()
+	backends := testenv.Backends(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	args = append(args, "-dir", t.TempDir(), "-db", "sqlite")
+	if slices.Contains(backends, testenv.Postgres) {
+		args[len(args)-1] = "both"
+		args = append(args, "-pg", os.Getenv("SPKEY_TEST_POSTGRES_URL"))
+	}
+	var out, errOut bytes.Buffer
+	if err := run(ctx, args, nil, &out, &errOut); err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, errOut.String())
+	}
+	return out.String(), backends
 }
