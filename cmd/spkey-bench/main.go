@@ -144,35 +144,14 @@ Flags:
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if c.quick {
-		if !set["d"] {
-			c.d = time.Second
-		}
-		if !set["rounds"] {
-			c.rounds = 1
-		}
-		if !set["streams"] {
-			c.streams = 1000
-		}
-		if !set["ring-locks"] {
-			c.ringLocks = 4
-		}
-		if !set["ring-streams"] {
-			c.ringStreams = 20
-		}
-		if !set["wh-commands"] {
-			c.whCommands = 100
-		}
-		if !set["replay-events"] {
-			c.replayEvents = 500
-		}
-		if !set["rebuild-events"] {
-			c.rebuildEvents = 3000
-		}
-		if !set["mem-users"] {
-			c.memUsers = 3000
-		}
-		if !set["mem-commands"] {
-			c.memCommands = 2000
+		// The smoke sizes, for every flag not given.
+		for name, v := range map[string]string{"d": "1s", "rounds": "1", "streams": "1000", "ring-locks": "4", "ring-streams": "20",
+			"wh-commands": "100", "replay-events": "500", "rebuild-events": "3000", "mem-users": "3000", "mem-commands": "2000"} {
+			if !set[name] {
+				if err := fs.Set(name, v); err != nil {
+					return c, fmt.Errorf("bench: -quick: %w", err)
+				}
+			}
 		}
 	}
 	for _, s := range strings.Split(writers, ",") {
