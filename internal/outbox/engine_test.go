@@ -119,9 +119,12 @@ func TestRoutedRowRetriedThenDelivered(t *testing.T) {
 			st.SetRouter(e)
 			run(t, e)
 			appendToy(t, st, "t1")
-			waitFor(t, "the row delivered", func() (bool, string) {
+			// Observe runs after the verdict is stored: wait for both.
+			waitFor(t, "the row delivered and both attempts observed", func() (bool, string) {
 				n := undone(t, st)
-				return n == 0, fmt.Sprintf("%d rows undone", n)
+				mu.Lock()
+				defer mu.Unlock()
+				return n == 0 && len(observed) >= 2, fmt.Sprintf("%d rows undone, observed %v", n, observed)
 			})
 			mu.Lock()
 			defer mu.Unlock()
@@ -229,9 +232,12 @@ func TestBatchVerdicts(t *testing.T) {
 			run(t, e)
 			appendToy(t, st, "skip")
 			appendToy(t, st, "keep")
-			waitFor(t, "both rows done", func() (bool, string) {
+			// Observe runs after the verdicts are stored: wait for both.
+			waitFor(t, "both rows done and observed", func() (bool, string) {
 				n := undone(t, st)
-				return n == 0, fmt.Sprintf("%d rows undone", n)
+				mu.Lock()
+				defer mu.Unlock()
+				return n == 0 && observed[store.StatusSkipped]+observed[store.StatusDelivered] >= 2, fmt.Sprintf("%d rows undone, observed %v", n, observed)
 			})
 			mu.Lock()
 			defer mu.Unlock()
