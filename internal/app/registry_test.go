@@ -15,6 +15,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/es/estest"
+	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
@@ -65,7 +66,8 @@ func toyAggregate() app.Aggregate[toyState] {
 func newToyService(t *testing.T, b testenv.Backend) (*store.Store, *app.Service) {
 	t.Helper()
 	st := testenv.OpenStore(t, b)
-	svc := app.New(st, app.Options{}, testenv.Discard())
+	// Webhooks may point at loopback (TestToyAggregate's never answers).
+	svc := app.New(st, app.Options{Safety: netsafe.Policy{AllowHTTP: true, AllowPrivate: true}}, testenv.Discard())
 	svc.Register(toyAggregate())
 	return st, svc
 }
@@ -79,6 +81,14 @@ func TestToyAggregate(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			st, svc := newToyService(t, b)
+			// acme has a webhook: its events get partner rows.
+			admin := app.Principal{Admin: true, Email: "ops@example.com"}
+			if _, err := svc.RegisterTenant(ctx, app.Call{P: admin}, "acme", "acme", ""); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.CreateWebhook(ctx, app.Call{P: admin}, "acme", app.WebhookInput{URL: "http://127.0.0.1:9/acme", Events: []string{"*"}}); err != nil {
+				t.Fatal(err)
+			}
 			toy := toyAggregate()
 			open := func(id, org string) func(toyState, string) ([]domain.Event, error) {
 				return func(s toyState, _ string) ([]domain.Event, error) {
@@ -154,7 +164,8 @@ func TestToyAggregate(t *testing.T) {
 			}
 
 			// The partner webhook outbox: one webhooks row per event of the
-			// tenant's toy, none for the toy without an org.
+			// toy of the tenant with a webhook, none for the toy without an
+			// org.
 			rows, err := st.Outbox(ctx, es.ConsumerWebhooks, 100)
 			if err != nil {
 				t.Fatal(err)
@@ -221,7 +232,7 @@ func TestRegistryConformance(t *testing.T) {
 					estest.RunAggregate(t, typ, func(t *testing.T) es.Store {
 						st, _ := newToyService(t, b)
 						return st
-					})
+					}, testenv.SubscribeWebhook)
 				})
 			}
 		})

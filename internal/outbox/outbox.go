@@ -91,6 +91,9 @@ type Consumer struct {
 	Name string
 	// Route decides this consumer's rows for every appended event.
 	Route RouteFunc
+	// OnlyIfWebhook queues Route's rows only for events of a tenant with a
+	// partner webhook (store.Row.OnlyIfWebhook).
+	OnlyIfWebhook bool
 	// Deliver makes one attempt on a claimed row; it must honour ctx.
 	Deliver func(ctx context.Context, cl store.Claim) Result
 	// DeliverBatch, instead of Deliver, delivers each claimed batch at
@@ -233,7 +236,7 @@ func (e *Engine) Route(ctx context.Context, tx *store.Tx, rec es.Record) ([]stor
 			return nil, err
 		}
 		for _, t := range targets {
-			rows = append(rows, store.Row{Consumer: c.Name, Target: t})
+			rows = append(rows, store.Row{Consumer: c.Name, Target: t, OnlyIfWebhook: c.OnlyIfWebhook})
 		}
 	}
 	return rows, nil

@@ -70,3 +70,11 @@ func CacheListener(s *Store) (pid uint32, up bool) { return s.CacheListener() }
 // CachedReads reports whether reads under ctx use the read cache, fencing
 // as a read would (tests only).
 func CachedReads(ctx context.Context, s *Store) bool { return s.cached(ctx) }
+
+// RowsOf counts the outbox rows of consumer about aggregates of aggType,
+// done or not (tests of what an append queued).
+func RowsOf(ctx context.Context, s *Store, consumer, aggType string) (int, error) {
+	var n int
+	err := s.rdb.QueryRowContext(ctx, s.sql(`SELECT count(*) FROM outbox WHERE consumer = $1 AND aggregate_type = $2`), consumer, aggType).Scan(&n)
+	return n, err
+}

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"slices"
 
 	"github.com/spkey-dev/spkey/internal/es"
 )
@@ -11,6 +13,12 @@ import (
 // ("" for none).
 type Row struct {
 	Consumer, Target string
+	// OnlyIfWebhook queues the row only if the event's tenant has a
+	// partner webhook (in any state) when the row is written, decided in
+	// the appending transaction by the statement that inserts it: a tenant
+	// without webhooks pays no row, no claim and no wake-up per event. A
+	// webhook sees the events committed after its own creation.
+	OnlyIfWebhook bool
 }
 
 // Router decides the outbox rows of appended events and wakes their
@@ -34,10 +42,19 @@ type Router interface {
 // wakes, in the transaction q (every PostgreSQL transaction calls it
 // before COMMIT: beforeCommit).
 func (s *Store) announce(ctx context.Context, q querier, b *batch) error {
-	if s.dialect != Postgres || b.router == nil || len(b.woken) == 0 {
+	if s.dialect != Postgres || b.router == nil || len(b.woken)+len(b.maybe) == 0 {
 		return nil
 	}
-	ch, payloads := b.router.Announce(b.woken)
+	// A row that may have been queued (OnlyIfWebhook) is announced
+	// anyway: its count is known only once the pipeline has run, and a
+	// NOTIFY too many costs the other nodes a look.
+	consumers := b.woken
+	for _, m := range b.maybe {
+		if !slices.Contains(consumers, m.consumer) {
+			consumers = append(slices.Clip(consumers), m.consumer)
+		}
+	}
+	ch, payloads := b.router.Announce(consumers)
 	for _, p := range payloads {
 		if _, err := q.ExecContext(ctx, `SELECT pg_notify($1, $2)`, ch, p); err != nil {
 			return fmt.Errorf("notify %s: %w", ch, err)
@@ -78,6 +95,14 @@ func (tx *Tx) route(ctx context.Context, recs []es.Record) error {
 		}
 	next:
 		for _, row := range rows {
+			if row.OnlyIfWebhook {
+				res, err := tx.enqueueIfWebhook(ctx, row.Consumer, rec, row.Target)
+				if err != nil {
+					return err
+				}
+				tx.b.wakeIf(r, row.Consumer, res)
+				continue
+			}
 			if err := tx.enqueue(ctx, row.Consumer, rec, row.Target); err != nil {
 				return err
 			}
@@ -91,4 +116,23 @@ func (tx *Tx) route(ctx context.Context, recs []es.Record) error {
 	}
 	tx.Wake(woken...)
 	return nil
+}
+
+// outboxInsertIfWebhook queues one outbox row if its tenant ($5) has a
+// partner webhook (Row.OnlyIfWebhook).
+var outboxInsertIfWebhook = newSeqInsertIf("outbox", "consumer, aggregate_type, aggregate_id, version, org_id, target, created_at", 7,
+	`EXISTS (SELECT 1 FROM webhooks WHERE org_id = $5)`)
+
+// enqueueIfWebhook inserts the outbox row about the stored event r if its
+// tenant has a partner webhook. The result's row count says whether it
+// did; on PostgreSQL it is known once the writer's pipeline has run.
+func (tx *Tx) enqueueIfWebhook(ctx context.Context, consumer string, r es.Record, target string) (sql.Result, error) {
+	if r.OrgID == "" {
+		return nil, nil
+	}
+	res, err := tx.s.insertWithSeqResult(ctx, tx.q, outboxInsertIfWebhook, r, consumer, r.AggregateType, r.AggregateID, r.Version, r.OrgID, target, r.Timestamp)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue %s row: %w", consumer, err)
+	}
+	return res, nil
 }

@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -59,7 +60,10 @@ type batch struct {
 	undo []snapUndo
 	// woken: the consumers to wake once the batch commits, each once
 	// however many jobs queued rows for it (one wake-up, one NOTIFY).
-	woken  []string
+	woken []string
+	// maybe: consumers to wake once the batch commits if their row was
+	// queued after all (Row.OnlyIfWebhook).
+	maybe  []maybeWake
 	router Router
 	// inv names the cached rows the batch changes, for the other nodes
 	// (PostgreSQL; fence.go). Never rolled back: more is always safe.
@@ -87,10 +91,28 @@ func (b *batch) dropSnap(k [2]string) {
 	delete(b.snaps, k)
 }
 
-// batchMark is a point to roll a batch's bookkeeping back to.
-type batchMark struct{ after, undo, woken int }
+// maybeWake is a consumer to wake if the statement of res queued a row.
+type maybeWake struct {
+	consumer string
+	res      sql.Result
+}
 
-func (b *batch) mark() batchMark { return batchMark{len(b.after), len(b.undo), len(b.woken)} }
+// batchMark is a point to roll a batch's bookkeeping back to.
+type batchMark struct{ after, undo, woken, maybe int }
+
+func (b *batch) mark() batchMark {
+	return batchMark{len(b.after), len(b.undo), len(b.woken), len(b.maybe)}
+}
+
+// wakeIf asks for consumer to be woken through r after commit if the
+// statement of res queued a row (nil: none was tried).
+func (b *batch) wakeIf(r Router, consumer string, res sql.Result) {
+	if res == nil {
+		return
+	}
+	b.router = r
+	b.maybe = append(b.maybe, maybeWake{consumer, res})
+}
 
 // wake asks for consumers to be woken through r after commit.
 func (b *batch) wake(r Router, consumers []string) {
@@ -120,7 +142,7 @@ func (b *batch) rollbackTo(m batchMark) {
 	b.undo, b.after = b.undo[:m.undo], b.after[:m.after]
 	// woken holds each consumer once, in the order first asked for:
 	// those after m were first asked for by what is rolled back.
-	b.woken = b.woken[:m.woken]
+	b.woken, b.maybe = b.woken[:m.woken], b.maybe[:m.maybe]
 }
 
 func newBatch() *batch { return &batch{snaps: map[[2]string]es.Snapshot{}} }
@@ -130,8 +152,18 @@ func (b *batch) committed() {
 	for _, f := range b.after {
 		f()
 	}
-	if len(b.woken) > 0 && b.router != nil {
-		b.router.WakeLocal(b.woken)
+	if b.router == nil {
+		return
+	}
+	woken := b.woken
+	for _, m := range b.maybe {
+		// After the commit the counts are known: no round trip here.
+		if n, err := m.res.RowsAffected(); err == nil && n > 0 && !slices.Contains(woken, m.consumer) {
+			woken = append(slices.Clip(woken), m.consumer)
+		}
+	}
+	if len(woken) > 0 {
+		b.router.WakeLocal(woken)
 	}
 }
 

@@ -26,7 +26,7 @@ func TestConformance(t *testing.T) {
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
 			t.Parallel()
-			estest.Run(t, func(t *testing.T) es.Store { return testenv.OpenStore(t, b) })
+			estest.Run(t, func(t *testing.T) es.Store { return testenv.OpenStore(t, b) }, testenv.SubscribeWebhook)
 		})
 	}
 }
@@ -241,6 +241,7 @@ func TestConcurrentWritesFailAlone(t *testing.T) {
 			const n = 200
 			fails := func(i int) bool { return i%5 == 2 }
 			st := testenv.OpenStore(t, b)
+			testenv.SubscribeWebhook(t, st, "org") // writeJob's tenant: its appends get partner rows
 			errs := make([]error, n)
 			var wg sync.WaitGroup
 			for i := range n {
@@ -283,6 +284,7 @@ func TestGroupCommit(t *testing.T) {
 
 func testGroupCommit(t *testing.T, b testenv.Backend) {
 	st := testenv.OpenStore(t, b)
+	testenv.SubscribeWebhook(t, st, "org") // writeJob's tenant: its appends get partner rows
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	deadline := time.Now().Add(15 * time.Second)
@@ -397,6 +399,7 @@ func TestFailingJobsRunAtMostTwice(t *testing.T) {
 
 func testFailingJobsRunAtMostTwice(t *testing.T, b testenv.Backend) {
 	st := testenv.OpenStore(t, b)
+	testenv.SubscribeWebhook(t, st, "org") // writeJob's tenant: its appends get partner rows
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const n = 64
@@ -485,6 +488,7 @@ func TestBatchMixesFailures(t *testing.T) {
 		t.Run(string(b), func(t *testing.T) {
 			t.Parallel()
 			st := testenv.OpenStore(t, b)
+			testenv.SubscribeWebhook(t, st, "org") // writeJob's tenant: its appends get partner rows
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			const n = 48

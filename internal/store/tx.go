@@ -215,16 +215,25 @@ type seqInsert struct {
 
 // newSeqInsert writes the INSERT into table of cols (n of them) and
 // event_seq.
-func newSeqInsert(table, cols string, n int) seqInsert {
+func newSeqInsert(table, cols string, n int) seqInsert { return newSeqInsertIf(table, cols, n, "") }
+
+// newSeqInsertIf is newSeqInsert inserting only where cond holds (a SQL
+// condition on the placeholders $1..$n of the columns; "" for always).
+func newSeqInsertIf(table, cols string, n int, cond string) seqInsert {
 	ph := make([]string, n+3)
 	for i := range ph {
 		ph[i] = "$" + strconv.Itoa(i+1)
 	}
 	head := `INSERT INTO ` + table + ` (` + cols + `, event_seq) `
+	values := head + `VALUES (` + strings.Join(ph[:n+1], ", ") + `)`
+	if cond != "" {
+		values = head + `SELECT ` + strings.Join(ph[:n+1], ", ") + ` WHERE ` + cond
+		cond = ` AND ` + cond
+	}
 	return seqInsert{
-		values: head + `VALUES (` + strings.Join(ph[:n+1], ", ") + `)`,
+		values: values,
 		fromEvents: head + `SELECT ` + strings.Join(ph[:n], ", ") + `, seq FROM events
-			WHERE aggregate_type = ` + ph[n] + ` AND aggregate_id = ` + ph[n+1] + ` AND version = ` + ph[n+2],
+			WHERE aggregate_type = ` + ph[n] + ` AND aggregate_id = ` + ph[n+1] + ` AND version = ` + ph[n+2] + cond,
 	}
 }
 
@@ -233,10 +242,14 @@ func newSeqInsert(table, cols string, n int) seqInsert {
 // while it is unknown (0) the row takes it from the events table in the
 // same statement, which keeps the statement in the writer's pipeline.
 func (s *Store) insertWithSeq(ctx context.Context, q querier, ins seqInsert, r es.Record, vals ...any) error {
-	if s.dialect == Postgres && r.Seq == 0 {
-		_, err := q.ExecContext(ctx, ins.fromEvents, append(vals, r.AggregateType, r.AggregateID, r.Version)...)
-		return err
-	}
-	_, err := q.ExecContext(ctx, s.sql(ins.values), append(vals, r.Seq)...)
+	_, err := s.insertWithSeqResult(ctx, q, ins, r, vals...)
 	return err
+}
+
+// insertWithSeqResult is insertWithSeq with the statement's result.
+func (s *Store) insertWithSeqResult(ctx context.Context, q querier, ins seqInsert, r es.Record, vals ...any) (sql.Result, error) {
+	if s.dialect == Postgres && r.Seq == 0 {
+		return q.ExecContext(ctx, ins.fromEvents, append(vals, r.AggregateType, r.AggregateID, r.Version)...)
+	}
+	return q.ExecContext(ctx, s.sql(ins.values), append(vals, r.Seq)...)
 }

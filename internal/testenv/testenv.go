@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -22,6 +23,8 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
+	"github.com/spkey-dev/spkey/internal/domain/tenant"
+	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/notify"
@@ -292,4 +295,31 @@ func (s *Server) Tenant(t testing.TB, orgID string, super bool) string {
 		t.Fatalf("issue key: %v", err)
 	}
 	return k.APIKey
+}
+
+// SubscribeWebhook gives tenant org a partner webhook in st (a
+// *store.Store) by appending its WebhookCreated to a tenant stream of its
+// own, as estest.Subscribe asks: from then on the tenant's events get
+// partner rows. The record has no org of its own, so it queues none.
+func SubscribeWebhook(t *testing.T, st es.Store, org string) {
+	t.Helper()
+	data, err := json.Marshal(tenant.WebhookCreated{OrgID: org, WebhookID: "estest-" + org, URL: "https://hooks.example/" + org,
+		Events: []string{"*"}, AuthType: "none", CreatedAt: "2026-01-02T03:04:05.000Z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A bare store projects nothing until the app registers its
+	// aggregates' projections: these are the tenant's (app/registry.go).
+	if s, ok := st.(*store.Store); ok {
+		s.Register(tenant.AggregateType, store.APIKeysProjection(), store.WebhooksProjection())
+	}
+	id := "estest-webhook-" + org
+	rec := es.Record{AggregateType: tenant.AggregateType, AggregateID: id, Version: 1, Type: tenant.TypeWebhookCreated,
+		Timestamp: "2026-01-02T03:04:05.000Z", Data: data}
+	err = st.Update(context.Background(), func(ctx context.Context, tx es.Appender) error {
+		return tx.Append(ctx, 0, es.Snapshot{AggregateType: tenant.AggregateType, AggregateID: id, State: []byte(`{}`)}, []es.Record{rec})
+	})
+	if err != nil {
+		t.Fatalf("subscribe %s: %v", org, err)
+	}
 }

@@ -10,11 +10,13 @@ import (
 )
 
 // PartnerRows is the routing of the partner webhook consumer alone:
-// every event of an aggregate that belongs to a tenant gets one row,
-// which the fan-out (Register) turns into one delivery per matching
-// subscription. Its wake-ups stay on the node that queued the rows.
+// every event of an aggregate that belongs to a tenant with a webhook
+// (in any state, when the event is appended) gets one row, which the
+// fan-out (Register) turns into one delivery per matching subscription.
+// A tenant without webhooks gets no row. Its wake-ups stay on the node
+// that queued the rows.
 func PartnerRows() outbox.Consumer {
-	return outbox.Consumer{Name: es.ConsumerWebhooks, Route: routePartner, Policy: outbox.Policy{Local: true}}
+	return outbox.Consumer{Name: es.ConsumerWebhooks, Route: routePartner, OnlyIfWebhook: true, Policy: outbox.Policy{Local: true}}
 }
 
 func routePartner(_ context.Context, _ *store.Tx, rec es.Record) ([]string, error) {

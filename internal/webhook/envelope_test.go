@@ -14,6 +14,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/es"
+	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/testenv"
 	"github.com/spkey-dev/spkey/internal/webhook"
 )
@@ -77,16 +78,22 @@ func compileUpstream(t testing.TB, c *jsonschema.Compiler, name string) *jsonsch
 	return sch
 }
 
-// TestDoorbellRangQueuedForPartners: a ring on a tenant's lock queues a
-// webhook outbox row whose envelope is upstream's, with a stable id.
+// TestDoorbellRangQueuedForPartners: a ring on the lock of a tenant with a
+// webhook queues a partner outbox row whose envelope is upstream's, with a stable id.
 func TestDoorbellRangQueuedForPartners(t *testing.T) {
 	sch := envelopeSchema(t)
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
 			ctx := context.Background()
 			st := testenv.OpenStore(t, b)
-			svc := app.New(st, app.Options{}, testenv.Discard())
-			if _, err := svc.RegisterTenant(ctx, app.Call{P: app.Principal{Admin: true}}, "acme", "Acme", ""); err != nil {
+			svc := app.New(st, app.Options{Safety: netsafe.Policy{AllowHTTP: true, AllowPrivate: true}}, testenv.Discard())
+			admin := app.Call{P: app.Principal{Admin: true}}
+			if _, err := svc.RegisterTenant(ctx, admin, "acme", "Acme", ""); err != nil {
+				t.Fatal(err)
+			}
+			// A tenant's events are queued for partners while it has a
+			// webhook (no dispatcher runs here: the row stays queued).
+			if _, err := svc.CreateWebhook(ctx, admin, "acme", app.WebhookInput{URL: "http://127.0.0.1:9/", Events: []string{"*"}}); err != nil {
 				t.Fatal(err)
 			}
 			key := app.Principal{Kind: app.TenantCaller, OrgID: "acme"}

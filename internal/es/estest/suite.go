@@ -1,11 +1,12 @@
 // Package estest is the conformance suite of the es.Store contract. Every
 // backend runs it from its own tests:
 //
-//	estest.Run(t, func(t *testing.T) es.Store { return openFreshStore(t) })
+//	estest.Run(t, func(t *testing.T) es.Store { return openFreshStore(t) }, subscribe)
 //
 // open must return a fresh, empty, migrated store for each call; the suite
 // calls it once per subtest, from parallel subtests, and never closes the
-// store itself. RunAggregate runs the same tests on the streams of one
+// store itself. subscribe gives a tenant a partner webhook: a record of a
+// tenant gets its es.ConsumerWebhooks row only while the tenant has one. RunAggregate runs the same tests on the streams of one
 // registered aggregate type (the app runs it for every aggregate of its
 // registry), so that its store projections are held to the contract too.
 package estest
@@ -45,16 +46,35 @@ const ts = "2026-01-02T03:04:05.000Z"
 // ignoreSeq compares records without their store-assigned position.
 var ignoreSeq = cmpopts.IgnoreFields(es.Record{}, "Seq")
 
+// Subscribe gives tenant org a partner webhook in st, without queueing
+// an outbox row of its own: from then on the records of org get partner
+// rows (es.ConsumerWebhooks).
+type Subscribe func(t *testing.T, st es.Store, org string)
+
+// subscribed are the tenants the suite's stores give a webhook as they
+// are opened; unsubscribed is one they never do.
+var subscribed = []string{"org", "org-1", "org-2"}
+
+const unsubscribed = "org-without-webhook"
+
 // Run runs every conformance test against stores made by open, on
 // streams of the suite's own aggregate type.
-func Run(t *testing.T, open func(t *testing.T) es.Store) { RunAggregate(t, ownType, open) }
+func Run(t *testing.T, open func(t *testing.T) es.Store, subscribe Subscribe) {
+	RunAggregate(t, ownType, open, subscribe)
+}
 
 // RunAggregate runs every conformance test against stores made by open, on
 // streams of aggType: a registered aggregate type, whose store projections
 // then see every record the suite appends (records of type TestEvent,
 // which no aggregate declares and every projection must let pass).
-func RunAggregate(t *testing.T, aggType string, open func(t *testing.T) es.Store) {
-	x := suite{typ: aggType, open: open}
+func RunAggregate(t *testing.T, aggType string, open func(t *testing.T) es.Store, subscribe Subscribe) {
+	x := suite{typ: aggType, open: func(t *testing.T) es.Store {
+		st := open(t)
+		for _, org := range subscribed {
+			subscribe(t, st, org)
+		}
+		return st
+	}}
 	tests := []struct {
 		name string
 		fn   func(x suite, t *testing.T)
@@ -663,6 +683,8 @@ func (x suite) testOutbox(t *testing.T) {
 	}{
 		{"record with an org", []step{{"org-1", 1}}, []outboxKey{{es.ConsumerWebhooks, x.typ, "s", "org-1", 1}}},
 		{"record without an org", []step{{"", 1}}, nil},
+		{"record of an org without a webhook", []step{{unsubscribed, 2}}, nil},
+		{"org without a webhook set later", []step{{unsubscribed, 1}, {"org-1", 1}}, []outboxKey{{es.ConsumerWebhooks, x.typ, "s", "org-1", 2}}},
 		{"batch with an org", []step{{"org-1", 3}}, []outboxKey{
 			{es.ConsumerWebhooks, x.typ, "s", "org-1", 1},
 			{es.ConsumerWebhooks, x.typ, "s", "org-1", 2},
