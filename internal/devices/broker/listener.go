@@ -1,0 +1,163 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// Listener ids: they tell the authentication hook which credential a
+// connection must present.
+const (
+	listenerPlain = "plain"
+	listenerTLS   = "tls"
+)
+
+// deviceConn is a device's connection as mochi sees it (Client.Net.Conn).
+// It carries the thing the connection authenticated as, set once by the
+// authentication hook before the client is registered with the broker,
+// so the identity lives exactly as long as the connection.
+type deviceConn struct {
+	net.Conn
+	listener string
+	thing    string
+}
+
+// listener is a mochi TCP listener (optionally TLS) that gives every
+// connection a deadline for its CONNECT (mochi sets none before the
+// first packet, and refreshes it by keep-alive after), closes the
+// connections that never got that far when it closes, and lets Close wait
+// for every connection's goroutine.
+type listener struct {
+	id       string
+	ln       net.Listener
+	tls      *tls.Config
+	deadline time.Duration
+	presence *presence
+	log      *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[*deviceConn]struct{}
+	wg     sync.WaitGroup
+}
+
+var _ listeners.Listener = (*listener)(nil)
+
+// listen binds addr. It returns an error when the address cannot be bound.
+func listen(ctx context.Context, id, addr string, tlsConfig *tls.Config, deadline time.Duration, p *presence) (*listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("broker: listen %s on %s: %w", id, addr, err)
+	}
+	return &listener{id: id, ln: ln, tls: tlsConfig, deadline: deadline, presence: p, conns: map[*deviceConn]struct{}{}}, nil
+}
+
+// Init implements listeners.Listener: the address is already bound.
+func (l *listener) Init(log *slog.Logger) error {
+	l.log = log
+	return nil
+}
+
+// ID implements listeners.Listener.
+func (l *listener) ID() string { return l.id }
+
+// Protocol implements listeners.Listener.
+func (l *listener) Protocol() string { return "tcp" }
+
+// Address returns the bound address; "" for a nil listener.
+func (l *listener) Address() string {
+	if l == nil {
+		return ""
+	}
+	return l.ln.Addr().String()
+}
+
+// Serve implements listeners.Listener: it accepts until closed and runs
+// establish (mochi's whole connection) for each connection.
+func (l *listener) Serve(establish listeners.EstablishFn) {
+	for {
+		raw, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		_ = raw.SetDeadline(time.Now().Add(l.deadline))
+		dc := &deviceConn{Conn: raw, listener: l.id}
+		if l.tls != nil {
+			dc.Conn = tls.Server(raw, l.tls)
+		}
+		if !l.track(dc) {
+			_ = raw.Close()
+			return
+		}
+		go func() {
+			defer l.wg.Done()
+			err := establish(l.id, dc)
+			_ = dc.Close()
+			l.untrack(dc)
+			// A connection that ended between taking over its thing and
+			// its CONNACK gets no OnDisconnect from mochi.
+			l.presence.down(dc)
+			if err != nil && l.log != nil {
+				l.log.Debug("mqtt: connection ended", "remote", raw.RemoteAddr().String(), "thing", dc.thing, "err", err)
+			}
+		}()
+	}
+}
+
+func (l *listener) track(dc *deviceConn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.conns[dc] = struct{}{}
+	l.wg.Add(1)
+	return true
+}
+
+func (l *listener) untrack(dc *deviceConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.conns, dc)
+}
+
+// Close implements listeners.Listener: mochi disconnects its clients
+// (closeClients), and the connections still before CONNECT are closed here.
+func (l *listener) Close(closeClients listeners.CloseFn) {
+	l.mu.Lock()
+	first := !l.closed
+	l.closed = true
+	l.mu.Unlock()
+	if !first {
+		return
+	}
+	_ = l.ln.Close()
+	closeClients(l.id)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for dc := range l.conns {
+		_ = dc.Close()
+	}
+}
+
+// abort closes a listener that was never served.
+func (l *listener) abort() {
+	if l != nil {
+		_ = l.ln.Close()
+	}
+}
+
+// wait returns once every connection's goroutine has ended.
+func (l *listener) wait() {
+	if l != nil {
+		l.wg.Wait()
+	}
+}
