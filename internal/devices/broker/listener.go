@@ -101,10 +101,10 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			defer l.wg.Done()
 			err := establish(l.id, dc)
 			_ = dc.Close()
-			l.untrack(dc)
 			// A connection that ended between taking over its thing and
 			// its CONNACK gets no OnDisconnect from mochi.
 			l.presence.down(dc)
+			l.untrack(dc)
 			if err != nil && l.log != nil {
 				l.log.Debug("mqtt: connection ended", "remote", raw.RemoteAddr().String(), "thing", dc.thing, "err", err)
 			}
@@ -129,20 +129,19 @@ func (l *listener) untrack(dc *deviceConn) {
 	delete(l.conns, dc)
 }
 
-// Close implements listeners.Listener: mochi disconnects its clients
-// (closeClients), and the connections still before CONNECT are closed here.
-func (l *listener) Close(closeClients listeners.CloseFn) {
-	l.mu.Lock()
-	first := !l.closed
-	l.closed = true
-	l.mu.Unlock()
-	if !first {
-		return
-	}
-	_ = l.ln.Close()
-	closeClients(l.id)
+// Close implements listeners.Listener: it stops accepting and closes
+// every connection, which ends each client's session as a dropped
+// connection would. It does not call closeClients: mochi v2.7.9's
+// Clients.GetByListener takes its read lock twice and deadlocks against a
+// client being deleted at the same time.
+func (l *listener) Close(_ listeners.CloseFn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	l.closed = true
+	_ = l.ln.Close()
 	for dc := range l.conns {
 		_ = dc.Close()
 	}

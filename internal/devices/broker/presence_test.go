@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/spkey-dev/spkey/internal/devices/broker"
 )
 
 func TestPresence(t *testing.T) {
@@ -40,6 +42,9 @@ func TestPresence(t *testing.T) {
 			name: "takeover by a second connection of the same thing",
 			run: func(t *testing.T, e *env) {
 				first := e.mustDial(t, "lock-a")
+				// Online is reported just after the CONNACK; a connection
+				// taken over before that is never reported.
+				waitFor(t, "online", func() bool { return len(e.rec.events()) == 1 })
 				second := e.mustDial(t, "lock-a")
 				select {
 				case <-first.lost:
@@ -48,6 +53,13 @@ func TestPresence(t *testing.T) {
 				}
 				if !second.IsConnectionOpen() {
 					t.Fatal("second connection closed")
+				}
+				// Once the first connection is gone on the broker's side,
+				// the thing is still online: no offline for it.
+				waitFor(t, "the first connection to end", func() bool { return broker.OpenConns(e.b) == 1 })
+				waitFor(t, "the second online", func() bool { return len(e.rec.events()) == 2 })
+				if diff := cmp.Diff([]presenceEvent{on, on}, e.rec.events()); diff != "" {
+					t.Errorf("presence after the takeover (-want +got):\n%s", diff)
 				}
 				// Close waits for every connection to end and its
 				// presence to be reported: a late offline of the first
@@ -78,7 +90,10 @@ func TestPresence(t *testing.T) {
 func TestTwoThingsPresence(t *testing.T) {
 	e := start(t, nil)
 	a := e.mustDial(t, "lock-a")
+	// Online is reported just after the CONNACK: wait for each.
+	waitFor(t, "lock-a online", func() bool { return len(e.rec.events()) == 1 })
 	e.mustDial(t, "lock-b")
+	waitFor(t, "lock-b online", func() bool { return len(e.rec.events()) == 2 })
 	a.Disconnect(100)
 	waitFor(t, "lock-a offline", func() bool { return len(e.rec.events()) == 3 })
 	want := []presenceEvent{{"lock-a", true}, {"lock-b", true}, {"lock-a", false}}
