@@ -83,11 +83,23 @@ func (l *listener) Address() string {
 // Serve implements listeners.Listener: it accepts until closed and runs
 // establish (mochi's whole connection) for each connection.
 func (l *listener) Serve(establish listeners.EstablishFn) {
+	var backoff time.Duration
 	for {
 		raw, err := l.ln.Accept()
 		if err != nil {
-			return
+			if l.isClosed() {
+				return
+			}
+			// Out of file descriptors and the like: wait and go on,
+			// rather than stop serving (as mochi's own listener would).
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			if l.log != nil {
+				l.log.Warn("mqtt: accept failed", "listener", l.id, "err", err, "retry_in", backoff)
+			}
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		_ = raw.SetDeadline(time.Now().Add(l.deadline))
 		dc := &deviceConn{Conn: raw, listener: l.id}
 		if l.tls != nil {
@@ -121,6 +133,12 @@ func (l *listener) track(dc *deviceConn) bool {
 	l.conns[dc] = struct{}{}
 	l.wg.Add(1)
 	return true
+}
+
+func (l *listener) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
 }
 
 func (l *listener) untrack(dc *deviceConn) {
@@ -158,5 +176,65 @@ func (l *listener) abort() {
 func (l *listener) wait() {
 	if l != nil {
 		l.wg.Wait()
+	}
+}
+
+// presence decides what OnPresence is told. Each thing has at most one
+// current connection: the last one that began its session. A connection
+// that is no longer current (taken over) says nothing when it ends, so a
+// takeover never reports offline after the new connection's online, in
+// whatever order mochi finishes the two.
+type presence struct {
+	mu        sync.Mutex
+	current   map[string]*deviceConn // thing -> the connection that speaks for it
+	announced map[string]bool        // thing -> the last report was online
+	notify    func(thing string, online bool, at time.Time)
+	now       func() time.Time
+}
+
+// claim makes dc the thing's current connection (mochi's
+// OnSessionEstablish, before it disconnects a connection it takes over).
+func (p *presence) claim(dc *deviceConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.current[dc.thing] = dc
+}
+
+// up reports dc's thing online if dc is still its current connection
+// (mochi's OnSessionEstablished, after the CONNACK).
+func (p *presence) up(dc *deviceConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.current[dc.thing] != dc {
+		return
+	}
+	p.announced[dc.thing] = true
+	p.report(dc.thing, true)
+}
+
+// down reports dc's thing offline if dc was its current connection and
+// the last report was online. It is called when mochi disconnects the
+// client and again when the connection's goroutine ends; the second call
+// finds nothing to do.
+func (p *presence) down(dc *deviceConn) {
+	if dc.thing == "" {
+		return // never authenticated
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.current[dc.thing] != dc {
+		return
+	}
+	delete(p.current, dc.thing)
+	if p.announced[dc.thing] {
+		delete(p.announced, dc.thing)
+		p.report(dc.thing, false)
+	}
+}
+
+// report calls notify under p.mu, so reports are ordered.
+func (p *presence) report(thing string, online bool) {
+	if p.notify != nil {
+		p.notify(thing, online, p.now())
 	}
 }
