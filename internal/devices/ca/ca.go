@@ -38,8 +38,7 @@ import (
 // DefaultName is the common name of the CA that LoadOrCreateDir creates.
 const DefaultName = "spkey device CA"
 
-// caValidity is how long a new CA is valid: ten years (in calendar years,
-// see New).
+// caValidityYears is how long a new CA is valid, in calendar years.
 const caValidityYears = 10
 
 // clockSkew is how far before now every certificate starts, so that a
@@ -281,10 +280,12 @@ func parseKeyPEM(keyPEM []byte) (*ecdsa.PrivateKey, error) {
 	}
 }
 
+// encodeCert returns a certificate's DER as a PEM CERTIFICATE block.
 func encodeCert(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
+// encodeKey returns key as a PEM PKCS #8 PRIVATE KEY block.
 func encodeKey(key *ecdsa.PrivateKey) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
