@@ -119,7 +119,9 @@ func New(now time.Time, name string) (*CA, error) {
 // optionally after an "EC PARAMETERS" block as openssl writes it). It
 // returns an error wrapping ErrInvalidCA if either does not parse or the
 // certificate is not a CA that may sign certificates, and one wrapping
-// ErrKeyMismatch if the key is not the certificate's.
+// ErrKeyMismatch if the key is not the certificate's. The certificate
+// need not be self-signed: an operator's intermediate CA is then the
+// anchor of Pool. Parse does not check the time: signing does.
 func Parse(certPEM, keyPEM []byte) (*CA, error) {
 	cert, err := parseCertPEM(certPEM)
 	if err != nil {

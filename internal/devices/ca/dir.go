@@ -22,8 +22,8 @@ const (
 // If neither file exists it makes a new CA (New with DefaultName and now),
 // creating dir (0700) if needed, and writes both files, each atomically
 // (a temporary file in dir, synced, then renamed), the key with mode
-// 0600. If both exist it loads them; it does not check that the CA is
-// still valid (see CA.Certificate), as signing with it does.
+// 0600. If both exist it loads them; it does not check the CA's validity
+// period (see CA.Certificate): IssueClient, SignCSR and ServerCert do.
 //
 // It never replaces what it finds: it returns an error wrapping
 // ErrIncompletePair if only one of the files exists (e.g. after a crash
@@ -77,6 +77,11 @@ func LoadOrCreateDir(dir string, now time.Time) (*CA, error) {
 		return nil, fmt.Errorf("device CA: %w", err)
 	}
 	if err := os.Rename(certTmp, certPath); err != nil {
+		// The key just placed is of no use without its certificate; take
+		// it back so that the next start does not meet a half pair.
+		if rerr := os.Remove(keyPath); rerr != nil {
+			return nil, fmt.Errorf("device CA: %w (and removing %s: %w)", err, KeyFile, rerr)
+		}
 		return nil, fmt.Errorf("device CA: %w", err)
 	}
 	if err := syncDir(dir); err != nil {

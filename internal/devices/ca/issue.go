@@ -25,6 +25,7 @@ const minRSABits = 2048
 // 128-bit serial, valid from a minute before now for validity (but not
 // past the CA's own end). It returns the certificate and the key as PEM
 // (CERTIFICATE, PKCS #8 PRIVATE KEY) and the certificate's Fingerprint.
+// The key is the thing's secret: hand it to the device, do not keep it.
 // It returns an error wrapping ErrInvalidThing for a bad thing name, one
 // wrapping ErrCAExpired if the CA is not valid at now, and an error if
 // validity is not positive.
