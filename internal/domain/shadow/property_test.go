@@ -86,7 +86,7 @@ func genValue(depth int) *rapid.Generator[any] {
 		case kind == 2:
 			return []any{json.Number(fmt.Sprint(rapid.IntRange(0, 2).Draw(t, "e0"))), "x"}
 		case kind >= 5 && depth > 0:
-			return genObject(depth - 1).Draw(t, "object")
+			return genObject(depth-1).Draw(t, "object")
 		default:
 			return json.Number(fmt.Sprint(rapid.IntRange(0, 2).Draw(t, "n")))
 		}
