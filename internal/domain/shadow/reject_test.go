@@ -111,3 +111,32 @@ func TestErrorPayloadKeepsUTF8(t *testing.T) {
 		t.Errorf("classic message (-want +got):\n%s", diff)
 	}
 }
+
+func TestZeroLimitsAreDefaults(t *testing.T) {
+	if _, err := shadow.Update(shadow.Document{}, []byte(`{"state":{"desired":{"a":1}}}`), 1, shadow.Limits{}); err != nil {
+		t.Fatalf("zero limits rejected a small update: %s", err.Payload())
+	}
+	_, err := shadow.Update(shadow.Document{}, []byte(`{"state":{"desired":`+nested(9)+`}}`), 1, shadow.Limits{MaxStateBytes: 10000})
+	if err == nil || err.Message != "JSON contains too many levels of nesting; maximum is 8" {
+		t.Fatalf("got %v, want the default depth limit", err)
+	}
+	if _, err := shadow.Get(build(t, `{"state":{}}`), "t", "", []byte(`{"clientToken":"`+strings.Repeat("x", 64)+`"}`), 1, shadow.Limits{}); err != nil {
+		t.Fatalf("zero limits rejected a 64-byte token: %v", err)
+	}
+}
+
+func TestUpdateStoredDocumentWithoutMetadata(t *testing.T) {
+	cur, err := shadow.Unmarshal([]byte(`{"exists":true,"version":3,"desired":{"a":{"b":1}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, rerr := shadow.Update(cur, []byte(`{"state":{"desired":{"a":{"c":2}}}}`), 50, shadow.DefaultLimits())
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	got := get(t, res.Document, 60)
+	wantGet := `{"state":{"desired":{"a":{"b":1,"c":2}},"delta":{"a":{"b":1,"c":2}}},"metadata":{"desired":{"a":{"c":{"timestamp":50}}}},"version":4,"timestamp":60}`
+	if diff := cmp.Diff(want(t, wantGet), got); diff != "" {
+		t.Errorf("get (-want +got):\n%s", diff)
+	}
+}

@@ -15,8 +15,8 @@ import (
 	"fmt"
 )
 
-// Limits bounds what an update may contain. DefaultLimits holds AWS IoT's
-// documented values.
+// Limits bounds what a request may contain. DefaultLimits holds AWS IoT's
+// documented values; a zero field takes its default.
 type Limits struct {
 	// MaxRequestBytes bounds the whole request payload (AWS: the 128 KB MQTT
 	// message limit).
@@ -40,6 +40,22 @@ func DefaultLimits() Limits {
 		MaxDepth:            8,
 		MaxClientTokenBytes: 64,
 	}
+}
+
+// orDefaults fills l's zero fields from DefaultLimits.
+func (l Limits) orDefaults() Limits {
+	d := DefaultLimits()
+	for _, f := range []struct{ v, def *int }{
+		{&l.MaxRequestBytes, &d.MaxRequestBytes},
+		{&l.MaxStateBytes, &d.MaxStateBytes},
+		{&l.MaxDepth, &d.MaxDepth},
+		{&l.MaxClientTokenBytes, &d.MaxClientTokenBytes},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
+	}
+	return l
 }
 
 // DeletedVersionTTL is how long, in seconds, a deleted shadow's version is

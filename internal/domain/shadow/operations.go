@@ -1,5 +1,7 @@
 package shadow
 
+import "unicode/utf8"
+
 // UpdateResult is an accepted update: the new document and the payloads to
 // publish on /update/accepted, /update/delta (nil when desired and reported
 // do not differ) and /update/documents.
@@ -25,6 +27,7 @@ type UpdateResult struct {
 // null inside an array or too deep a nesting; 409 when it carries a version
 // other than the current one.
 func Update(cur Document, request []byte, now int64, limits Limits) (UpdateResult, *Error) {
+	limits = limits.orDefaults()
 	req, rerr := parseUpdate(request, now, limits)
 	if rerr != nil {
 		return UpdateResult{}, rerr
@@ -77,6 +80,62 @@ func Update(cur Document, request []byte, now int64, limits Limits) (UpdateResul
 	return res, nil
 }
 
+// Get answers a /get request for the shadow thing/shadowName ("" for the
+// classic shadow) at now: the /get/accepted payload with the desired and
+// reported state, their delta (when they differ), the metadata, version,
+// timestamp and the request's clientToken.
+//
+// The request's content is ignored except for a clientToken. It returns a
+// 404 *Error when the shadow does not exist (never created or deleted), 400
+// when the clientToken is not a string of at most limits.MaxClientTokenBytes
+// and 413 when the request exceeds limits.MaxRequestBytes.
+func Get(cur Document, thing, shadowName string, request []byte, now int64, limits Limits) ([]byte, *Error) {
+	token, rerr := readToken(request, now, limits)
+	if rerr != nil {
+		return nil, rerr
+	}
+	if !cur.Exists {
+		return nil, reject(CodeNotFound, NotFoundMessage(thing, shadowName), now, token)
+	}
+	full := snapshot(cur)
+	if delta := Delta(cur.Desired, cur.Reported); delta != nil {
+		full.State["delta"] = delta
+	}
+	return mustEncode(responseDoc{
+		State:       full.State,
+		Metadata:    full.Metadata,
+		Version:     cur.Version,
+		Timestamp:   now,
+		ClientToken: token,
+	}), nil
+}
+
+// Delete answers a /delete request for the shadow thing/shadowName at now:
+// the deleted document, which keeps its version so that a shadow created
+// again within DeletedVersionTTL continues it, and the /delete/accepted
+// payload {"version","timestamp","clientToken"}.
+//
+// The request's content is ignored except for a clientToken. It returns a
+// 404 *Error when the shadow does not exist, 400 when the clientToken is not
+// a string of at most limits.MaxClientTokenBytes and 413 when the request
+// exceeds limits.MaxRequestBytes; cur is then unchanged.
+func Delete(cur Document, thing, shadowName string, request []byte, now int64, limits Limits) (Document, []byte, *Error) {
+	token, rerr := readToken(request, now, limits)
+	if rerr != nil {
+		return cur, nil, rerr
+	}
+	if !cur.Exists {
+		return cur, nil, reject(CodeNotFound, NotFoundMessage(thing, shadowName), now, token)
+	}
+	deleted := Document{Version: cur.Version, Timestamp: now, DeletedAt: now}
+	payload := mustEncode(struct {
+		Version     int64  `json:"version"`
+		Timestamp   int64  `json:"timestamp"`
+		ClientToken string `json:"clientToken,omitempty"`
+	}{cur.Version, now, token})
+	return deleted, payload, nil
+}
+
 // section is one of desired or reported in a request.
 type section struct {
 	present bool           // the key was in the request
@@ -95,6 +154,9 @@ func applySection(state, meta map[string]any, s section, now int64) (map[string]
 	}
 	if state == nil {
 		state, meta = map[string]any{}, map[string]any{}
+	}
+	if meta == nil {
+		meta = map[string]any{} // a stored document without metadata
 	}
 	mergeObject(state, meta, s.fields, now)
 	if len(state) == 0 {
@@ -194,4 +256,26 @@ func snapshot(d Document) fullDoc {
 		state["reported"], meta["reported"] = d.Reported, d.Metadata.Reported
 	}
 	return fullDoc{State: state, Metadata: meta, Version: d.Version}
+}
+
+// readToken extracts the clientToken of a /get or /delete request. AWS
+// ignores these requests' content (they are often empty), so a payload that
+// is not a JSON object simply has no token.
+func readToken(request []byte, now int64, limits Limits) (string, *Error) {
+	limits = limits.orDefaults()
+	if len(request) > limits.MaxRequestBytes {
+		return "", reject(CodePayloadTooLarge, MsgTooLarge, now, "")
+	}
+	if len(request) == 0 || !utf8.Valid(request) {
+		return "", nil
+	}
+	top, ok := decodeObject(request)
+	if !ok {
+		return "", nil
+	}
+	token, msg := clientToken(top, limits)
+	if msg != "" {
+		return "", reject(CodeBadRequest, msg, now, "")
+	}
+	return token, nil
 }
