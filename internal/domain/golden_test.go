@@ -39,10 +39,22 @@ type fixture struct {
 	upstream bool   // upstream defines the event (lock, user); tenant events are spkey's own
 	ev       domain.Event
 	events   *domain.Catalog
+	// shape, when set, names a further stored shape of an event type that
+	// has a fixture already (an older or fuller form): its golden file is
+	// {type}.{shape}.json.
+	shape string
 }
 
 // typ is the stored type name of the fixture's event.
 func (f fixture) typ() string { return f.events.Name(f.ev) }
+
+// golden is the name of the fixture's golden file.
+func (f fixture) golden() string {
+	if f.shape != "" {
+		return f.typ() + "." + f.shape + ".json"
+	}
+	return f.typ() + ".json"
+}
 
 func i64(n int64) *int64 { return &n }
 
@@ -58,18 +70,25 @@ const (
 // fixtures holds one instance of every event type, every optional field
 // filled, so the golden files pin every field name.
 func fixtures() []fixture {
-	l := func(e domain.Event) fixture { return fixture{"lock", true, e, lock.Events} }
-	u := func(e domain.Event) fixture { return fixture{"user", true, e, user.Events} }
-	tn := func(e domain.Event) fixture { return fixture{"tenant", false, e, tenant.Events} }
-	d := func(e domain.Event) fixture { return fixture{"doorbell", false, e, doorbell.Events} }
+	l := func(e domain.Event) fixture { return fixture{pkg: "lock", upstream: true, ev: e, events: lock.Events} }
+	u := func(e domain.Event) fixture { return fixture{pkg: "user", upstream: true, ev: e, events: user.Events} }
+	tn := func(e domain.Event) fixture { return fixture{pkg: "tenant", ev: e, events: tenant.Events} }
+	d := func(e domain.Event) fixture { return fixture{pkg: "doorbell", ev: e, events: doorbell.Events} }
+	seed := []lock.Key{{UUID: "0b9f1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d", IndexNumber: i64(0), UserID: userA}, {UUID: "5c6d7e8f-9a0b-4c1d-8e2f-3a4b5c6d7e8f", IndexNumber: i64(1)}}
 	return []fixture{
-		l(lock.LockCreated{LockID: lockID, UUID: lockU, SerialNumber: "SN-0001001",
-			Keys:    []lock.Key{{UUID: "0b9f1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d", IndexNumber: i64(0), UserID: userA}, {UUID: "5c6d7e8f-9a0b-4c1d-8e2f-3a4b5c6d7e8f", IndexNumber: i64(1)}},
-			OwnerID: userA, Timestamp: ts}),
+		// LockCreated as spkey stored it before it recorded device things.
+		l(lock.LockCreated{LockID: lockID, UUID: lockU, SerialNumber: "SN-0001001", Keys: seed, OwnerID: userA, Timestamp: ts}),
+		{pkg: "lock", upstream: true, shape: "thing", events: lock.Events, ev: lock.LockCreated{LockID: lockID, UUID: lockU, SerialNumber: "SN-0001001", Keys: seed, OwnerID: userA, Timestamp: ts,
+			ThingName: "lock-1001", ThingArn: "arn:aws:iot:eu-central-1:123456789012:thing/lock-1001"}},
 		l(lock.OwnerSet{LockID: lockID, UUID: lockU, Timestamp: ts, UserID: userB}),
 		l(lock.OrganizationSet{LockID: lockID, UUID: lockU, Timestamp: ts, OrgID: "acme"}),
 		l(lock.ResidentAdded{LockID: lockID, UUID: lockU, Timestamp: ts, UserID: userB, Name: "Bob Example", Email: "b***@example.com"}),
 		l(lock.ResidentRemoved{LockID: lockID, UUID: lockU, Timestamp: ts, UserID: userB, Email: "b***@example.com"}),
+		l(lock.KeyAdded{LockID: lockID, UUID: lockU, Timestamp: ts, KeyUUID: "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b", KeyIndexNumber: i64(2), UserID: userB}),
+		l(lock.KeyRemoved{LockID: lockID, UUID: lockU, Timestamp: ts, KeyUUID: "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b", KeyIndexNumber: i64(2)}),
+		l(lock.KeyWriteRequested{LockID: lockID, UUID: lockU, Timestamp: ts, KeyUUID: "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b", KeyIndexNumber: i64(2)}),
+		l(lock.LockOpenRequested{LockID: lockID, UUID: lockU, Timestamp: ts, Reason: "Parcel for flat 4", RequestID: "req-42"}),
+		l(lock.LockUUIDChanged{LockID: lockID, UUID: lockU, Timestamp: ts, NewUUID: "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e", PreviousUUID: lockU}),
 		u(user.UserCreated{UserID: userA, Status: user.StatusActive}),
 		u(user.UserEmailUpdated{UserID: userA, Action: "set", MaskedEmail: "a***@example.com", Timestamp: ts}),
 		u(user.UserPhoneNumberUpdated{UserID: userA, Action: "set", MaskedPhoneNumber: "***4567", Timestamp: ts}),
@@ -87,8 +106,8 @@ func fixtures() []fixture {
 		tn(tenant.WebhookVerificationFailed{OrgID: "acme", WebhookID: "5b7f1c2e-3d4a-4b5c-8d6e-7f8091a2b3c4", URLVersion: 2, StatusCode: 500,
 			Error: "HTTP 500: upstream down", FailedAt: ts}),
 		tn(tenant.WebhookDisabled{OrgID: "acme", WebhookID: "5b7f1c2e-3d4a-4b5c-8d6e-7f8091a2b3c4", StatusCode: 410, Reason: "HTTP 410 Gone", DisabledAt: ts}),
-		fixture{"user", false, user.NotificationPreferencesSet{UserID: userA, Timestamp: ts,
-			Preferences: user.Preferences{Live: true, Email: false, Hook: true, QuietHours: &user.QuietHours{Start: "22:00", End: "07:00", TimeZone: "Europe/Warsaw"}}}, user.Events},
+		fixture{pkg: "user", events: user.Events, ev: user.NotificationPreferencesSet{UserID: userA, Timestamp: ts,
+			Preferences: user.Preferences{Live: true, Email: false, Hook: true, QuietHours: &user.QuietHours{Start: "22:00", End: "07:00", TimeZone: "Europe/Warsaw"}}}},
 		d(doorbell.DoorbellRang{RingID: ringID, LockID: lockID, UUID: lockU, OrgID: "acme", Timestamp: ts,
 			Residents: []doorbell.Target{{UserID: userA, Name: "Ann"}, {UserID: userB, Name: "Bob Example"}},
 			Source:    doorbell.SourceVisitorPage, VisitorName: "Courier", Message: "Parcel for flat 4"}),
@@ -114,6 +133,12 @@ func decided(t *testing.T) []domain.Event {
 	add(lock.DecideAddResident(created, userA, "Ann", "", ts))
 	withAnn := lock.Apply(created, out[len(out)-1])
 	add(lock.DecideRemoveResident(withAnn, userA, ts))
+	add(lock.DecideAddKey(created, lock.AddKey{KeyUUID: "k-1", Now: ts}))
+	withKey := lock.Apply(created, out[len(out)-1])
+	add(lock.DecideRemoveKey(withKey, lock.RemoveKey{KeyUUID: "k-1", Now: ts}))
+	add(lock.DecideWriteKey(created, lock.WriteKey{KeyUUID: "k-1", Now: ts}))
+	add(lock.DecideOpenLock(created, lock.OpenLock{Now: ts}))
+	add(lock.DecideChangeUUID(created, userB, ts))
 	add(user.DecideCreate(user.State{}, user.Create{UserID: userA, Now: ts}))
 	u := user.Apply(user.State{}, user.UserCreated{UserID: userA, Status: user.StatusActive})
 	add(user.DecideUpdatePhone(u, "+48123454567", "", ts))
@@ -131,8 +156,6 @@ func nameOf(e domain.Event) string {
 	return ""
 }
 
-func goldenPath(typ string) string { return filepath.Join(goldenDir, typ+".json") }
-
 func TestGoldenEvents(t *testing.T) {
 	fx := fixtures()
 	if *update {
@@ -145,7 +168,9 @@ func TestGoldenEvents(t *testing.T) {
 		declared := declaredEventTypes(t)
 		var have []string
 		for _, f := range fx {
-			have = append(have, f.pkg+"."+f.typ())
+			if f.shape == "" {
+				have = append(have, f.pkg+"."+f.typ())
+			}
 		}
 		sort.Strings(have)
 		if diff := cmp.Diff(declared, have); diff != "" {
@@ -155,13 +180,13 @@ func TestGoldenEvents(t *testing.T) {
 
 	for _, f := range fx {
 		typ := f.typ()
-		t.Run(typ, func(t *testing.T) {
+		t.Run(strings.TrimSuffix(f.golden(), ".json"), func(t *testing.T) {
 			b, err := json.Marshal(f.ev)
 			if err != nil {
 				t.Fatalf("marshal: %v", err)
 			}
 			got := append(b, '\n')
-			path := goldenPath(typ)
+			path := filepath.Join(goldenDir, f.golden())
 			if *update {
 				if err := os.WriteFile(path, got, 0o644); err != nil {
 					t.Fatal(err)
@@ -189,7 +214,7 @@ func TestGoldenEvents(t *testing.T) {
 	t.Run("no stale golden files", func(t *testing.T) {
 		known := map[string]bool{}
 		for _, f := range fx {
-			known[f.typ()+".json"] = true
+			known[f.golden()] = true
 		}
 		entries, err := os.ReadDir(goldenDir)
 		if err != nil {

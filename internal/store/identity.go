@@ -119,9 +119,11 @@ func (tx *Tx) LockByDevice(ctx context.Context, uuid string) (lockID string, fou
 	return lockID, true, nil
 }
 
-// projectLock keeps lock_members and lock_devices in step with the lock
-// events. A device UUID already taken by another lock stays with it (the
-// app refuses a second lock with it; a rebuild keeps the first).
+// projectLock keeps lock_members, lock_key_holders and lock_devices in
+// step with the lock events. A device UUID already taken by another lock
+// stays with it (the app refuses a second lock with it, or a move to it;
+// a rebuild keeps the first). A user keeps the 'key' role while holding
+// at least one key of the lock.
 func (s *Store) projectLock(ctx context.Context, q querier, r es.Record) error {
 	exec := func(query string, args ...any) error {
 		if _, err := q.ExecContext(ctx, s.sql(query), args...); err != nil {
@@ -135,6 +137,24 @@ func (s *Store) projectLock(ctx context.Context, q querier, r es.Record) error {
 		}
 		return exec(`INSERT INTO lock_members (lock_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, r.AggregateID, userID, role)
 	}
+	hold := func(keyUUID, userID string) error {
+		if userID == "" {
+			return nil
+		}
+		if err := exec(`INSERT INTO lock_key_holders (lock_id, key_uuid, user_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, r.AggregateID, keyUUID, userID); err != nil {
+			return err
+		}
+		return add(userID, RoleKey)
+	}
+	// drop takes key keyUUID away (lock.Apply drops every key of that UUID),
+	// then the 'key' role of whoever holds no key of the lock any more.
+	drop := func(keyUUID string) error {
+		if err := exec(`DELETE FROM lock_key_holders WHERE lock_id = $1 AND key_uuid = $2`, r.AggregateID, keyUUID); err != nil {
+			return err
+		}
+		return exec(`DELETE FROM lock_members WHERE lock_id = $1 AND role = 'key' AND NOT EXISTS
+			(SELECT 1 FROM lock_key_holders h WHERE h.lock_id = lock_members.lock_id AND h.user_id = lock_members.user_id)`, r.AggregateID)
+	}
 	switch r.Type {
 	case lock.TypeLockCreated:
 		var e lock.LockCreated
@@ -147,7 +167,7 @@ func (s *Store) projectLock(ctx context.Context, q querier, r es.Record) error {
 			}
 		}
 		for _, k := range e.Keys {
-			if err := add(k.UserID, RoleKey); err != nil {
+			if err := hold(k.UUID, k.UserID); err != nil {
 				return err
 			}
 		}
@@ -173,6 +193,32 @@ func (s *Store) projectLock(ctx context.Context, q querier, r es.Record) error {
 			return fmt.Errorf("project %s: %w", r.Type, err)
 		}
 		return exec(`DELETE FROM lock_members WHERE lock_id = $1 AND user_id = $2 AND role = 'resident'`, r.AggregateID, e.UserID)
+	case lock.TypeKeyAdded:
+		var e lock.KeyAdded
+		if err := json.Unmarshal(r.Data, &e); err != nil {
+			return fmt.Errorf("project %s: %w", r.Type, err)
+		}
+		// The decide step never re-adds a key on the lock, but lock.Apply
+		// replaces one: the projection does as the fold does.
+		if err := drop(e.KeyUUID); err != nil {
+			return err
+		}
+		return hold(e.KeyUUID, e.UserID)
+	case lock.TypeKeyRemoved:
+		var e lock.KeyRemoved
+		if err := json.Unmarshal(r.Data, &e); err != nil {
+			return fmt.Errorf("project %s: %w", r.Type, err)
+		}
+		return drop(e.KeyUUID)
+	case lock.TypeLockUUIDChanged:
+		var e lock.LockUUIDChanged
+		if err := json.Unmarshal(r.Data, &e); err != nil {
+			return fmt.Errorf("project %s: %w", r.Type, err)
+		}
+		if err := exec(`DELETE FROM lock_devices WHERE lock_id = $1`, r.AggregateID); err != nil {
+			return err
+		}
+		return exec(`INSERT INTO lock_devices (uuid, lock_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, e.NewUUID, r.AggregateID)
 	}
 	return nil
 }

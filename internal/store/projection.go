@@ -50,11 +50,12 @@ func WebhooksProjection() Projection {
 }
 
 // LockMembersProjection keeps lock_members (who holds which role on a
-// lock) and lock_devices (device UUID to lock) in step with the lock
-// events.
+// lock), lock_key_holders (who holds which key of a lock) and
+// lock_devices (device UUID to lock) in step with the lock events.
 func LockMembersProjection() Projection {
-	return Projection{name: "lock-members", tables: []string{"lock_members", "lock_devices"}, apply: (*Store).projectLock,
-		dumps: []string{`SELECT lock_id, user_id, role FROM lock_members`, `SELECT uuid, lock_id FROM lock_devices`}}
+	return Projection{name: "lock-members", tables: []string{"lock_members", "lock_key_holders", "lock_devices"}, apply: (*Store).projectLock,
+		dumps: []string{`SELECT lock_id, user_id, role FROM lock_members`, `SELECT lock_id, key_uuid, user_id FROM lock_key_holders`,
+			`SELECT uuid, lock_id FROM lock_devices`}}
 }
 
 // implemented lists every projection the store implements, in the order

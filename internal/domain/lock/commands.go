@@ -13,7 +13,11 @@ type Create struct {
 	OwnerID      string
 	Keys         []Key
 	OrgID        string
-	Now          string
+	// ThingName and ThingArn, when set, name the lock's device thing (see
+	// ThingName and ThingArn).
+	ThingName string
+	ThingArn  string
+	Now       string
 }
 
 // DecideCreate returns LockCreated (and OrganizationSet when the command
@@ -28,7 +32,7 @@ func DecideCreate(s State, c Create) ([]domain.Event, error) {
 		keys = []Key{}
 	}
 	evs := []domain.Event{LockCreated{LockID: c.LockID, UUID: c.UUID, SerialNumber: c.SerialNumber,
-		Keys: keys, OwnerID: c.OwnerID, Timestamp: c.Now}}
+		Keys: keys, OwnerID: c.OwnerID, Timestamp: c.Now, ThingName: c.ThingName, ThingArn: c.ThingArn}}
 	if c.OrgID != "" {
 		evs = append(evs, OrganizationSet{LockID: c.LockID, UUID: c.UUID, Timestamp: c.Now, OrgID: c.OrgID})
 	}

@@ -34,6 +34,9 @@ type model struct {
 	created   bool
 	lockID    int64
 	uuid      string
+	serial    string
+	thing     string // thing name and ARN, when the lock was created with them
+	thingArn  string
 	owner     string
 	org       string
 	keys      []lock.Key
@@ -108,19 +111,29 @@ func (mc *machine) create(t *rapid.T) {
 			keys = append(keys, k)
 		}
 	}
+	// Locks created before spkey recorded things have neither field.
+	thing, arn := "", ""
+	if rapid.Bool().Draw(t, "withThing") {
+		thing = lock.ThingName(id)
+		arn = lock.ThingArn("eu-central-1", "123456789012", thing)
+	}
 	now := mc.now()
-	evs, err := lock.DecideCreate(mc.s, lock.Create{LockID: id, UUID: uuid, SerialNumber: "SN-" + uuid[:4], OwnerID: owner, Keys: keys, OrgID: org, Now: now})
+	serial := "SN-" + uuid[:4]
+	evs, err := lock.DecideCreate(mc.s, lock.Create{LockID: id, UUID: uuid, SerialNumber: serial, OwnerID: owner, Keys: keys, OrgID: org,
+		ThingName: thing, ThingArn: arn, Now: now})
 	var want []domain.Event
 	if !mc.m.created {
 		wantKeys := keys
 		if wantKeys == nil {
 			wantKeys = []lock.Key{}
 		}
-		want = []domain.Event{lock.LockCreated{LockID: id, UUID: uuid, SerialNumber: "SN-" + uuid[:4], Keys: wantKeys, OwnerID: owner, Timestamp: now}}
+		want = []domain.Event{lock.LockCreated{LockID: id, UUID: uuid, SerialNumber: serial, Keys: wantKeys, OwnerID: owner, Timestamp: now,
+			ThingName: thing, ThingArn: arn}}
 		if org != "" {
 			want = append(want, lock.OrganizationSet{LockID: id, UUID: uuid, Timestamp: now, OrgID: org})
 		}
-		mc.m = model{created: true, lockID: id, uuid: uuid, owner: owner, org: org, keys: wantKeys, residents: []lock.Resident{}}
+		mc.m = model{created: true, lockID: id, uuid: uuid, serial: serial, thing: thing, thingArn: arn, owner: owner, org: org,
+			keys: slices.Clone(wantKeys), residents: []lock.Resident{}}
 	}
 	// A second create is idempotent: no events, no error.
 	expect(t, "create", evs, err, want, "")
@@ -238,8 +251,18 @@ func (mc *machine) check(t *rapid.T) {
 	if s.HasKeyHolder("") {
 		t.Fatalf("HasKeyHolder(\"\") = true: an unassigned key slot must not match the empty user")
 	}
-	want := lock.State{LockID: m.lockID, UUID: m.uuid, SerialNumber: "SN-" + m.uuid[:4], OwnerID: m.owner, OrgID: m.org,
-		Keys: m.keys, Residents: m.residents, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
+	keySeen := map[string]bool{}
+	for _, k := range s.Keys {
+		if keySeen[k.UUID] {
+			t.Fatalf("key %s listed twice: %+v", k.UUID, s.Keys)
+		}
+		keySeen[k.UUID] = true
+		if got, ok := s.Key(k.UUID); !ok || got.UUID != k.UUID {
+			t.Fatalf("Key(%s) = %+v, %v: the key is listed", k.UUID, got, ok)
+		}
+	}
+	want := lock.State{LockID: m.lockID, UUID: m.uuid, SerialNumber: m.serial, OwnerID: m.owner, OrgID: m.org,
+		Keys: m.keys, Residents: m.residents, ThingName: m.thing, ThingArn: m.thingArn, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
 	if diff := diff(want, s); diff != "" {
 		t.Fatalf("state differs from the model (-want +got):\n%s", diff)
 	}
@@ -281,6 +304,18 @@ func lastTimestamp(evs []domain.Event) string {
 			ts = v.Timestamp
 		case lock.ResidentRemoved:
 			ts = v.Timestamp
+		case lock.KeyAdded:
+			ts = v.Timestamp
+		case lock.KeyRemoved:
+			ts = v.Timestamp
+		case lock.KeyWriteRequested:
+			ts = v.Timestamp
+		case lock.LockOpenRequested:
+			ts = v.Timestamp
+		case lock.LockUUIDChanged:
+			ts = v.Timestamp
+		default:
+			panic(fmt.Sprintf("lastTimestamp: unknown event %T", e))
 		}
 	}
 	return ts
@@ -295,6 +330,11 @@ func TestLockCommandSequences(t *testing.T) {
 			"setOrg":         mc.setOrg,
 			"addResident":    mc.addResident,
 			"removeResident": mc.removeResident,
+			"addKey":         mc.addKey,
+			"removeKey":      mc.removeKey,
+			"writeKey":       mc.writeKey,
+			"openLock":       mc.openLock,
+			"changeUUID":     mc.changeUUID,
 			"":               mc.check,
 		})
 	})
