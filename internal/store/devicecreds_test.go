@@ -150,15 +150,18 @@ func TestAddDeviceCredentialRefuses(t *testing.T) {
 			}
 			pw := passwordCred("p", "lock-1", "pw", credNow)
 			invalid := map[string]func(c *store.DeviceCredential){
-				"empty id":                      func(c *store.DeviceCredential) { c.ID = "" },
-				"empty thing":                   func(c *store.DeviceCredential) { c.Thing = "" },
-				"empty creation time":           func(c *store.DeviceCredential) { c.CreatedAt = "" },
-				"already revoked":               func(c *store.DeviceCredential) { c.RevokedAt = credNow },
-				"unknown kind":                  func(c *store.DeviceCredential) { c.Kind = "token" },
-				"plain password as hash":        func(c *store.DeviceCredential) { c.SecretHash = "hunter2" },
-				"uppercase hash":                func(c *store.DeviceCredential) { c.SecretHash = strings.ToUpper(c.SecretHash) },
-				"password with a fingerprint":   func(c *store.DeviceCredential) { c.Fingerprint = sha("der") },
-				"certificate with a hash":       func(c *store.DeviceCredential) { c.Kind = store.DeviceCredentialCertificate; c.Fingerprint = sha("der") },
+				"empty id":                    func(c *store.DeviceCredential) { c.ID = "" },
+				"empty thing":                 func(c *store.DeviceCredential) { c.Thing = "" },
+				"empty creation time":         func(c *store.DeviceCredential) { c.CreatedAt = "" },
+				"already revoked":             func(c *store.DeviceCredential) { c.RevokedAt = credNow },
+				"unknown kind":                func(c *store.DeviceCredential) { c.Kind = "token" },
+				"plain password as hash":      func(c *store.DeviceCredential) { c.SecretHash = "hunter2" },
+				"uppercase hash":              func(c *store.DeviceCredential) { c.SecretHash = strings.ToUpper(c.SecretHash) },
+				"password with a fingerprint": func(c *store.DeviceCredential) { c.Fingerprint = sha("der") },
+				"certificate with a hash": func(c *store.DeviceCredential) {
+					c.Kind = store.DeviceCredentialCertificate
+					c.Fingerprint = sha("der")
+				},
 				"certificate, no fingerprint":   func(c *store.DeviceCredential) { c.Kind = store.DeviceCredentialCertificate; c.SecretHash = "" },
 				"password hash of wrong length": func(c *store.DeviceCredential) { c.SecretHash = c.SecretHash[:40] },
 			}
