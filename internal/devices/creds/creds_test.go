@@ -1,0 +1,255 @@
+package creds_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/spkey-dev/spkey/internal/devices/broker"
+	"github.com/spkey-dev/spkey/internal/devices/ca"
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/store"
+	"github.com/spkey-dev/spkey/internal/testenv"
+)
+
+// outcome is what the Authenticator answered: the thing, or whether it
+// denied the credentials (ErrDenied) or failed otherwise.
+type outcome struct {
+	Thing  string
+	Denied bool
+	Failed bool
+}
+
+func outcomeOf(thing string, err error) outcome {
+	return outcome{Thing: thing, Denied: errors.Is(err, broker.ErrDenied), Failed: err != nil && !errors.Is(err, broker.ErrDenied)}
+}
+
+var denied = outcome{Denied: true}
+
+// TestPasswordAuthentication issues passwords to two things and checks
+// who the Authenticator lets in: only a thing with its own valid password;
+// not a wrong password, another thing's, the stored hash, or any password
+// after the thing's credentials were revoked, until a new one is issued.
+func TestPasswordAuthentication(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := newEnv(t, b)
+			user1, pw1, err := e.issuer.IssuePassword(ctx, "lock-1", e.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, pw2, err := e.issuer.IssuePassword(ctx, "lock-2", e.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if user1 != "lock-1" {
+				t.Errorf("username %q, want the thing name lock-1", user1)
+			}
+			if raw, err := base64.RawURLEncoding.DecodeString(pw1); err != nil || len(raw) != 32 {
+				t.Errorf("password %q: %d bytes, %v; want 32 random bytes, base64url", pw1, len(raw), err)
+			}
+			if pw1 == pw2 {
+				t.Errorf("two things got the same password")
+			}
+			check := func(stage string, cases []struct {
+				name, user, pw string
+				want           outcome
+			}) {
+				t.Helper()
+				for _, c := range cases {
+					thing, err := e.auth.Password(ctx, c.user, []byte(c.pw))
+					if diff := cmp.Diff(c.want, outcomeOf(thing, err)); diff != "" {
+						t.Errorf("%s: %s: Password(%q) (-want +got):\n%s", stage, c.name, c.user, diff)
+					}
+				}
+			}
+			type tc = struct {
+				name, user, pw string
+				want           outcome
+			}
+			check("issued", []tc{
+				{"own password", "lock-1", pw1, outcome{Thing: "lock-1"}},
+				{"other thing's own password", "lock-2", pw2, outcome{Thing: "lock-2"}},
+				{"wrong password", "lock-1", pw1 + "x", denied},
+				{"another thing's name with this password", "lock-2", pw1, denied},
+				{"unknown thing with this password", "lock-9", pw1, denied},
+				{"the stored hash as password", "lock-1", sha([]byte(pw1)), denied},
+				{"empty password", "lock-1", "", denied},
+				{"invalid thing name", "lock/1", pw1, denied},
+			})
+
+			if err := e.issuer.Revoke(ctx, "lock-1", e.now.Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			check("revoked", []tc{
+				{"revoked password", "lock-1", pw1, denied},
+				{"other thing untouched", "lock-2", pw2, outcome{Thing: "lock-2"}},
+			})
+
+			_, pw3, err := e.issuer.IssuePassword(ctx, "lock-1", e.now.Add(2*time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			check("reissued", []tc{
+				{"new password", "lock-1", pw3, outcome{Thing: "lock-1"}},
+				{"revoked password stays revoked", "lock-1", pw1, denied},
+			})
+
+			// A lookup that cannot be made is a failure, not a denial.
+			cancelled, cancel := context.WithCancel(ctx)
+			cancel()
+			if thing, err := e.auth.Password(cancelled, "lock-1", []byte(pw3)); outcomeOf(thing, err) != (outcome{Failed: true}) {
+				t.Errorf("Password with a cancelled context = %q, %v; want an error that is not ErrDenied", thing, err)
+			}
+		})
+	}
+}
+
+// TestCertificateAuthentication issues a certificate and signs a CSR for
+// a thing and checks that the Authenticator accepts them by fingerprint,
+// and denies a certificate of the same CA that was never registered, one
+// stored for another thing than its common name, and revoked ones.
+func TestCertificateAuthentication(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := newEnv(t, b)
+			certPEM, keyPEM, err := e.issuer.IssueCertificate(ctx, "lock-1", e.now, validity)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+				t.Fatalf("issued certificate and key do not pair: %v", err)
+			}
+			issued := parseCert(t, certPEM)
+			signedPEM, err := e.issuer.SignCSR(ctx, "lock-1", newCSR(t, "whatever-the-device-asks"), e.now, validity)
+			if err != nil {
+				t.Fatal(err)
+			}
+			signed := parseCert(t, signedPEM)
+			unregPEM, _, _, err := e.ca.IssueClient("lock-1", e.now, validity) // same CA, never stored
+			if err != nil {
+				t.Fatal(err)
+			}
+			unregistered := parseCert(t, unregPEM)
+			// A certificate of lock-3 stored as lock-4's: its common name
+			// and the stored thing disagree.
+			strayPEM, _, strayFP, err := e.ca.IssueClient("lock-3", e.now, validity)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stray := parseCert(t, strayPEM)
+			if err := e.st.AddDeviceCredential(ctx, store.DeviceCredential{ID: "stray", Thing: "lock-4",
+				Kind: store.DeviceCredentialCertificate, Fingerprint: strayFP, CreatedAt: e.now.UTC().Format(domain.TimeLayout)}); err != nil {
+				t.Fatal(err)
+			}
+
+			certs := map[string]*x509.Certificate{"issued": issued, "signed": signed, "unregistered": unregistered, "stray": stray}
+			got := func() map[string]outcome {
+				out := map[string]outcome{}
+				for name, c := range certs {
+					out[name] = outcomeOf(e.auth.Certificate(ctx, c))
+				}
+				return out
+			}
+			want := map[string]outcome{"issued": {Thing: "lock-1"}, "signed": {Thing: "lock-1"}, "unregistered": denied, "stray": denied}
+			if diff := cmp.Diff(want, got()); diff != "" {
+				t.Errorf("before the revoke (-want +got):\n%s", diff)
+			}
+			if thing, err := e.auth.Certificate(ctx, nil); outcomeOf(thing, err) != denied {
+				t.Errorf("Certificate(nil) = %q, %v; want ErrDenied", thing, err)
+			}
+
+			if err := e.issuer.Revoke(ctx, "lock-1", e.now.Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			want["issued"], want["signed"] = denied, denied
+			if diff := cmp.Diff(want, got()); diff != "" {
+				t.Errorf("after the revoke (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestStoredCredentialsHoldNoSecret issues a password, a certificate and
+// a signed CSR and reads the thing's stored credentials back: they hold
+// the password's SHA-256 and the certificates' fingerprints, and neither
+// the password nor the private key.
+func TestStoredCredentialsHoldNoSecret(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := newEnv(t, b)
+			at := func(d time.Duration) time.Time { return e.now.Add(d) }
+			_, pw, err := e.issuer.IssuePassword(ctx, "lock-1", at(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			certPEM, keyPEM, err := e.issuer.IssueCertificate(ctx, "lock-1", at(time.Second), validity)
+			if err != nil {
+				t.Fatal(err)
+			}
+			signedPEM, err := e.issuer.SignCSR(ctx, "lock-1", newCSR(t, "lock-1"), at(2*time.Second), validity)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.issuer.Revoke(ctx, "lock-1", at(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			stamp := func(d time.Duration) string { return at(d).UTC().Format(domain.TimeLayout) }
+			want := []store.DeviceCredential{
+				{Thing: "lock-1", Kind: "password", SecretHash: sha([]byte(pw)), CreatedAt: stamp(0), RevokedAt: stamp(time.Hour)},
+				{Thing: "lock-1", Kind: "certificate", Fingerprint: ca.Fingerprint(parseCert(t, certPEM)), CreatedAt: stamp(time.Second), RevokedAt: stamp(time.Hour)},
+				{Thing: "lock-1", Kind: "certificate", Fingerprint: ca.Fingerprint(parseCert(t, signedPEM)), CreatedAt: stamp(2 * time.Second), RevokedAt: stamp(time.Hour)},
+			}
+			got, err := e.st.DeviceCredentials(ctx, "lock-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(store.DeviceCredential{}, "ID")); diff != "" {
+				t.Errorf("stored credentials (-want +got):\n%s", diff)
+			}
+			// The key's base64 body, without the PEM armour.
+			keyBody := strings.Join(strings.Split(string(keyPEM), "\n")[1:3], "")
+			for _, c := range got {
+				row := strings.Join([]string{c.ID, c.Thing, c.Kind, c.SecretHash, c.Fingerprint, c.CreatedAt, c.RevokedAt}, "|")
+				if strings.Contains(row, pw) || strings.Contains(row, keyBody) {
+					t.Errorf("stored credential %+v holds a secret", c)
+				}
+			}
+		})
+	}
+}
+
+// TestIssuerRefuses checks that a bad thing name or CSR is refused with
+// the CA's error and stores nothing.
+func TestIssuerRefuses(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, testenv.SQLite)
+	if _, _, err := e.issuer.IssuePassword(ctx, "lock/1", e.now); !errors.Is(err, ca.ErrInvalidThing) {
+		t.Errorf("IssuePassword(lock/1): %v, want ErrInvalidThing", err)
+	}
+	if _, _, err := e.issuer.IssueCertificate(ctx, "lock/1", e.now, validity); !errors.Is(err, ca.ErrInvalidThing) {
+		t.Errorf("IssueCertificate(lock/1): %v, want ErrInvalidThing", err)
+	}
+	if _, err := e.issuer.SignCSR(ctx, "lock-1", []byte("not a CSR"), e.now, validity); !errors.Is(err, ca.ErrInvalidCSR) {
+		t.Errorf("SignCSR(garbage): %v, want ErrInvalidCSR", err)
+	}
+	for _, thing := range []string{"lock/1", "lock-1"} {
+		if got, err := e.st.DeviceCredentials(ctx, thing); err != nil || len(got) != 0 {
+			t.Errorf("credentials of %s: %+v, %v; want none", thing, got, err)
+		}
+	}
+}
