@@ -88,13 +88,15 @@ func (a *Authenticator) Certificate(ctx context.Context, leaf *x509.Certificate)
 	return thing, nil
 }
 
-// deny logs why a CONNECT is refused, with the thing only, and returns
-// broker.ErrDenied with no detail (what the broker may pass on).
+// deny logs why a CONNECT is refused, with the thing (never a password),
+// and returns an error wrapping broker.ErrDenied that says why. The
+// broker logs that error and tells the device only that its CONNECT was
+// refused.
 func (a *Authenticator) deny(thing, reason string) error {
 	if thing == "" {
 		a.log.Info("mqtt: device credentials denied", "reason", reason)
 	} else {
 		a.log.Info("mqtt: device credentials denied", "thing", thing, "reason", reason)
 	}
-	return fmt.Errorf("device credentials: %w", broker.ErrDenied)
+	return fmt.Errorf("%s: %w", reason, broker.ErrDenied)
 }

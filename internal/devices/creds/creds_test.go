@@ -1,6 +1,7 @@
 package creds_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,6 +14,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -323,6 +325,41 @@ func TestIssuerRefuses(t *testing.T) {
 	for _, thing := range []string{"lock/1", "lock-1"} {
 		if got, err := e.st.DeviceCredentials(ctx, thing); err != nil || len(got) != 0 {
 			t.Errorf("credentials of %s: %+v, %v; want none", thing, got, err)
+		}
+	}
+}
+
+// TestDenialsAreLogged checks what a denial leaves in the log: the thing
+// and the reason, never the password that was offered or the valid one.
+func TestDenialsAreLogged(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, testenv.SQLite)
+	var buf bytes.Buffer
+	auth := creds.NewAuthenticator(e.st, slog.New(slog.NewTextHandler(&buf, nil)))
+	_, pw, err := e.issuer.IssuePassword(ctx, "lock-1", e.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := pw[:len(pw)-1] + "A"
+	if wrong == pw {
+		wrong = pw[:len(pw)-1] + "B"
+	}
+	if _, err := auth.Password(ctx, "lock-1", []byte(wrong)); !errors.Is(err, broker.ErrDenied) {
+		t.Fatalf("wrong password: %v, want ErrDenied", err)
+	}
+	if err := e.issuer.Revoke(ctx, "lock-1", e.now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.Password(ctx, "lock-1", []byte(pw)); !errors.Is(err, broker.ErrDenied) {
+		t.Fatalf("revoked password: %v, want ErrDenied", err)
+	}
+	log := buf.String()
+	if n := strings.Count(log, "thing=lock-1"); n != 2 {
+		t.Errorf("log has %d denials of thing=lock-1, want 2:\n%s", n, log)
+	}
+	for name, secret := range map[string]string{"offered": wrong, "valid": pw, "valid's hash": sha([]byte(pw))} {
+		if strings.Contains(log, secret) || strings.Contains(log, secret[:16]) {
+			t.Errorf("log holds the %s password:\n%s", name, log)
 		}
 	}
 }
