@@ -80,7 +80,7 @@ func (e *env) dial(t *testing.T, thing string) *device {
 	t.Helper()
 	d := &device{thing: thing, got: make(chan msg, 64)}
 	opts := paho.NewClientOptions().
-		AddBroker("tcp://"+e.br.Addr()).
+		AddBroker("tcp://" + e.br.Addr()).
 		SetClientID(thing).
 		SetUsername(thing).
 		SetPassword(secret(thing)).
