@@ -16,7 +16,8 @@ import (
 // update request {"state":{"desired":desired},"clientToken":clientToken}
 // at now (Unix seconds) would: it reads the shadow, applies shadow.Update,
 // writes the new document expecting the version read and logs the request
-// as a command (store.ShadowCommand).
+// as a command (store.ShadowCommand). A nil or null desired removes the
+// desired section; a field set to null in desired is removed.
 //
 // It returns after, which publishes /update/delta (when desired and
 // reported differ) and /update/documents: call it only once the caller's

@@ -178,20 +178,17 @@ func (g *Gateway) handle(ctx context.Context, thing, topic string, payload []byt
 // withRetry runs write again, up to MaxAttempts in all, while it fails
 // because the shadow moved.
 func (g *Gateway) withRetry(ctx context.Context, thing, topic string, write func() error) error {
-	var err error
-	for attempt := 1; attempt <= g.cfg.MaxAttempts; attempt++ {
-		if err = write(); !errors.Is(err, store.ErrShadowMoved) {
+	for attempt := 1; ; attempt++ {
+		err := write()
+		if !errors.Is(err, store.ErrShadowMoved) {
 			return err
 		}
-		if attempt < g.cfg.MaxAttempts {
-			g.retries.Add(1)
-			g.log.Debug("devices: shadow moved, retrying", "thing", thing, "topic", topic, "attempt", attempt)
+		if attempt == g.cfg.MaxAttempts || ctx.Err() != nil {
+			return fmt.Errorf("after %d attempts: %w", attempt, err)
 		}
-		if ctx.Err() != nil {
-			break
-		}
+		g.retries.Add(1)
+		g.log.Debug("devices: shadow moved, retrying", "thing", thing, "topic", topic, "attempt", attempt)
 	}
-	return fmt.Errorf("after %d attempts: %w", g.cfg.MaxAttempts, err)
 }
 
 // apply runs one request in tx: it reads the shadow, lets the shadow
