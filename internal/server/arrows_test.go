@@ -37,8 +37,9 @@ type arrow struct {
 
 // TestArrows enforces the direction of the imports (docs/architecture.md):
 // the domain builds on the standard library alone, the outbox consumers
-// notify and webhook never reach each other, httpapi does not import the
-// store, and the server binary does not link the bench's load generator.
+// notify and webhook never reach each other, the device gateway reaches
+// neither them nor httpapi, httpapi does not import the store, and the
+// server binary does not link the bench's load generator.
 func TestArrows(t *testing.T) {
 	pkgs := listPackages(t)
 	arrows := []arrow{
@@ -64,6 +65,13 @@ func TestArrows(t *testing.T) {
 		}},
 		{"internal/notify does not depend on internal/webhook", dependsOn("internal/notify", "internal/webhook")},
 		{"internal/webhook does not depend on internal/notify", dependsOn("internal/webhook", "internal/notify")},
+		{"internal/devices/... does not depend on internal/notify, internal/webhook or internal/httpapi", func(pkgs map[string]pkg) []string {
+			var bad []string
+			for _, to := range []string{"internal/notify", "internal/webhook", "internal/httpapi"} {
+				bad = append(bad, dependsOn("internal/devices", to)(pkgs)...)
+			}
+			return bad
+		}},
 		{"internal/httpapi does not import internal/store", func(pkgs map[string]pkg) []string {
 			var bad []string
 			for path, p := range pkgs {

@@ -255,7 +255,9 @@ func (b *Broker) Close() error {
 // filter (MQTT wildcards allowed), with the thing the publishing
 // connection authenticated as: a consumer must trust that, not the topic.
 // fn runs on the publishing device's connection, so one device's messages
-// arrive in order; it owns payload and must not block for long. Messages
+// arrive in order; it owns payload. While fn runs, that device's later
+// messages wait (the gateway's store write paces its device); other
+// devices are not held up, but fn must still end (bound its I/O). Messages
 // the node itself publishes are not passed to fn. It returns an error for
 // an invalid filter.
 func (b *Broker) Subscribe(filter string, fn func(thing, topic string, payload []byte)) error {

@@ -1,0 +1,129 @@
+package devices
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/shadow"
+	"github.com/spkey-dev/spkey/internal/store"
+)
+
+// UpdateDesired sets the desired state of the shadow thing/shadowName (""
+// for the classic shadow) inside the caller's transaction tx, as an AWS
+// update request {"state":{"desired":desired},"clientToken":clientToken}
+// at now (Unix seconds) would: it reads the shadow, applies shadow.Update,
+// writes the new document expecting the version read and logs the request
+// as a command (store.ShadowCommand). A nil or null desired removes the
+// desired section; a field set to null in desired is removed.
+//
+// It returns after, which publishes /update/delta (when desired and
+// reported differ) and /update/documents: call it only once the caller's
+// transaction has committed, and, since a store.Write job may run twice,
+// only the after of the job's last run. Publication failures are logged,
+// not returned: the shadow is committed, the device catches up on its next
+// get.
+//
+// It returns a *shadow.Error (find it with errors.As) when the shadow
+// rules refuse the update (desired not an object, limits exceeded), an
+// error wrapping store.ErrShadowMoved when another writer changed the
+// shadow meanwhile (run the transaction again), and the store's other
+// errors, wrapped; tx is then unchanged by this call.
+func (g *Gateway) UpdateDesired(ctx context.Context, tx *store.Tx, thing, shadowName string, desired json.RawMessage, clientToken string, now int64) (after func(), err error) {
+	var req desiredRequest
+	req.State.Desired, req.ClientToken = desired, clientToken
+	request, err := json.Marshal(req)
+	if err != nil {
+		// Only a desired that is not JSON fails to encode.
+		return nil, fmt.Errorf("devices: update desired of %s/%q: %w", thing, shadowName,
+			&shadow.Error{Code: shadow.CodeBadRequest, Message: shadow.MsgInvalidJSON, Timestamp: now, ClientToken: clientToken})
+	}
+	cur, expected, err := loadShadow(ctx, tx, thing, shadowName)
+	if err != nil {
+		return nil, err
+	}
+	res, rerr := shadow.Update(cur, request, now, g.cfg.Limits)
+	if rerr != nil {
+		return nil, fmt.Errorf("devices: update desired of %s/%q: %w", thing, shadowName, rerr)
+	}
+	stamp := time.Unix(now, 0).UTC().Format(domain.TimeLayout)
+	if err := putShadow(ctx, tx, thing, shadowName, res.Document, expected, stamp); err != nil {
+		return nil, err
+	}
+	if err := tx.LogShadowMessage(ctx, thing, store.ShadowCommand, request, stamp); err != nil {
+		return nil, fmt.Errorf("devices: %w", err)
+	}
+	pubs := updateAnswers(thing, shadowName, res, false)
+	return func() { g.publish(thing, pubs) }, nil
+}
+
+// desiredRequest is the update request UpdateDesired applies and logs.
+type desiredRequest struct {
+	State struct {
+		Desired json.RawMessage `json:"desired"`
+	} `json:"state"`
+	ClientToken string `json:"clientToken,omitempty"`
+}
+
+// loadShadow reads the shadow thing/shadowName inside tx: the document (the
+// zero Document when the shadow has no row) and the version PutShadow must
+// expect (0 for no row). It returns the store's error, or an error for a
+// stored document that does not decode, wrapped.
+func loadShadow(ctx context.Context, tx *store.Tx, thing, shadowName string) (shadow.Document, int64, error) {
+	raw, found, err := tx.Shadow(ctx, thing, shadowName)
+	if err != nil {
+		return shadow.Document{}, 0, fmt.Errorf("devices: %w", err)
+	}
+	if !found {
+		return shadow.Document{}, 0, nil
+	}
+	doc, err := shadow.Unmarshal(raw)
+	if err != nil {
+		return shadow.Document{}, 0, fmt.Errorf("devices: shadow %s/%q: %w", thing, shadowName, err)
+	}
+	return doc, doc.Version, nil
+}
+
+// putShadow stores doc as the shadow thing/shadowName, expecting the
+// version loadShadow returned. It returns the store's errors, wrapped
+// (store.ErrShadowMoved among them).
+func putShadow(ctx context.Context, tx *store.Tx, thing, shadowName string, doc shadow.Document, expected int64, stamp string) error {
+	b, err := shadow.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("devices: %w", err)
+	}
+	if err := tx.PutShadow(ctx, thing, shadowName, b, doc.Version, expected, stamp); err != nil {
+		return fmt.Errorf("devices: %w", err)
+	}
+	return nil
+}
+
+// requestToken is the clientToken of a request, for an answer the shadow
+// package did not build (a 500): "" when the payload is no JSON object or
+// its clientToken is no string within limits.
+func requestToken(payload []byte, limits shadow.Limits) string {
+	d := shadow.DefaultLimits()
+	maxToken, maxRequest := limits.MaxClientTokenBytes, limits.MaxRequestBytes
+	if maxToken == 0 {
+		maxToken = d.MaxClientTokenBytes
+	}
+	if maxRequest == 0 {
+		maxRequest = d.MaxRequestBytes
+	}
+	if len(payload) > maxRequest {
+		return ""
+	}
+	var req struct {
+		ClientToken any `json:"clientToken"`
+	}
+	if json.Unmarshal(payload, &req) != nil {
+		return ""
+	}
+	s, ok := req.ClientToken.(string)
+	if !ok || len(s) > maxToken {
+		return ""
+	}
+	return s
+}
