@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
@@ -217,11 +216,7 @@ func TestRebuildKeepsDeviceCredentials(t *testing.T) {
 		t.Run(string(b), func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			st := testenv.OpenStore(t, b)
-			svc := app.New(st, app.Options{}, testenv.Discard())
-			if _, err := svc.RegisterTenant(ctx, app.Call{P: app.Principal{Admin: true}, Route: "register"}, "acme", "Acme", ""); err != nil {
-				t.Fatal(err)
-			}
+			st, svc := acmeStore(t, b)
 			if err := st.AddDeviceCredential(ctx, passwordCred("c1", "lock-1", "pw-1", credNow)); err != nil {
 				t.Fatal(err)
 			}

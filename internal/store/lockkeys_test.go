@@ -97,11 +97,7 @@ func TestLockKeyHoldersProjection(t *testing.T) {
 		t.Run(string(b), func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			st := testenv.OpenStore(t, b)
-			svc := app.New(st, app.Options{}, testenv.Discard())
-			if _, err := svc.RegisterTenant(ctx, app.Call{P: app.Principal{Admin: true}, Route: "register"}, "acme", "Acme", ""); err != nil {
-				t.Fatal(err)
-			}
+			st, svc := acmeStore(t, b)
 			acme := app.Call{P: app.Principal{Kind: app.TenantCaller, OrgID: "acme"}}
 			for _, u := range []string{alice, bob} {
 				if _, err := svc.CreateUser(ctx, acme, u, app.CreateUserInput{UserID: u, Email: u[:8] + "@example.com"}); err != nil {
@@ -255,4 +251,16 @@ func TestMigrationLockKeyHolders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// acmeStore opens a fresh store on backend b with an app over it and the
+// tenant acme registered.
+func acmeStore(t *testing.T, b testenv.Backend) (*store.Store, *app.Service) {
+	t.Helper()
+	st := testenv.OpenStore(t, b)
+	svc := app.New(st, app.Options{}, testenv.Discard())
+	if _, err := svc.RegisterTenant(context.Background(), app.Call{P: app.Principal{Admin: true}, Route: "register"}, "acme", "Acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	return st, svc
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain/shadow"
 	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/server"
@@ -356,11 +355,7 @@ func TestShadowRebuildKeepsShadows(t *testing.T) {
 		t.Run(string(b), func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			st := testenv.OpenStore(t, b)
-			svc := app.New(st, app.Options{}, testenv.Discard())
-			if _, err := svc.RegisterTenant(ctx, app.Call{P: app.Principal{Admin: true}, Route: "register"}, "acme", "Acme", ""); err != nil {
-				t.Fatal(err)
-			}
+			st, svc := acmeStore(t, b)
 			_, v1 := shadowDoc(t, `{"state":{"desired":{"lock":"open"}}}`)
 			err := st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 				if err := tx.PutShadow(ctx, "lock-1", "", v1, 1, 0, shadowNow); err != nil {
