@@ -11,7 +11,8 @@ import (
 	"github.com/spkey-dev/spkey/internal/domain/lock"
 )
 
-// fullReport is the README's example report.
+// fullReport is the README's example report plus a field the layout does
+// not name (ignored).
 const fullReport = `{
   "layout": 1,
   "keys": {
