@@ -12,6 +12,31 @@ import (
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
 
+// openMigratedUntil opens a store on backend b (a fresh SQLite file or
+// PostgreSQL schema) migrated up to and including version: the database
+// an older spkey left, for tests of a later migration. It is closed at
+// the end of the test.
+func openMigratedUntil(t *testing.T, b testenv.Backend, version string) *store.Store {
+	t.Helper()
+	ctx := context.Background()
+	var st *store.Store
+	var err error
+	switch b {
+	case testenv.SQLite:
+		st, err = store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "old.db"), store.SQLiteOptions{}, testenv.Discard())
+	case testenv.Postgres:
+		st, err = store.OpenPostgres(ctx, testenv.PostgresURL(t), testenv.Discard())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := store.MigrateUntil(ctx, st, version); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // TestMigrationIdentity: data written before migration 0005 (links made by
 // lookups in user_tenants, locks with people on them) gets the narrower
 // standing: custody only for a user one tenant alone was linked to, lock
@@ -27,21 +52,7 @@ func TestMigrationIdentity(t *testing.T) {
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
 			ctx := context.Background()
-			var st *store.Store
-			var err error
-			switch b {
-			case testenv.SQLite:
-				st, err = store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "old.db"), store.SQLiteOptions{}, testenv.Discard())
-			case testenv.Postgres:
-				st, err = store.OpenPostgres(ctx, testenv.PostgresURL(t), testenv.Discard())
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			if err := store.MigrateUntil(ctx, st, "0004_webhook_backlog"); err != nil {
-				t.Fatal(err)
-			}
+			st := openMigratedUntil(t, b, "0004_webhook_backlog")
 			exec := func(q string, args ...any) {
 				t.Helper()
 				if err := store.Exec(ctx, st, q, args...); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -218,21 +217,7 @@ func TestMigrationLockKeyHolders(t *testing.T) {
 	for _, b := range testenv.Backends(t) {
 		t.Run(string(b), func(t *testing.T) {
 			ctx := context.Background()
-			var st *store.Store
-			var err error
-			switch b {
-			case testenv.SQLite:
-				st, err = store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "old.db"), store.SQLiteOptions{}, testenv.Discard())
-			case testenv.Postgres:
-				st, err = store.OpenPostgres(ctx, testenv.PostgresURL(t), testenv.Discard())
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			if err := store.MigrateUntil(ctx, st, "0008_redeliveries"); err != nil {
-				t.Fatal(err)
-			}
+			st := openMigratedUntil(t, b, "0008_redeliveries")
 			// Lock 1 as LockCreated left it (its key members projected then);
 			// lock 2 with keys null and a malformed key.
 			s1 := lock.Apply(lock.State{}, lock.LockCreated{LockID: 1, UUID: dev, Timestamp: "2026-01-01T00:00:00.000Z",

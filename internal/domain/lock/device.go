@@ -137,13 +137,7 @@ type AddKey struct {
 // A key is never replaced in place: a change of holder is RemoveKey then
 // AddKey, so that both reach the device and the log.
 func DecideAddKey(s State, c AddKey) ([]domain.Event, error) {
-	if err := notFound(s); err != nil {
-		return nil, err
-	}
-	if err := CheckKeyUUID("keyUuid", c.KeyUUID); err != nil {
-		return nil, err
-	}
-	if err := checkIndex("keyIndexNumber", c.KeyIndexNumber); err != nil {
+	if err := checkKeyCommand(s, c.KeyUUID, c.KeyIndexNumber); err != nil {
 		return nil, err
 	}
 	if c.UserID != "" {
@@ -219,14 +213,20 @@ type WriteKey struct {
 // lock, and WriteKey is not a follow-up of AddKey. It returns NotFound for
 // a missing lock and Invalid for a bad keyUuid or keyIndexNumber.
 func DecideWriteKey(s State, c WriteKey) ([]domain.Event, error) {
-	if err := notFound(s); err != nil {
-		return nil, err
-	}
-	if err := CheckKeyUUID("keyUuid", c.KeyUUID); err != nil {
-		return nil, err
-	}
-	if err := checkIndex("keyIndexNumber", c.KeyIndexNumber); err != nil {
+	if err := checkKeyCommand(s, c.KeyUUID, c.KeyIndexNumber); err != nil {
 		return nil, err
 	}
 	return []domain.Event{KeyWriteRequested{LockID: s.LockID, UUID: s.UUID, Timestamp: c.Now, KeyUUID: c.KeyUUID, KeyIndexNumber: c.KeyIndexNumber}}, nil
+}
+
+// checkKeyCommand is what AddKey and WriteKey check first: the lock exists
+// (NotFound), keyUuid is a key id and keyIndexNumber a slot (Invalid).
+func checkKeyCommand(s State, keyUUID string, index *int64) error {
+	if err := notFound(s); err != nil {
+		return err
+	}
+	if err := CheckKeyUUID("keyUuid", keyUUID); err != nil {
+		return err
+	}
+	return checkIndex("keyIndexNumber", index)
 }
