@@ -43,6 +43,9 @@ func TestCLIHelp(t *testing.T) {
 		{[]string{"tenant", "-h"}, "Usage: spkey tenant create ORG_ID", nil},
 		{[]string{"token", "-h"}, "Usage: spkey token --sub USER_UUID", []string{"data", "email", "jwt-user-claim", "phone", "sub", "ttl"}},
 		{[]string{"portal-link", "-h"}, "Usage: spkey portal-link --email E", []string{"addr", "data", "email", "portal-secret", "public-url", "ttl"}},
+		{[]string{"device", "credentials", "-h"}, "Usage: spkey device credentials lock LOCK_ID --out DIR",
+			append([]string{"csr", "device-ca-dir", "mqtt-addr", "mqtts-addr", "out"}, store...)},
+		{[]string{"device", "revoke", "lock", "1", "--help"}, "Usage: spkey device revoke lock LOCK_ID", store},
 		{[]string{"serve", "-h"}, "Usage: spkey serve", nil},
 		{[]string{"-h"}, "Usage:\n  spkey serve", nil},
 		{[]string{"help"}, "Usage:\n  spkey serve", nil},
@@ -67,7 +70,8 @@ func TestCLIHelp(t *testing.T) {
 	}
 	// serve lists its own settings, the new ones among them.
 	out, _, _, _ := runIn(t, nil, "serve", "-h")
-	for _, f := range []string{"-max-streams ", "-max-streams-per-user ", "-max-streams-per-key ", "-metrics-addr ", "-metrics-token ", "-jwt-audience-any", "(env SPKEY_METRICS_ADDR)"} {
+	for _, f := range []string{"-max-streams ", "-max-streams-per-user ", "-max-streams-per-key ", "-metrics-addr ", "-metrics-token ", "-jwt-audience-any", "(env SPKEY_METRICS_ADDR)",
+		"-mqtt-addr ", "-mqtts-addr ", "-device-ca-dir ", "-mqtt-host ", "(env SPKEY_MQTT_HOST)"} {
 		if !strings.Contains(out, f) {
 			t.Errorf("serve -h lacks %q", f)
 		}

@@ -70,6 +70,11 @@ type config struct {
 	// Live stream bounds and the metrics listener.
 	MaxStreams, MaxStreamsPerUser, MaxStreamsPerKey int
 	MetricsAddr, MetricsToken                       string
+	// The device layer (cmd/spkey/device.go): the broker's listeners
+	// ("off" disables one), the device CA's folder, the names in the
+	// broker's certificate.
+	MQTTAddr, MQTTSAddr, DeviceCADir string
+	MQTTHosts                        hostList
 	// from says where each setting that is not its default came from:
 	// "--flag" or "SPKEY_FLAG".
 	from map[string]string
@@ -78,6 +83,11 @@ type config struct {
 // defaultMetricsAddr is where `spkey serve` serves /metrics unless told
 // otherwise: loopback only (tests run every server on a free port).
 var defaultMetricsAddr = "127.0.0.1:9787"
+
+// defaultMQTTAddr and defaultMQTTSAddr are the broker's listeners unless
+// told otherwise: loopback, and not MQTT's 1883/8883, which a Mosquitto
+// of the machine may hold (tests use free ports).
+var defaultMQTTAddr, defaultMQTTSAddr = "127.0.0.1:1884", "127.0.0.1:8884"
 
 // leaseMargin is how much longer than the longest delivery attempt the
 // outbox lease must be, so that no node takes over a delivery still in
@@ -134,6 +144,11 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxStreamsPerKey, "max-streams-per-key", httpapi.DefaultMaxStreamsPerKey, "live streams one credential (a tenant's API key, or a user's token) may keep open whatever the users; more are refused with 429")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", defaultMetricsAddr, "listen address of the Prometheus metrics (GET /metrics), apart from the API; empty disables them")
 	fs.StringVar(&c.MetricsToken, "metrics-token", "", "bearer token a scrape of --metrics-addr must send; empty: none (keep the address private)")
+	fs.StringVar(&c.MQTTAddr, "mqtt-addr", defaultMQTTAddr, "listen address of the device broker for password logins (plain MQTT); off disables it")
+	fs.StringVar(&c.MQTTSAddr, "mqtts-addr", defaultMQTTSAddr, "listen address of the device broker for client-certificate logins (MQTT over TLS); off disables it")
+	fs.StringVar(&c.DeviceCADir, "device-ca-dir", "", "folder of the device CA (created on first use); empty: --data (required with --db unless both MQTT listeners are off)")
+	c.MQTTHosts = hostList{hosts: server.DefaultDeviceHosts()}
+	fs.Var(&c.MQTTHosts, "mqtt-host", "a name (DNS name or IP address) devices reach the broker by, in its TLS certificate; repeat it or give a comma list")
 }
 
 // envName is the SPKEY_* twin of a flag.

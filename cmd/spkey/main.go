@@ -26,6 +26,10 @@ Usage:
                             print a JWT signed by the server's local key
   spkey portal-link --email E [--ttl 15m] [flags]
                             print a one-time sign-in link to the Partner Portal
+  spkey device credentials lock LOCK_ID --out DIR [--csr FILE] [flags]
+                            issue a lock's MQTT credentials into DIR
+  spkey device revoke lock LOCK_ID [flags]
+                            revoke every MQTT credential of a lock
   spkey version             print the version (also -version, --version)
 
 Run "spkey COMMAND -h" for the flags of a command; flags may come before
@@ -62,6 +66,8 @@ func dispatch(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		return cmdToken(ctx, args[1:], env, stdout, stderr)
 	case "portal-link":
 		return cmdPortalLink(ctx, args[1:], env, stdout, stderr)
+	case "device":
+		return cmdDevice(ctx, args[1:], env, stdout, stderr)
 	case "version", "-version", "--version", "-v":
 		fmt.Fprintln(stdout, "spkey", version)
 		return nil

@@ -33,6 +33,10 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		return err
 	}
 	log := c.logger(stderr)
+	dcfg, err := c.devices()
+	if err != nil {
+		return err
+	}
 	if c.DB == "" {
 		if err := os.MkdirAll(c.Data, 0o700); err != nil {
 			return fmt.Errorf("create data folder: %w", err)
@@ -89,6 +93,7 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		PruneInterval: c.PruneInterval,
 		Retention:     store.Retention{Idempotency: c.RetainIdempotency, Deliveries: c.RetainDeliveries, LiveFeed: c.RetainLiveFeed, Nonces: portal.MaxLinkTTL},
 		Timeouts:      server.DefaultTimeouts,
+		Devices:       dcfg,
 	})
 
 	ln, err := net.Listen("tcp", c.Addr)
@@ -112,7 +117,10 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 			metricsHint += " (Authorization: Bearer <--metrics-token>)"
 		}
 	}
-	node.Start(ctx)
+	if err := node.Start(ctx); err != nil {
+		ln.Close()
+		return fmt.Errorf("start the device broker (%s): %w", deviceSettings(dcfg), err)
+	}
 	defer node.Stop()
 	backend := "sqlite " + c.Data
 	if c.DB != "" {
@@ -126,7 +134,8 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
   admin routes:  %s
   OpenAPI:       %s/openapi.json
   metrics:       %s
-`, version, base, backend, dataFlag(c), dataFlag(c), adminHint(c), base, metricsHint)
+  devices:       %s
+`, version, base, backend, dataFlag(c), dataFlag(c), adminHint(c), base, metricsHint, endpoints(node.MQTTAddr(), node.MQTTSAddr()))
 
 	errc := make(chan error, 1)
 	go func() { errc <- node.Serve(ln) }()
@@ -143,6 +152,20 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// deviceSettings names the settings of the device layer dcfg, for an
+// error that stopped it from starting.
+func deviceSettings(dcfg server.DevicesConfig) string {
+	var on []string
+	if dcfg.MQTTAddr != "" {
+		on = append(on, "--mqtt-addr "+dcfg.MQTTAddr)
+	}
+	if dcfg.MQTTSAddr != "" {
+		on = append(on, "--mqtts-addr "+dcfg.MQTTSAddr)
+	}
+	on = append(on, "--device-ca-dir "+dcfg.CADir)
+	return strings.Join(on, ", ") + "; off disables a listener"
 }
 
 func dataFlag(c *config) string {

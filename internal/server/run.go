@@ -10,11 +10,20 @@ import (
 	"github.com/spkey-dev/spkey/internal/httpapi"
 )
 
-// Start starts the node's background work: the outbox engine and, with
+// Start starts the node's background work: with Config.Devices, the
+// device layer (the device CA loaded or created, the MQTT broker bound,
+// the shadow gateway on it); then the outbox engine and, with
 // Config.PruneInterval, the retention job. They keep ctx's values but not
 // its end: they run until Stop, so that requests still in flight at
-// shutdown are served first. Start is called once.
-func (n *Node) Start(ctx context.Context) {
+// shutdown are served first. Start is called once. It returns the device
+// layer's error (see DevicesConfig: no CA folder, a CA that cannot be
+// read or written, a listener that cannot be bound), and then starts
+// nothing.
+func (n *Node) Start(ctx context.Context) error {
+	dev, err := startDevices(ctx, n.cfg, n.log)
+	if err != nil {
+		return err
+	}
 	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	engineDone := make(chan struct{})
 	go func() { defer close(engineDone); _ = n.Engine.Run(ectx) }()
@@ -28,18 +37,23 @@ func (n *Node) Start(ctx context.Context) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.devices = dev
 	n.stop = func() {
+		// Devices first: no device request starts a write once the
+		// engine and the store are going away.
+		dev.close()
 		cancel()
 		if pruneDone != nil {
 			<-pruneDone
 		}
 		<-engineDone
 	}
+	return nil
 }
 
-// Stop stops what Start started (the retention job, then the engine,
-// which lets its attempts in flight finish within its grace) and waits
-// for it. Without Start, or a second time, it does nothing.
+// Stop stops what Start started (the broker, which disconnects every
+// device, then the retention job, then the engine, which lets its
+// attempts in flight finish within its grace) and waits for it. Without Start, or a second time, it does nothing.
 func (n *Node) Stop() {
 	n.mu.Lock()
 	stop := n.stop

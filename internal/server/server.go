@@ -1,7 +1,8 @@
 // Package server builds a whole spkey node from a Config: the metrics,
 // the outbox engine with its consumers (the doorbell channels and the
 // partner webhooks), the app service, the HTTP API with its pages, the
-// retention job and the HTTP server. `spkey serve`, the tests
+// retention job, the device layer (the MQTT broker and the shadow gateway)
+// and the HTTP server. `spkey serve`, the tests
 // (internal/testenv) and the bench (cmd/spkey-bench) all build their nodes
 // here; this is the one place that wires the packages together.
 package server
@@ -62,6 +63,9 @@ type Config struct {
 	// Timeouts are the HTTP server's (zero: none; `spkey serve` uses
 	// DefaultTimeouts).
 	Timeouts Timeouts
+	// Devices is the device layer (devices.go): the MQTT broker and the
+	// shadow gateway, started by Start (zero: none).
+	Devices DevicesConfig
 }
 
 // Timeouts are an http.Server's timeouts.
@@ -79,7 +83,8 @@ func HTTPServer(h http.Handler, t Timeouts) *http.Server {
 }
 
 // Node is one spkey server, built and not yet running: Start starts its
-// background work (the outbox engine, the retention job), Serve or
+// background work (the device layer, the outbox engine, the retention
+// job), Serve or
 // ServeOn its API; Shutdown or Close stops the API, Stop the background
 // work.
 type Node struct {
@@ -101,8 +106,9 @@ type Node struct {
 	endStreams func() // closes streamStop, once
 	pruned     *prometheus.CounterVec
 
-	mu   sync.Mutex
-	stop func() // set by Start
+	mu      sync.Mutex
+	stop    func()       // set by Start
+	devices *deviceLayer // set by Start, nil without a broker
 }
 
 // New builds a node from cfg. It registers the node's metrics in

@@ -145,6 +145,10 @@ type Server struct {
 	// live streams.
 	Engine *outbox.Engine
 	Hub    *notify.Hub
+	// MQTTAddr and MQTTSAddr are the broker's bound plain (password) and
+	// TLS (client certificate) listeners, and CADir the folder of its
+	// device CA; all "" unless Options.Devices.
+	MQTTAddr, MQTTSAddr, CADir string
 }
 
 // Options tunes NewServer.
@@ -187,6 +191,10 @@ type Options struct {
 	MaxStreams, MaxStreamsPerUser, MaxStreamsPerKey int
 	// MetricsToken, if set, is the bearer token of the metrics listener.
 	MetricsToken string
+	// Devices starts the device layer: the MQTT broker with both
+	// listeners on 127.0.0.1:0, its device CA in a temporary folder, and
+	// the shadow gateway (off: no broker).
+	Devices bool
 }
 
 // NewServer starts spkey's handler on 127.0.0.1:0 over a fresh store.
@@ -240,6 +248,10 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	if opt.NoAdminKey {
 		adminKey = ""
 	}
+	var dcfg server.DevicesConfig
+	if opt.Devices {
+		dcfg = server.DevicesConfig{MQTTAddr: "127.0.0.1:0", MQTTSAddr: "127.0.0.1:0", CADir: t.TempDir()}
+	}
 	node := server.New(server.Config{Store: st, Verifier: v, Log: log,
 		// A store shared with another node has that node's hooks.
 		StoreMetrics: opt.Store == nil,
@@ -251,8 +263,11 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 			StreamRecheck: 200 * time.Millisecond, MaxStreams: opt.MaxStreams, MaxStreamsPerUser: opt.MaxStreamsPerUser, MaxStreamsPerKey: opt.MaxStreamsPerKey},
 		Pages:    opt.Mount,
 		Timeouts: server.Timeouts{Read: opt.Timeouts, Write: opt.Timeouts},
+		Devices:  dcfg,
 	})
-	node.Start(context.Background())
+	if err := node.Start(context.Background()); err != nil {
+		t.Fatalf("start node: %v", err)
+	}
 	t.Cleanup(node.Stop)
 	mln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -270,7 +285,8 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	}
 	// Live streams never end by themselves: Close cuts them.
 	t.Cleanup(func() { _ = node.Close() })
-	return &Server{URL: url, MetricsURL: "http://" + mln.Addr().String(), Store: st, Svc: node.Svc, JWT: v, Reg: node.Registry, Engine: node.Engine, Hub: node.Hub}
+	return &Server{URL: url, MetricsURL: "http://" + mln.Addr().String(), Store: st, Svc: node.Svc, JWT: v, Reg: node.Registry, Engine: node.Engine, Hub: node.Hub,
+		MQTTAddr: node.MQTTAddr(), MQTTSAddr: node.MQTTSAddr(), CADir: dcfg.CADir}
 }
 
 // Token mints a local JWT for sub valid for an hour.

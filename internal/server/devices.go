@@ -1,0 +1,145 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spkey-dev/spkey/internal/devices"
+	"github.com/spkey-dev/spkey/internal/devices/broker"
+	"github.com/spkey-dev/spkey/internal/devices/ca"
+	"github.com/spkey-dev/spkey/internal/devices/creds"
+)
+
+// This file is the node's device layer: the device CA, the embedded MQTT
+// broker (authenticated by the stored device credentials) and the shadow
+// gateway on it. Node.Start starts it, Node.Stop closes it.
+
+// DevicesConfig is a node's device layer. With both addresses empty the
+// node runs no broker and no gateway.
+type DevicesConfig struct {
+	// MQTTAddr is the broker's plain listener, where devices log in with a
+	// thing name and a password (e.g. 127.0.0.1:1884, or :0); "": off.
+	MQTTAddr string
+	// MQTTSAddr is the broker's TLS listener, where devices log in with a
+	// client certificate of the device CA (e.g. 127.0.0.1:8884); "": off.
+	MQTTSAddr string
+	// CADir is the folder of the device CA (ca.LoadOrCreateDir: created
+	// there on the first start). Required when a listener is on.
+	CADir string
+	// Hosts are the names (DNS names or IP addresses) the broker's TLS
+	// certificate is valid for, the first one its common name; nil:
+	// DefaultDeviceHosts.
+	Hosts []string
+}
+
+// DefaultDeviceHosts returns the names of the broker's TLS certificate
+// when DevicesConfig.Hosts is empty: localhost and 127.0.0.1.
+func DefaultDeviceHosts() []string { return []string{"localhost", "127.0.0.1"} }
+
+// brokerCertValidity is how long the broker's TLS certificate is valid;
+// a new one is made at every start.
+const brokerCertValidity = 397 * 24 * time.Hour
+
+// On reports whether d asks for a broker (at least one listener).
+func (d DevicesConfig) On() bool { return d.MQTTAddr != "" || d.MQTTSAddr != "" }
+
+// deviceLayer is what startDevices started.
+type deviceLayer struct {
+	broker  *broker.Broker
+	gateway *devices.Gateway
+}
+
+// startDevices loads or creates the device CA in cfg.Devices.CADir,
+// starts the broker on the configured listeners (passwords on MQTTAddr,
+// client certificates on MQTTSAddr, both checked against cfg.Store) and
+// the gateway on it. Without a listener it returns nil and no error. It
+// returns an error when CADir is empty, the CA's errors
+// (ca.LoadOrCreateDir, ca.ServerCert), the broker's (a listener that
+// cannot be bound) and the gateway's, each wrapped; nothing is left
+// running then.
+func startDevices(ctx context.Context, cfg Config, log *slog.Logger) (*deviceLayer, error) {
+	d := cfg.Devices
+	if !d.On() {
+		return nil, nil
+	}
+	if d.CADir == "" {
+		return nil, errors.New("devices: the device CA folder (CADir) is required with an MQTT listener")
+	}
+	now := time.Now()
+	authority, err := ca.LoadOrCreateDir(d.CADir, now)
+	if err != nil {
+		return nil, fmt.Errorf("devices: %w", err)
+	}
+	bcfg := broker.Config{
+		Addr:    d.MQTTAddr,
+		TLSAddr: d.MQTTSAddr,
+		Auth:    creds.NewAuthenticator(cfg.Store, log.With("component", "device-auth")),
+		Log:     log.With("component", "broker"),
+	}
+	if d.MQTTSAddr != "" {
+		hosts := d.Hosts
+		if len(hosts) == 0 {
+			hosts = DefaultDeviceHosts()
+		}
+		cert, err := authority.ServerCert(hosts, now, brokerCertValidity)
+		if err != nil {
+			return nil, fmt.Errorf("devices: %w", err)
+		}
+		bcfg.TLS = authority.ServerTLS(cert)
+	}
+	b, err := broker.Start(ctx, bcfg)
+	if err != nil {
+		return nil, fmt.Errorf("devices: %w", err)
+	}
+	g := devices.New(cfg.Store, b, devices.Config{Now: cfg.App.Now}, log.With("component", "gateway"))
+	if err := g.Start(); err != nil {
+		_ = b.Close()
+		return nil, err
+	}
+	log.Info("device broker listening", "mqtt", b.Addr(), "mqtts", b.TLSAddr())
+	return &deviceLayer{broker: b, gateway: g}, nil
+}
+
+// close disconnects every device and stops the broker (and so the
+// gateway, which receives nothing more).
+func (l *deviceLayer) close() {
+	if l != nil {
+		_ = l.broker.Close()
+	}
+}
+
+// MQTTAddr returns the bound address (host:port) of the broker's plain
+// listener, or "" when it is off or the node is not started.
+func (n *Node) MQTTAddr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.devices == nil {
+		return ""
+	}
+	return n.devices.broker.Addr()
+}
+
+// MQTTSAddr returns the bound address (host:port) of the broker's TLS
+// listener, or "" when it is off or the node is not started.
+func (n *Node) MQTTSAddr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.devices == nil {
+		return ""
+	}
+	return n.devices.broker.TLSAddr()
+}
+
+// Gateway returns the node's shadow gateway, or nil when the node has no
+// broker or is not started.
+func (n *Node) Gateway() *devices.Gateway {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.devices == nil {
+		return nil
+	}
+	return n.devices.gateway
+}
