@@ -49,7 +49,7 @@ func TestNodeDevices(t *testing.T) {
 				t.Fatal(err)
 			}
 			msgs := make(chan paho.Message, 4)
-			c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+node.MQTTAddr()).SetClientID("lock-7").
+			c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + node.MQTTAddr()).SetClientID("lock-7").
 				SetUsername("lock-7").SetPassword(password).SetAutoReconnect(false).SetProtocolVersion(4).
 				SetConnectTimeout(mqttWait).SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { msgs <- m }))
 			if tok := c.Connect(); !tok.WaitTimeout(mqttWait) || tok.Error() != nil {
