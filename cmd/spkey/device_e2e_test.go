@@ -3,9 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"io/fs"
 	"net"
@@ -125,8 +130,9 @@ func (d *lockDevice) reportBattery(t *testing.T, thing string) map[string]any {
 // TestDeviceCredentialsE2E: a real `spkey serve` with both MQTT
 // listeners; `spkey device credentials` issues a lock's credentials into a
 // folder, with which the lock reports its shadow over TLS (client
-// certificate) and over plain MQTT (password); after `spkey device
-// revoke` both are refused.
+// certificate) and over plain MQTT (password), and signs a device's CSR;
+// after `spkey device revoke` the lock's certificate and password are
+// refused.
 func TestDeviceCredentialsE2E(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -223,6 +229,44 @@ func TestDeviceCredentialsE2E(t *testing.T) {
 		}
 		d.Disconnect(0)
 	}
+
+	// --csr: spkey signs the device's own key and writes none.
+	devKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "anything"}}, devKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrFile := filepath.Join(t.TempDir(), "device.csr")
+	if err := os.WriteFile(csrFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	outCSR := filepath.Join(t.TempDir(), "lock-1001-csr")
+	if err := run(ctx, []string{"device", "credentials", "lock", "1001", "--out", outCSR, "--csr", csrFile, "--data", data}, nil, io.Discard, io.Discard); err != nil {
+		t.Fatalf("device credentials --csr: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(outCSR, keyFile)); !os.IsNotExist(err) {
+		t.Errorf("--csr wrote %s (%v), want no key", keyFile, err)
+	}
+	certPEM, err := os.ReadFile(filepath.Join(outCSR, certFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		t.Fatalf("%s holds no PEM block", certFile)
+	}
+	csrCert := tls.Certificate{Certificate: [][]byte{block.Bytes}, PrivateKey: devKey}
+	d, err := connectLock(t, mqttsAddr, "lock-1001", "", &csrCert, roots)
+	if err != nil {
+		t.Fatalf("certificate from --csr: connect: %v", err)
+	}
+	if diff := cmp.Diff(want, d.reportBattery(t, "lock-1001")); diff != "" {
+		t.Errorf("certificate from --csr: reported state accepted (-want +got):\n%s", diff)
+	}
+	d.Disconnect(0)
 
 	stdout.Reset()
 	if err := run(ctx, []string{"device", "revoke", "lock", "1001", "--data", data}, nil, &stdout, io.Discard); err != nil {
