@@ -149,7 +149,9 @@ func startSpkeyOn(ctx context.Context, st *store.Store, dir string, cfg server.C
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	node.Start(ctx)
+	if err := node.Start(ctx); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	return &spkeyServer{base: base, node: node, st: st, svc: node.Svc, closeStore: func() {}}, nil
 }
 
