@@ -34,7 +34,7 @@ func TestUpdateDesiredRefused(t *testing.T) {
 				{"state too large", `{"blob":"` + strings.Repeat("x", 9000) + `"}`, shadow.Error{Code: 413, Message: shadow.MsgTooLarge, Timestamp: testNow.Unix(), ClientToken: "c"}},
 			} {
 				err := e.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-					_, err := e.gw.UpdateDesired(ctx, tx, "lock-7", "", json.RawMessage(c.desired), "c", testNow.Unix())
+					_, err := e.gw.UpdateDesired(ctx, tx, "thing-7", "", json.RawMessage(c.desired), "c", testNow.Unix())
 					return err
 				})
 				var rerr *shadow.Error
@@ -45,26 +45,26 @@ func TestUpdateDesiredRefused(t *testing.T) {
 					t.Errorf("%s (-want +got):\n%s", c.name, diff)
 				}
 			}
-			if _, found := storedShadow(t, e.st, "lock-7", ""); found {
+			if _, found := storedShadow(t, e.st, "thing-7", ""); found {
 				t.Error("a refused desired state was stored")
 			}
-			if command, _ := logged(t, e.st, "lock-7"); len(command) != 0 {
+			if command, _ := logged(t, e.st, "thing-7"); len(command) != 0 {
 				t.Errorf("refused commands logged: %v", command)
 			}
 
 			// A named shadow: versions of its own, the classic one untouched.
 			err := e.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
-				_, err := e.gw.UpdateDesired(ctx, tx, "lock-7", "keys", json.RawMessage(`{"slot1":"abc"}`), "", testNow.Unix())
+				_, err := e.gw.UpdateDesired(ctx, tx, "thing-7", "keys", json.RawMessage(`{"slot1":"abc"}`), "", testNow.Unix())
 				return err
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			named, _ := storedShadow(t, e.st, "lock-7", "keys")
+			named, _ := storedShadow(t, e.st, "thing-7", "keys")
 			if named.Version != 1 || named.Desired["slot1"] != "abc" {
 				t.Errorf("named shadow: %+v", named)
 			}
-			if _, found := storedShadow(t, e.st, "lock-7", ""); found {
+			if _, found := storedShadow(t, e.st, "thing-7", ""); found {
 				t.Error("the classic shadow was created")
 			}
 		})

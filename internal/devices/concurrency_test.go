@@ -53,13 +53,13 @@ func TestConcurrentRequests(t *testing.T) {
 			t.Parallel()
 			gws, sts := twoGateways(t, b)
 			const n = 8
-			const topic = "$aws/things/lock-9/shadow/update"
+			const topic = "$aws/things/thing-9/shadow/update"
 			race := func(payload string) (accepted []int64, rejected []string) {
 				answers := make([][]devices.Answer, n)
 				var wg sync.WaitGroup
 				for i := range n {
 					wg.Go(func() {
-						answers[i] = devices.Handle(context.Background(), gws[i%2], "lock-9", topic, []byte(payload))
+						answers[i] = devices.Handle(context.Background(), gws[i%2], "thing-9", topic, []byte(payload))
 					})
 				}
 				wg.Wait()
@@ -90,11 +90,11 @@ func TestConcurrentRequests(t *testing.T) {
 			if diff := cmp.Diff([]int64{9}, accepted); diff != "" || len(rejected) != n-1 || slices.ContainsFunc(rejected, func(p string) bool { return p != conflict }) {
 				t.Errorf("updates expecting version 8: accepted (-want +got):\n%s\nrejected: %v", diff, rejected)
 			}
-			doc, _ := storedShadow(t, sts[0], "lock-9", "")
+			doc, _ := storedShadow(t, sts[0], "thing-9", "")
 			if doc.Version != 9 || doc.Reported["lock"] != "closed" {
 				t.Errorf("stored: version %d, reported %v; want version 9, lock closed", doc.Version, doc.Reported)
 			}
-			if _, status := logged(t, sts[1], "lock-9"); len(status) != 9 {
+			if _, status := logged(t, sts[1], "thing-9"); len(status) != 9 {
 				t.Errorf("%d statuses logged, want 9", len(status))
 			}
 			t.Logf("retries: %d and %d", gws[0].Stats().Retries, gws[1].Stats().Retries)

@@ -210,6 +210,9 @@ func (g *Gateway) apply(ctx context.Context, tx *store.Tx, thing, shadowName, op
 		if rerr != nil {
 			return rejected(rerr), nil
 		}
+		if msg := checkLayout(thing, shadowName, res.Document); msg != "" {
+			return rejected(&shadow.Error{Code: shadow.CodeBadRequest, Message: msg, Timestamp: at, ClientToken: requestToken(payload, g.cfg.Limits)}), nil
+		}
 		if err := putShadow(ctx, tx, thing, shadowName, res.Document, expected, stamp); err != nil {
 			return nil, err
 		}

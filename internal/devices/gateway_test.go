@@ -57,7 +57,7 @@ func TestDeviceShadowLifecycle(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			e := newEnv(t, b)
-			d := e.dial(t, "lock-1")
+			d := e.dial(t, "thing-1")
 
 			report1 := `{"state":{"reported":{"lock":"closed"}},"clientToken":"t1"}`
 			got := d.request(t, "update", report1, 2)
@@ -73,11 +73,11 @@ func TestDeviceShadowLifecycle(t *testing.T) {
 			if diff := cmp.Diff(msg{d.topic("update/accepted"), `{"state":{"reported":{"battery":80}},"metadata":{"reported":{"battery":{"timestamp":` + T + `}}},"version":2,"timestamp":` + T + `}`}, got[0]); diff != "" {
 				t.Errorf("second report accepted (-want +got):\n%s", diff)
 			}
-			doc, found := storedShadow(t, e.st, "lock-1", "")
+			doc, found := storedShadow(t, e.st, "thing-1", "")
 			if !found || doc.Version != 2 || !cmp.Equal(doc.Reported, map[string]any{"lock": "closed", "battery": json.Number("80")}) {
 				t.Errorf("stored shadow: found %v, version %d, reported %v; want version 2 with lock and battery", found, doc.Version, doc.Reported)
 			}
-			_, status := logged(t, e.st, "lock-1")
+			_, status := logged(t, e.st, "thing-1")
 			if diff := cmp.Diff([]string{report2, report1}, status); diff != "" {
 				t.Errorf("logged statuses (-want +got):\n%s", diff)
 			}
@@ -87,7 +87,7 @@ func TestDeviceShadowLifecycle(t *testing.T) {
 			var after func()
 			err := e.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 				var err error
-				after, err = e.gw.UpdateDesired(ctx, tx, "lock-1", "", json.RawMessage(`{"lock":"open"}`), "cmd-1", testNow.Unix())
+				after, err = e.gw.UpdateDesired(ctx, tx, "thing-1", "", json.RawMessage(`{"lock":"open"}`), "cmd-1", testNow.Unix())
 				return err
 			})
 			if err != nil {
@@ -108,7 +108,7 @@ func TestDeviceShadowLifecycle(t *testing.T) {
 			if m := d.next(t); m.Topic != d.topic("update/documents") {
 				t.Errorf("after the delta: %v, want update/documents", m)
 			}
-			command, _ := logged(t, e.st, "lock-1")
+			command, _ := logged(t, e.st, "thing-1")
 			if diff := cmp.Diff([]string{`{"state":{"desired":{"lock":"open"}},"clientToken":"cmd-1"}`}, command); diff != "" {
 				t.Errorf("logged commands (-want +got):\n%s", diff)
 			}
@@ -136,15 +136,15 @@ func TestDeviceShadowLifecycle(t *testing.T) {
 					`{"code":409,"message":"Version conflict","timestamp":` + T + `,"clientToken":"v1"}`},
 				{"malformed JSON", `{"state":`, `{"code":400,"message":"Invalid JSON","timestamp":` + T + `}`},
 			} {
-				_, before := logged(t, e.st, "lock-1")
+				_, before := logged(t, e.st, "thing-1")
 				got = d.request(t, "update", c.payload, 1)
 				if diff := cmp.Diff(msg{d.topic("update/rejected"), c.want}, got[0]); diff != "" {
 					t.Errorf("%s (-want +got):\n%s", c.name, diff)
 				}
-				if doc, _ := storedShadow(t, e.st, "lock-1", ""); doc.Version != 4 {
+				if doc, _ := storedShadow(t, e.st, "thing-1", ""); doc.Version != 4 {
 					t.Errorf("%s: stored version %d, want 4", c.name, doc.Version)
 				}
-				if _, after := logged(t, e.st, "lock-1"); len(after) != len(before) {
+				if _, after := logged(t, e.st, "thing-1"); len(after) != len(before) {
 					t.Errorf("%s: %d statuses logged, want %d", c.name, len(after), len(before))
 				}
 			}
@@ -154,10 +154,10 @@ func TestDeviceShadowLifecycle(t *testing.T) {
 				t.Errorf("delete (-want +got):\n%s", diff)
 			}
 			got = d.request(t, "get", ``, 1)
-			if diff := cmp.Diff(msg{d.topic("get/rejected"), `{"code":404,"message":"No shadow exists with name: 'lock-1'","timestamp":` + T + `}`}, got[0]); diff != "" {
+			if diff := cmp.Diff(msg{d.topic("get/rejected"), `{"code":404,"message":"No shadow exists with name: 'thing-1'","timestamp":` + T + `}`}, got[0]); diff != "" {
 				t.Errorf("get after delete (-want +got):\n%s", diff)
 			}
-			if doc, found := storedShadow(t, e.st, "lock-1", ""); !found || doc.Exists || doc.Version != 4 {
+			if doc, found := storedShadow(t, e.st, "thing-1", ""); !found || doc.Exists || doc.Version != 4 {
 				t.Errorf("stored after delete: found %v, %+v; want a deleted document at version 4", found, doc)
 			}
 		})

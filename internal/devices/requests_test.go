@@ -17,15 +17,15 @@ func TestAbsentShadow(t *testing.T) {
 		t.Run(string(b), func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, b)
-			d := e.dial(t, "lock-2")
-			notFound := `{"code":404,"message":"No shadow exists with name: 'lock-2'","timestamp":` + T + `,"clientToken":"c"}`
+			d := e.dial(t, "thing-2")
+			notFound := `{"code":404,"message":"No shadow exists with name: 'thing-2'","timestamp":` + T + `,"clientToken":"c"}`
 			for _, op := range []string{"get", "delete"} {
 				got := d.request(t, op, `{"clientToken":"c"}`, 1)
 				if diff := cmp.Diff(msg{d.topic(op + "/rejected"), notFound}, got[0]); diff != "" {
 					t.Errorf("%s (-want +got):\n%s", op, diff)
 				}
 			}
-			if _, found := storedShadow(t, e.st, "lock-2", ""); found {
+			if _, found := storedShadow(t, e.st, "thing-2", ""); found {
 				t.Error("a shadow row was created")
 			}
 		})
@@ -39,7 +39,7 @@ func TestNamedShadows(t *testing.T) {
 		t.Run(string(b), func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, b)
-			d := e.dial(t, "lock-3")
+			d := e.dial(t, "thing-3")
 			got := d.request(t, "name/keys/update", `{"state":{"reported":{"slots":2}}}`, 2)
 			want := msg{d.topic("name/keys/update/accepted"), `{"state":{"reported":{"slots":2}},"metadata":{"reported":{"slots":{"timestamp":` + T + `}}},"version":1,"timestamp":` + T + `}`}
 			if diff := cmp.Diff(want, got[0]); diff != "" {
@@ -50,15 +50,15 @@ func TestNamedShadows(t *testing.T) {
 				t.Errorf("classic get after a named update: %v, want get/rejected", got[0])
 			}
 			got = d.request(t, "name/other/get", ``, 1)
-			if diff := cmp.Diff(msg{d.topic("name/other/get/rejected"), `{"code":404,"message":"No shadow exists with name: 'lock-3~other'","timestamp":` + T + `}`}, got[0]); diff != "" {
+			if diff := cmp.Diff(msg{d.topic("name/other/get/rejected"), `{"code":404,"message":"No shadow exists with name: 'thing-3~other'","timestamp":` + T + `}`}, got[0]); diff != "" {
 				t.Errorf("other named get (-want +got):\n%s", diff)
 			}
 			got = d.request(t, "update", `{"state":{"reported":{"lock":"closed"}}}`, 2)
 			if got[0].Topic != d.topic("update/accepted") {
 				t.Fatalf("classic update: %v", got[0])
 			}
-			classic, _ := storedShadow(t, e.st, "lock-3", "")
-			named, _ := storedShadow(t, e.st, "lock-3", "keys")
+			classic, _ := storedShadow(t, e.st, "thing-3", "")
+			named, _ := storedShadow(t, e.st, "thing-3", "keys")
 			if classic.Version != 1 || named.Version != 1 || classic.Reported["slots"] != nil || named.Reported["lock"] != nil {
 				t.Errorf("classic %+v and named %+v are not apart", classic, named)
 			}
@@ -75,14 +75,14 @@ func TestOtherThingsShadow(t *testing.T) {
 		t.Run(string(b), func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, b)
-			a := e.dial(t, "lock-a")
-			codes := a.subscribe(t, "$aws/things/lock-b/shadow/+/+", "$aws/things/+/shadow/#")
-			if diff := cmp.Diff(map[string]byte{"$aws/things/lock-b/shadow/+/+": 0x80, "$aws/things/+/shadow/#": 0x80}, codes); diff != "" {
+			a := e.dial(t, "thing-a")
+			codes := a.subscribe(t, "$aws/things/thing-b/shadow/+/+", "$aws/things/+/shadow/#")
+			if diff := cmp.Diff(map[string]byte{"$aws/things/thing-b/shadow/+/+": 0x80, "$aws/things/+/shadow/#": 0x80}, codes); diff != "" {
 				t.Errorf("SUBACK codes (-want +got):\n%s", diff)
 			}
 			// The broker drops it (at QoS 0; at QoS 1 it disconnects an MQTT
 			// 3.1.1 device); a's own request after it is the barrier.
-			if tok := a.c.Publish("$aws/things/lock-b/shadow/update", 0, false, `{"state":{"reported":{"lock":"open"}}}`); !tok.WaitTimeout(waitLimit) {
+			if tok := a.c.Publish("$aws/things/thing-b/shadow/update", 0, false, `{"state":{"reported":{"lock":"open"}}}`); !tok.WaitTimeout(waitLimit) {
 				t.Fatal("forged publish: no PUBACK")
 			}
 			if got := a.request(t, "get", ``, 1); got[0].Topic != a.topic("get/rejected") {
@@ -92,24 +92,24 @@ func TestOtherThingsShadow(t *testing.T) {
 			// The gateway's own check, for a transport that would let it through.
 			ctx := context.Background()
 			for _, c := range []struct{ name, thing, topic string }{
-				{"forged", "lock-a", "$aws/things/lock-b/shadow/update"},
-				{"forged named", "lock-a", "$aws/things/lock-b/shadow/name/keys/delete"},
-				{"answer topic", "lock-a", "$aws/things/lock-a/shadow/update/accepted"},
-				{"no shadow topic", "lock-a", "$aws/things/lock-a/jobs/notify"},
-				{"unknown operation", "lock-a", "$aws/things/lock-a/shadow/patch"},
+				{"forged", "thing-a", "$aws/things/thing-b/shadow/update"},
+				{"forged named", "thing-a", "$aws/things/thing-b/shadow/name/keys/delete"},
+				{"answer topic", "thing-a", "$aws/things/thing-a/shadow/update/accepted"},
+				{"no shadow topic", "thing-a", "$aws/things/thing-a/jobs/notify"},
+				{"unknown operation", "thing-a", "$aws/things/thing-a/shadow/patch"},
 			} {
 				if got := devices.Handle(ctx, e.gw, c.thing, c.topic, []byte(`{"state":{"reported":{"lock":"open"}}}`)); got != nil {
 					t.Errorf("%s: answered %v", c.name, got)
 				}
 			}
-			if _, found := storedShadow(t, e.st, "lock-b", ""); found {
-				t.Error("lock-b has a shadow")
+			if _, found := storedShadow(t, e.st, "thing-b", ""); found {
+				t.Error("thing-b has a shadow")
 			}
-			if _, found := storedShadow(t, e.st, "lock-b", "keys"); found {
-				t.Error("lock-b has a keys shadow")
+			if _, found := storedShadow(t, e.st, "thing-b", "keys"); found {
+				t.Error("thing-b has a keys shadow")
 			}
-			if _, status := logged(t, e.st, "lock-b"); len(status) != 0 {
-				t.Errorf("lock-b has logged statuses: %v", status)
+			if _, status := logged(t, e.st, "thing-b"); len(status) != 0 {
+				t.Errorf("thing-b has logged statuses: %v", status)
 			}
 			st := e.gw.Stats()
 			if diff := cmp.Diff(devices.Stats{Handled: 1, Forged: 2, Ignored: 3}, st); diff != "" {
@@ -128,12 +128,12 @@ func TestStoreFailure(t *testing.T) {
 			e := newEnv(t, b)
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
-			got := devices.Handle(ctx, e.gw, "lock-5", "$aws/things/lock-5/shadow/update", []byte(`{"state":{"reported":{"lock":"open"}},"clientToken":"x"}`))
-			want := []devices.Answer{{Topic: "$aws/things/lock-5/shadow/update/rejected", Payload: `{"code":500,"message":"Internal service failure","timestamp":` + T + `,"clientToken":"x"}`}}
+			got := devices.Handle(ctx, e.gw, "thing-5", "$aws/things/thing-5/shadow/update", []byte(`{"state":{"reported":{"lock":"open"}},"clientToken":"x"}`))
+			want := []devices.Answer{{Topic: "$aws/things/thing-5/shadow/update/rejected", Payload: `{"code":500,"message":"Internal service failure","timestamp":` + T + `,"clientToken":"x"}`}}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("answers (-want +got):\n%s", diff)
 			}
-			if _, found := storedShadow(t, e.st, "lock-5", ""); found {
+			if _, found := storedShadow(t, e.st, "thing-5", ""); found {
 				t.Error("the shadow was stored")
 			}
 			if n := e.gw.Stats().Failed; n != 1 {

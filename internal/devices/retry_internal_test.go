@@ -32,7 +32,7 @@ func TestWithRetry(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			g := New(nil, nil, Config{MaxAttempts: 3}, nil)
 			calls := 0
-			err := g.withRetry(context.Background(), "lock-1", "$aws/things/lock-1/shadow/update", func() error {
+			err := g.withRetry(context.Background(), "thing-1", "$aws/things/thing-1/shadow/update", func() error {
 				calls++
 				return c.results[calls-1]
 			})
