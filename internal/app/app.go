@@ -93,6 +93,8 @@ type Service struct {
 	waker Waker
 	// users reads the user vault outside transactions.
 	users userVault
+	// shadows reads the devices' shadow message logs.
+	shadows shadowLog
 }
 
 // Channels says which operator-configured doorbell channels exist
@@ -157,7 +159,7 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 		replaysPerHour: opt.ReplaysPerHour, redeliveriesPerHour: opt.RedeliveriesPerHour, allowUserLockCreate: opt.AllowUserLockCreate,
 		aggs: map[string]registered{}}
 	s.register(builtins()...)
-	s.waker, s.users = opt.Waker, st
+	s.waker, s.users, s.shadows = opt.Waker, st, st
 	if st.Dialect() == store.Postgres {
 		// SQLite has one writer already; on PostgreSQL commands run in
 		// parallel, so keep one writer per aggregate inside this node and

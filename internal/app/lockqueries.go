@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
@@ -153,4 +154,51 @@ func (s *Service) LockEvents(ctx context.Context, p Principal, id int64, page in
 		out.Events = recs
 	}
 	return out, nil
+}
+
+// DebugMessagesDefault is upstream's default limit of
+// GET /locks/{id}/debug/messages.
+const DebugMessagesDefault = 50
+
+// DebugMessagesMax is the largest limit LockDebugMessages honours: the
+// log keeps no more per direction.
+const DebugMessagesMax = store.ShadowMessagesKept
+
+// DebugMessage is one logged shadow message of a lock's device.
+type DebugMessage struct {
+	ID        int64
+	Payload   string // as logged: the message's bytes as text, maybe cut
+	Timestamp string // when it was logged
+}
+
+// DebugMessages is a lock device's recent shadow messages, newest first:
+// Command the desired-state changes sent to it, Status the reports it
+// sent; Total counts the messages the log holds in both directions.
+type DebugMessages struct {
+	Command, Status []DebugMessage
+	Total           int
+}
+
+// LockDebugMessages returns the newest messages (up to limit per
+// direction, limit taken into 1..DebugMessagesMax) of lock id's device
+// for a caller authorized on the lock (the lock queries' rule). It
+// returns NotFound, Unauthorized or Forbidden, and the store's errors,
+// wrapped.
+func (s *Service) LockDebugMessages(ctx context.Context, p Principal, id int64, limit int) (DebugMessages, error) {
+	if _, err := s.Lock(ctx, p, id); err != nil {
+		return DebugMessages{}, err
+	}
+	command, status, total, err := s.shadows.ShadowMessages(ctx, lock.ThingName(id), min(max(limit, 1), DebugMessagesMax))
+	if err != nil {
+		return DebugMessages{}, fmt.Errorf("debug messages of lock %d: %w", id, err)
+	}
+	return DebugMessages{Command: debugMessages(command), Status: debugMessages(status), Total: total}, nil
+}
+
+func debugMessages(ms []store.ShadowMessage) []DebugMessage {
+	out := make([]DebugMessage, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, DebugMessage{ID: m.ID, Payload: m.Payload, Timestamp: m.CreatedAt})
+	}
+	return out
 }

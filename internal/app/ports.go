@@ -44,6 +44,15 @@ var (
 	_ eventReader = (*store.Store)(nil)
 )
 
+// shadowLog reads a device's shadow message log outside a transaction:
+// up to limit messages per direction, newest first, and how many the log
+// holds in both directions. store.Store implements it.
+type shadowLog interface {
+	ShadowMessages(ctx context.Context, thing string, limit int) (command, status []store.ShadowMessage, total int, err error)
+}
+
+var _ shadowLog = (*store.Store)(nil)
+
 // FreshReads marks ctx as one request's, once, where the request starts:
 // its reads may then use the node's read cache, which on PostgreSQL first
 // waits (once per request) until every write answered before, on any node,

@@ -129,6 +129,7 @@ func authzRoutes() []authzRoute {
 		{"GET /locks/{id}/basic-info", authzLock, wireQuery, get("/locks/1/basic-info"), 200, "lockId"},
 		{"GET /locks/{id}/details", authzLock, wireQuery, get("/locks/1/details"), 200, "residents"},
 		{"GET /locks/{id}/events", authzLock, wireQuery, get("/locks/1/events"), 200, "events"},
+		{"GET /locks/{id}/debug/messages", authzLock, wireQuery, get("/locks/1/debug/messages"), 200, "messages"},
 		{"POST /locks/{id}/AddResident", authzLock, wireCommand,
 			post("/locks/1/AddResident", func(*authzFixture) any { return map[string]any{"name": "Resident", "email": "resident@users.test"} }), 200, "event"},
 		{"POST /locks/{id}/RemoveResident", authzLock, wireCommand,

@@ -107,6 +107,7 @@ var fuzzIDRoutes = []fuzzIDRoute{
 	{"GET", "/locks/{}/basic-info", idLock, credSuper, ""},
 	{"GET", "/locks/{}/details", idLock, credSuper, ""},
 	{"GET", "/locks/{}/events", idLock, credSuper, ""},
+	{"GET", "/locks/{}/debug/messages", idLock, credSuper, ""},
 	{"GET", "/locks/{}/residents", idLock, credNone, ""},
 	{"GET", "/locks/{}/doorbell/rings", idLock, credSuper, ""},
 	{"POST", "/locks/{}/CreateLock", idLock, credSuper, `{"index":7,"uuid":"` + fuzzLock2UUID + `"}`},

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -244,6 +245,77 @@ func (s *Server) lockEvents(ctx context.Context, in *lockEventsInput) (*EventsOu
 		b.Events = append(b.Events, eventRecord{AggregateType: r.AggregateType, AggregateID: r.AggregateID, Version: number(r.Version), Type: r.Type, Timestamp: r.Timestamp, OrgID: r.OrgID, Data: r.Data})
 	}
 	return out, nil
+}
+
+type lockDebugMessagesInput struct {
+	LockPath
+	Limit string `query:"limit" default:"50" doc:"Maximum number of messages to return per direction (a positive integer; more than 200 reads 200)"`
+}
+
+// DebugMessagesOutput is GET /locks/{id}/debug/messages.
+type DebugMessagesOutput struct {
+	Body struct {
+		Messages debugMessageLists `json:"messages"`
+		Total    number            `json:"total" doc:"How many messages the log holds for the lock's device, both directions"`
+	}
+}
+
+// debugMessageLists are a device's logged messages by direction.
+type debugMessageLists struct {
+	Command []debugMessage `json:"command" nullable:"false" doc:"Desired-state changes sent to the device, newest first"`
+	Status  []debugMessage `json:"status" nullable:"false" doc:"Reports the device sent, newest first"`
+}
+
+// debugMessage is one logged shadow message (app.DebugMessage as upstream
+// types it).
+type debugMessage struct {
+	ID        number `json:"id"`
+	Payload   any    `json:"payload" doc:"The message decoded as JSON, or the logged text when it is not JSON"`
+	Timestamp string `json:"timestamp"`
+}
+
+// debugLimit parses the limit of GET /locks/{id}/debug/messages: empty is
+// upstream's default, a positive integer is taken as is (the app caps it),
+// anything else is refused like the page of GET /locks/{id}/events.
+func debugLimit(raw string) (int, error) {
+	if raw == "" {
+		return app.DebugMessagesDefault, nil
+	}
+	n, err := strconv.ParseInt(raw, 10, 64)
+	if errors.Is(err, strconv.ErrRange) && n > 0 {
+		return app.DebugMessagesMax, nil
+	}
+	if err != nil || n < 1 {
+		return 0, domain.InvalidField("limit", "limit must be a positive integer")
+	}
+	return int(min(n, app.DebugMessagesMax)), nil
+}
+
+func (s *Server) lockDebugMessages(ctx context.Context, in *lockDebugMessagesInput) (*DebugMessagesOutput, error) {
+	limit, err := debugLimit(in.Limit)
+	if err != nil {
+		return nil, toAPIError(ctx, s.log, err)
+	}
+	ms, err := s.svc.LockDebugMessages(ctx, principal(ctx), in.ID, limit)
+	if err != nil {
+		return nil, toAPIError(ctx, s.log, err)
+	}
+	out := &DebugMessagesOutput{}
+	b := &out.Body
+	b.Messages.Command, b.Messages.Status, b.Total = debugMessageList(ms.Command), debugMessageList(ms.Status), number(ms.Total)
+	return out, nil
+}
+
+func debugMessageList(ms []app.DebugMessage) []debugMessage {
+	out := make([]debugMessage, 0, len(ms))
+	for _, m := range ms {
+		var payload any = m.Payload
+		if json.Valid([]byte(m.Payload)) {
+			payload = json.RawMessage(m.Payload)
+		}
+		out = append(out, debugMessage{ID: number(m.ID), Payload: payload, Timestamp: m.Timestamp})
+	}
+	return out
 }
 
 type residentItem struct {

@@ -15,6 +15,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
 
@@ -177,6 +178,9 @@ func TestOpenAPIUpstreamSchemas(t *testing.T) {
 			}
 
 			srv := testenv.NewServer(t, b, testenv.Options{AllowUserLockCreate: true})
+			// Lock 1's device log: a JSON payload and a text one each way.
+			debugLog(t, srv, debugLogged{1, store.ShadowStatus, `{"state":{"reported":{"lock":"closed"}}}`}, debugLogged{1, store.ShadowStatus, "text"},
+				debugLogged{1, store.ShadowCommand, `{"state":{"desired":{"lock":"open"}}}`}, debugLogged{1, store.ShadowCommand, "7 bytes"})
 			key := srv.Tenant(t, "acme", false)
 			beta := srv.Tenant(t, "beta", false)
 			lockUUID, lock3UUID := app.NewUUID(), app.NewUUID()
@@ -243,6 +247,8 @@ func TestOpenAPIUpstreamSchemas(t *testing.T) {
 				{"GET", "/locks/{id}/details", 404, k("GET", "/locks/99/details", nil)},
 				{"GET", "/locks/{id}/events", 200, k("GET", "/locks/1/events", nil)},
 				{"GET", "/locks/{id}/events", 404, k("GET", "/locks/99/events", nil)},
+				// Upstream documents no 404 here: TestLockDebugMessages has it.
+				{"GET", "/locks/{id}/debug/messages", 200, k("GET", "/locks/1/debug/messages", nil)},
 				{"POST", "/locks/{id}/RemoveResident", 200, k("POST", "/locks/1/RemoveResident", map[string]any{"email": "user@example.com"})},
 				{"POST", "/locks/{id}/RemoveResident", 400, k("POST", "/locks/1/RemoveResident", map[string]any{"email": "user@example.com"})},
 				{"POST", "/locks/{id}/RemoveResident", 404, k("POST", "/locks/99/RemoveResident", map[string]any{"email": "user@example.com"})},

@@ -27,6 +27,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	huma.Register(a, op(http.MethodGet, "/locks/{id}/basic-info", "get_GetLockBasicInfoRoute", "Lightweight lock info", 200, secUser, "Lock", "Query"), s.lockBasicInfo)
 	huma.Register(a, op(http.MethodGet, "/locks/{id}/details", "get_GetLockDetailsRoute", "Full lock state", 200, secUser, "Lock", "Query"), s.lockDetails)
 	huma.Register(a, op(http.MethodGet, "/locks/{id}/events", "get_GetLockEventsRoute", "Paginated lock event history (10 per page, default the last page)", 200, secUser, "Lock", "Query"), s.lockEvents)
+	huma.Register(a, op(http.MethodGet, "/locks/{id}/debug/messages", "get_GetDebugMessagesRoute", "Recent shadow messages of the lock's device (up to limit per direction, newest first)", 200, secUser, "Lock", "Query", "Debug"), s.lockDebugMessages)
 	// Doorbell residents.
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/AddResident", "post_AddResidentRoute", "Add resident to doorbell list", 200, secUser, "Lock", "Command", "Doorbell"), s.addResident)
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/RemoveResident", "post_RemoveResidentRoute", "Remove resident from doorbell list", 200, secUser, "Lock", "Command", "Doorbell"), s.removeResident)
