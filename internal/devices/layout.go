@@ -16,7 +16,7 @@ import (
 // things and named shadows have no layout yet. It returns the message of
 // the 400 to answer, or "" when the document fits.
 func checkLayout(thing, shadowName string, doc shadow.Document) string {
-	if shadowName != "" || !strings.HasPrefix(thing, lockThingPrefix) {
+	if shadowName != "" || !strings.HasPrefix(thing, lock.ThingPrefix) {
 		return ""
 	}
 	reported, err := json.Marshal(doc.Reported)
@@ -32,6 +32,3 @@ func checkLayout(thing, shadowName string, doc shadow.Document) string {
 	}
 	return ""
 }
-
-// lockThingPrefix begins the thing name of every lock (lock.ThingName).
-var lockThingPrefix = strings.TrimSuffix(lock.ThingName(0), "0")

@@ -19,8 +19,11 @@ import (
 // characters of [a-z0-9-], within AWS IoT's thing names ([a-zA-Z0-9:_-],
 // 1 to 128).
 func ThingName(lockID int64) string {
-	return "lock-" + strconv.FormatInt(lockID, 10)
+	return ThingPrefix + strconv.FormatInt(lockID, 10)
 }
+
+// ThingPrefix begins the thing name of every lock (ThingName).
+const ThingPrefix = "lock-"
 
 // ThingArn returns the ARN of thing in an AWS account and region:
 // "arn:aws:iot:{region}:{account}:thing/{thing}". It checks nothing.
