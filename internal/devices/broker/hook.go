@@ -10,6 +10,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/spkey-dev/spkey/internal/domain/shadow"
 )
 
 // ErrDenied is what an Authenticator returns for credentials it refuses
@@ -44,17 +45,7 @@ func allowed(thing, topic string) bool {
 // ([a-zA-Z0-9:_-]{1,128}) and not the id of mochi's inline client, which
 // a device would otherwise take over.
 func validThing(name string) bool {
-	if name == "" || len(name) > 128 || name == mqtt.InlineClientId {
-		return false
-	}
-	for _, c := range []byte(name) {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == ':', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
+	return shadow.ValidThingName(name) && name != mqtt.InlineClientId
 }
 
 // hook is the broker's policy, plugged into mochi.

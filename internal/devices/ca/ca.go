@@ -33,6 +33,8 @@ import (
 	"fmt"
 	"math/big"
 	"time"
+
+	"github.com/spkey-dev/spkey/internal/domain/shadow"
 )
 
 // DefaultName is the common name of the CA that LoadOrCreateDir creates.
@@ -205,18 +207,8 @@ func Thing(cert *x509.Certificate) string { return cert.Subject.CommonName }
 // [a-zA-Z0-9:_-], as AWS IoT), else an error wrapping ErrInvalidThing
 // that says why.
 func ValidateThing(name string) error {
-	if name == "" {
-		return fmt.Errorf("%w: empty", ErrInvalidThing)
-	}
-	if len(name) > 128 {
-		return fmt.Errorf("%w: %d bytes long, at most 128 allowed", ErrInvalidThing, len(name))
-	}
-	for i := 0; i < len(name); i++ {
-		b := name[i]
-		if 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == ':' || b == '_' || b == '-' {
-			continue
-		}
-		return fmt.Errorf("%w: %q has %q at byte %d; only letters, digits, ':', '_' and '-' are allowed", ErrInvalidThing, name, b, i)
+	if !shadow.ValidThingName(name) {
+		return fmt.Errorf("%w: %q: 1-128 of letters, digits, ':', '_' and '-'", ErrInvalidThing, name)
 	}
 	return nil
 }
