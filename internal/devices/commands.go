@@ -99,31 +99,3 @@ func putShadow(ctx context.Context, tx *store.Tx, thing, shadowName string, doc 
 	}
 	return nil
 }
-
-// requestToken is the clientToken of a request, for an answer the shadow
-// package did not build (a 500): "" when the payload is no JSON object or
-// its clientToken is no string within limits.
-func requestToken(payload []byte, limits shadow.Limits) string {
-	d := shadow.DefaultLimits()
-	maxToken, maxRequest := limits.MaxClientTokenBytes, limits.MaxRequestBytes
-	if maxToken == 0 {
-		maxToken = d.MaxClientTokenBytes
-	}
-	if maxRequest == 0 {
-		maxRequest = d.MaxRequestBytes
-	}
-	if len(payload) > maxRequest {
-		return ""
-	}
-	var req struct {
-		ClientToken any `json:"clientToken"`
-	}
-	if json.Unmarshal(payload, &req) != nil {
-		return ""
-	}
-	s, ok := req.ClientToken.(string)
-	if !ok || len(s) > maxToken {
-		return ""
-	}
-	return s
-}

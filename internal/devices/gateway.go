@@ -40,9 +40,6 @@ type Transport interface {
 // shadow topic of every thing.
 const RequestFilter = "$aws/things/+/shadow/#"
 
-// MsgInternal is AWS's message of a 500 /rejected answer.
-const MsgInternal = "Internal service failure"
-
 // Defaults of Config's zero fields.
 const (
 	DefaultRequestTimeout = 10 * time.Second
@@ -168,8 +165,8 @@ func (g *Gateway) handle(ctx context.Context, thing, topic string, payload []byt
 	if err != nil {
 		g.failed.Add(1)
 		g.log.Error("devices: shadow request failed", "thing", thing, "topic", topic, "err", err)
-		rerr := &shadow.Error{Code: shadow.CodeInternal, Message: MsgInternal, Timestamp: now.Unix(), ClientToken: requestToken(payload, g.cfg.Limits)}
-		return []publication{{shadow.Topic(thing, shadowName, op, shadow.SuffixRejected), rerr.Payload()}}
+		rerr := &shadow.Error{Code: shadow.CodeInternal, Message: shadow.MsgInternal, Timestamp: now.Unix(), ClientToken: shadow.RequestToken(payload, g.cfg.Limits)}
+		return []publication{rejection(thing, shadowName, op, rerr)}
 	}
 	g.handled.Add(1)
 	return pubs
@@ -201,9 +198,7 @@ func (g *Gateway) apply(ctx context.Context, tx *store.Tx, thing, shadowName, op
 		return nil, err
 	}
 	at, stamp := now.Unix(), now.UTC().Format(domain.TimeLayout)
-	rejected := func(rerr *shadow.Error) []publication {
-		return []publication{{shadow.Topic(thing, shadowName, op, shadow.SuffixRejected), rerr.Payload()}}
-	}
+	rejected := func(rerr *shadow.Error) []publication { return []publication{rejection(thing, shadowName, op, rerr)} }
 	switch op {
 	case shadow.OpUpdate:
 		res, rerr := shadow.Update(cur, payload, at, g.cfg.Limits)
@@ -211,7 +206,7 @@ func (g *Gateway) apply(ctx context.Context, tx *store.Tx, thing, shadowName, op
 			return rejected(rerr), nil
 		}
 		if msg := checkLayout(thing, shadowName, res.Document); msg != "" {
-			return rejected(&shadow.Error{Code: shadow.CodeBadRequest, Message: msg, Timestamp: at, ClientToken: requestToken(payload, g.cfg.Limits)}), nil
+			return rejected(&shadow.Error{Code: shadow.CodeBadRequest, Message: msg, Timestamp: at, ClientToken: shadow.RequestToken(payload, g.cfg.Limits)}), nil
 		}
 		if err := putShadow(ctx, tx, thing, shadowName, res.Document, expected, stamp); err != nil {
 			return nil, err
@@ -237,6 +232,11 @@ func (g *Gateway) apply(ctx context.Context, tx *store.Tx, thing, shadowName, op
 		return []publication{{shadow.Topic(thing, shadowName, op, shadow.SuffixAccepted), body}}, nil
 	}
 	return nil, fmt.Errorf("devices: unknown shadow operation %q", op)
+}
+
+// rejection is the /rejected answer of a refused request.
+func rejection(thing, shadowName, op string, rerr *shadow.Error) publication {
+	return publication{shadow.Topic(thing, shadowName, op, shadow.SuffixRejected), rerr.Payload()}
 }
 
 // updateAnswers are the publications of an accepted update: /accepted

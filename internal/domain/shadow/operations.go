@@ -261,6 +261,14 @@ func snapshot(d Document) fullDoc {
 // readToken extracts the clientToken of a /get or /delete request. AWS
 // ignores these requests' content (they are often empty), so a payload that
 // is not a JSON object simply has no token.
+// RequestToken is the clientToken of request, for an answer built outside
+// this package (a 500): "" when request is too large, no JSON object, or
+// its clientToken is no string within limits.
+func RequestToken(request []byte, limits Limits) string {
+	t, _ := readToken(request, 0, limits)
+	return t
+}
+
 func readToken(request []byte, now int64, limits Limits) (string, *Error) {
 	limits = limits.orDefaults()
 	if len(request) > limits.MaxRequestBytes {
