@@ -40,7 +40,7 @@ func (g *Gateway) UpdateDesired(ctx context.Context, tx *store.Tx, thing, shadow
 		return nil, fmt.Errorf("devices: update desired of %s/%q: %w", thing, shadowName,
 			&shadow.Error{Code: shadow.CodeBadRequest, Message: shadow.MsgInvalidJSON, Timestamp: now, ClientToken: clientToken})
 	}
-	cur, expected, err := loadShadow(ctx, tx, thing, shadowName)
+	cur, err := loadShadow(ctx, tx, thing, shadowName)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +49,7 @@ func (g *Gateway) UpdateDesired(ctx context.Context, tx *store.Tx, thing, shadow
 		return nil, fmt.Errorf("devices: update desired of %s/%q: %w", thing, shadowName, rerr)
 	}
 	stamp := time.Unix(now, 0).UTC().Format(domain.TimeLayout)
-	if err := putShadow(ctx, tx, thing, shadowName, res.Document, expected, stamp); err != nil {
+	if err := putShadow(ctx, tx, thing, shadowName, res.Document, cur.Version, stamp); err != nil {
 		return nil, err
 	}
 	if err := tx.LogShadowMessage(ctx, thing, store.ShadowCommand, request, stamp); err != nil {
@@ -67,27 +67,27 @@ type desiredRequest struct {
 	ClientToken string `json:"clientToken,omitempty"`
 }
 
-// loadShadow reads the shadow thing/shadowName inside tx: the document (the
-// zero Document when the shadow has no row) and the version PutShadow must
-// expect (0 for no row). It returns the store's error, or an error for a
-// stored document that does not decode, wrapped.
-func loadShadow(ctx context.Context, tx *store.Tx, thing, shadowName string) (shadow.Document, int64, error) {
+// loadShadow reads the shadow thing/shadowName inside tx: the document, or
+// the zero Document when the shadow has no row. Its Version is the one
+// putShadow must expect (0: no row). It returns the store's error, or an
+// error for a stored document that does not decode, wrapped.
+func loadShadow(ctx context.Context, tx *store.Tx, thing, shadowName string) (shadow.Document, error) {
 	raw, found, err := tx.Shadow(ctx, thing, shadowName)
 	if err != nil {
-		return shadow.Document{}, 0, fmt.Errorf("devices: %w", err)
+		return shadow.Document{}, fmt.Errorf("devices: %w", err)
 	}
 	if !found {
-		return shadow.Document{}, 0, nil
+		return shadow.Document{}, nil
 	}
 	doc, err := shadow.Unmarshal(raw)
 	if err != nil {
-		return shadow.Document{}, 0, fmt.Errorf("devices: shadow %s/%q: %w", thing, shadowName, err)
+		return shadow.Document{}, fmt.Errorf("devices: shadow %s/%q: %w", thing, shadowName, err)
 	}
-	return doc, doc.Version, nil
+	return doc, nil
 }
 
 // putShadow stores doc as the shadow thing/shadowName, expecting the
-// version loadShadow returned. It returns the store's errors, wrapped
+// version of the document loadShadow returned. It returns the store's errors, wrapped
 // (store.ErrShadowMoved among them).
 func putShadow(ctx context.Context, tx *store.Tx, thing, shadowName string, doc shadow.Document, expected int64, stamp string) error {
 	b, err := shadow.Marshal(doc)

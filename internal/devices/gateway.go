@@ -193,7 +193,7 @@ func (g *Gateway) withRetry(ctx context.Context, thing, topic string, write func
 // device's status). A request the shadow rules refuse writes nothing and
 // is answered on its /rejected topic. It returns the store's errors.
 func (g *Gateway) apply(ctx context.Context, tx *store.Tx, thing, shadowName, op string, payload []byte, now time.Time) ([]publication, error) {
-	cur, expected, err := loadShadow(ctx, tx, thing, shadowName)
+	cur, err := loadShadow(ctx, tx, thing, shadowName)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +208,7 @@ func (g *Gateway) apply(ctx context.Context, tx *store.Tx, thing, shadowName, op
 		if msg := checkLayout(thing, shadowName, res.Document); msg != "" {
 			return rejected(&shadow.Error{Code: shadow.CodeBadRequest, Message: msg, Timestamp: at, ClientToken: shadow.RequestToken(payload, g.cfg.Limits)}), nil
 		}
-		if err := putShadow(ctx, tx, thing, shadowName, res.Document, expected, stamp); err != nil {
+		if err := putShadow(ctx, tx, thing, shadowName, res.Document, cur.Version, stamp); err != nil {
 			return nil, err
 		}
 		if err := tx.LogShadowMessage(ctx, thing, store.ShadowStatus, payload, stamp); err != nil {
@@ -226,7 +226,7 @@ func (g *Gateway) apply(ctx context.Context, tx *store.Tx, thing, shadowName, op
 		if rerr != nil {
 			return rejected(rerr), nil
 		}
-		if err := putShadow(ctx, tx, thing, shadowName, deleted, expected, stamp); err != nil {
+		if err := putShadow(ctx, tx, thing, shadowName, deleted, cur.Version, stamp); err != nil {
 			return nil, err
 		}
 		return []publication{{shadow.Topic(thing, shadowName, op, shadow.SuffixAccepted), body}}, nil
