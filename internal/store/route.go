@@ -77,7 +77,7 @@ func (tx *Tx) Wake(consumers ...string) {
 	if r == nil || len(consumers) == 0 {
 		return
 	}
-	tx.b.wake(r, consumers)
+	tx.b.wake(r, consumers...)
 }
 
 // route queues the rows the router asks for about recs (stored, their Seq
@@ -87,13 +87,11 @@ func (tx *Tx) route(ctx context.Context, recs []es.Record) error {
 	if r == nil {
 		return nil
 	}
-	var woken []string
 	for _, rec := range recs {
 		rows, err := r.Route(ctx, tx, rec)
 		if err != nil {
 			return err
 		}
-	next:
 		for _, row := range rows {
 			if row.OnlyIfWebhook {
 				res, err := tx.enqueueIfWebhook(ctx, row.Consumer, rec, row.Target)
@@ -106,15 +104,9 @@ func (tx *Tx) route(ctx context.Context, recs []es.Record) error {
 			if err := tx.enqueue(ctx, row.Consumer, rec, row.Target); err != nil {
 				return err
 			}
-			for _, c := range woken {
-				if c == row.Consumer {
-					continue next
-				}
-			}
-			woken = append(woken, row.Consumer)
+			tx.b.wake(r, row.Consumer) // each consumer once per batch
 		}
 	}
-	tx.Wake(woken...)
 	return nil
 }
 

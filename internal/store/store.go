@@ -115,16 +115,12 @@ func (b *batch) wakeIf(r Router, consumer string, res sql.Result) {
 }
 
 // wake asks for consumers to be woken through r after commit.
-func (b *batch) wake(r Router, consumers []string) {
+func (b *batch) wake(r Router, consumers ...string) {
 	b.router = r
-next:
 	for _, c := range consumers {
-		for _, w := range b.woken {
-			if w == c {
-				continue next
-			}
+		if !slices.Contains(b.woken, c) {
+			b.woken = append(b.woken, c)
 		}
-		b.woken = append(b.woken, c)
 	}
 }
 
@@ -206,7 +202,7 @@ type Store struct {
 type Hooks struct {
 	Appended func(n int)
 	Conflict func()
-	// Batch receives the number of commands committed together (SQLite).
+	// Batch receives the number of commands committed together by a writer.
 	Batch func(n int)
 }
 
