@@ -50,26 +50,24 @@ func (tx *Tx) Enqueue(ctx context.Context, consumer string, r es.Record, target 
 }
 
 func (tx *Tx) enqueue(ctx context.Context, consumer string, r es.Record, target string) error {
-	return tx.enqueueRow(ctx, consumer, r, target, true)
+	_, err := tx.insertOutbox(ctx, outboxInsert, consumer, r, target)
+	return err
 }
 
-// outboxInsert queues one outbox row.
-var outboxInsert = newSeqInsert("outbox", "consumer, aggregate_type, aggregate_id, version, org_id, target, created_at", 7)
+// outboxCols are the columns of an outbox row besides event_seq.
+const outboxCols = "consumer, aggregate_type, aggregate_id, version, org_id, target, created_at"
 
-// enqueueRow inserts the outbox row about r: a stored event (ofEvent), or
-// no event at all (its Seq, 0, as it is).
-func (tx *Tx) enqueueRow(ctx context.Context, consumer string, r es.Record, target string, ofEvent bool) error {
-	vals := []any{consumer, r.AggregateType, r.AggregateID, r.Version, r.OrgID, target, r.Timestamp}
-	var err error
-	if ofEvent {
-		err = tx.s.insertWithSeq(ctx, tx.q, outboxInsert, r, vals...)
-	} else {
-		_, err = tx.q.ExecContext(ctx, tx.s.sql(outboxInsert.values), append(vals, r.Seq)...)
-	}
+// outboxInsert queues one outbox row.
+var outboxInsert = newSeqInsert("outbox", outboxCols, 7)
+
+// insertOutbox runs ins (outboxInsert or a conditional form of it) for the
+// row of consumer about the stored event r, aimed at target.
+func (tx *Tx) insertOutbox(ctx context.Context, ins seqInsert, consumer string, r es.Record, target string) (sql.Result, error) {
+	res, err := tx.s.insertWithSeqResult(ctx, tx.q, ins, r, consumer, r.AggregateType, r.AggregateID, r.Version, r.OrgID, target, r.Timestamp)
 	if err != nil {
-		return fmt.Errorf("enqueue %s row: %w", consumer, err)
+		return nil, fmt.Errorf("enqueue %s row: %w", consumer, err)
 	}
-	return nil
+	return res, nil
 }
 
 // AfterCommit runs f once this transaction has committed (never when it

@@ -112,7 +112,7 @@ func (tx *Tx) route(ctx context.Context, recs []es.Record) error {
 
 // outboxInsertIfWebhook queues one outbox row if its tenant ($5) has a
 // partner webhook (Row.OnlyIfWebhook).
-var outboxInsertIfWebhook = newSeqInsertIf("outbox", "consumer, aggregate_type, aggregate_id, version, org_id, target, created_at", 7,
+var outboxInsertIfWebhook = newSeqInsertIf("outbox", outboxCols, 7,
 	`EXISTS (SELECT 1 FROM webhooks WHERE org_id = $5)`)
 
 // enqueueIfWebhook inserts the outbox row about the stored event r if its
@@ -122,9 +122,5 @@ func (tx *Tx) enqueueIfWebhook(ctx context.Context, consumer string, r es.Record
 	if r.OrgID == "" {
 		return nil, nil
 	}
-	res, err := tx.s.insertWithSeqResult(ctx, tx.q, outboxInsertIfWebhook, r, consumer, r.AggregateType, r.AggregateID, r.Version, r.OrgID, target, r.Timestamp)
-	if err != nil {
-		return nil, fmt.Errorf("enqueue %s row: %w", consumer, err)
-	}
-	return res, nil
+	return tx.insertOutbox(ctx, outboxInsertIfWebhook, consumer, r, target)
 }

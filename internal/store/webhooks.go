@@ -191,8 +191,8 @@ func (tx *Tx) WebhookSecrets(ctx context.Context, id string) (WebhookSecrets, bo
 // EnqueueFor adds an outbox row for consumer that is not about one stored
 // event (event_seq 0): a verification request for a webhook, say.
 func (tx *Tx) EnqueueFor(ctx context.Context, consumer, aggType, aggID, orgID, target string, version int64, now string) error {
-	if err := tx.enqueueRow(ctx, consumer, es.Record{AggregateType: aggType, AggregateID: aggID, Version: version, OrgID: orgID, Timestamp: now}, target, false); err != nil {
-		return err
+	if _, err := tx.q.ExecContext(ctx, tx.s.sql(outboxInsert.values), consumer, aggType, aggID, version, orgID, target, now, 0); err != nil {
+		return fmt.Errorf("enqueue %s row: %w", consumer, err)
 	}
 	tx.Wake(consumer)
 	return nil
