@@ -92,43 +92,30 @@ func (tx *Tx) PutShadow(ctx context.Context, thing, name string, doc []byte, ver
 	case version < 1 || expected < 0:
 		return fmt.Errorf("put shadow %s/%q: version %d after %d: versions start at 1", thing, name, version, expected)
 	}
-	moved := fmt.Errorf("put shadow %s/%q at version %d: expected version %d: %w", thing, name, version, expected, ErrShadowMoved)
-	s := tx.s
+	moved := func() error {
+		return fmt.Errorf("put shadow %s/%q at version %d: expected version %d: %w", thing, name, version, expected, ErrShadowMoved)
+	}
 	if expected == 0 {
-		_, err := tx.q.ExecContext(ctx, s.sql(`INSERT INTO shadows (thing, name, doc, version, updated_at) VALUES ($1, $2, $3, $4, $5)`),
+		_, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO shadows (thing, name, doc, version, updated_at) VALUES ($1, $2, $3, $4, $5)`),
 			thing, name, string(doc), version, now)
 		if isUniqueViolation(err) {
-			return moved
+			return moved()
 		}
 		if err != nil {
 			return fmt.Errorf("insert shadow %s/%q: %w", thing, name, err)
 		}
 		return nil
 	}
-	if s.dialect == Postgres {
-		// As the snapshot move (putSnapshot): nobody reads the row count.
-		_, err := tx.q.ExecContext(ctx, `WITH moved AS (UPDATE shadows SET doc = $1, version = $2, updated_at = $3
-			WHERE thing = $4 AND name = $5 AND version = $6 RETURNING 1) SELECT 1 / COUNT(*) FROM moved`,
-			string(doc), version, now, thing, name, expected)
-		if isDivisionByZero(err) {
-			return moved
-		}
-		if err != nil {
-			return fmt.Errorf("update shadow %s/%q: %w", thing, name, err)
-		}
-		return nil
-	}
-	res, err := tx.q.ExecContext(ctx, s.sql(`UPDATE shadows SET doc = $1, version = $2, updated_at = $3
-		WHERE thing = $4 AND name = $5 AND version = $6`), string(doc), version, now, thing, name, expected)
+	ok, err := tx.s.moveRow(ctx, tx.q, shadowMove, string(doc), version, now, thing, name, expected)
 	if err != nil {
 		return fmt.Errorf("update shadow %s/%q: %w", thing, name, err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("update shadow %s/%q: %w", thing, name, err)
-	}
-	if n != 1 {
-		return moved
+	if !ok {
+		return moved()
 	}
 	return nil
 }
+
+// shadowMove moves a shadow on from the version it expects (moveRow).
+var shadowMove = newRowMove(`UPDATE shadows SET doc = $1, version = $2, updated_at = $3
+	WHERE thing = $4 AND name = $5 AND version = $6`)

@@ -156,31 +156,52 @@ func (s *Store) putSnapshot(ctx context.Context, q querier, expected int64, snap
 		}
 		return nil
 	}
-	if s.dialect == Postgres {
-		// The move fails by itself (division by zero) when the stream is
-		// not at expected, so nobody needs its row count: it joins the
-		// writer's pipeline, and a stale snapshot fails the pipeline.
-		_, err := q.ExecContext(ctx, `WITH moved AS (UPDATE aggregates SET version = $1, org_id = $2, state = $3, updated_at = $4
-			WHERE aggregate_type = $5 AND aggregate_id = $6 AND version = $7 RETURNING 1) SELECT 1 / COUNT(*) FROM moved`,
-			snap.Version, snap.OrgID, string(snap.State), lastTS, snap.AggregateType, snap.AggregateID, expected)
-		if isDivisionByZero(err) {
-			return errStale
-		}
-		if err != nil {
-			return fmt.Errorf("update snapshot: %w", err)
-		}
-		return nil
-	}
-	res, err := q.ExecContext(ctx, s.sql(`UPDATE aggregates SET version = $1, org_id = $2, state = $3, updated_at = $4
-		WHERE aggregate_type = $5 AND aggregate_id = $6 AND version = $7`),
-		snap.Version, snap.OrgID, string(snap.State), lastTS, snap.AggregateType, snap.AggregateID, expected)
+	ok, err := s.moveRow(ctx, q, snapshotMove, snap.Version, snap.OrgID, string(snap.State), lastTS, snap.AggregateType, snap.AggregateID, expected)
 	if err != nil {
 		return fmt.Errorf("update snapshot: %w", err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
+	if !ok {
 		return errStale
 	}
 	return nil
+}
+
+// snapshotMove moves a stream's snapshot on from the version it expects.
+var snapshotMove = newRowMove(`UPDATE aggregates SET version = $1, org_id = $2, state = $3, updated_at = $4
+	WHERE aggregate_type = $5 AND aggregate_id = $6 AND version = $7`)
+
+// rowMove is an UPDATE of one row at an expected version (in its WHERE),
+// in its two forms (moveRow).
+type rowMove struct {
+	plain string
+	// pg divides by the updated row count: it fails by itself when the
+	// row is not at the expected version, so nobody needs its answer.
+	pg string
+}
+
+func newRowMove(update string) rowMove {
+	return rowMove{plain: update, pg: `WITH moved AS (` + update + ` RETURNING 1) SELECT 1 / COUNT(*) FROM moved`}
+}
+
+// moveRow runs m with args and reports whether it moved the row. On
+// PostgreSQL it joins the writer's pipeline (a row not at the expected
+// version fails the pipeline, and the job, run again alone, gets false
+// here); on SQLite it reads the row count. It returns the database's
+// other errors.
+func (s *Store) moveRow(ctx context.Context, q querier, m rowMove, args ...any) (bool, error) {
+	if s.dialect == Postgres {
+		_, err := q.ExecContext(ctx, m.pg, args...)
+		if isDivisionByZero(err) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	res, err := q.ExecContext(ctx, s.sql(m.plain), args...)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return err == nil && n == 1, nil
 }
 
 func nullable(s string) any {
