@@ -200,8 +200,8 @@ const (
 	MsgTooLarge           = "The payload exceeds the maximum size allowed"
 	// MsgInternal answers a request the service could not process (500),
 	// which callers of this package produce (a store failure).
-	MsgInternal = "Internal service failure"
-	MsgUnsupportedEncode  = "Unsupported documented encoding; supported encoding is UTF-8"
+	MsgInternal          = "Internal service failure"
+	MsgUnsupportedEncode = "Unsupported documented encoding; supported encoding is UTF-8"
 	// MsgNullInArray is not AWS wording: AWS documents that arrays with null
 	// elements are rejected but not the message.
 	MsgNullInArray = "Arrays can't have null values"
