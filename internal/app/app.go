@@ -298,8 +298,8 @@ func read[S any](ctx context.Context, st eventReader, a aggregate[S], id string)
 	if err != nil || !found {
 		return state, snap, false, err
 	}
-	if err := json.Unmarshal(snap.State, &state); err != nil {
-		return state, snap, false, fmt.Errorf("decode %s/%s state: %w", a.typ, id, err)
+	if state, err = decodeState(a, id, snap.State, false); err != nil {
+		return state, snap, false, err
 	}
 	return state, snap, true, nil
 }

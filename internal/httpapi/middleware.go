@@ -45,12 +45,7 @@ func infoOf(ctx context.Context) *reqInfo {
 }
 
 // patternOf returns the pattern observe found for r ("" when none matches).
-func patternOf(r *http.Request) string {
-	if h, ok := r.Context().Value(keyRequest).(*reqInfo); ok {
-		return h.pattern
-	}
-	return ""
-}
+func patternOf(r *http.Request) string { return infoOf(r.Context()).pattern }
 
 // route answers unknown paths (404) and wrong methods (405, with Allow) in
 // our envelope instead of the mux's plain text.
@@ -88,12 +83,7 @@ func headerValue(h http.Header, key string) string {
 	return ""
 }
 
-func requestID(ctx context.Context) string {
-	if h, ok := ctx.Value(keyRequest).(*reqInfo); ok {
-		return h.id
-	}
-	return ""
-}
+func requestID(ctx context.Context) string { return infoOf(ctx).id }
 
 func principal(ctx context.Context) app.Principal { return infoOf(ctx).p }
 
