@@ -137,13 +137,9 @@ func (h *hook) authenticate(dc *deviceConn, pk packets.Packet) (string, error) {
 // under its own thing's prefix; mochi also asks before each delivery.
 // Refusals are logged and counted.
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	dc, ok := cl.Net.Conn.(*deviceConn)
-	if ok && dc.thing != "" && allowed(dc.thing, topic) {
+	thing := thingOf(cl)
+	if thing != "" && allowed(thing, topic) {
 		return true
-	}
-	thing := ""
-	if ok {
-		thing = dc.thing
 	}
 	if write {
 		h.b.refusedPublishes.Add(1)
@@ -155,6 +151,15 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return false
 }
 
+// thingOf is the thing cl's connection authenticated as ("" before
+// CONNECT is accepted, and for the node's own inline client).
+func thingOf(cl *mqtt.Client) string {
+	if dc, ok := cl.Net.Conn.(*deviceConn); ok {
+		return dc.thing
+	}
+	return ""
+}
+
 // OnPacketRead implements mqtt.Hook: a publish over MaxPayload is refused
 // and its connection closed (MQTT 3.1.1 has no way to refuse one publish).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
@@ -162,11 +167,7 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		return pk, nil
 	}
 	h.b.oversized.Add(1)
-	thing := ""
-	if dc, ok := cl.Net.Conn.(*deviceConn); ok {
-		thing = dc.thing
-	}
-	h.b.log.Warn("mqtt: publish refused: payload too large", "thing", thing, "topic", pk.TopicName, "bytes", len(pk.Payload), "max", h.b.cfg.MaxPayload)
+	h.b.log.Warn("mqtt: publish refused: payload too large", "thing", thingOf(cl), "topic", pk.TopicName, "bytes", len(pk.Payload), "max", h.b.cfg.MaxPayload)
 	return pk, packets.ErrRejectPacket
 }
 
