@@ -95,6 +95,14 @@ type Service struct {
 	users userVault
 	// shadows reads the devices' shadow message logs.
 	shadows shadowLog
+	// devices writes the device commands' desired states (nil: the device
+	// commands answer 503).
+	devices DeviceShadows
+	// actions wakes the readers waiting on a device action.
+	actions actionBoard
+	// actionTTL and keyActionTimeout: how long an action stays open
+	// (opens and card writes; keys).
+	actionTTL, keyActionTimeout time.Duration
 }
 
 // Channels says which operator-configured doorbell channels exist
@@ -130,6 +138,13 @@ type Options struct {
 	RedeliveriesPerHour int
 	// Waker wakes this node's live streams (nil: OpenFeed refuses them).
 	Waker Waker
+	// Devices is the device gateway the device commands write desired
+	// states through (nil: they answer 503).
+	Devices DeviceShadows
+	// ActionTimeout is how long an open or card-write action waits for the
+	// device's result (0: DefaultActionTimeout); KeyActionTimeout the same
+	// for AddKey and RemoveKey (0: DefaultKeyActionTimeout).
+	ActionTimeout, KeyActionTimeout time.Duration
 }
 
 // New returns a Service over st.
@@ -159,7 +174,14 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 		replaysPerHour: opt.ReplaysPerHour, redeliveriesPerHour: opt.RedeliveriesPerHour, allowUserLockCreate: opt.AllowUserLockCreate,
 		aggs: map[string]registered{}}
 	s.register(builtins()...)
-	s.waker, s.users, s.shadows = opt.Waker, st, st
+	s.waker, s.users, s.shadows, s.devices = opt.Waker, st, st, opt.Devices
+	s.actionTTL, s.keyActionTimeout = opt.ActionTimeout, opt.KeyActionTimeout
+	if s.actionTTL <= 0 {
+		s.actionTTL = DefaultActionTimeout
+	}
+	if s.keyActionTimeout <= 0 {
+		s.keyActionTimeout = DefaultKeyActionTimeout
+	}
 	if st.Dialect() == store.Postgres {
 		// SQLite has one writer already; on PostgreSQL commands run in
 		// parallel, so keep one writer per aggregate inside this node and

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/spkey-dev/spkey/internal/es"
 
@@ -59,3 +60,16 @@ var _ shadowLog = (*store.Store)(nil)
 // is reflected in it. Reads under a context without it go to the database
 // on PostgreSQL.
 func FreshReads(ctx context.Context) context.Context { return store.WithFreshReads(ctx) }
+
+// DeviceShadows is the device gateway as the device commands use it:
+// internal/devices.Gateway implements it.
+type DeviceShadows interface {
+	// UpdateDesired merges desired into the desired section of shadow
+	// shadowName ("" for the classic shadow) of thing inside tx, echoing
+	// clientToken, at now (Unix seconds). It returns what publishes the
+	// change once tx has committed, a *shadow.Error when the shadow rules
+	// refuse it, or the store's error.
+	UpdateDesired(ctx context.Context, tx *store.Tx, thing, shadowName string, desired json.RawMessage, clientToken string, now int64) (after func(), err error)
+	// Online reports whether thing is connected.
+	Online(thing string) bool
+}

@@ -19,7 +19,7 @@ import (
 // in builtins; nothing else in app or store switches on aggregate types.
 var (
 	lockAgg = aggregate[lock.State]{typ: lock.AggregateType, events: lock.Events, apply: lock.Apply,
-		org: func(s lock.State) string { return s.OrgID }, projections: []store.Projection{store.LockMembersProjection()}, shared: true}
+		org: func(s lock.State) string { return s.OrgID }, projections: []store.Projection{store.LockMembersProjection(), store.LockActionsProjection()}, shared: true}
 	userAgg = aggregate[user.State]{typ: user.AggregateType, events: user.Events, apply: user.Apply,
 		org: func(user.State) string { return "" }}
 	tenantAgg = aggregate[tenant.State]{typ: tenant.AggregateType, events: tenant.Events, apply: tenant.Apply,

@@ -28,7 +28,6 @@ func twoGateways(t *testing.T, b testenv.Backend) ([]*devices.Gateway, []*store.
 	} else {
 		cfg.SQLite = filepath.Join(t.TempDir(), "spkey.db")
 	}
-	e := newEnv(t, b) // for its broker
 	var gws []*devices.Gateway
 	var sts []*store.Store
 	for range 2 {
@@ -38,7 +37,7 @@ func twoGateways(t *testing.T, b testenv.Backend) ([]*devices.Gateway, []*store.
 		}
 		t.Cleanup(func() { st.Close() })
 		sts = append(sts, st)
-		gws = append(gws, devices.New(st, e.br, devices.Config{Now: func() time.Time { return testNow }, MaxAttempts: 10}, testenv.Logger(t)))
+		gws = append(gws, devices.New(st, devices.Config{Now: func() time.Time { return testNow }, MaxAttempts: 10}, testenv.Logger(t)))
 	}
 	return gws, sts
 }

@@ -17,11 +17,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/shadow"
+	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/store"
 )
 
@@ -74,20 +76,37 @@ type Stats struct {
 	Retries int64 // transactions run again because the shadow moved
 }
 
+// Observer is told of every shadow request the gateway accepts, inside
+// its transaction: the app decides there what a device's report means
+// (action results, presses). doc is the shadow after the request; fetched
+// is true for a get (the device read its desired state), false for an
+// update. It returns what to run once the transaction has committed (nil:
+// nothing), or an error that fails the request (a store.ErrShadowMoved or
+// es.ConflictError one runs it again).
+type Observer interface {
+	ShadowSeen(ctx context.Context, tx *store.Tx, thing, shadowName string, doc shadow.Document, fetched bool, now time.Time) (after func(), err error)
+}
+
 // Gateway answers devices' shadow requests. New builds it; Start
-// subscribes it to the Transport.
+// subscribes it to a Transport. Before Start (or without one) it still
+// writes desired states (UpdateDesired): they wait in the store for the
+// device.
 type Gateway struct {
 	st  *store.Store
-	t   Transport
 	cfg Config
 	log *slog.Logger
+
+	mu       sync.Mutex
+	t        Transport
+	observer Observer
+	online   map[string]bool
 
 	handled, ignored, forged, failed, retries atomic.Int64
 }
 
-// New returns a Gateway over st and t; nothing happens before Start. A nil
-// log discards the gateway's records.
-func New(st *store.Store, t Transport, cfg Config, log *slog.Logger) *Gateway {
+// New returns a Gateway over st; nothing is received or published before
+// Start. A nil log discards the gateway's records.
+func New(st *store.Store, cfg Config, log *slog.Logger) *Gateway {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -100,17 +119,52 @@ func New(st *store.Store, t Transport, cfg Config, log *slog.Logger) *Gateway {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Gateway{st: st, t: t, cfg: cfg, log: log}
+	return &Gateway{st: st, cfg: cfg, log: log, online: map[string]bool{}}
 }
 
-// Start subscribes the gateway to RequestFilter on its Transport. A
+// Observe sets the observer of accepted requests; call it before Start.
+func (g *Gateway) Observe(o Observer) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.observer = o
+}
+
+// SetOnline records whether thing is connected (the transport's presence);
+// Online answers from it.
+func (g *Gateway) SetOnline(thing string, online bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if online {
+		g.online[thing] = true
+	} else {
+		delete(g.online, thing)
+	}
+}
+
+// Online reports whether thing is connected, as far as this node knows.
+func (g *Gateway) Online(thing string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.online[thing]
+}
+
+func (g *Gateway) transport() (Transport, Observer) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.t, g.observer
+}
+
+// Start subscribes the gateway to RequestFilter on t. A
 // request is handled on the publishing device's delivery (see
 // Transport.Subscribe): one device's requests are answered one after the
 // other, in order, and a device waits for its request's transaction
 // instead of the gateway buffering its messages. It returns the
 // Transport's error, wrapped.
-func (g *Gateway) Start() error {
-	if err := g.t.Subscribe(RequestFilter, g.onMessage); err != nil {
+func (g *Gateway) Start(t Transport) error {
+	g.mu.Lock()
+	g.t = t
+	g.mu.Unlock()
+	if err := t.Subscribe(RequestFilter, g.onMessage); err != nil {
 		return fmt.Errorf("devices: start gateway: %w", err)
 	}
 	return nil
@@ -154,11 +208,12 @@ func (g *Gateway) handle(ctx context.Context, thing, topic string, payload []byt
 	}
 	now := g.cfg.Now()
 	var pubs []publication
+	var after func()
 	err := g.withRetry(ctx, thing, topic, func() error {
 		return g.st.Write(ctx, func(ctx context.Context, tx *store.Tx) error {
 			var err error
 			// The job may run twice (store.Write): keep only the last run's answers.
-			pubs, err = g.apply(ctx, tx, thing, shadowName, op, payload, now)
+			pubs, after, err = g.apply(ctx, tx, thing, shadowName, op, payload, now)
 			return err
 		})
 	})
@@ -169,15 +224,19 @@ func (g *Gateway) handle(ctx context.Context, thing, topic string, payload []byt
 		return []publication{rejection(thing, shadowName, op, rerr)}
 	}
 	g.handled.Add(1)
+	if after != nil {
+		after()
+	}
 	return pubs
 }
 
 // withRetry runs write again, up to MaxAttempts in all, while it fails
-// because the shadow moved.
+// because the shadow (or a stream the observer appends to) moved.
 func (g *Gateway) withRetry(ctx context.Context, thing, topic string, write func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := write()
-		if !errors.Is(err, store.ErrShadowMoved) {
+		var conflict *es.ConflictError
+		if !errors.Is(err, store.ErrShadowMoved) && !errors.As(err, &conflict) {
 			return err
 		}
 		if attempt == g.cfg.MaxAttempts || ctx.Err() != nil {
@@ -191,11 +250,20 @@ func (g *Gateway) withRetry(ctx context.Context, thing, topic string, write func
 // apply runs one request in tx: it reads the shadow, lets the shadow
 // package decide and writes the result (an update is also logged as the
 // device's status). A request the shadow rules refuse writes nothing and
-// is answered on its /rejected topic. It returns the store's errors.
-func (g *Gateway) apply(ctx context.Context, tx *store.Tx, thing, shadowName, op string, payload []byte, now time.Time) ([]publication, error) {
+// is answered on its /rejected topic. An accepted update or get is shown
+// to the observer, whose after is returned. It returns the store's and the
+// observer's errors.
+func (g *Gateway) apply(ctx context.Context, tx *store.Tx, thing, shadowName, op string, payload []byte, now time.Time) ([]publication, func(), error) {
 	cur, err := loadShadow(ctx, tx, thing, shadowName)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	_, observer := g.transport()
+	observe := func(doc shadow.Document, fetched bool) (func(), error) {
+		if observer == nil {
+			return nil, nil
+		}
+		return observer.ShadowSeen(ctx, tx, thing, shadowName, doc, fetched, now)
 	}
 	at, stamp := now.Unix(), now.UTC().Format(domain.TimeLayout)
 	rejected := func(rerr *shadow.Error) []publication { return []publication{rejection(thing, shadowName, op, rerr)} }
@@ -203,35 +271,43 @@ func (g *Gateway) apply(ctx context.Context, tx *store.Tx, thing, shadowName, op
 	case shadow.OpUpdate:
 		res, rerr := shadow.Update(cur, payload, at, g.cfg.Limits)
 		if rerr != nil {
-			return rejected(rerr), nil
+			return rejected(rerr), nil, nil
 		}
 		if msg := checkLayout(thing, shadowName, res.Document); msg != "" {
-			return rejected(&shadow.Error{Code: shadow.CodeBadRequest, Message: msg, Timestamp: at, ClientToken: shadow.RequestToken(payload, g.cfg.Limits)}), nil
+			return rejected(&shadow.Error{Code: shadow.CodeBadRequest, Message: msg, Timestamp: at, ClientToken: shadow.RequestToken(payload, g.cfg.Limits)}), nil, nil
 		}
 		if err := putShadow(ctx, tx, thing, shadowName, res.Document, cur.Version, stamp); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := tx.LogShadowMessage(ctx, thing, store.ShadowStatus, payload, stamp); err != nil {
-			return nil, fmt.Errorf("devices: %w", err)
+			return nil, nil, fmt.Errorf("devices: %w", err)
 		}
-		return updateAnswers(thing, shadowName, res, true), nil
+		after, err := observe(res.Document, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		return updateAnswers(thing, shadowName, res, true), after, nil
 	case shadow.OpGet:
 		body, rerr := shadow.Get(cur, thing, shadowName, payload, at, g.cfg.Limits)
 		if rerr != nil {
-			return rejected(rerr), nil
+			return rejected(rerr), nil, nil
 		}
-		return []publication{{shadow.Topic(thing, shadowName, op, shadow.SuffixAccepted), body}}, nil
+		after, err := observe(cur, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		return []publication{{shadow.Topic(thing, shadowName, op, shadow.SuffixAccepted), body}}, after, nil
 	case shadow.OpDelete:
 		deleted, body, rerr := shadow.Delete(cur, thing, shadowName, payload, at, g.cfg.Limits)
 		if rerr != nil {
-			return rejected(rerr), nil
+			return rejected(rerr), nil, nil
 		}
 		if err := putShadow(ctx, tx, thing, shadowName, deleted, cur.Version, stamp); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return []publication{{shadow.Topic(thing, shadowName, op, shadow.SuffixAccepted), body}}, nil
+		return []publication{{shadow.Topic(thing, shadowName, op, shadow.SuffixAccepted), body}}, nil, nil
 	}
-	return nil, fmt.Errorf("devices: unknown shadow operation %q", op)
+	return nil, nil, fmt.Errorf("devices: unknown shadow operation %q", op)
 }
 
 // rejection is the /rejected answer of a refused request.
@@ -259,8 +335,12 @@ func updateAnswers(thing, shadowName string, res shadow.UpdateResult, accepted b
 // publish sends the answers at QoS 1, in order; a failure is logged (the
 // transaction has committed: the device will read the shadow again).
 func (g *Gateway) publish(thing string, pubs []publication) {
+	t, _ := g.transport()
+	if t == nil {
+		return
+	}
 	for _, p := range pubs {
-		if err := g.t.Publish(p.topic, p.payload, answerQoS); err != nil {
+		if err := t.Publish(p.topic, p.payload, answerQoS); err != nil {
 			g.log.Error("devices: publish shadow answer", "thing", thing, "topic", p.topic, "err", err)
 		}
 	}

@@ -56,8 +56,8 @@ func newEnv(t *testing.T, b testenv.Backend) *env {
 		t.Fatalf("start broker: %v", err)
 	}
 	t.Cleanup(func() { _ = br.Close() })
-	gw := devices.New(st, br, devices.Config{Now: func() time.Time { return testNow }}, testenv.Logger(t))
-	if err := gw.Start(); err != nil {
+	gw := devices.New(st, devices.Config{Now: func() time.Time { return testNow }}, testenv.Logger(t))
+	if err := gw.Start(br); err != nil {
 		t.Fatalf("start gateway: %v", err)
 	}
 	return &env{st: st, br: br, gw: gw}

@@ -30,7 +30,7 @@ func TestWithRetry(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			g := New(nil, nil, Config{MaxAttempts: 3}, nil)
+			g := New(nil, Config{MaxAttempts: 3}, nil)
 			calls := 0
 			err := g.withRetry(context.Background(), "thing-1", "$aws/things/thing-1/shadow/update", func() error {
 				calls++

@@ -22,6 +22,8 @@ const (
 	Forbidden     Code = "forbidden"     // credentials fine, action not allowed
 	Unprocessable Code = "unprocessable" // well-formed but not acceptable (idempotency key reuse)
 	TooMany       Code = "too_many"      // over a rate or concurrency limit: may be retried after RetryAfter
+	BadGateway    Code = "bad_gateway"   // a device or outside service could not take the request; nothing was recorded
+	Unavailable   Code = "unavailable"   // the feature is not configured on this server
 	Internal      Code = "internal"      // anything else; details never reach the client
 )
 

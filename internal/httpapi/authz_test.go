@@ -59,6 +59,7 @@ var authzQuirks = map[string]struct {
 		tenantMsg: "Notification preferences apply at every tenant's locks: only the user (or a super key) may change them"},
 	"POST /locks/{id}/RingDoorbell":        {userMsg: "Only the lock owner or the lock's organization may ring lock 1"},
 	"POST /locks/{id}/CreateLock":          {userMsg: msgNoUserLocks},
+	"POST /locks/{id}/ChangeLockUuid":      {userMsg: msgSuperOnly, tenantMsg: msgSuperOnly, noKey: true},
 	"POST /users/{id}/UpdateEmail":         {tenantMsg: app.MsgNoChangeStanding},
 	"POST /users/{id}/UpdatePhoneNumber":   {tenantMsg: app.MsgNoChangeStanding},
 	"GET /locks/{id}/doorbell/rings":       {userMsg: "Only the lock owner or the lock's organization may read the rings of lock 1"},
@@ -74,6 +75,7 @@ const (
 	msgNotOwner    = "This API key's organization does not own lock 1"
 	msgNotHolder   = "Only the lock owner or a key holder may access lock 1"
 	msgNotLinked   = app.MsgNoReadStanding
+	msgSuperOnly   = "ChangeLockUuid needs a super API key"
 	msgNoUserLocks = "Locks are provisioned with a tenant's API key: this server does not let user tokens create locks (spkey serve --allow-user-lock-create)"
 	msgNotOwnAddr  = "A user token may only use its own verified e-mail address (the token's email claim)"
 	msgNotOwnPhone = "A user token may only use its own verified phone number (the token's phone_number claim)"
@@ -130,6 +132,17 @@ func authzRoutes() []authzRoute {
 		{"GET /locks/{id}/details", authzLock, wireQuery, get("/locks/1/details"), 200, "residents"},
 		{"GET /locks/{id}/events", authzLock, wireQuery, get("/locks/1/events"), 200, "events"},
 		{"GET /locks/{id}/debug/messages", authzLock, wireQuery, get("/locks/1/debug/messages"), 200, "messages"},
+		{"POST /locks/{id}/AddKey", authzLock, wireCommand,
+			post("/locks/1/AddKey", func(*authzFixture) any { return map[string]any{"keyUuid": "authz-key-a", "keyIndexNumber": 7} }), 200, "requestId"},
+		{"POST /locks/{id}/RemoveKey", authzLock, wireCommand,
+			post("/locks/1/RemoveKey", func(*authzFixture) any { return map[string]any{"keyUuid": "authz-key-r"} }), 200, "requestId"},
+		{"POST /locks/{id}/WriteKey", authzLock, wireCommand,
+			post("/locks/1/WriteKey", func(*authzFixture) any { return map[string]any{"keyUuid": "authz-card"} }), 200, "requestId"},
+		{"POST /locks/{id}/OpenLock", authzLock, wireCommand,
+			post("/locks/1/OpenLock", func(*authzFixture) any { return map[string]any{"reason": "authz"} }), 200, "requestId"},
+		{"POST /locks/{id}/ChangeLockUuid", authzLock, wireCommand,
+			post("/locks/1/ChangeLockUuid", func(*authzFixture) any { return map[string]any{"newUuid": app.NewUUID()} }), 200, "event"},
+		{"GET /locks/{id}/actions/{requestId}", authzLock, wireQuery, get("/locks/1/actions/authz-open"), 200, "status"},
 		{"POST /locks/{id}/AddResident", authzLock, wireCommand,
 			post("/locks/1/AddResident", func(*authzFixture) any { return map[string]any{"name": "Resident", "email": "resident@users.test"} }), 200, "event"},
 		{"POST /locks/{id}/RemoveResident", authzLock, wireCommand,
@@ -254,6 +267,12 @@ func newAuthzFixture(t *testing.T, b testenv.Backend) *authzFixture {
 	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/SetOwner", Key: f.keyA, Body: map[string]any{"userId": f.owner}}, http.StatusOK)
 	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/AddResident", Key: f.keyA, Body: map[string]any{"name": "Owner", "email": "owner@users.test"}}, http.StatusOK)
 	f.ringID, _ = wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/RingDoorbell", Key: f.keyA}, http.StatusOK)["ringId"].(string)
+	// A key to remove and an action to read (the lock's device is offline:
+	// the actions are queued).
+	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/AddKey", Key: f.keyA, Body: map[string]any{"keyUuid": "authz-key-r"}}, http.StatusOK)
+	if got := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/OpenLock", Key: f.keyA, Body: map[string]any{"requestId": "authz-open"}}, http.StatusOK); got["offline"] != true || got["requestId"] != "authz-open" {
+		t.Fatalf("OpenLock of the fixture: %v", got)
+	}
 	f.ownerJWT = srv.Token(t, f.owner, "owner@users.test")
 	f.otherJWT = srv.Token(t, app.NewUUID(), "other@users.test")
 	f.outsider = srv.Token(t, app.NewUUID(), "a@other.com")
@@ -377,10 +396,19 @@ func authzRefusals(t *testing.T, f *authzFixture, r authzRoute) []authzCase {
 		if m := authzQuirks[r.pattern].userMsg; m != "" {
 			userMsg = m
 		}
+		tenantMsg := msgNotOwner
+		if m := authzQuirks[r.pattern].tenantMsg; m != "" {
+			tenantMsg = m
+		}
 		cases = append(cases,
 			authzCase{name: "no credentials", req: anon, status: 401, want: refusal(401, msgNoAuth)},
-			authzCase{name: "another tenant's API key", req: wrongTenant, status: 403, want: refusal(403, msgNotOwner)},
+			authzCase{name: "another tenant's API key", req: wrongTenant, status: 403, want: refusal(403, tenantMsg)},
 			authzCase{name: "another user's JWT", req: otherUser, status: 403, want: refusal(403, userMsg)})
+		if authzQuirks[r.pattern].noKey {
+			cases = append(cases,
+				authzCase{name: "API key of the lock's own tenant", req: with(func(q *wireReq) { q.Key = f.keyA }), status: 403, want: refusal(403, tenantMsg)},
+				authzCase{name: "the owner's JWT", req: with(func(q *wireReq) { q.JWT = f.ownerJWT }), status: 403, want: refusal(403, userMsg)})
+		}
 	case authzRing:
 		const onlyResident = "Only a resident the ring notified may answer it, with their own token"
 		cases = append(cases,

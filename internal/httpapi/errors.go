@@ -63,6 +63,8 @@ var statusOf = map[domain.Code]int{
 	domain.Forbidden:     http.StatusForbidden,
 	domain.Unprocessable: http.StatusUnprocessableEntity,
 	domain.TooMany:       http.StatusTooManyRequests,
+	domain.BadGateway:    http.StatusBadGateway,
+	domain.Unavailable:   http.StatusServiceUnavailable,
 	domain.Internal:      http.StatusInternalServerError,
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/domain/lock"
 )
 
 // gate is who may call a route, decided from its credentials alone before
@@ -64,6 +65,15 @@ func intRule(name, v string) error {
 	return err
 }
 
+// requestIDRule: a device action's id is 1 to 128 characters of one line
+// (lock.MaxRequestIDLen, as the commands take it).
+func requestIDRule(name, v string) error {
+	if v == "" {
+		return domain.InvalidField(name, name+" is required")
+	}
+	return domain.CheckText(name, v, lock.MaxRequestIDLen, false)
+}
+
 func orgRule(name, v string) error {
 	if !domain.ValidOrgID(v) {
 		return domain.InvalidField(name, name+" must be 1-128 characters of letters, digits and . _ : @ -, starting with a letter or digit")
@@ -86,6 +96,8 @@ func pathRule(path, name string) idRule {
 		return intRule
 	case name == "orgId":
 		return orgRule
+	case name == "requestId":
+		return requestIDRule
 	}
 	panic(fmt.Sprintf("httpapi: no id rule for {%s} in %s", name, path))
 }

@@ -23,6 +23,12 @@ func (s *Server) routes(mux *http.ServeMux) {
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/CreateLock", "post_CreateLockRoute", "Create new lock", 201, secUser, "Lock", "Command"), s.createLock)
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/SetOrganization", "post_SetOrganizationRoute", "Assign the lock to an organization", 200, secUser, "Lock", "Command"), s.setOrganization)
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/SetOwner", "post_SetOwnerRoute", "Make a user the owner of the lock", 200, secUser, "Lock", "Command"), s.setOwner)
+	huma.Register(a, op(http.MethodPost, "/locks/{id}/AddKey", "post_AddKeyRoute", "Add key to lock (and to its device through the shadow)", 200, secUser, "Lock", "Command", "Device"), s.addKey)
+	huma.Register(a, op(http.MethodPost, "/locks/{id}/RemoveKey", "post_RemoveKeyRoute", "Remove key from lock (and from its device)", 200, secUser, "Lock", "Command", "Device"), s.removeKey)
+	huma.Register(a, op(http.MethodPost, "/locks/{id}/WriteKey", "post_WriteKeyRoute", "Ask the device to write a key onto a card", 200, secUser, "Lock", "Command", "Device"), s.writeKey)
+	huma.Register(a, op(http.MethodPost, "/locks/{id}/OpenLock", "post_OpenLockRoute", "Open lock through the device shadow", 200, secUser, "Lock", "Command", "Device"), s.openLock)
+	huma.Register(a, op(http.MethodPost, "/locks/{id}/ChangeLockUuid", "post_ChangeLockUuidRoute", "Change lock UUID (super API key only)", 200, secUser, "Lock", "Command", "Device"), s.changeLockUUID)
+	huma.Register(a, op(http.MethodGet, "/locks/{id}/actions/{requestId}", "get_GetLockActionRoute", "A device action's state; ?wait= holds until it finishes (spkey)", 200, secUser, "Lock", "Query", "Device"), s.lockAction)
 	// Locks: queries.
 	huma.Register(a, op(http.MethodGet, "/locks/{id}/basic-info", "get_GetLockBasicInfoRoute", "Lightweight lock info", 200, secUser, "Lock", "Query"), s.lockBasicInfo)
 	huma.Register(a, op(http.MethodGet, "/locks/{id}/details", "get_GetLockDetailsRoute", "Full lock state", 200, secUser, "Lock", "Query"), s.lockDetails)

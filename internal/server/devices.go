@@ -55,12 +55,12 @@ type deviceLayer struct {
 // startDevices loads or creates the device CA in cfg.Devices.CADir,
 // starts the broker on the configured listeners (passwords on MQTTAddr,
 // client certificates on MQTTSAddr, both checked against cfg.Store) and
-// the gateway on it. Without a listener it returns nil and no error. It
+// the gateway g on it. Without a listener it returns nil and no error. It
 // returns an error when CADir is empty, the CA's errors
 // (ca.LoadOrCreateDir, ca.ServerCert), the broker's (a listener that
 // cannot be bound) and the gateway's, each wrapped; nothing is left
 // running then.
-func startDevices(ctx context.Context, cfg Config, log *slog.Logger) (*deviceLayer, error) {
+func startDevices(ctx context.Context, cfg Config, g *devices.Gateway, log *slog.Logger) (*deviceLayer, error) {
 	d := cfg.Devices
 	if !d.On() {
 		return nil, nil
@@ -78,6 +78,9 @@ func startDevices(ctx context.Context, cfg Config, log *slog.Logger) (*deviceLay
 		TLSAddr: d.MQTTSAddr,
 		Auth:    creds.NewAuthenticator(cfg.Store, log.With("component", "device-auth")),
 		Log:     log.With("component", "broker"),
+		OnPresence: func(thing string, online bool, _ time.Time) {
+			g.SetOnline(thing, online)
+		},
 	}
 	if d.MQTTSAddr != "" {
 		hosts := d.Hosts
@@ -94,8 +97,7 @@ func startDevices(ctx context.Context, cfg Config, log *slog.Logger) (*deviceLay
 	if err != nil {
 		return nil, fmt.Errorf("devices: %w", err)
 	}
-	g := devices.New(cfg.Store, b, devices.Config{Now: cfg.App.Now}, log.With("component", "gateway"))
-	if err := g.Start(); err != nil {
+	if err := g.Start(b); err != nil {
 		_ = b.Close()
 		return nil, err
 	}

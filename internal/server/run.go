@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/spkey-dev/spkey/internal/httpapi"
 )
@@ -20,13 +21,15 @@ import (
 // read or written, a listener that cannot be bound), and then starts
 // nothing.
 func (n *Node) Start(ctx context.Context) error {
-	dev, err := startDevices(ctx, n.cfg, n.log)
+	dev, err := startDevices(ctx, n.cfg, n.shadows, n.log)
 	if err != nil {
 		return err
 	}
 	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	engineDone := make(chan struct{})
 	go func() { defer close(engineDone); _ = n.Engine.Run(ectx) }()
+	expiryDone := make(chan struct{})
+	go func() { defer close(expiryDone); n.Svc.RunActionExpiry(ectx, actionSweep) }()
 	var pruneDone chan struct{}
 	if n.cfg.PruneInterval > 0 {
 		pruneDone = make(chan struct{})
@@ -43,6 +46,7 @@ func (n *Node) Start(ctx context.Context) error {
 		// engine and the store are going away.
 		dev.close()
 		cancel()
+		<-expiryDone
 		if pruneDone != nil {
 			<-pruneDone
 		}
@@ -50,6 +54,9 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	return nil
 }
+
+// actionSweep is how often a node expires the device actions due.
+const actionSweep = time.Second
 
 // Stop stops what Start started (the broker, which disconnects every
 // device, then the retention job, then the engine, which lets its

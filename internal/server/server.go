@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spkey-dev/spkey/internal/devices"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spkey-dev/spkey/internal/app"
@@ -106,6 +108,10 @@ type Node struct {
 	endStreams func() // closes streamStop, once
 	pruned     *prometheus.CounterVec
 
+	// shadows is the node's device gateway: it writes the device commands'
+	// desired states from New on, and is started on the broker by Start.
+	shadows *devices.Gateway
+
 	mu      sync.Mutex
 	stop    func()       // set by Start
 	devices *deviceLayer // set by Start, nil without a broker
@@ -135,7 +141,10 @@ func New(cfg Config) *Node {
 	opt := cfg.App
 	opt.Channels = appChannels(cfg.Channels)
 	opt.Waker = app.WakerOf(n.Hub.Subscribe)
+	n.shadows = devices.New(cfg.Store, devices.Config{Now: cfg.App.Now}, log.With("component", "gateway"))
+	opt.Devices = n.shadows
 	n.Svc = app.New(cfg.Store, opt, log)
+	n.shadows.Observe(n.Svc)
 	registerConsumers(n.Engine, cfg, n.Svc, log)
 
 	hcfg := cfg.HTTP

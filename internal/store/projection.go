@@ -61,7 +61,7 @@ func LockMembersProjection() Projection {
 // implemented lists every projection the store implements, in the order
 // DumpReadModels renders them.
 func implemented() []Projection {
-	return []Projection{APIKeysProjection(), DoorbellRingsProjection(), WebhooksProjection(), LockMembersProjection()}
+	return []Projection{APIKeysProjection(), DoorbellRingsProjection(), WebhooksProjection(), LockMembersProjection(), LockActionsProjection()}
 }
 
 // projectionMap is the registered projections by aggregate type.

@@ -25,6 +25,20 @@ func ThingName(lockID int64) string {
 // ThingPrefix begins the thing name of every lock (ThingName).
 const ThingPrefix = "lock-"
 
+// LockIDOfThing returns the lock id whose ThingName is thing, and false
+// for a name ThingName never returns.
+func LockIDOfThing(thing string) (int64, bool) {
+	rest, ok := strings.CutPrefix(thing, ThingPrefix)
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(rest, 10, 64)
+	if err != nil || id < 1 || id > domain.MaxID || strconv.FormatInt(id, 10) != rest {
+		return 0, false
+	}
+	return id, true
+}
+
 // ThingArn returns the ARN of thing in an AWS account and region:
 // "arn:aws:iot:{region}:{account}:thing/{thing}". It checks nothing.
 func ThingArn(region, account, thing string) string {

@@ -54,6 +54,8 @@ type State struct {
 	ThingArn  string `json:"thingArn,omitempty"`
 	CreatedAt string `json:"createdAt"`
 	UpdatedAt string `json:"updatedAt"`
+	// Actions are the lock's open device actions (action.go).
+	Actions []Action `json:"actions,omitempty"`
 }
 
 // Exists reports whether the lock has been created.
@@ -193,6 +195,7 @@ var Events = domain.NewCatalog(AggregateType,
 	domain.Def[KeyWriteRequested](TypeKeyWriteRequested),
 	domain.Def[LockOpenRequested](TypeLockOpenRequested),
 	domain.Def[LockUUIDChanged](TypeLockUUIDChanged),
+	domain.Def[LockActionUpdated](TypeLockActionUpdated),
 )
 
 // Apply returns the state after e. Unknown events leave the state as it is.
@@ -227,6 +230,10 @@ func Apply(s State, e domain.Event) State {
 		s.UpdatedAt = v.Timestamp
 	case LockUUIDChanged:
 		s.UUID, s.UpdatedAt = v.NewUUID, v.Timestamp
+	case LockActionUpdated:
+		// An action's transition is the device's doing, not a change of
+		// the lock: UpdatedAt stays.
+		s.Actions = applyAction(s.Actions, v)
 	}
 	return s
 }
