@@ -38,7 +38,6 @@ func deviceResult[P domain.Event](ctx context.Context, s *Server, r app.DeviceAn
 	return out, nil
 }
 
-
 type addKeyInputBody struct {
 	_              struct{} `additionalProperties:"true"`
 	KeyUUID        string   `json:"keyUuid" minLength:"1" doc:"Key identifier"`

@@ -255,10 +255,14 @@ func TestOpenAPIUpstreamSchemas(t *testing.T) {
 				// The device commands (no device is connected: the actions queue).
 				{"POST", "/locks/{id}/AddKey", 200, k("POST", "/locks/1/AddKey", map[string]any{"keyUuid": "key-1", "keyIndexNumber": 1, "userId": newUser})},
 				{"POST", "/locks/{id}/AddKey", 200, k("POST", "/locks/1/AddKey", map[string]any{"keyUuid": "key-1", "keyIndexNumber": 1, "userId": newUser})},
-				{"POST", "/locks/{id}/AddKey", 401, func() wireReq { return wireReq{Method: "POST", Path: "/locks/1/AddKey", Body: map[string]any{"keyUuid": "key-2"}} }},
+				{"POST", "/locks/{id}/AddKey", 401, func() wireReq {
+					return wireReq{Method: "POST", Path: "/locks/1/AddKey", Body: map[string]any{"keyUuid": "key-2"}}
+				}},
 				{"POST", "/locks/{id}/AddKey", 404, k("POST", "/locks/99/AddKey", map[string]any{"keyUuid": "key-2"})},
 				{"POST", "/locks/{id}/WriteKey", 200, k("POST", "/locks/1/WriteKey", map[string]any{"keyUuid": "card-1", "keyIndexNumber": 4})},
-				{"POST", "/locks/{id}/WriteKey", 401, func() wireReq { return wireReq{Method: "POST", Path: "/locks/1/WriteKey", Body: map[string]any{"keyUuid": "card-1"}} }},
+				{"POST", "/locks/{id}/WriteKey", 401, func() wireReq {
+					return wireReq{Method: "POST", Path: "/locks/1/WriteKey", Body: map[string]any{"keyUuid": "card-1"}}
+				}},
 				{"POST", "/locks/{id}/WriteKey", 403, func() wireReq {
 					return wireReq{Method: "POST", Path: "/locks/1/WriteKey", Key: beta, Body: map[string]any{"keyUuid": "card-1"}}
 				}},
@@ -266,11 +270,15 @@ func TestOpenAPIUpstreamSchemas(t *testing.T) {
 				{"POST", "/locks/{id}/OpenLock", 200, k("POST", "/locks/1/OpenLock", map[string]any{"requestId": "open-1", "reason": "Parcel"})},
 				{"POST", "/locks/{id}/OpenLock", 200, k("POST", "/locks/1/OpenLock", map[string]any{})},
 				{"POST", "/locks/{id}/OpenLock", 401, func() wireReq { return wireReq{Method: "POST", Path: "/locks/1/OpenLock", Body: map[string]any{}} }},
-				{"POST", "/locks/{id}/OpenLock", 403, func() wireReq { return wireReq{Method: "POST", Path: "/locks/1/OpenLock", Key: beta, Body: map[string]any{}} }},
+				{"POST", "/locks/{id}/OpenLock", 403, func() wireReq {
+					return wireReq{Method: "POST", Path: "/locks/1/OpenLock", Key: beta, Body: map[string]any{}}
+				}},
 				{"POST", "/locks/{id}/OpenLock", 404, k("POST", "/locks/99/OpenLock", map[string]any{})},
 				{"POST", "/locks/{id}/RemoveKey", 200, k("POST", "/locks/1/RemoveKey", map[string]any{"keyIndexNumber": 1})},
 				{"POST", "/locks/{id}/RemoveKey", 400, k("POST", "/locks/1/RemoveKey", map[string]any{})},
-				{"POST", "/locks/{id}/RemoveKey", 401, func() wireReq { return wireReq{Method: "POST", Path: "/locks/1/RemoveKey", Body: map[string]any{"keyUuid": "key-1"}} }},
+				{"POST", "/locks/{id}/RemoveKey", 401, func() wireReq {
+					return wireReq{Method: "POST", Path: "/locks/1/RemoveKey", Body: map[string]any{"keyUuid": "key-1"}}
+				}},
 				{"POST", "/locks/{id}/RemoveKey", 404, k("POST", "/locks/1/RemoveKey", map[string]any{"keyUuid": "key-1"})},
 				{"POST", "/locks/{id}/ChangeLockUuid", 200, func() wireReq {
 					return wireReq{Method: "POST", Path: "/locks/1/ChangeLockUuid", Key: super, Body: map[string]any{"newUuid": movedUUID}}
