@@ -167,6 +167,8 @@ type Client struct {
 	c      paho.Client
 	queues []chan delivery
 	done   chan struct{} // closed by Close: the workers stop
+	ready  chan struct{} // closed when the first connection's onConnect ended
+	once   sync.Once
 	wg     sync.WaitGroup
 
 	mu     sync.RWMutex // guards subs and closed
@@ -196,7 +198,7 @@ func Dial(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl := &Client{cfg: cfg, log: cfg.Log, done: make(chan struct{})}
+	cl := &Client{cfg: cfg, log: cfg.Log, done: make(chan struct{}), ready: make(chan struct{})}
 	cl.queues = make([]chan delivery, cfg.Workers)
 	for i := range cl.queues {
 		cl.queues[i] = make(chan delivery, cfg.QueueSize)
@@ -218,6 +220,12 @@ func Dial(cfg Config) (*Client, error) {
 	if err := tok.Error(); err != nil {
 		cl.c.Disconnect(0)
 		return nil, fmt.Errorf("mqttclient: connect to %s: %w", redacted(cfg.URL), err)
+	}
+	// paho runs onConnect on a goroutine of its own: wait for it, so that
+	// a Subscribe after Dial is made once, by Subscribe.
+	select {
+	case <-cl.ready:
+	case <-time.After(cfg.ConnectTimeout):
 	}
 	for _, q := range cl.queues {
 		cl.wg.Add(1)
@@ -370,6 +378,7 @@ func tlsConfig(caFile string) (*tls.Config, error) {
 // goroutine): it makes every subscription again, the broker having
 // forgotten them with the clean session.
 func (cl *Client) onConnect(paho.Client) {
+	defer cl.once.Do(func() { close(cl.ready) })
 	cl.connects.Add(1)
 	cl.mu.RLock()
 	subs := append([]subscription(nil), cl.subs...)

@@ -10,8 +10,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/spkey-dev/spkey/internal/devices"
 	"github.com/spkey-dev/spkey/internal/devices/mqttclient"
@@ -329,10 +329,10 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 	for raw, want := range map[string]string{
-		"mqtt://h":           "tcp://h:1883",
-		"mqtts://u:p@h":      "ssl://h:8883",
-		"mqtt://[::1]:1884":  "tcp://[::1]:1884",
-		"mqtts://h:9000/":    "ssl://h:9000",
+		"mqtt://h":            "tcp://h:1883",
+		"mqtts://u:p@h":       "ssl://h:8883",
+		"mqtt://[::1]:1884":   "tcp://[::1]:1884",
+		"mqtts://h:9000/":     "ssl://h:9000",
 		"mqtt://spkey:pw@h:1": "tcp://h:1",
 	} {
 		if got, _, _, _, err := mqttclient.ParseURL(raw); err != nil || got != want {
