@@ -215,11 +215,11 @@ func Dial(cfg Config) (*Client, error) {
 	tok := cl.c.Connect()
 	if !tok.WaitTimeout(cfg.ConnectTimeout) {
 		cl.c.Disconnect(0)
-		return nil, fmt.Errorf("mqttclient: connect to %s: no answer within %v", redacted(cfg.URL), cfg.ConnectTimeout)
+		return nil, fmt.Errorf("mqttclient: connect to %s: no answer within %v", Redacted(cfg.URL), cfg.ConnectTimeout)
 	}
 	if err := tok.Error(); err != nil {
 		cl.c.Disconnect(0)
-		return nil, fmt.Errorf("mqttclient: connect to %s: %w", redacted(cfg.URL), err)
+		return nil, fmt.Errorf("mqttclient: connect to %s: %w", Redacted(cfg.URL), err)
 	}
 	// paho runs onConnect on a goroutine of its own: wait for it, so that
 	// a Subscribe after Dial is made once, by Subscribe.
@@ -231,7 +231,7 @@ func Dial(cfg Config) (*Client, error) {
 		cl.wg.Add(1)
 		go cl.work(q)
 	}
-	cl.log.Info("mqtt: connected to the broker", "url", redacted(cfg.URL), "client_id", opts.ClientID, "share_group", cfg.ShareGroup, "no_share", cfg.NoShare)
+	cl.log.Info("mqtt: connected to the broker", "url", Redacted(cfg.URL), "client_id", opts.ClientID, "share_group", cfg.ShareGroup, "no_share", cfg.NoShare)
 	return cl, nil
 }
 
@@ -325,10 +325,10 @@ func ParseURL(raw string) (broker, user, password string, tlsOn bool, err error)
 		return "", "", "", false, fmt.Errorf("mqttclient: broker URL scheme %q: want mqtt:// or mqtts://", u.Scheme)
 	}
 	if u.Hostname() == "" {
-		return "", "", "", false, fmt.Errorf("mqttclient: the broker URL %s has no host", redacted(raw))
+		return "", "", "", false, fmt.Errorf("mqttclient: the broker URL %s has no host", Redacted(raw))
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return "", "", "", false, fmt.Errorf("mqttclient: the broker URL %s must have no path, query or fragment", redacted(raw))
+		return "", "", "", false, fmt.Errorf("mqttclient: the broker URL %s must have no path, query or fragment", Redacted(raw))
 	}
 	if p := u.Port(); p != "" {
 		port = p
@@ -345,7 +345,7 @@ func ParseURL(raw string) (broker, user, password string, tlsOn bool, err error)
 }
 
 // redacted is raw without its password, for logs and errors.
-func redacted(raw string) string {
+func Redacted(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparsable URL)"
