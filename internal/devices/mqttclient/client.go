@@ -48,7 +48,8 @@
 // handler holds up only the things of its worker (the gateway bounds
 // every request by its RequestTimeout); paho's delivery goroutine never
 // waits for a handler. When a worker's queue is full, the message is
-// dropped, counted (Stats.Dropped) and logged: the device gets no answer
+// dropped, counted (Stats.Dropped) and logged (at the 1st, 2nd, 4th...
+// drop): the device gets no answer
 // and retries, as it does after any lost answer. Memory stays bounded.
 //
 // # Answers come back
@@ -458,8 +459,10 @@ func (cl *Client) dispatch(fn func(thing, topic string, payload []byte), topic s
 	case q <- delivery{fn: fn, thing: thing, topic: topic, payload: payload}:
 		cl.received.Add(1)
 	default:
-		cl.dropped.Add(1)
-		cl.log.Warn("mqtt: handler queue full, message dropped", "thing", thing, "topic", topic)
+		// Logged at the 1st, 2nd, 4th, 8th... drop: a flood stays readable.
+		if n := cl.dropped.Add(1); n&(n-1) == 0 {
+			cl.log.Warn("mqtt: handler queue full, message dropped", "thing", thing, "topic", topic, "dropped", n)
+		}
 	}
 }
 

@@ -1,9 +1,14 @@
 package mqttclient_test
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +19,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/spkey-dev/spkey/internal/devices"
+	"github.com/spkey-dev/spkey/internal/devices/ca"
 	"github.com/spkey-dev/spkey/internal/devices/mqttclient"
 	"github.com/spkey-dev/spkey/internal/devices/mqttclient/mosquittotest"
 	"github.com/spkey-dev/spkey/internal/store"
@@ -350,6 +356,8 @@ func TestSlowThingDoesNotBlockOthers(t *testing.T) {
 	mq := mosquittotest.Start(t, mosquittotest.Options{})
 	tr := dial(t, mq.URL("", ""), func(c *mqttclient.Config) { c.Workers = 4; c.NoShare = true })
 	release := make(chan struct{})
+	var once sync.Once
+	defer once.Do(func() { close(release) }) // Close waits for the handler
 	var fastSeen atomic.Int64
 	slowOrder := make(chan string, 8)
 	err := tr.Subscribe("$aws/things/+/shadow/#", func(thing, topic string, payload []byte) {
@@ -385,7 +393,7 @@ func TestSlowThingDoesNotBlockOthers(t *testing.T) {
 		t.Fatal(tok.Error())
 	}
 	eventually(t, "the other thing handled while the slow one is stuck", func() bool { return fastSeen.Load() == 1 })
-	close(release)
+	once.Do(func() { close(release) })
 	for _, want := range []string{"1", "2", "3"} {
 		select {
 		case got := <-slowOrder:
@@ -432,3 +440,74 @@ func (h *allowHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { r
 func (h *allowHook) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestTLS: an mqtts:// URL with --mqtt-ca-file reaches a Mosquitto whose
+// certificate that CA signed; without the CA file the certificate is
+// refused.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	authority, err := ca.New(time.Now(), "test device CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := authority.ServerCert([]string{"127.0.0.1"}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _, err := authority.PEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{
+		"server.pem": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
+		"server.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}),
+		"ca.pem":     caPEM,
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mq := mosquittotest.Start(t, mosquittotest.Options{CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server.key")})
+	if _, err := mqttclient.Dial(mqttclient.Config{URL: mq.URL("", ""), ConnectTimeout: 3 * time.Second}); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("dial without the CA file: %v; want a certificate error", err)
+	}
+	tr := dial(t, mq.URL("", ""), func(c *mqttclient.Config) { c.CAFile = filepath.Join(dir, "ca.pem") })
+	if err := tr.Publish("spkey-test/tls", []byte("x"), 1); err != nil {
+		t.Fatalf("publish over TLS: %v", err)
+	}
+}
+
+// TestQueueFullDrops: when a thing's worker is stuck and its queue full,
+// further messages are dropped and counted, not buffered without bound;
+// the rest are handled once the worker moves on.
+func TestQueueFullDrops(t *testing.T) {
+	mq := mosquittotest.Start(t, mosquittotest.Options{})
+	tr := dial(t, mq.URL("", ""), func(c *mqttclient.Config) { c.Workers, c.QueueSize, c.NoShare = 1, 2, true })
+	release := make(chan struct{})
+	var once sync.Once
+	defer once.Do(func() { close(release) }) // Close waits for the handler
+	var handled atomic.Int64
+	if err := tr.Subscribe("$aws/things/+/shadow/#", func(string, string, []byte) { <-release; handled.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	pub := newDevice(t, mq.Addr, "publisher", "", "")
+	const n = 8
+	for i := 0; i < n; i++ {
+		tok := pub.c.Publish("$aws/things/slow/shadow/update", 1, false, itoa(i))
+		if !tok.WaitTimeout(waitLimit) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	eventually(t, "every message queued or dropped", func() bool { s := tr.Stats(); return s.Received+s.Dropped == n })
+	s := tr.Stats()
+	if s.Received > 3 || s.Dropped < n-3 {
+		t.Fatalf("stats %+v; want at most 3 taken (1 running, 2 queued), the rest dropped", s)
+	}
+	once.Do(func() { close(release) })
+	eventually(t, "the queued messages handled", func() bool { return handled.Load() == s.Received })
+}

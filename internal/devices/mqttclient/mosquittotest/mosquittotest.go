@@ -32,12 +32,17 @@ type Options struct {
 	// ACL is the text of an ACL file (e.g. "pattern readwrite
 	// $aws/things/%c/#"); "": none (everyone may do everything).
 	ACL string
+	// CertFile and KeyFile, both PEM, make the listener MQTT over TLS
+	// with that server certificate (no client certificates).
+	CertFile, KeyFile string
 }
 
 // Broker is one running Mosquitto.
 type Broker struct {
 	// Addr is its listener, 127.0.0.1:PORT.
 	Addr string
+	// TLS is whether the listener speaks TLS (Options.CertFile).
+	TLS bool
 
 	t    testing.TB
 	dir  string
@@ -57,7 +62,7 @@ func Start(t testing.TB, opt Options) *Broker {
 		t.Skipf("mosquitto not installed (%s: %v): apt-get install mosquitto to run this test", Binary, err)
 	}
 	dir := t.TempDir()
-	b := &Broker{t: t, dir: dir, conf: filepath.Join(dir, "mosquitto.conf")}
+	b := &Broker{t: t, dir: dir, conf: filepath.Join(dir, "mosquitto.conf"), TLS: opt.CertFile != ""}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port, err := freePort()
@@ -77,12 +82,17 @@ func Start(t testing.TB, opt Options) *Broker {
 	return nil
 }
 
-// URL is the broker's mqtt:// URL, with user:password when user is not "".
+// URL is the broker's mqtt:// (mqtts:// with TLS) URL, with
+// user:password when user is not "".
 func (b *Broker) URL(user, password string) string {
-	if user == "" {
-		return "mqtt://" + b.Addr
+	scheme := "mqtt"
+	if b.TLS {
+		scheme = "mqtts"
 	}
-	return fmt.Sprintf("mqtt://%s:%s@%s", user, password, b.Addr)
+	if user == "" {
+		return scheme + "://" + b.Addr
+	}
+	return fmt.Sprintf("%s://%s:%s@%s", scheme, user, password, b.Addr)
 }
 
 // Stop kills the broker (SIGKILL: connections drop without a goodbye)
@@ -136,6 +146,9 @@ func (b *Broker) Restart() {
 func (b *Broker) writeConfig(port int, opt Options) error {
 	var c strings.Builder
 	fmt.Fprintf(&c, "listener %d 127.0.0.1\npersistence false\nuser root\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n", port)
+	if opt.CertFile != "" {
+		fmt.Fprintf(&c, "certfile %s\nkeyfile %s\n", opt.CertFile, opt.KeyFile)
+	}
 	if len(opt.Users) == 0 {
 		c.WriteString("allow_anonymous true\n")
 	} else {
