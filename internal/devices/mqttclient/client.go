@@ -67,8 +67,14 @@
 // Later losses are repaired by paho's auto-reconnect; every subscription
 // is made again on each connect (clean sessions: a node that is away
 // misses the messages of its absence, which the broker gives the other
-// members of the group). Publish fails at once while the connection is
-// down and waits at most Config.PublishTimeout for the broker's PUBACK.
+// members of the group; with NoShare, they are lost: the devices ask
+// again). Publish fails at once while the connection is down and waits
+// at most Config.PublishTimeout for the broker's PUBACK; as the workers
+// publish their answers one at a time, at most Config.Workers
+// publications wait at once (one that timed out stays with paho, which
+// sends it again after a reconnect, DefaultMaxPublishInFlight at most).
+// Close disconnects, drops the messages still queued and waits for the
+// handlers running (the gateway bounds each by its RequestTimeout).
 package mqttclient
 
 import (
