@@ -16,6 +16,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/cmdline"
+	"github.com/spkey-dev/spkey/internal/devices/mqttclient"
 	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/netsafe"
 	"github.com/spkey-dev/spkey/internal/server"
@@ -75,6 +76,8 @@ type config struct {
 	// broker's certificate.
 	MQTTAddr, MQTTSAddr, DeviceCADir string
 	MQTTHosts                        hostList
+	// An external broker instead (cmd/spkey/device.go, externalBroker).
+	MQTTURL, MQTTClientID, MQTTShareGroup, MQTTCAFile string
 	// from says where each setting that is not its default came from:
 	// "--flag" or "SPKEY_FLAG".
 	from map[string]string
@@ -149,6 +152,10 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.DeviceCADir, "device-ca-dir", "", "folder of the device CA (created on first use); empty: --data (required with --db unless both MQTT listeners are off)")
 	c.MQTTHosts = hostList{hosts: server.DefaultDeviceHosts()}
 	fs.Var(&c.MQTTHosts, "mqtt-host", "a name (DNS name or IP address) devices reach the broker by, in its TLS certificate; repeat it or give a comma list")
+	fs.StringVar(&c.MQTTURL, "mqtt-url", "", "external MQTT broker (Mosquitto, EMQX) the gateway joins instead of the embedded broker: mqtt://[user:password@]host:port or mqtts://...; the embedded listeners are then off")
+	fs.StringVar(&c.MQTTClientID, "mqtt-client-id", "", "client id at the --mqtt-url broker (default: spkey- and a random suffix)")
+	fs.StringVar(&c.MQTTShareGroup, "mqtt-share-group", mqttclient.DefaultShareGroup, "shared-subscription group of the spkey nodes at the --mqtt-url broker; off: a plain subscription, for brokers that do not share $ topics (Mosquitto 2.0), with ONE spkey node only")
+	fs.StringVar(&c.MQTTCAFile, "mqtt-ca-file", "", "PEM CA certificates trusted for an mqtts:// --mqtt-url, besides the system's")
 }
 
 // envName is the SPKEY_* twin of a flag.

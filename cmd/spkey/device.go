@@ -17,6 +17,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/cmdline"
 	"github.com/spkey-dev/spkey/internal/devices/ca"
 	"github.com/spkey-dev/spkey/internal/devices/creds"
+	"github.com/spkey-dev/spkey/internal/devices/mqttclient"
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/server"
@@ -78,6 +79,9 @@ func listenerOff(addr string) bool { return addr == "" || strings.EqualFold(addr
 // host:port nor off, no CA folder on PostgreSQL with a listener on.
 func (c *config) devices() (server.DevicesConfig, error) {
 	var d server.DevicesConfig
+	if c.MQTTURL != "" {
+		return c.externalBroker()
+	}
 	for _, l := range []struct {
 		flag, addr string
 		to         *string
@@ -104,6 +108,24 @@ func (c *config) devices() (server.DevicesConfig, error) {
 	return d, nil
 }
 
+// externalBroker is the device layer on the --mqtt-url broker. The
+// embedded listeners are off unless given, and then it is an error.
+func (c *config) externalBroker() (server.DevicesConfig, error) {
+	for _, l := range []struct{ flag, addr string }{{"mqtt-addr", c.MQTTAddr}, {"mqtts-addr", c.MQTTSAddr}} {
+		if from := c.from[l.flag]; from != "" && !listenerOff(l.addr) {
+			return server.DevicesConfig{}, fmt.Errorf("--mqtt-url excludes the embedded broker: drop %s (or set it to off)", from)
+		}
+	}
+	if _, _, _, _, err := mqttclient.ParseURL(c.MQTTURL); err != nil {
+		return server.DevicesConfig{}, fmt.Errorf("--mqtt-url: %w", err)
+	}
+	mc := mqttclient.Config{ClientID: c.MQTTClientID, ShareGroup: c.MQTTShareGroup, CAFile: c.MQTTCAFile}
+	if strings.EqualFold(c.MQTTShareGroup, "off") {
+		mc.ShareGroup, mc.NoShare = "", true
+	}
+	return server.DevicesConfig{MQTTURL: c.MQTTURL, MQTTClient: mc}, nil
+}
+
 // caDir is the device CA's folder: --device-ca-dir, else the data folder
 // on SQLite. On PostgreSQL it must be given (every node needs the same CA).
 func (c *config) caDir() (string, error) {
@@ -115,6 +137,15 @@ func (c *config) caDir() (string, error) {
 	}
 	return "", fmt.Errorf("--device-ca-dir (SPKEY_DEVICE_CA_DIR) is required with --db: the folder of the device CA, the same on every node " +
 		"(or turn the device broker off: --mqtt-addr off --mqtts-addr off)")
+}
+
+// deviceEndpoints describes where devices connect, for people: the
+// external broker, or the embedded broker's listeners plain and tls.
+func (c *config) deviceEndpoints(plain, tls string) string {
+	if c.MQTTURL != "" {
+		return "external broker " + mqttclient.Redacted(c.MQTTURL) + " (its ACL must confine each device to $aws/things/<client id>/#)"
+	}
+	return endpoints(plain, tls)
 }
 
 // endpoints describes the broker's listeners for people.

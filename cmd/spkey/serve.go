@@ -15,6 +15,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
 	"github.com/spkey-dev/spkey/internal/cmdline"
+	"github.com/spkey-dev/spkey/internal/devices/mqttclient"
 	"github.com/spkey-dev/spkey/internal/httpapi"
 	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/portal"
@@ -135,7 +136,7 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
   OpenAPI:       %s/openapi.json
   metrics:       %s
   devices:       %s
-`, version, base, backend, dataFlag(c), dataFlag(c), adminHint(c), base, metricsHint, endpoints(node.MQTTAddr(), node.MQTTSAddr()))
+`, version, base, backend, dataFlag(c), dataFlag(c), adminHint(c), base, metricsHint, c.deviceEndpoints(node.MQTTAddr(), node.MQTTSAddr()))
 
 	errc := make(chan error, 1)
 	go func() { errc <- node.Serve(ln) }()
@@ -157,6 +158,9 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 // deviceSettings names the settings of the device layer dcfg, for an
 // error that stopped it from starting.
 func deviceSettings(dcfg server.DevicesConfig) string {
+	if dcfg.MQTTURL != "" {
+		return "--mqtt-url " + mqttclient.Redacted(dcfg.MQTTURL)
+	}
 	var on []string
 	if dcfg.MQTTAddr != "" {
 		on = append(on, "--mqtt-addr "+dcfg.MQTTAddr)

@@ -11,6 +11,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/devices/broker"
 	"github.com/spkey-dev/spkey/internal/devices/ca"
 	"github.com/spkey-dev/spkey/internal/devices/creds"
+	"github.com/spkey-dev/spkey/internal/devices/mqttclient"
 )
 
 // This file is the node's device layer: the device CA, the embedded MQTT
@@ -33,6 +34,16 @@ type DevicesConfig struct {
 	// certificate is valid for, the first one its common name; nil:
 	// DefaultDeviceHosts.
 	Hosts []string
+	// MQTTURL is an external broker (mqtt://[user:password@]host:port or
+	// mqtts://...) the gateway joins as a client instead of running the
+	// embedded broker (devices/mqttclient); "": off. It excludes MQTTAddr
+	// and MQTTSAddr, and needs no CADir (the broker authenticates the
+	// devices).
+	MQTTURL string
+	// MQTTClient is the rest of the external broker's settings (client
+	// id, share group, CA file...); its URL and Log are MQTTURL and the
+	// node's log.
+	MQTTClient mqttclient.Config
 }
 
 // DefaultDeviceHosts returns the names of the broker's TLS certificate
@@ -43,13 +54,39 @@ func DefaultDeviceHosts() []string { return []string{"localhost", "127.0.0.1"} }
 // a new one is made at every start.
 const brokerCertValidity = 397 * 24 * time.Hour
 
-// On reports whether d asks for a broker (at least one listener).
-func (d DevicesConfig) On() bool { return d.MQTTAddr != "" || d.MQTTSAddr != "" }
+// On reports whether d asks for a broker (at least one listener, or an
+// external broker).
+func (d DevicesConfig) On() bool { return d.MQTTAddr != "" || d.MQTTSAddr != "" || d.MQTTURL != "" }
 
-// deviceLayer is what startDevices started.
+// deviceLayer is what startDevices started: the embedded broker or the
+// external broker's client, and the gateway on it.
 type deviceLayer struct {
 	broker  *broker.Broker
+	client  *mqttclient.Client
 	gateway *devices.Gateway
+}
+
+// startExternal connects the gateway to the external broker
+// cfg.Devices.MQTTURL. It returns an error when a listener is configured
+// too, and the client's (a bad URL, a broker that cannot be reached or
+// refuses spkey) and the gateway's, wrapped.
+func startExternal(cfg Config, log *slog.Logger) (*deviceLayer, error) {
+	d := cfg.Devices
+	if d.MQTTAddr != "" || d.MQTTSAddr != "" {
+		return nil, errors.New("devices: an external broker (MQTTURL) excludes the embedded broker's listeners (MQTTAddr, MQTTSAddr)")
+	}
+	ccfg := d.MQTTClient
+	ccfg.URL, ccfg.Log = d.MQTTURL, log.With("component", "mqtt-client")
+	c, err := mqttclient.Dial(ccfg)
+	if err != nil {
+		return nil, fmt.Errorf("devices: %w", err)
+	}
+	g := devices.New(cfg.Store, c, devices.Config{Now: cfg.App.Now}, log.With("component", "gateway"))
+	if err := g.Start(); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return &deviceLayer{client: c, gateway: g}, nil
 }
 
 // startDevices loads or creates the device CA in cfg.Devices.CADir,
@@ -64,6 +101,9 @@ func startDevices(ctx context.Context, cfg Config, g *devices.Gateway, log *slog
 	d := cfg.Devices
 	if !d.On() {
 		return nil, nil
+	}
+	if d.MQTTURL != "" {
+		return startExternal(cfg, log)
 	}
 	if d.CADir == "" {
 		return nil, errors.New("devices: the device CA folder (CADir) is required with an MQTT listener")
@@ -108,8 +148,14 @@ func startDevices(ctx context.Context, cfg Config, g *devices.Gateway, log *slog
 // close disconnects every device and stops the broker (and so the
 // gateway, which receives nothing more).
 func (l *deviceLayer) close() {
-	if l != nil {
+	if l == nil {
+		return
+	}
+	if l.broker != nil {
 		_ = l.broker.Close()
+	}
+	if l.client != nil {
+		_ = l.client.Close()
 	}
 }
 
@@ -118,7 +164,7 @@ func (l *deviceLayer) close() {
 func (n *Node) MQTTAddr() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.devices == nil {
+	if n.devices == nil || n.devices.broker == nil {
 		return ""
 	}
 	return n.devices.broker.Addr()
@@ -129,7 +175,7 @@ func (n *Node) MQTTAddr() string {
 func (n *Node) MQTTSAddr() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.devices == nil {
+	if n.devices == nil || n.devices.broker == nil {
 		return ""
 	}
 	return n.devices.broker.TLSAddr()

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/devices/ca"
 	"github.com/spkey-dev/spkey/internal/devices/creds"
+	"github.com/spkey-dev/spkey/internal/devices/mqttclient"
+	"github.com/spkey-dev/spkey/internal/devices/mqttclient/mosquittotest"
 	"github.com/spkey-dev/spkey/internal/server"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
@@ -140,5 +142,67 @@ func TestNodeDevicesStartErrors(t *testing.T) {
 				t.Errorf("after a failed Start: MQTTAddr %q, gateway %v; want none", node.MQTTAddr(), node.Gateway())
 			}
 		})
+	}
+}
+
+// TestNodeExternalBroker: a node with MQTTURL joins an external Mosquitto
+// (no embedded listener, no device CA) and its gateway answers a device's
+// shadow request there; a listener with MQTTURL is a config error; Stop
+// disconnects from the broker.
+func TestNodeExternalBroker(t *testing.T) {
+	mq := mosquittotest.Start(t, mosquittotest.Options{Users: map[string]string{"spkey": "spkey-pw", "lock-7": "lock-pw"},
+		ACL: "user spkey\ntopic readwrite $aws/things/#\n\npattern readwrite $aws/things/%c/#"})
+	bad, _, _ := newNode(t, testenv.SQLite, server.Config{Devices: server.DevicesConfig{MQTTURL: mq.URL("spkey", "spkey-pw"), MQTTAddr: "127.0.0.1:0"}})
+	if err := bad.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "MQTTURL") {
+		bad.Stop()
+		t.Fatalf("start with MQTTURL and MQTTAddr: %v; want a config error naming MQTTURL", err)
+	}
+
+	// Mosquitto 2.0 shares no $ topics: one node, without a share group.
+	node, _, _ := newNode(t, testenv.SQLite, server.Config{Devices: server.DevicesConfig{MQTTURL: mq.URL("spkey", "spkey-pw"),
+		MQTTClient: mqttclient.Config{NoShare: true, ClientID: "spkey-node-1"}}})
+	if err := node.Start(context.Background()); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	defer node.Stop()
+	if node.MQTTAddr() != "" || node.MQTTSAddr() != "" || node.Gateway() == nil {
+		t.Fatalf("MQTTAddr %q, MQTTSAddr %q, gateway %v: want no listener and a gateway", node.MQTTAddr(), node.MQTTSAddr(), node.Gateway())
+	}
+	msgs := make(chan paho.Message, 4)
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + mq.Addr).SetClientID("lock-7").
+		SetUsername("lock-7").SetPassword("lock-pw").SetAutoReconnect(false).SetProtocolVersion(4).
+		SetConnectTimeout(mqttWait).SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { msgs <- m }))
+	if tok := c.Connect(); !tok.WaitTimeout(mqttWait) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	s := "$aws/things/lock-7/shadow"
+	if tok := c.Subscribe(s+"/get/rejected", 1, nil); !tok.WaitTimeout(mqttWait) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	if tok := c.Publish(s+"/get", 1, false, `{}`); !tok.WaitTimeout(mqttWait) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	select {
+	case m := <-msgs:
+		if m.Topic() != s+"/get/rejected" || !strings.Contains(string(m.Payload()), `"code":404`) {
+			t.Fatalf("answer on %s: %s, want a 404 on %s/get/rejected", m.Topic(), m.Payload(), s)
+		}
+	case <-time.After(mqttWait):
+		t.Fatal("the gateway did not answer the get over the external broker")
+	}
+	if st := node.Gateway().Stats(); st.Handled != 1 {
+		t.Errorf("gateway stats %+v; want 1 handled", st)
+	}
+
+	// After Stop nobody answers: the node left the broker.
+	node.Stop()
+	if tok := c.Publish(s+"/get", 1, false, `{}`); !tok.WaitTimeout(mqttWait) || tok.Error() != nil {
+		t.Fatalf("publish after Stop: %v", tok.Error())
+	}
+	select {
+	case m := <-msgs:
+		t.Fatalf("answer after Stop on %s: %s; want none", m.Topic(), m.Payload())
+	case <-time.After(300 * time.Millisecond):
 	}
 }
