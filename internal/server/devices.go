@@ -70,7 +70,7 @@ type deviceLayer struct {
 // cfg.Devices.MQTTURL. It returns an error when a listener is configured
 // too, and the client's (a bad URL, a broker that cannot be reached or
 // refuses spkey) and the gateway's, wrapped.
-func startExternal(cfg Config, log *slog.Logger) (*deviceLayer, error) {
+func startExternal(cfg Config, g *devices.Gateway, log *slog.Logger) (*deviceLayer, error) {
 	d := cfg.Devices
 	if d.MQTTAddr != "" || d.MQTTSAddr != "" {
 		return nil, errors.New("devices: an external broker (MQTTURL) excludes the embedded broker's listeners (MQTTAddr, MQTTSAddr)")
@@ -81,8 +81,7 @@ func startExternal(cfg Config, log *slog.Logger) (*deviceLayer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devices: %w", err)
 	}
-	g := devices.New(cfg.Store, c, devices.Config{Now: cfg.App.Now}, log.With("component", "gateway"))
-	if err := g.Start(); err != nil {
+	if err := g.Start(c); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
@@ -103,7 +102,7 @@ func startDevices(ctx context.Context, cfg Config, g *devices.Gateway, log *slog
 		return nil, nil
 	}
 	if d.MQTTURL != "" {
-		return startExternal(cfg, log)
+		return startExternal(cfg, g, log)
 	}
 	if d.CADir == "" {
 		return nil, errors.New("devices: the device CA folder (CADir) is required with an MQTT listener")

@@ -53,8 +53,8 @@ func dial(t *testing.T, url string, mod func(*mqttclient.Config)) *mqttclient.Cl
 // gateway starts a gateway over tr on st.
 func gateway(t *testing.T, st *store.Store, tr devices.Transport) *devices.Gateway {
 	t.Helper()
-	g := devices.New(st, tr, devices.Config{Now: func() time.Time { return testNow }}, testenv.Logger(t))
-	if err := g.Start(); err != nil {
+	g := devices.New(st, devices.Config{Now: func() time.Time { return testNow }}, testenv.Logger(t))
+	if err := g.Start(tr); err != nil {
 		t.Fatalf("start gateway: %v", err)
 	}
 	return g
