@@ -95,6 +95,8 @@ type Service struct {
 	users userVault
 	// shadows reads the devices' shadow message logs.
 	shadows shadowLog
+	// devices is the node's device layer (devicecreds.go), once started.
+	devices deviceSlot
 }
 
 // Channels says which operator-configured doorbell channels exist
