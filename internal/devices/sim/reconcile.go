@@ -57,6 +57,7 @@ func (l *Lock) onMessage(_ paho.Client, m paho.Message) {
 			l.print("unreadable %s: %v", topic, err)
 			return
 		}
+		l.print("shadow version %d read (get)", d.Version)
 		l.reconcile(d, true)
 	case strings.HasSuffix(topic, "/update/delta"):
 		// A delta names desired entries not reported yet; it never shows a

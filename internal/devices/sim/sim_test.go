@@ -35,6 +35,18 @@ type lines struct {
 
 func (l *lines) add(s string) { l.mu.Lock(); l.all = append(l.all, s); l.mu.Unlock() }
 
+func (l *lines) count(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, s := range l.all {
+		if strings.Contains(s, sub) {
+			n++
+		}
+	}
+	return n
+}
+
 func (l *lines) has(sub string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -251,6 +263,7 @@ func TestLockOfflineCatchesUp(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
+	gets := e.lines.count("read (get)")
 	if err := e.lock.Online(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -262,5 +275,11 @@ func TestLockOfflineCatchesUp(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]any{"at": float64(at), "result": "succeeded"}, section(r, "open")["r-3"]); diff != "" {
 		t.Errorf("reported open (-want +got):\n%s", diff)
+	}
+	// The lock asked for the whole document when it came back.
+	for deadline := time.Now().Add(wait); e.lines.count("read (get)") <= gets; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no get answered after the reconnect; lock printed %v", e.lines.all)
+		}
 	}
 }
