@@ -80,8 +80,7 @@ type Lock struct {
 	version  int64                      // newest document version seen
 	keys     map[string]json.RawMessage // the keys held, as desired
 	handled  map[string]map[string]json.RawMessage
-	pending  map[string]bool // "kind/rid" scheduled, not yet done
-	timers   map[*time.Timer]bool
+	pending  map[string]*time.Timer // "kind/rid" scheduled, not yet done
 	battery  int
 	presses  int
 	pressTag string
@@ -127,7 +126,7 @@ func New(cfg Config) (*Lock, error) {
 	}
 	l := &Lock{cfg: cfg, topics: topicsOf(cfg.Thing), keys: map[string]json.RawMessage{},
 		handled: map[string]map[string]json.RawMessage{kindOpen: {}, kindWriteKey: {}},
-		pending: map[string]bool{}, timers: map[*time.Timer]bool{}, battery: 100,
+		pending: map[string]*time.Timer{}, battery: 100,
 		pressTag: fmt.Sprintf("%x", cfg.Now().UnixNano()), stop: make(chan struct{})}
 	opts := paho.NewClientOptions().AddBroker(cfg.Broker).SetClientID(cfg.Thing).
 		SetCleanSession(true).SetProtocolVersion(4).SetAutoReconnect(true).SetConnectRetry(true).
@@ -194,10 +193,9 @@ func (l *Lock) Close() {
 	}
 	l.closed = true
 	close(l.stop)
-	for t := range l.timers {
+	for _, t := range l.pending {
 		t.Stop()
 	}
-	l.timers = nil
 	l.mu.Unlock()
 	l.done.Wait()
 	l.client.Disconnect(250)

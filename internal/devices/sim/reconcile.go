@@ -156,7 +156,7 @@ func (l *Lock) reconcileRequests(kind string, desired, reported map[string]json.
 			}
 			continue
 		}
-		if l.pending[kind+"/"+rid] {
+		if l.pending[kind+"/"+rid] != nil {
 			continue
 		}
 		l.schedule(kind, rid, entry)
@@ -178,15 +178,12 @@ func (l *Lock) reconcileRequests(kind string, desired, reported map[string]json.
 // schedule acts on request rid of kind after the delay, once. l.mu is
 // held.
 func (l *Lock) schedule(kind, rid string, entry json.RawMessage) {
-	l.pending[kind+"/"+rid] = true
-	var t *time.Timer
-	t = time.AfterFunc(l.cfg.Delay, func() { l.act(kind, rid, entry, t) })
-	l.timers[t] = true
+	l.pending[kind+"/"+rid] = time.AfterFunc(l.cfg.Delay, func() { l.act(kind, rid, entry) })
 }
 
 // act finishes request rid: its result is the desired entry with result
 // (and error), remembered and reported.
-func (l *Lock) act(kind, rid string, entry json.RawMessage, t *time.Timer) {
+func (l *Lock) act(kind, rid string, entry json.RawMessage) {
 	var fields map[string]any
 	if err := json.Unmarshal(entry, &fields); err != nil || fields == nil {
 		fields = map[string]any{}
@@ -211,7 +208,6 @@ func (l *Lock) act(kind, rid string, entry json.RawMessage, t *time.Timer) {
 		l.mu.Unlock()
 		return
 	}
-	delete(l.timers, t)
 	delete(l.pending, kind+"/"+rid)
 	if len(l.handled[kind]) >= maxHandled {
 		// Bounded: the oldest results are the least likely still desired.
