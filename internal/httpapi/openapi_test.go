@@ -34,6 +34,7 @@ var openapiExtensions = map[string]bool{
 	"/doorbell/rings/{ringId}/answer": true, "/doorbell/rings/{ringId}/decline": true,
 	"/users/{id}/SetNotificationPreferences": true, "/users/{id}/notification-preferences": true,
 	"/users/{id}/notifications": true, "/users/{id}/notifications/stream": true,
+	"/locks/{id}/device/credentials": true, "/locks/{id}/device/revoke": true,
 }
 
 func openapiOnlyOurs(path string) bool {
