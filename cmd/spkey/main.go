@@ -30,6 +30,8 @@ Usage:
                             issue a lock's MQTT credentials into DIR
   spkey device revoke lock LOCK_ID [flags]
                             revoke every MQTT credential of a lock
+  spkey sim --api URL --api-key KEY --locks N [flags]
+                            simulated locks on the broker (shadow layout v1)
   spkey version             print the version (also -version, --version)
 
 Run "spkey COMMAND -h" for the flags of a command; flags may come before
@@ -68,6 +70,8 @@ func dispatch(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		return cmdPortalLink(ctx, args[1:], env, stdout, stderr)
 	case "device":
 		return cmdDevice(ctx, args[1:], env, stdout, stderr)
+	case "sim":
+		return cmdSim(ctx, args[1:], env, stdout, stderr)
 	case "version", "-version", "--version", "-v":
 		fmt.Fprintln(stdout, "spkey", version)
 		return nil

@@ -103,6 +103,8 @@ type Service struct {
 	// actionTTL and keyActionTimeout: how long an action stays open
 	// (opens and card writes; keys).
 	actionTTL, keyActionTimeout time.Duration
+	// devices is the node's device layer (devicecreds.go), once started.
+	deviceCreds deviceSlot
 }
 
 // Channels says which operator-configured doorbell channels exist

@@ -65,6 +65,8 @@ var authzQuirks = map[string]struct {
 	"GET /locks/{id}/doorbell/rings":       {userMsg: "Only the lock owner or the lock's organization may read the rings of lock 1"},
 	"GET /users/{id}/notifications/stream": {stream: true},
 	"POST /api-keys/rotate":                {jwtMsg: "Only an API key can rotate itself: send it in X-API-Key", selfOnly: true},
+	"POST /locks/{id}/device/credentials":  {userMsg: msgDeviceUser},
+	"POST /locks/{id}/device/revoke":       {userMsg: msgDeviceUser},
 }
 
 const (
@@ -77,6 +79,7 @@ const (
 	msgNotLinked   = app.MsgNoReadStanding
 	msgSuperOnly   = "ChangeLockUuid needs a super API key"
 	msgNoUserLocks = "Locks are provisioned with a tenant's API key: this server does not let user tokens create locks (spkey serve --allow-user-lock-create)"
+	msgDeviceUser  = "Device credentials are issued to the lock's organization (its X-API-Key) or the admin, not to users"
 	msgNotOwnAddr  = "A user token may only use its own verified e-mail address (the token's email claim)"
 	msgNotOwnPhone = "A user token may only use its own verified phone number (the token's phone_number claim)"
 	msgNotOwnUser  = "You can only access your own user record"
@@ -143,6 +146,9 @@ func authzRoutes() []authzRoute {
 		{"POST /locks/{id}/ChangeLockUuid", authzLock, wireCommand,
 			post("/locks/1/ChangeLockUuid", func(*authzFixture) any { return map[string]any{"newUuid": app.NewUUID()} }), 200, "event"},
 		{"GET /locks/{id}/actions/{requestId}", authzLock, wireQuery, get("/locks/1/actions/authz-open"), 200, "status"},
+		{"POST /locks/{id}/device/credentials", authzLock, wirePlain,
+			post("/locks/1/device/credentials", func(*authzFixture) any { return map[string]any{"kind": "password"} }), 201, "password"},
+		{"POST /locks/{id}/device/revoke", authzLock, wirePlain, post("/locks/1/device/revoke", nil), 200, "thingName"},
 		{"POST /locks/{id}/AddResident", authzLock, wireCommand,
 			post("/locks/1/AddResident", func(*authzFixture) any { return map[string]any{"name": "Resident", "email": "resident@users.test"} }), 200, "event"},
 		{"POST /locks/{id}/RemoveResident", authzLock, wireCommand,
@@ -242,7 +248,7 @@ type authzFixture struct {
 func newAuthzFixture(t *testing.T, b testenv.Backend) *authzFixture {
 	t.Helper()
 	rcv := newHookReceiver(t) // before the server: it outlives the dispatcher
-	srv := testenv.NewServer(t, b, testenv.Options{AdminEmailDomain: "example.com"})
+	srv := testenv.NewServer(t, b, testenv.Options{AdminEmailDomain: "example.com", Devices: true})
 	f := &authzFixture{srv: srv, receiver: rcv}
 	f.keyA = srv.Tenant(t, "org-a", false)
 	f.keyB = srv.Tenant(t, "org-b", false)

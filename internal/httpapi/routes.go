@@ -34,6 +34,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	huma.Register(a, op(http.MethodGet, "/locks/{id}/details", "get_GetLockDetailsRoute", "Full lock state", 200, secUser, "Lock", "Query"), s.lockDetails)
 	huma.Register(a, op(http.MethodGet, "/locks/{id}/events", "get_GetLockEventsRoute", "Paginated lock event history (10 per page, default the last page)", 200, secUser, "Lock", "Query"), s.lockEvents)
 	huma.Register(a, op(http.MethodGet, "/locks/{id}/debug/messages", "get_GetDebugMessagesRoute", "Recent shadow messages of the lock's device (up to limit per direction, newest first)", 200, secUser, "Lock", "Query", "Debug"), s.lockDebugMessages)
+	huma.Register(a, op(http.MethodPost, "/locks/{id}/device/credentials", "post_IssueDeviceCredentials", "Issue MQTT credentials for the lock's device (the lock's tenant or the admin; shown once)", 201, secUser, "Lock", "Device"), s.issueDeviceCredentials)
+	huma.Register(a, op(http.MethodPost, "/locks/{id}/device/revoke", "post_RevokeDeviceCredentials", "Revoke every MQTT credential of the lock's device (the lock's tenant or the admin)", 200, secUser, "Lock", "Device"), s.revokeDeviceCredentials)
 	// Doorbell residents.
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/AddResident", "post_AddResidentRoute", "Add resident to doorbell list", 200, secUser, "Lock", "Command", "Doorbell"), s.addResident)
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/RemoveResident", "post_RemoveResidentRoute", "Remove resident from doorbell list", 200, secUser, "Lock", "Command", "Doorbell"), s.removeResident)

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
+	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/devices"
 	"github.com/spkey-dev/spkey/internal/devices/broker"
 	"github.com/spkey-dev/spkey/internal/devices/ca"
@@ -64,6 +66,8 @@ type deviceLayer struct {
 	broker  *broker.Broker
 	client  *mqttclient.Client
 	gateway *devices.Gateway
+	// access is what the credential routes need (app.DeviceAccess).
+	access *app.DeviceAccess
 }
 
 // startExternal connects the gateway to the external broker
@@ -141,7 +145,41 @@ func startDevices(ctx context.Context, cfg Config, g *devices.Gateway, log *slog
 		return nil, err
 	}
 	log.Info("device broker listening", "mqtt", b.Addr(), "mqtts", b.TLSAddr())
-	return &deviceLayer{broker: b, gateway: g}, nil
+	caPEM, _, err := authority.PEM()
+	if err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("devices: %w", err)
+	}
+	hosts := d.Hosts
+	if len(hosts) == 0 {
+		hosts = DefaultDeviceHosts()
+	}
+	access := &app.DeviceAccess{Issuer: creds.NewIssuer(cfg.Store, authority), CACertPEM: caPEM,
+		MQTTEndpoint: endpoint(b.Addr(), hosts[0]), MQTTSEndpoint: endpoint(b.TLSAddr(), hosts[0])}
+	return &deviceLayer{broker: b, gateway: g, access: access}, nil
+}
+
+// endpoint is a bound listener address as devices should dial it: a
+// wildcard host (0.0.0.0, ::) becomes host, the broker's first TLS name.
+// "" stays "" (listener off).
+func endpoint(bound, host string) string {
+	h, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return bound
+	}
+	if ip := net.ParseIP(h); h == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort(host, port)
+	}
+	return bound
+}
+
+// deviceAccess is the layer as the app's credential routes use it; nil
+// without a layer.
+func (l *deviceLayer) deviceAccess() *app.DeviceAccess {
+	if l == nil {
+		return nil
+	}
+	return l.access
 }
 
 // close disconnects every device and stops the broker (and so the

@@ -41,7 +41,9 @@ func (n *Node) Start(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.devices = dev
+	n.Svc.SetDeviceAccess(dev.deviceAccess())
 	n.stop = func() {
+		n.Svc.SetDeviceAccess(nil)
 		// Devices first: no device request starts a write once the
 		// engine and the store are going away.
 		dev.close()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/auth"
+	"github.com/spkey-dev/spkey/internal/devices"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
 	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/httpapi"
@@ -149,6 +150,9 @@ type Server struct {
 	// TLS (client certificate) listeners, and CADir the folder of its
 	// device CA; all "" unless Options.Devices.
 	MQTTAddr, MQTTSAddr, CADir string
+	// Gateway is the node's shadow gateway (nil unless Options.Devices):
+	// tests write desired state through it (UpdateDesired).
+	Gateway *devices.Gateway
 }
 
 // Options tunes NewServer.
@@ -286,7 +290,7 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	// Live streams never end by themselves: Close cuts them.
 	t.Cleanup(func() { _ = node.Close() })
 	return &Server{URL: url, MetricsURL: "http://" + mln.Addr().String(), Store: st, Svc: node.Svc, JWT: v, Reg: node.Registry, Engine: node.Engine, Hub: node.Hub,
-		MQTTAddr: node.MQTTAddr(), MQTTSAddr: node.MQTTSAddr(), CADir: dcfg.CADir}
+		MQTTAddr: node.MQTTAddr(), MQTTSAddr: node.MQTTSAddr(), CADir: dcfg.CADir, Gateway: node.Gateway()}
 }
 
 // Token mints a local JWT for sub valid for an hour.
