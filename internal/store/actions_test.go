@@ -95,9 +95,11 @@ func TestLockActionsProjection(t *testing.T) {
 				At: at, CreatedAt: ts(time.Second), UpdatedAt: ts(time.Second), ExpiresAt: ts(24 * time.Hour)}
 			want("r-2 queued", get("1001", "r-2"), r2)
 
-			// Both delivered (the transitions carry no key slot), then r-1 fails.
+			// Both delivered by gets of their shadows (the transitions carry no
+			// key slot), then r-1 fails.
 			s := lock.Apply(lock.Apply(lock.State{LockID: 1001, UUID: devA}, open1), add2)
-			evs := lock.DecideReport(s, lock.Report{}, true, ts(5*time.Second))
+			evs := append(lock.DecideReport(s, "", lock.Report{}, true, ts(5*time.Second)),
+				lock.DecideReport(s, lock.KeyPage("k-2"), lock.Report{}, true, ts(5*time.Second))...)
 			if len(evs) != 2 {
 				t.Fatalf("deliveries: %v", evs)
 			}
@@ -109,7 +111,7 @@ func TestLockActionsProjection(t *testing.T) {
 			for _, e := range evs {
 				s = lock.Apply(s, e)
 			}
-			evs = lock.DecideReport(s, lock.Report{Open: map[string]lock.Result{"r-1": {At: at, Result: lock.StatusFailed, Error: "jammed"}}}, false, ts(20*time.Second))
+			evs = lock.DecideReport(s, "", lock.Report{Open: map[string]lock.Result{"r-1": {At: at, Result: lock.StatusFailed, Error: "jammed"}}}, false, ts(20*time.Second))
 			appendLock(t, st, "1001", evs...)
 			r1.Status, r1.Error, r1.UpdatedAt, r1.ExpiresAt = lock.StatusFailed, "jammed", ts(20*time.Second), ""
 			want("r-1 failed", get("1001", "r-1"), r1)

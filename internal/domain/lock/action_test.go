@@ -138,12 +138,12 @@ func TestDecideNewActionConflict(t *testing.T) {
 		}
 	}
 	// Delivered is still open.
-	s = lock.Apply(s, lock.DecideReport(s, lock.Report{}, true, tsNow)[0])
+	s = lock.Apply(s, lock.DecideReport(s, "", lock.Report{}, true, tsNow)[0])
 	if _, _, err := lock.DecideNewAction(s, lock.NewAction{RequestID: "r-1", Command: actCommand(lock.ActionOpenLock, "r-1"), At: actAt, Online: true, Now: tsNow, Expires: actExp}); domain.ErrorCode(err) != domain.Conflict {
 		t.Errorf("requestId of a delivered action: %v, want Conflict", err)
 	}
 	// Once finished, the requestId may be used again.
-	s = lock.Apply(s, lock.DecideReport(s, lock.Report{Open: map[string]lock.Result{"r-1": {At: actAt, Result: lock.StatusSucceeded}}}, false, tsNow)[0])
+	s = lock.Apply(s, lock.DecideReport(s, "", lock.Report{Open: map[string]lock.Result{"r-1": {At: actAt, Result: lock.StatusSucceeded}}}, false, tsNow)[0])
 	if len(s.Actions) != 0 {
 		t.Fatalf("actions after the result: %+v", s.Actions)
 	}
@@ -180,7 +180,7 @@ func TestDecideNewActionTooMany(t *testing.T) {
 	}
 }
 
-func TestDecideReport(t *testing.T) {
+func TestActionDecideReport(t *testing.T) {
 	const later = "2026-02-03T04:05:30.000Z"
 	open := func(id, status string) lock.Action {
 		return lock.Action{RequestID: id, Action: lock.ActionOpenLock, Status: status, At: actAt, ExpiresAt: actExpStamp}
@@ -210,6 +210,7 @@ func TestDecideReport(t *testing.T) {
 	cases := []struct {
 		name    string
 		actions []lock.Action
+		shadow  string // "" the classic shadow, else a key page
 		rep     lock.Report
 		fetched bool
 		want    []domain.Event
@@ -236,19 +237,34 @@ func TestDecideReport(t *testing.T) {
 		{name: "writeKey result under open answers nothing", actions: []lock.Action{write("w-1", lock.StatusDelivered)},
 			rep: lock.Report{Open: map[string]lock.Result{"w-1": res(actAt, "succeeded", "")}}},
 		{name: "addKey: the key with the action's at", actions: []lock.Action{add("a-1", "k1", lock.StatusPending)},
-			rep: lock.Report{Keys: held}, want: []domain.Event{to(add("a-1", "k1", ""), lock.StatusSucceeded, "")}},
+			shadow: lock.KeyPage("k1"), rep: lock.Report{Keys: held}, want: []domain.Event{to(add("a-1", "k1", ""), lock.StatusSucceeded, "")}},
 		{name: "addKey: the key with an older at is not this request", actions: []lock.Action{add("a-1", "k0", lock.StatusDelivered)},
-			rep: lock.Report{Keys: held}},
-		{name: "addKey: key absent", actions: []lock.Action{add("a-1", "k9", lock.StatusPending)}, rep: lock.Report{Keys: held}},
+			shadow: lock.KeyPage("k0"), rep: lock.Report{Keys: held}},
+		{name: "addKey: key absent", actions: []lock.Action{add("a-1", "k9", lock.StatusPending)}, shadow: lock.KeyPage("k9"), rep: lock.Report{Keys: held}},
+		{name: "addKey: held, but reported by the classic shadow", actions: []lock.Action{add("a-1", "k1", lock.StatusPending)}, rep: lock.Report{Keys: held}},
+		{name: "addKey: held, but reported by another page", actions: []lock.Action{add("a-1", "k1", lock.StatusPending)},
+			shadow: lock.KeyPage("k0"), rep: lock.Report{Keys: held}},
 		{name: "removeKey: key absent", actions: []lock.Action{remove("d-1", "k9", lock.StatusQueued)},
-			rep: lock.Report{Keys: held}, want: []domain.Event{to(remove("d-1", "k9", ""), lock.StatusSucceeded, "")}},
-		{name: "removeKey: key still held", actions: []lock.Action{remove("d-1", "k0", lock.StatusDelivered)}, rep: lock.Report{Keys: held}},
-		{name: "fetched delivers pending and queued, not delivered", fetched: true,
+			shadow: lock.KeyPage("k9"), rep: lock.Report{Keys: held}, want: []domain.Event{to(remove("d-1", "k9", ""), lock.StatusSucceeded, "")}},
+		{name: "removeKey: key still held", actions: []lock.Action{remove("d-1", "k0", lock.StatusDelivered)}, shadow: lock.KeyPage("k0"), rep: lock.Report{Keys: held}},
+		{name: "removeKey: absent from another page's report", actions: []lock.Action{remove("d-1", "k9", lock.StatusDelivered)},
+			shadow: lock.KeyPage("k0"), rep: lock.Report{Keys: held}},
+		{name: "removeKey: absent from the classic shadow's report", actions: []lock.Action{remove("d-1", "k9", lock.StatusDelivered)}, rep: lock.Report{}},
+		{name: "open result reported by a key page answers nothing", actions: []lock.Action{open("o-1", lock.StatusPending)}, fetched: true,
+			shadow: lock.KeyPage("k0"), rep: lock.Report{Open: map[string]lock.Result{"o-1": res(actAt, "succeeded", "")}}},
+		{name: "a get of the classic shadow delivers its pending and queued, not delivered nor key actions", fetched: true,
 			actions: []lock.Action{open("o-1", lock.StatusPending), write("w-1", lock.StatusQueued), add("a-1", "k9", lock.StatusQueued),
 				remove("d-1", "k0", lock.StatusPending), open("o-2", lock.StatusDelivered)},
-			rep: lock.Report{Keys: held},
-			want: []domain.Event{to(open("o-1", ""), lock.StatusDelivered, ""), to(write("w-1", ""), lock.StatusDelivered, ""),
-				to(add("a-1", "k9", ""), lock.StatusDelivered, ""), to(remove("d-1", "k0", ""), lock.StatusDelivered, "")}},
+			want: []domain.Event{to(open("o-1", ""), lock.StatusDelivered, ""), to(write("w-1", ""), lock.StatusDelivered, "")}},
+		{name: "a get of a key page delivers that page's key actions only", fetched: true,
+			actions: []lock.Action{open("o-1", lock.StatusPending), add("a-1", "k9", lock.StatusQueued), remove("d-1", "k0", lock.StatusPending),
+				add("a-2", "k9", lock.StatusDelivered)},
+			shadow: lock.KeyPage("k9"), rep: lock.Report{Keys: map[string]lock.HeldKey{"k9": {At: actAt - 1}}},
+			want: []domain.Event{to(add("a-1", "k9", ""), lock.StatusDelivered, "")}},
+		{name: "a get of a key page: removal done", fetched: true,
+			actions: []lock.Action{remove("d-1", "k0", lock.StatusPending), remove("d-2", "k0", lock.StatusDelivered)},
+			shadow:  lock.KeyPage("k0"), rep: lock.Report{},
+			want: []domain.Event{to(remove("d-1", "k0", ""), lock.StatusSucceeded, ""), to(remove("d-2", "k0", ""), lock.StatusSucceeded, "")}},
 		{name: "not fetched: nothing delivered", actions: []lock.Action{open("o-1", lock.StatusPending), write("w-1", lock.StatusQueued)}},
 		{name: "fetched with a result: the result wins", fetched: true, actions: []lock.Action{open("o-1", lock.StatusQueued)},
 			rep:  lock.Report{Open: map[string]lock.Result{"o-1": res(actAt, "succeeded", "")}},
@@ -257,13 +273,16 @@ func TestDecideReport(t *testing.T) {
 			write("w-1", lock.StatusPending), add("a-1", "k1", lock.StatusPending), remove("d-1", "k0", lock.StatusPending)},
 			rep: lock.Report{Keys: held, Open: map[string]lock.Result{"o-2": res(actAt, "failed", "")},
 				WriteKey: map[string]lock.Result{"w-1": res(actAt, "succeeded", "")}},
-			want: []domain.Event{to(open("o-2", ""), lock.StatusFailed, ""), to(write("w-1", ""), lock.StatusSucceeded, ""),
-				to(add("a-1", "k1", ""), lock.StatusSucceeded, "")}},
+			want: []domain.Event{to(open("o-2", ""), lock.StatusFailed, ""), to(write("w-1", ""), lock.StatusSucceeded, "")}},
+		{name: "one page report answers several key actions", actions: []lock.Action{add("a-1", "k1", lock.StatusPending),
+			add("a-2", "k1", lock.StatusDelivered), remove("d-1", "k1", lock.StatusQueued), open("o-1", lock.StatusPending)},
+			shadow: lock.KeyPage("k1"), rep: lock.Report{Keys: held},
+			want: []domain.Event{to(add("a-1", "k1", ""), lock.StatusSucceeded, ""), to(add("a-2", "k1", ""), lock.StatusSucceeded, "")}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := withActions(tc.actions...)
-			evs := lock.DecideReport(s, tc.rep, tc.fetched, later)
+			evs := lock.DecideReport(s, tc.shadow, tc.rep, tc.fetched, later)
 			if d := cmp.Diff(tc.want, evs); d != "" {
 				t.Fatalf("events (-want +got):\n%s", d)
 			}
@@ -272,7 +291,7 @@ func TestDecideReport(t *testing.T) {
 			for _, e := range evs {
 				after = lock.Apply(after, e)
 			}
-			if again := lock.DecideReport(after, tc.rep, tc.fetched, later); len(again) != 0 {
+			if again := lock.DecideReport(after, tc.shadow, tc.rep, tc.fetched, later); len(again) != 0 {
 				t.Errorf("the same report again: %v", again)
 			}
 			if after.UpdatedAt != s.UpdatedAt {
@@ -282,7 +301,7 @@ func TestDecideReport(t *testing.T) {
 	}
 }
 
-func TestDecideExpire(t *testing.T) {
+func TestActionDecideExpire(t *testing.T) {
 	a1 := lock.Action{RequestID: "o-1", Action: lock.ActionOpenLock, Status: lock.StatusDelivered, At: actAt, ExpiresAt: "2026-02-03T04:06:00.000Z"}
 	a2 := lock.Action{RequestID: "a-1", Action: lock.ActionAddKey, Status: lock.StatusQueued, KeyUUID: "k9", At: actAt, ExpiresAt: "2026-02-03T04:07:00.000Z"}
 	s := withActions(a1, a2)
@@ -320,7 +339,7 @@ func TestDecideExpire(t *testing.T) {
 	}
 }
 
-func TestNextExpiry(t *testing.T) {
+func TestActionNextExpiry(t *testing.T) {
 	if next, ok := seeded().NextExpiry(); ok {
 		t.Errorf("NextExpiry without actions = %v, true", next)
 	}
@@ -335,11 +354,30 @@ func TestNextExpiry(t *testing.T) {
 	}
 }
 
-func TestKindOf(t *testing.T) {
+func TestActionKindOf(t *testing.T) {
 	for action, want := range map[string]string{lock.ActionOpenLock: lock.KindOpen, lock.ActionWriteKey: lock.KindWriteKey, lock.ActionAddKey: "", lock.ActionRemoveKey: "", "": ""} {
 		got, ok := lock.KindOf(action)
 		if got != want || ok != (want != "") {
 			t.Errorf("KindOf(%q) = %q, %v; want %q", action, got, ok, want)
+		}
+	}
+}
+
+func TestActionShadowOf(t *testing.T) {
+	for _, tc := range []struct {
+		a    lock.Action
+		want string
+	}{
+		{lock.Action{Action: lock.ActionAddKey, KeyUUID: "k9"}, lock.KeyPage("k9")},
+		{lock.Action{Action: lock.ActionRemoveKey, KeyUUID: "k1"}, lock.KeyPage("k1")},
+		{lock.Action{Action: lock.ActionWriteKey, KeyUUID: "k1"}, ""},
+		{lock.Action{Action: lock.ActionOpenLock}, ""},
+	} {
+		if got := lock.ShadowOf(tc.a); got != tc.want {
+			t.Errorf("ShadowOf(%+v) = %q, want %q", tc.a, got, tc.want)
+		}
+		if tc.want != "" && !lock.IsKeyPage(tc.want) {
+			t.Errorf("ShadowOf(%+v) = %q, not a key page", tc.a, tc.want)
 		}
 	}
 }
@@ -476,7 +514,13 @@ func TestActionSequences(t *testing.T) {
 				if rapid.Bool().Draw(t, "holdsK1") {
 					rep.Keys[keyOf[lock.ActionRemoveKey]] = lock.HeldKey{At: 1}
 				}
-				evs := lock.DecideReport(s, rep, rapid.Bool().Draw(t, "fetched"), stamp)
+				shadow := rapid.SampledFrom([]string{"", lock.KeyPage("k9"), lock.KeyPage("k1")}).Draw(t, "shadow")
+				evs := lock.DecideReport(s, shadow, rep, rapid.Bool().Draw(t, "fetched"), stamp)
+				for _, e := range evs {
+					if a, ok := s.OpenAction(e.(lock.LockActionUpdated).RequestID); ok && lock.ShadowOf(a) != shadow {
+						t.Fatalf("a report of shadow %q moved %+v, which shadow %q answers", shadow, a, lock.ShadowOf(a))
+					}
+				}
 				reports += len(evs)
 				apply(evs, "report")
 			case 9:
