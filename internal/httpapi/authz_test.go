@@ -106,7 +106,7 @@ func authzRoutes() []authzRoute {
 	do := func(method, path string, body func(f *authzFixture) any) func(f *authzFixture) wireReq {
 		return func(f *authzFixture) wireReq {
 			q := wireReq{Method: method, Path: strings.NewReplacer("{user}", f.owner, "{ring}", f.ringID, "{hook}", f.hookA, "{delivery}", f.deliveryA,
-				"{adminHook}", f.adminHook, "{adminDelivery}", f.adminDelivery).Replace(path)}
+				"{adminHook}", f.adminHook, "{adminDelivery}", f.adminDelivery, "{workflow}", f.workflow).Replace(path)}
 			if body != nil {
 				q.Body = body(f)
 			}
@@ -143,6 +143,9 @@ func authzRoutes() []authzRoute {
 			post("/locks/1/WriteKey", func(*authzFixture) any { return map[string]any{"keyUuid": "authz-card"} }), 200, "requestId"},
 		{"POST /locks/{id}/OpenLock", authzLock, wireCommand,
 			post("/locks/1/OpenLock", func(*authzFixture) any { return map[string]any{"reason": "authz"} }), 200, "requestId"},
+		{"POST /locks/{id}/BulkAddKeys", authzLock, wireCommand,
+			// A key the fixture's run put on the lock: the run records nothing.
+			post("/locks/1/BulkAddKeys", func(*authzFixture) any { return map[string]any{"keys": []any{map[string]any{"keyUuid": "authz-bulk-0"}}} }), 200, "instanceId"},
 		{"POST /locks/{id}/ChangeLockUuid", authzLock, wireCommand,
 			post("/locks/1/ChangeLockUuid", func(*authzFixture) any { return map[string]any{"newUuid": app.NewUUID()} }), 200, "event"},
 		{"GET /locks/{id}/actions/{requestId}", authzLock, wireQuery, get("/locks/1/actions/authz-open"), 200, "status"},
@@ -191,6 +194,10 @@ func authzRoutes() []authzRoute {
 		{"POST /tenants/{orgId}/register", authzAdmin, wirePlain,
 			post("/tenants/org-new/register", func(*authzFixture) any { return map[string]any{"orgName": "New Org"} }), 201, "aggregateId"},
 		{"GET /tenants", authzAdmin, wirePlain, get("/tenants"), 200, "tenants"},
+		{"GET /admin/workflows", authzAdmin, wireCommand, get("/admin/workflows?limit=5"), 200, "runs"},
+		{"GET /admin/workflows/{instanceId}", authzAdmin, wireCommand, get("/admin/workflows/{workflow}"), 200, "progress"},
+		{"POST /admin/workflows/{instanceId}/terminate", authzAdmin, wireCommand, post("/admin/workflows/{workflow}/terminate", nil), 200, "status"},
+		{"POST /admin/workflows/canary", authzAdmin, wireCommand, post("/admin/workflows/canary?seconds=0&steps=1", nil), 200, "instanceId"},
 		{"POST /api-keys", authzAdmin, wirePlain,
 			post("/api-keys", func(*authzFixture) any { return map[string]any{"orgId": "org-c"} }), 201, "apiKey"},
 		{"POST /api-keys/{orgId}/rotate", authzAdmin, wirePlain,
@@ -243,6 +250,7 @@ type authzFixture struct {
 	deliveryA           string // a delivery of hookA
 	adminDelivery       string // a delivery of adminHook
 	listB, listS        any    // GET /webhooks for org-b's key and org-s's
+	workflow            string // a BulkAddKeys run of lock 1
 }
 
 func newAuthzFixture(t *testing.T, b testenv.Backend) *authzFixture {
@@ -278,6 +286,20 @@ func newAuthzFixture(t *testing.T, b testenv.Backend) *authzFixture {
 	wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/AddKey", Key: f.keyA, Body: map[string]any{"keyUuid": "authz-key-r"}}, http.StatusOK)
 	if got := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/OpenLock", Key: f.keyA, Body: map[string]any{"requestId": "authz-open"}}, http.StatusOK); got["offline"] != true || got["requestId"] != "authz-open" {
 		t.Fatalf("OpenLock of the fixture: %v", got)
+	}
+	f.workflow, _ = wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/BulkAddKeys", Key: f.keyA, Body: map[string]any{"keys": []any{map[string]any{"keyUuid": "authz-bulk-0"}}}}, http.StatusOK)["instanceId"].(string)
+	// The run ends before any refusal looks at the store.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		w, _, err := srv.Store.Workflow(context.Background(), f.workflow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Status == "complete" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fixture's BulkAddKeys run is %q after 20s: %+v", w.Status, w)
+		}
 	}
 	f.ownerJWT = srv.Token(t, f.owner, "owner@users.test")
 	f.otherJWT = srv.Token(t, app.NewUUID(), "other@users.test")

@@ -65,8 +65,8 @@ func intRule(name, v string) error {
 	return err
 }
 
-// requestIDRule: a device action's id is 1 to 128 characters of one line
-// (lock.MaxRequestIDLen, as the commands take it).
+// requestIDRule: a device action's id (and a workflow run's) is 1 to 128
+// characters of one line (lock.MaxRequestIDLen, as the commands take it).
 func requestIDRule(name, v string) error {
 	if v == "" {
 		return domain.InvalidField(name, name+" is required")
@@ -96,7 +96,7 @@ func pathRule(path, name string) idRule {
 		return intRule
 	case name == "orgId":
 		return orgRule
-	case name == "requestId":
+	case name == "requestId", name == "instanceId":
 		return requestIDRule
 	}
 	panic(fmt.Sprintf("httpapi: no id rule for {%s} in %s", name, path))

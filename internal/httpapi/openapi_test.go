@@ -179,7 +179,7 @@ func TestOpenAPIUpstreamSchemas(t *testing.T) {
 				t.Fatalf("load upstream document: %v", err)
 			}
 
-			srv := testenv.NewServer(t, b, testenv.Options{AllowUserLockCreate: true})
+			srv := testenv.NewServer(t, b, testenv.Options{AllowUserLockCreate: true, AdminEmailDomain: "admins.test"})
 			// Lock 1's device log: a JSON payload and a text one each way.
 			debugLog(t, srv, debugLogged{1, store.ShadowStatus, `{"state":{"reported":{"lock":"closed"}}}`}, debugLogged{1, store.ShadowStatus, "text"},
 				debugLogged{1, store.ShadowCommand, `{"state":{"desired":{"lock":"open"}}}`}, debugLogged{1, store.ShadowCommand, "7 bytes"})
@@ -194,6 +194,18 @@ func TestOpenAPIUpstreamSchemas(t *testing.T) {
 			ghostJWT := srv.Token(t, ghost, "")
 			userJWT := func() string { return srv.Token(t, user, "user@example.com") }
 			admin := map[string]string{"X-Admin-API-Key": testenv.AdminKey}
+			adminJWT, otherJWT := srv.Token(t, app.NewUUID(), "ops@admins.test"), srv.Token(t, app.NewUUID(), "ops@elsewhere.test")
+			adm := func(method, path string) func() wireReq {
+				return func() wireReq { return wireReq{Method: method, Path: path, JWT: adminJWT, Header: admin} }
+			}
+			notAdm := func(method, path string) func() wireReq {
+				return func() wireReq { return wireReq{Method: method, Path: path, JWT: otherJWT, Header: admin} }
+			}
+			// canary starts a canary run (minutes long) and returns its id.
+			canary := func() string {
+				id, _ := wireOK(t, srv, adm("POST", "/admin/workflows/canary?seconds=600&steps=2")(), http.StatusOK)["instanceId"].(string)
+				return id
+			}
 			k := func(method, path string, body any) func() wireReq {
 				return func() wireReq { return wireReq{Method: method, Path: path, Body: body, Key: key} }
 			}
@@ -281,6 +293,25 @@ func TestOpenAPIUpstreamSchemas(t *testing.T) {
 					return wireReq{Method: "POST", Path: "/locks/1/RemoveKey", Body: map[string]any{"keyUuid": "key-1"}}
 				}},
 				{"POST", "/locks/{id}/RemoveKey", 404, k("POST", "/locks/1/RemoveKey", map[string]any{"keyUuid": "key-1"})},
+				// The admin workflow routes.
+				{"GET", "/admin/workflows", 200, adm("GET", "/admin/workflows")},
+				{"GET", "/admin/workflows", 401, func() wireReq { return wireReq{Method: "GET", Path: "/admin/workflows"} }},
+				{"GET", "/admin/workflows", 403, notAdm("GET", "/admin/workflows")},
+				{"POST", "/admin/workflows/canary", 200, adm("POST", "/admin/workflows/canary?seconds=0&steps=2")},
+				{"POST", "/admin/workflows/canary", 401, func() wireReq { return wireReq{Method: "POST", Path: "/admin/workflows/canary"} }},
+				{"POST", "/admin/workflows/canary", 403, notAdm("POST", "/admin/workflows/canary")},
+				{"GET", "/admin/workflows/{instanceId}", 200, func() wireReq { return adm("GET", "/admin/workflows/"+canary())() }},
+				{"GET", "/admin/workflows/{instanceId}", 401, func() wireReq { return wireReq{Method: "GET", Path: "/admin/workflows/x"} }},
+				{"GET", "/admin/workflows/{instanceId}", 403, notAdm("GET", "/admin/workflows/x")},
+				{"GET", "/admin/workflows/{instanceId}", 404, adm("GET", "/admin/workflows/no-such-run")},
+				{"POST", "/admin/workflows/{instanceId}/terminate", 200, func() wireReq { return adm("POST", "/admin/workflows/"+canary()+"/terminate")() }},
+				{"POST", "/admin/workflows/{instanceId}/terminate", 401, func() wireReq { return wireReq{Method: "POST", Path: "/admin/workflows/x/terminate"} }},
+				{"POST", "/admin/workflows/{instanceId}/terminate", 403, notAdm("POST", "/admin/workflows/x/terminate")},
+				{"POST", "/admin/workflows/{instanceId}/terminate", 404, adm("POST", "/admin/workflows/no-such-run/terminate")},
+				{"POST", "/locks/{id}/BulkAddKeys", 200, k("POST", "/locks/1/BulkAddKeys", map[string]any{"keys": []any{map[string]any{"keyUuid": "bulk-1", "keyIndexNumber": 11}, map[string]any{"keyUuid": "bulk-2"}}})},
+				{"POST", "/locks/{id}/BulkAddKeys", 401, func() wireReq {
+					return wireReq{Method: "POST", Path: "/locks/1/BulkAddKeys", Body: map[string]any{"keys": []any{map[string]any{"keyUuid": "bulk-3"}}}}
+				}},
 				{"POST", "/locks/{id}/ChangeLockUuid", 200, func() wireReq {
 					return wireReq{Method: "POST", Path: "/locks/1/ChangeLockUuid", Key: super, Body: map[string]any{"newUuid": movedUUID}}
 				}},

@@ -27,6 +27,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/RemoveKey", "post_RemoveKeyRoute", "Remove key from lock (and from its device)", 200, secUser, "Lock", "Command", "Device"), s.removeKey)
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/WriteKey", "post_WriteKeyRoute", "Ask the device to write a key onto a card", 200, secUser, "Lock", "Command", "Device"), s.writeKey)
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/OpenLock", "post_OpenLockRoute", "Open lock through the device shadow", 200, secUser, "Lock", "Command", "Device"), s.openLock)
+	huma.Register(a, op(http.MethodPost, "/locks/{id}/BulkAddKeys", "post_BulkAddKeysRoute", "Bulk add keys to a lock, one by one, as a durable workflow run", 200, secUser, "Lock", "Command", "Device"), s.bulkAddKeys)
 	huma.Register(a, op(http.MethodPost, "/locks/{id}/ChangeLockUuid", "post_ChangeLockUuidRoute", "Change lock UUID (super API key only)", 200, secUser, "Lock", "Command", "Device"), s.changeLockUUID)
 	huma.Register(a, op(http.MethodGet, "/locks/{id}/actions/{requestId}", "get_GetLockActionRoute", "A device action's state; ?wait= holds until it finishes (spkey)", 200, secUser, "Lock", "Query", "Device"), s.lockAction)
 	// Locks: queries.
@@ -60,6 +61,10 @@ func (s *Server) routes(mux *http.ServeMux) {
 	huma.Register(a, op(http.MethodGet, "/users/{id}/phone-number", "get_GetUserPhoneNumberRoute", "User's phone number", 200, secUser, "User", "Query"), s.userPhoneNumber)
 	// Admin API: tenants and API keys.
 	huma.Register(a, op(http.MethodPost, "/tenants/{orgId}/register", "post_RegisterTenant", "Register a partner tenant", 201, secAdmin, "Admin"), s.registerTenant)
+	huma.Register(a, op(http.MethodGet, "/admin/workflows", "get_ListWorkflowsRoute", "Recent workflow runs with their status", 200, secAdmin, "Admin", "Workflows", "Command"), s.listWorkflows)
+	huma.Register(a, op(http.MethodPost, "/admin/workflows/canary", "post_StartCanaryWorkflowRoute", "Start a harmless sleeping canary run", 200, secAdmin, "Admin", "Workflows", "Command"), s.startCanary)
+	huma.Register(a, op(http.MethodGet, "/admin/workflows/{instanceId}", "get_GetWorkflowRoute", "One workflow run: params, progress, status, result", 200, secAdmin, "Admin", "Workflows", "Command"), s.getWorkflow)
+	huma.Register(a, op(http.MethodPost, "/admin/workflows/{instanceId}/terminate", "post_TerminateWorkflowRoute", "Stop a workflow run", 200, secAdmin, "Admin", "Workflows", "Command"), s.terminateWorkflow)
 	huma.Register(a, op(http.MethodGet, "/tenants", "get_ListTenants", "List tenants with masked key info", 200, secAdmin, "Admin"), s.listTenants)
 	huma.Register(a, op(http.MethodPost, "/api-keys", "post_IssueApiKey", "Issue the organization's API key (shown once)", 201, secAdmin, "Admin"), s.issueKey)
 	huma.Register(a, op(http.MethodPost, "/api-keys/{orgId}/rotate", "post_RotateApiKey", "Rotate: issue a new key and revoke the old one at once", 201, secAdmin, "Admin"), s.rotateKey)
