@@ -102,8 +102,8 @@ func deviceCommand[P domain.Event](ctx context.Context, s *Service, c Call, id i
 		}
 		t := s.now()
 		at := t.Unix()
-		desired, ok, err := lock.DesiredFor(evs[0], requestID, at)
-		if err != nil || !ok {
+		patches, err := lock.DesiredFor(evs[0], requestID, at)
+		if err != nil || len(patches) == 0 {
 			return evs, err
 		}
 		thing := lock.ThingName(id)
@@ -116,15 +116,24 @@ func deviceCommand[P domain.Event](ctx context.Context, s *Service, c Call, id i
 		if ok {
 			evs = append(evs, act)
 		}
-		after, err := s.devices.UpdateDesired(ctx, tx, thing, "", desired, requestID, at)
-		if err != nil {
-			var se *shadow.Error
-			if errors.As(err, &se) {
-				return nil, domain.Errorf(domain.BadGateway, "The device shadow of lock %d refused the change (%d: %s); nothing was recorded", id, se.Code, se.Message)
+		var afters []func()
+		for _, p := range patches {
+			after, err := s.devices.UpdateDesired(ctx, tx, thing, p.Shadow, p.Desired, requestID, at)
+			if err != nil {
+				var se *shadow.Error
+				if errors.As(err, &se) {
+					return nil, domain.Errorf(domain.BadGateway, "The device shadow of lock %d refused the change (%d: %s); nothing was recorded", id, se.Code, se.Message)
+				}
+				return nil, err
 			}
-			return nil, err
+			afters = append(afters, after)
 		}
-		res.RequestID, res.Offline, res.after = requestID, !online, after
+		res.RequestID, res.Offline = requestID, !online
+		res.after = func() {
+			for _, a := range afters {
+				a()
+			}
+		}
 		return evs, nil
 	})
 	if err == nil && res.after != nil {
@@ -228,12 +237,13 @@ func (s *Service) ChangeLockUUID(ctx context.Context, c Call, id int64, newUUID 
 }
 
 // ShadowSeen is the gateway's observer (devices.Observer): a request the
-// gateway accepted on a lock's classic shadow moves the lock's open
-// actions (lock.DecideReport), in the request's transaction. A finished
+// gateway accepted on a lock's classic shadow or one of its key pages
+// moves the lock's open actions that shadow answers (lock.DecideReport),
+// in the request's transaction. A finished
 // open or card write leaves the desired state.
 func (s *Service) ShadowSeen(ctx context.Context, tx *store.Tx, thing, shadowName string, doc shadow.Document, fetched bool, now time.Time) (func(), error) {
 	id, ok := lock.LockIDOfThing(thing)
-	if !ok || shadowName != "" {
+	if !ok || (shadowName != "" && !lock.IsKeyPage(shadowName)) {
 		return nil, nil
 	}
 	key := lockKey(id)
@@ -252,7 +262,7 @@ func (s *Service) ShadowSeen(ctx context.Context, tx *store.Tx, thing, shadowNam
 		rep = lock.Report{}
 	}
 	stamp := now.UTC().Format(domain.TimeLayout)
-	evs := lock.DecideReport(st, rep, fetched, stamp)
+	evs := lock.DecideReport(st, shadowName, rep, fetched, stamp)
 	return s.recordTransitions(ctx, tx, id, snap, st, evs, now)
 }
 
