@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/spkey-dev/spkey/internal/devices/sim"
+	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/server"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
@@ -112,9 +113,16 @@ type shadowSections struct {
 	Reported map[string]any `json:"reported"`
 }
 
+// shadow is the lock's classic shadow.
 func (e *devEnv) shadow(t *testing.T) shadowSections {
 	t.Helper()
-	raw, found, err := e.srv.Store.Shadow(context.Background(), e.creds.ThingName, "")
+	return e.shadowOf(t, "")
+}
+
+// shadowOf is the lock's shadow name ("": classic, or a key page).
+func (e *devEnv) shadowOf(t *testing.T, name string) shadowSections {
+	t.Helper()
+	raw, found, err := e.srv.Store.Shadow(context.Background(), e.creds.ThingName, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,8 +404,9 @@ func TestDeviceKeysE2E(t *testing.T) {
 		if diff := cmp.Diff([]string{k}, e.detailKeys(t)); diff != "" {
 			t.Errorf("details keys after AddKey (-want +got):\n%s", diff)
 		}
-		if sectionOf(e.shadow(t).Reported, "keys")[k] == nil {
-			t.Errorf("the lock does not report %s: %v", k, e.shadow(t).Reported)
+		page := lock.KeyPage(k)
+		if d := e.shadowOf(t, page); sectionOf(d.Reported, "keys")[k] == nil || sectionOf(d.Desired, "keys")[k] == nil {
+			t.Errorf("key page %s does not hold %s in desired and reported: %+v", page, k, d)
 		}
 		rid = checkAnswer(t, e.command(t, "RemoveKey", map[string]any{"keyUuid": k, "requestId": "rm-1"}), "KeyRemoved", "rm-1", false)
 		if a := e.waitAction(t, rid, "succeeded"); a["action"] != "RemoveKey" || a["keyUuid"] != k {
@@ -406,26 +415,43 @@ func TestDeviceKeysE2E(t *testing.T) {
 		if diff := cmp.Diff([]string{}, e.detailKeys(t)); diff != "" {
 			t.Errorf("details keys after RemoveKey (-want +got):\n%s", diff)
 		}
-		if sectionOf(e.shadow(t).Reported, "keys")[k] != nil {
-			t.Errorf("the lock still reports %s: %v", k, e.shadow(t).Reported)
+		if d := e.shadowOf(t, page); sectionOf(d.Reported, "keys")[k] != nil || sectionOf(d.Desired, "keys")[k] != nil {
+			t.Errorf("key page %s still holds %s: %+v", page, k, d)
 		}
 	})
 }
 
-// TestDeviceShadowRefusesE2E: keys are added until the shadow's size
-// limit refuses the desired state: that AddKey answers 502 and records
-// nothing.
+// samePageKeys returns n keyUuids of 128 characters that all live in
+// one key page, and that page.
+func samePageKeys(n int) ([]string, string) {
+	page := lock.KeyPage(strings.Repeat("x", lock.MaxKeyUUIDLen))
+	var keys []string
+	for i := 0; len(keys) < n; i++ {
+		k := fmt.Sprintf("k%06d-", i)
+		k += strings.Repeat("x", lock.MaxKeyUUIDLen-len(k))
+		if lock.KeyPage(k) == page {
+			keys = append(keys, k)
+		}
+	}
+	return keys, page
+}
+
+// TestDeviceShadowRefusesE2E: keys of one key page are added until the
+// page's size limit refuses the desired state: that AddKey answers 502
+// and records nothing.
 func TestDeviceShadowRefusesE2E(t *testing.T) {
 	forBackends(t, func(t *testing.T, b testenv.Backend) {
 		e := newDevEnv(t, b, testenv.Options{})
-		key := func(i int) string { return fmt.Sprintf("k%03d-", i) + strings.Repeat("x", 123) }
+		const most = 60 // below lock.MaxOpenActions: the lock is offline
+		keys, page := samePageKeys(most)
+		key := func(i int) string { return keys[i] }
 		for i := 0; ; i++ {
-			if i >= 60 {
-				t.Fatalf("%d keys of 128 characters and no refusal", i)
+			if i >= most {
+				t.Fatalf("%d keys of 128 characters in page %s and no refusal", i, page)
 			}
 			path := fmt.Sprintf("/locks/%d/AddKey", e2eLock)
 			req := wireReq{Method: "POST", Path: path, Key: e.key, Body: map[string]any{"keyUuid": key(i)}}
-			before, ver, keys, shadow := wireSnapshot(t, e.srv), e.version(t), e.detailKeys(t), e.shadow(t)
+			before, ver, keys, classic, paged := wireSnapshot(t, e.srv), e.version(t), e.detailKeys(t), e.shadow(t), e.shadowOf(t, page)
 			resp := wireDo(t, e.srv, req)
 			if resp.Status == http.StatusOK {
 				continue
@@ -445,13 +471,19 @@ func TestDeviceShadowRefusesE2E(t *testing.T) {
 			if diff := cmp.Diff(keys, e.detailKeys(t)); diff != "" {
 				t.Errorf("details keys changed by the refusal (-before +after):\n%s", diff)
 			}
-			if diff := cmp.Diff(shadow, e.shadow(t)); diff != "" {
-				t.Errorf("shadow changed by the refusal (-before +after):\n%s", diff)
+			if diff := cmp.Diff(classic, e.shadow(t)); diff != "" {
+				t.Errorf("classic shadow changed by the refusal (-before +after):\n%s", diff)
+			}
+			if diff := cmp.Diff(paged, e.shadowOf(t, page)); diff != "" {
+				t.Errorf("key page %s changed by the refusal (-before +after):\n%s", page, diff)
+			}
+			if n := len(sectionOf(paged.Desired, "keys")); n != i {
+				t.Errorf("key page %s holds %d desired keys, want %d", page, n, i)
 			}
 			if len(keys) != i {
 				t.Errorf("%d keys before the refusal, want %d", len(keys), i)
 			}
-			t.Logf("refused at key %d: %s", i, msg)
+			t.Logf("page %s refused key %d: %s", page, i, msg)
 			// The refused key leaves no action behind.
 			resp = wireDo(t, e.srv, wireReq{Method: "POST", Path: path, Key: e.key, Body: map[string]any{"keyUuid": key(i), "requestId": "after-refusal"}})
 			if resp.Status != http.StatusBadGateway {
@@ -460,6 +492,12 @@ func TestDeviceShadowRefusesE2E(t *testing.T) {
 			if r := wireDo(t, e.srv, wireReq{Method: "GET", Path: fmt.Sprintf("/locks/%d/actions/after-refusal", e2eLock), Key: e.key}); r.Status != http.StatusNotFound {
 				t.Errorf("action of a refused command: %d %s, want 404", r.Status, r.Raw)
 			}
+			// Another page still takes keys.
+			other := "other-page-key"
+			for i := 0; lock.KeyPage(other) == page; i++ {
+				other = fmt.Sprintf("other-page-key-%d", i)
+			}
+			wireOK(t, e.srv, wireReq{Method: "POST", Path: path, Key: e.key, Body: map[string]any{"keyUuid": other}}, http.StatusOK)
 			return
 		}
 	})
