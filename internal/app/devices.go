@@ -83,7 +83,10 @@ func (b *actionBoard) changed() {
 // command's events (none: nothing to do); the first one's desired state
 // goes into the lock's shadow with a new action (pending, or queued when
 // the device is offline).
-func deviceCommand[P domain.Event](ctx context.Context, s *Service, c Call, id int64, in DeviceInput,
+//
+// Without withAction (a BulkAddKeys step: the run is the record) the
+// command records no action and takes no requestId.
+func deviceCommand[P domain.Event](ctx context.Context, s *Service, c Call, id int64, in DeviceInput, withAction bool,
 	decide func(st lock.State, now, requestID string) ([]domain.Event, error)) (DeviceAnswer[P], error) {
 	type answer = DeviceAnswer[P]
 	if s.devices == nil {
@@ -108,13 +111,15 @@ func deviceCommand[P domain.Event](ctx context.Context, s *Service, c Call, id i
 		}
 		thing := lock.ThingName(id)
 		online := s.devices.Online(thing)
-		act, ok, err := lock.DecideNewAction(st, lock.NewAction{RequestID: requestID, Command: evs[0], At: at, Online: online, Now: now,
-			Expires: t.Add(s.actionTimeout(evs[0]))})
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			evs = append(evs, act)
+		if withAction {
+			act, ok, err := lock.DecideNewAction(st, lock.NewAction{RequestID: requestID, Command: evs[0], At: at, Online: online, Now: now,
+				Expires: t.Add(s.actionTimeout(evs[0]))})
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				evs = append(evs, act)
+			}
 		}
 		var afters []func()
 		for _, p := range patches {
@@ -128,7 +133,10 @@ func deviceCommand[P domain.Event](ctx context.Context, s *Service, c Call, id i
 			}
 			afters = append(afters, after)
 		}
-		res.RequestID, res.Offline = requestID, !online
+		res.Offline = !online
+		if withAction {
+			res.RequestID = requestID
+		}
 		res.after = func() {
 			for _, a := range afters {
 				a()
@@ -164,7 +172,11 @@ type AddKeyInput struct {
 
 // AddKey puts a key on lock id and on its device.
 func (s *Service) AddKey(ctx context.Context, c Call, id int64, in AddKeyInput) (DeviceAnswer[lock.KeyAdded], error) {
-	return deviceCommand[lock.KeyAdded](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, func(st lock.State, now, _ string) ([]domain.Event, error) {
+	return s.addKey(ctx, c, id, in, true)
+}
+
+func (s *Service) addKey(ctx context.Context, c Call, id int64, in AddKeyInput, withAction bool) (DeviceAnswer[lock.KeyAdded], error) {
+	return deviceCommand[lock.KeyAdded](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, withAction, func(st lock.State, now, _ string) ([]domain.Event, error) {
 		return lock.DecideAddKey(st, lock.AddKey{KeyUUID: in.KeyUUID, KeyIndexNumber: in.KeyIndexNumber, UserID: in.UserID, Now: now})
 	})
 }
@@ -178,7 +190,7 @@ type RemoveKeyInput struct {
 
 // RemoveKey takes a key off lock id and its device.
 func (s *Service) RemoveKey(ctx context.Context, c Call, id int64, in RemoveKeyInput) (DeviceAnswer[lock.KeyRemoved], error) {
-	return deviceCommand[lock.KeyRemoved](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, func(st lock.State, now, _ string) ([]domain.Event, error) {
+	return deviceCommand[lock.KeyRemoved](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, true, func(st lock.State, now, _ string) ([]domain.Event, error) {
 		return lock.DecideRemoveKey(st, lock.RemoveKey{KeyUUID: in.KeyUUID, KeyIndexNumber: in.KeyIndexNumber, Now: now})
 	})
 }
@@ -192,7 +204,7 @@ type WriteKeyInput struct {
 
 // WriteKey asks lock id's device to write a key onto a card.
 func (s *Service) WriteKey(ctx context.Context, c Call, id int64, in WriteKeyInput) (DeviceAnswer[lock.KeyWriteRequested], error) {
-	return deviceCommand[lock.KeyWriteRequested](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, func(st lock.State, now, _ string) ([]domain.Event, error) {
+	return deviceCommand[lock.KeyWriteRequested](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, true, func(st lock.State, now, _ string) ([]domain.Event, error) {
 		return lock.DecideWriteKey(st, lock.WriteKey{KeyUUID: in.KeyUUID, KeyIndexNumber: in.KeyIndexNumber, Now: now})
 	})
 }
@@ -206,7 +218,7 @@ type OpenLockInput struct {
 // OpenLock asks lock id's device to unlock. The event carries the
 // requestId, the caller's or the generated one.
 func (s *Service) OpenLock(ctx context.Context, c Call, id int64, in OpenLockInput) (DeviceAnswer[lock.LockOpenRequested], error) {
-	return deviceCommand[lock.LockOpenRequested](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, func(st lock.State, now, requestID string) ([]domain.Event, error) {
+	return deviceCommand[lock.LockOpenRequested](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, true, func(st lock.State, now, requestID string) ([]domain.Event, error) {
 		return lock.DecideOpenLock(st, lock.OpenLock{RequestID: requestID, Reason: in.Reason, Now: now})
 	})
 }
@@ -258,8 +270,8 @@ func (s *Service) ShadowSeen(ctx context.Context, tx *store.Tx, thing, shadowNam
 	rep, err := lock.ParseReported(reported)
 	if err != nil {
 		// A get of a shadow reported before the layout was checked: it
-		// answers nothing.
-		rep = lock.Report{}
+		// says nothing (an empty report would finish every RemoveKey).
+		return nil, nil
 	}
 	stamp := now.UTC().Format(domain.TimeLayout)
 	evs := lock.DecideReport(st, shadowName, rep, fetched, stamp)
