@@ -153,6 +153,10 @@ type Server struct {
 	// Gateway is the node's shadow gateway (nil unless Options.Devices):
 	// tests write desired state through it (UpdateDesired).
 	Gateway *devices.Gateway
+	// Stop stops the node before the test ends (a restart): its HTTP
+	// listener, its broker (every device disconnected) and its background
+	// work. The store stays open. Calling it again does nothing.
+	Stop func()
 }
 
 // Options tunes NewServer.
@@ -199,6 +203,9 @@ type Options struct {
 	// listeners on 127.0.0.1:0, its device CA in a temporary folder, and
 	// the shadow gateway (off: no broker).
 	Devices bool
+	// ActionTimeout and KeyActionTimeout are app.Options' (0: the
+	// defaults): how long a device action waits for its result.
+	ActionTimeout, KeyActionTimeout time.Duration
 }
 
 // NewServer starts spkey's handler on 127.0.0.1:0 over a fresh store.
@@ -261,7 +268,7 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 		StoreMetrics: opt.Store == nil,
 		Notify:       ncfg, Channels: opt.Channels,
 		App: app.Options{Now: opt.Now, Safety: safety, ReplaysPerHour: opt.ReplaysPerHour, RedeliveriesPerHour: opt.RedeliveriesPerHour,
-			AllowUserLockCreate: opt.AllowUserLockCreate},
+			AllowUserLockCreate: opt.AllowUserLockCreate, ActionTimeout: opt.ActionTimeout, KeyActionTimeout: opt.KeyActionTimeout},
 		Webhooks: wcfg,
 		HTTP: httpapi.Config{Version: "test", AdminAPIKey: adminKey, AdminEmailDomain: opt.AdminEmailDomain, CORSOrigins: origins,
 			StreamRecheck: 200 * time.Millisecond, MaxStreams: opt.MaxStreams, MaxStreamsPerUser: opt.MaxStreamsPerUser, MaxStreamsPerKey: opt.MaxStreamsPerKey},
@@ -290,7 +297,8 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	// Live streams never end by themselves: Close cuts them.
 	t.Cleanup(func() { _ = node.Close() })
 	return &Server{URL: url, MetricsURL: "http://" + mln.Addr().String(), Store: st, Svc: node.Svc, JWT: v, Reg: node.Registry, Engine: node.Engine, Hub: node.Hub,
-		MQTTAddr: node.MQTTAddr(), MQTTSAddr: node.MQTTSAddr(), CADir: dcfg.CADir, Gateway: node.Gateway()}
+		MQTTAddr: node.MQTTAddr(), MQTTSAddr: node.MQTTSAddr(), CADir: dcfg.CADir, Gateway: node.Gateway(),
+		Stop: func() { _ = node.Close(); node.Stop() }}
 }
 
 // Token mints a local JWT for sub valid for an hour.
