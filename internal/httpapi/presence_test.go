@@ -122,6 +122,15 @@ func TestPresence(t *testing.T) {
 				return online && seen != ""
 			})
 			waitPresence(t, "LockDeviceConnected", func() bool { return equalTypes(presenceEvents(t, f, "1"), "LockDeviceConnected") })
+			// On the embedded broker its own presence is authoritative: a
+			// device saying it is offline while connected changes nothing.
+			if tok := d.c.Publish("$aws/things/lock-1/presence", 1, false, `{"online":false}`); !tok.WaitTimeout(deviceWait) || tok.Error() != nil {
+				t.Fatalf("publish presence: %v", tok.Error())
+			}
+			time.Sleep(300 * time.Millisecond) // a negative check: nothing may happen
+			if online, _ := presenceOf(t, f, "1"); !online {
+				t.Fatal("the device's own {\"online\":false} took it offline on the embedded broker")
+			}
 			d.c.Disconnect(250)
 			waitPresence(t, "lock 1 offline", func() bool {
 				online, seen := presenceOf(t, f, "1")
