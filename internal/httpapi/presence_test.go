@@ -22,7 +22,7 @@ type presenceDevice struct {
 func connectDevice(t *testing.T, f *deviceFixture, thing, password string) *presenceDevice {
 	t.Helper()
 	d := &presenceDevice{}
-	opts := paho.NewClientOptions().AddBroker("tcp://"+f.srv.MQTTAddr).SetClientID(thing).SetUsername(thing).SetPassword(password).
+	opts := paho.NewClientOptions().AddBroker("tcp://" + f.srv.MQTTAddr).SetClientID(thing).SetUsername(thing).SetPassword(password).
 		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(deviceWait).SetProtocolVersion(4).
 		SetCustomOpenConnectionFn(func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
 			conn, err := net.DialTimeout("tcp", u.Host, deviceWait)
