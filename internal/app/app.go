@@ -103,6 +103,11 @@ type Service struct {
 	// actionTTL and keyActionTimeout: how long an action stays open
 	// (opens and card writes; keys).
 	actionTTL, keyActionTimeout time.Duration
+	// node names this node in the workflow leases; workflowWake wakes its
+	// runner; workflowLease and bulkStepInterval tune the runs.
+	node                            string
+	workflowWake                    chan struct{}
+	workflowLease, bulkStepInterval time.Duration
 	// devices is the node's device layer (devicecreds.go), once started.
 	deviceCreds deviceSlot
 }
@@ -147,6 +152,10 @@ type Options struct {
 	// device's result (0: DefaultActionTimeout); KeyActionTimeout the same
 	// for AddKey and RemoveKey (0: DefaultKeyActionTimeout).
 	ActionTimeout, KeyActionTimeout time.Duration
+	// WorkflowLease is how long a node holds a workflow run between two
+	// steps (0: DefaultWorkflowLease); BulkStepInterval the pause between
+	// two keys of a BulkAddKeys (0: none).
+	WorkflowLease, BulkStepInterval time.Duration
 }
 
 // New returns a Service over st.
@@ -183,6 +192,11 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 	}
 	if s.keyActionTimeout <= 0 {
 		s.keyActionTimeout = DefaultKeyActionTimeout
+	}
+	s.node, s.workflowWake = "node-"+opt.NewUUID(), make(chan struct{}, 1)
+	s.workflowLease, s.bulkStepInterval = opt.WorkflowLease, opt.BulkStepInterval
+	if s.workflowLease <= 0 {
+		s.workflowLease = DefaultWorkflowLease
 	}
 	if st.Dialect() == store.Postgres {
 		// SQLite has one writer already; on PostgreSQL commands run in

@@ -83,7 +83,10 @@ func (b *actionBoard) changed() {
 // command's events (none: nothing to do); the first one's desired state
 // goes into the lock's shadow with a new action (pending, or queued when
 // the device is offline).
-func deviceCommand[P domain.Event](ctx context.Context, s *Service, c Call, id int64, in DeviceInput,
+//
+// Without withAction (a BulkAddKeys step: the run is the record) the
+// command records no action and takes no requestId.
+func deviceCommand[P domain.Event](ctx context.Context, s *Service, c Call, id int64, in DeviceInput, withAction bool,
 	decide func(st lock.State, now, requestID string) ([]domain.Event, error)) (DeviceAnswer[P], error) {
 	type answer = DeviceAnswer[P]
 	if s.devices == nil {
@@ -102,29 +105,43 @@ func deviceCommand[P domain.Event](ctx context.Context, s *Service, c Call, id i
 		}
 		t := s.now()
 		at := t.Unix()
-		desired, ok, err := lock.DesiredFor(evs[0], requestID, at)
-		if err != nil || !ok {
+		patches, err := lock.DesiredFor(evs[0], requestID, at)
+		if err != nil || len(patches) == 0 {
 			return evs, err
 		}
 		thing := lock.ThingName(id)
 		online := s.devices.Online(thing)
-		act, ok, err := lock.DecideNewAction(st, lock.NewAction{RequestID: requestID, Command: evs[0], At: at, Online: online, Now: now,
-			Expires: t.Add(s.actionTimeout(evs[0]))})
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			evs = append(evs, act)
-		}
-		after, err := s.devices.UpdateDesired(ctx, tx, thing, "", desired, requestID, at)
-		if err != nil {
-			var se *shadow.Error
-			if errors.As(err, &se) {
-				return nil, domain.Errorf(domain.BadGateway, "The device shadow of lock %d refused the change (%d: %s); nothing was recorded", id, se.Code, se.Message)
+		if withAction {
+			act, ok, err := lock.DecideNewAction(st, lock.NewAction{RequestID: requestID, Command: evs[0], At: at, Online: online, Now: now,
+				Expires: t.Add(s.actionTimeout(evs[0]))})
+			if err != nil {
+				return nil, err
 			}
-			return nil, err
+			if ok {
+				evs = append(evs, act)
+			}
 		}
-		res.RequestID, res.Offline, res.after = requestID, !online, after
+		var afters []func()
+		for _, p := range patches {
+			after, err := s.devices.UpdateDesired(ctx, tx, thing, p.Shadow, p.Desired, requestID, at)
+			if err != nil {
+				var se *shadow.Error
+				if errors.As(err, &se) {
+					return nil, domain.Errorf(domain.BadGateway, "The device shadow of lock %d refused the change (%d: %s); nothing was recorded", id, se.Code, se.Message)
+				}
+				return nil, err
+			}
+			afters = append(afters, after)
+		}
+		res.Offline = !online
+		if withAction {
+			res.RequestID = requestID
+		}
+		res.after = func() {
+			for _, a := range afters {
+				a()
+			}
+		}
 		return evs, nil
 	})
 	if err == nil && res.after != nil {
@@ -155,7 +172,11 @@ type AddKeyInput struct {
 
 // AddKey puts a key on lock id and on its device.
 func (s *Service) AddKey(ctx context.Context, c Call, id int64, in AddKeyInput) (DeviceAnswer[lock.KeyAdded], error) {
-	return deviceCommand[lock.KeyAdded](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, func(st lock.State, now, _ string) ([]domain.Event, error) {
+	return s.addKey(ctx, c, id, in, true)
+}
+
+func (s *Service) addKey(ctx context.Context, c Call, id int64, in AddKeyInput, withAction bool) (DeviceAnswer[lock.KeyAdded], error) {
+	return deviceCommand[lock.KeyAdded](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, withAction, func(st lock.State, now, _ string) ([]domain.Event, error) {
 		return lock.DecideAddKey(st, lock.AddKey{KeyUUID: in.KeyUUID, KeyIndexNumber: in.KeyIndexNumber, UserID: in.UserID, Now: now})
 	})
 }
@@ -169,7 +190,7 @@ type RemoveKeyInput struct {
 
 // RemoveKey takes a key off lock id and its device.
 func (s *Service) RemoveKey(ctx context.Context, c Call, id int64, in RemoveKeyInput) (DeviceAnswer[lock.KeyRemoved], error) {
-	return deviceCommand[lock.KeyRemoved](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, func(st lock.State, now, _ string) ([]domain.Event, error) {
+	return deviceCommand[lock.KeyRemoved](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, true, func(st lock.State, now, _ string) ([]domain.Event, error) {
 		return lock.DecideRemoveKey(st, lock.RemoveKey{KeyUUID: in.KeyUUID, KeyIndexNumber: in.KeyIndexNumber, Now: now})
 	})
 }
@@ -183,7 +204,7 @@ type WriteKeyInput struct {
 
 // WriteKey asks lock id's device to write a key onto a card.
 func (s *Service) WriteKey(ctx context.Context, c Call, id int64, in WriteKeyInput) (DeviceAnswer[lock.KeyWriteRequested], error) {
-	return deviceCommand[lock.KeyWriteRequested](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, func(st lock.State, now, _ string) ([]domain.Event, error) {
+	return deviceCommand[lock.KeyWriteRequested](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, true, func(st lock.State, now, _ string) ([]domain.Event, error) {
 		return lock.DecideWriteKey(st, lock.WriteKey{KeyUUID: in.KeyUUID, KeyIndexNumber: in.KeyIndexNumber, Now: now})
 	})
 }
@@ -197,7 +218,7 @@ type OpenLockInput struct {
 // OpenLock asks lock id's device to unlock. The event carries the
 // requestId, the caller's or the generated one.
 func (s *Service) OpenLock(ctx context.Context, c Call, id int64, in OpenLockInput) (DeviceAnswer[lock.LockOpenRequested], error) {
-	return deviceCommand[lock.LockOpenRequested](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, func(st lock.State, now, requestID string) ([]domain.Event, error) {
+	return deviceCommand[lock.LockOpenRequested](ctx, s, c, id, DeviceInput{RequestID: in.RequestID}, true, func(st lock.State, now, requestID string) ([]domain.Event, error) {
 		return lock.DecideOpenLock(st, lock.OpenLock{RequestID: requestID, Reason: in.Reason, Now: now})
 	})
 }
@@ -228,12 +249,13 @@ func (s *Service) ChangeLockUUID(ctx context.Context, c Call, id int64, newUUID 
 }
 
 // ShadowSeen is the gateway's observer (devices.Observer): a request the
-// gateway accepted on a lock's classic shadow moves the lock's open
-// actions (lock.DecideReport), in the request's transaction. A finished
+// gateway accepted on a lock's classic shadow or one of its key pages
+// moves the lock's open actions that shadow answers (lock.DecideReport),
+// in the request's transaction. A finished
 // open or card write leaves the desired state.
 func (s *Service) ShadowSeen(ctx context.Context, tx *store.Tx, thing, shadowName string, doc shadow.Document, fetched bool, now time.Time) (func(), error) {
 	id, ok := lock.LockIDOfThing(thing)
-	if !ok || shadowName != "" {
+	if !ok || (shadowName != "" && !lock.IsKeyPage(shadowName)) {
 		return nil, nil
 	}
 	key := lockKey(id)
@@ -248,11 +270,11 @@ func (s *Service) ShadowSeen(ctx context.Context, tx *store.Tx, thing, shadowNam
 	rep, err := lock.ParseReported(reported)
 	if err != nil {
 		// A get of a shadow reported before the layout was checked: it
-		// answers nothing.
-		rep = lock.Report{}
+		// says nothing (an empty report would finish every RemoveKey).
+		return nil, nil
 	}
 	stamp := now.UTC().Format(domain.TimeLayout)
-	evs := lock.DecideReport(st, rep, fetched, stamp)
+	evs := lock.DecideReport(st, shadowName, rep, fetched, stamp)
 	return s.recordTransitions(ctx, tx, id, snap, st, evs, now)
 }
 

@@ -11,12 +11,13 @@ import (
 )
 
 // checkLayout refuses an accepted update whose resulting document breaks
-// the layout of its thing: a lock's classic shadow must hold a reported
-// section lock.ParseReported accepts (README, "Lock firmware"). Other
-// things and named shadows have no layout yet. It returns the message of
+// the layout of its thing: a lock's classic shadow and its key pages
+// (lock.KeyPage) must hold a reported section lock.ParseReported accepts
+// (README, "Lock firmware"). Other things and named shadows have no
+// layout yet. It returns the message of
 // the 400 to answer, or "" when the document fits.
 func checkLayout(thing, shadowName string, doc shadow.Document) string {
-	if shadowName != "" || !strings.HasPrefix(thing, lock.ThingPrefix) {
+	if (shadowName != "" && !lock.IsKeyPage(shadowName)) || !strings.HasPrefix(thing, lock.ThingPrefix) {
 		return ""
 	}
 	reported, err := json.Marshal(doc.Reported)

@@ -28,8 +28,9 @@ func (n *Node) Start(ctx context.Context) error {
 	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	engineDone := make(chan struct{})
 	go func() { defer close(engineDone); _ = n.Engine.Run(ectx) }()
-	expiryDone := make(chan struct{})
+	expiryDone, workflowsDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(expiryDone); n.Svc.RunActionExpiry(ectx, actionSweep) }()
+	go func() { defer close(workflowsDone); n.Svc.RunWorkflows(ectx) }()
 	var pruneDone chan struct{}
 	if n.cfg.PruneInterval > 0 {
 		pruneDone = make(chan struct{})
@@ -49,6 +50,7 @@ func (n *Node) Start(ctx context.Context) error {
 		dev.close()
 		cancel()
 		<-expiryDone
+		<-workflowsDone
 		if pruneDone != nil {
 			<-pruneDone
 		}

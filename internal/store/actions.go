@@ -60,10 +60,12 @@ func (s *Store) projectLockAction(ctx context.Context, q querier, r es.Record) e
 			}
 		}
 	}
+	// A transition (lock.transition) carries no key slot: the row keeps
+	// the first record's, as it keeps its created_at.
 	_, err := q.ExecContext(ctx, s.sql(`INSERT INTO lock_actions (lock_id, request_id, action, status, key_uuid, key_index, at, error, created_at, updated_at, expires_at, open)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)
 		ON CONFLICT (lock_id, request_id) DO UPDATE SET action = excluded.action, status = excluded.status, key_uuid = excluded.key_uuid,
-		  key_index = excluded.key_index, at = excluded.at, error = excluded.error, updated_at = excluded.updated_at,
+		  key_index = CASE WHEN excluded.status IN ('pending', 'queued') THEN excluded.key_index ELSE lock_actions.key_index END, at = excluded.at, error = excluded.error, updated_at = excluded.updated_at,
 		  expires_at = excluded.expires_at, open = excluded.open,
 		  created_at = CASE WHEN excluded.status IN ('pending', 'queued') THEN excluded.created_at ELSE lock_actions.created_at END`),
 		r.AggregateID, e.RequestID, e.Action, e.Status, e.KeyUUID, e.KeyIndexNumber, e.At, e.Error, e.Timestamp, e.ExpiresAt, open)
@@ -93,8 +95,13 @@ func (s *Store) LockAction(ctx context.Context, lockID, requestID string) (LockA
 }
 
 // DueLockActions returns up to limit locks (decimal ids) with an open
-// action whose expiry is at or before now, earliest first.
+// action whose expiry is at or before now, earliest first; none for a
+// limit below 1.
 func (s *Store) DueLockActions(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	if limit <= 0 {
+		// SQLite reads a negative LIMIT as none, PostgreSQL refuses it.
+		return nil, nil
+	}
 	rows, err := s.r.QueryContext(ctx, s.sql(`SELECT lock_id, MIN(expires_at) m FROM lock_actions WHERE open = 1 AND expires_at <= $1
 		GROUP BY lock_id ORDER BY m LIMIT $2`), now.UTC().Format(domain.TimeLayout), limit)
 	if err != nil {

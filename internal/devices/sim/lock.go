@@ -14,10 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/spkey-dev/spkey/internal/domain/lock"
 )
 
 // Layout is the shadow layout version the simulator speaks.
@@ -77,7 +79,7 @@ type Lock struct {
 
 	mu       sync.Mutex
 	closed   bool
-	version  int64                      // newest document version seen
+	version  map[string]int64           // newest document version seen, by shadow ("": classic)
 	keys     map[string]json.RawMessage // the keys held, as desired
 	handled  map[string]map[string]json.RawMessage
 	pending  map[string]*time.Timer // "kind/rid" scheduled, not yet done
@@ -124,7 +126,7 @@ func New(cfg Config) (*Lock, error) {
 	if cfg.Firmware == "" {
 		cfg.Firmware = DefaultFirmware
 	}
-	l := &Lock{cfg: cfg, topics: topicsOf(cfg.Thing), keys: map[string]json.RawMessage{},
+	l := &Lock{cfg: cfg, topics: topicsOf(cfg.Thing), keys: map[string]json.RawMessage{}, version: map[string]int64{},
 		handled: map[string]map[string]json.RawMessage{kindOpen: {}, kindWriteKey: {}},
 		pending: map[string]*time.Timer{}, battery: 100,
 		pressTag: fmt.Sprintf("%x", cfg.Now().UnixNano()), stop: make(chan struct{})}
@@ -211,7 +213,7 @@ func (l *Lock) Press() (string, error) {
 	if !l.Connected() {
 		return "", fmt.Errorf("sim: %s is offline: the press is lost", l.cfg.Thing)
 	}
-	l.report(map[string]any{"doorbell": map[string]any{"pressId": id, "at": l.cfg.Now().Unix()}})
+	l.report("", map[string]any{"doorbell": map[string]any{"pressId": id, "at": l.cfg.Now().Unix()}})
 	l.print("doorbell pressed (%s)", id)
 	return id, nil
 }
@@ -220,22 +222,40 @@ func (l *Lock) print(format string, args ...any) {
 	l.cfg.Print(l.cfg.Thing + ": " + fmt.Sprintf(format, args...))
 }
 
-// onConnect runs in its own goroutine (paho) after every connection.
+// onConnect runs in its own goroutine (paho) after every connection: it
+// subscribes to the answers of the classic shadow and of the key pages,
+// reports its state and gets every shadow.
 func (l *Lock) onConnect(c paho.Client) {
-	for _, suffix := range []string{"/update/delta", "/update/documents", "/get/accepted", "/get/rejected"} {
-		topic := l.topics.base + suffix
-		tok := c.Subscribe(topic, qos, l.onMessage)
-		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			l.print("subscribe %s failed: %v", topic, tok.Error())
-			return
+	for _, base := range []string{l.topics.base, l.topics.base + "/name/+"} {
+		for _, suffix := range []string{"/update/delta", "/update/documents", "/get/accepted", "/get/rejected"} {
+			topic := base + suffix
+			tok := c.Subscribe(topic, qos, l.onMessage)
+			if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				l.print("subscribe %s failed: %v", topic, tok.Error())
+				return
+			}
 		}
 	}
 	l.mu.Lock()
 	battery := l.battery
 	l.mu.Unlock()
 	l.print("online")
-	l.report(map[string]any{"layout": Layout, "lock": "locked", "battery": battery, "firmware": l.cfg.Firmware})
+	l.report("", map[string]any{"layout": Layout, "lock": "locked", "battery": battery, "firmware": l.cfg.Firmware})
 	l.publish(l.topics.get, []byte(`{}`))
+	for i := range lock.KeyPages {
+		l.publish(l.topics.base+"/name/"+fmt.Sprintf("%s%02d", lock.KeyPagePrefix, i)+"/get", []byte(`{}`))
+	}
+}
+
+// shadowOf returns the shadow an answer topic is about: "" for the
+// classic shadow, the name of a named one.
+func (l *Lock) shadowOf(topic string) string {
+	rest, ok := strings.CutPrefix(topic, l.topics.base+"/name/")
+	if !ok {
+		return ""
+	}
+	name, _, _ := strings.Cut(rest, "/")
+	return name
 }
 
 // publish sends payload without waiting in the caller (paho's handlers
@@ -249,14 +269,19 @@ func (l *Lock) publish(topic string, payload []byte) {
 	}()
 }
 
-// report publishes reported as an update of the reported state.
-func (l *Lock) report(reported map[string]any) {
+// report publishes reported as an update of the reported state of shadow
+// shadowName ("": the classic shadow).
+func (l *Lock) report(shadowName string, reported map[string]any) {
 	b, err := json.Marshal(map[string]any{"state": map[string]any{"reported": reported}})
 	if err != nil {
 		l.print("encode report: %v", err)
 		return
 	}
-	l.publish(l.topics.update, b)
+	topic := l.topics.update
+	if shadowName != "" {
+		topic = l.topics.base + "/name/" + shadowName + "/update"
+	}
+	l.publish(topic, b)
 }
 
 func (l *Lock) batteryLoop() {
@@ -277,7 +302,7 @@ func (l *Lock) batteryLoop() {
 		b := l.battery
 		l.mu.Unlock()
 		if l.Connected() {
-			l.report(map[string]any{"battery": b})
+			l.report("", map[string]any{"battery": b})
 			l.print("battery %d%%", b)
 		}
 	}

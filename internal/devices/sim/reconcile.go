@@ -8,6 +8,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/spkey-dev/spkey/internal/domain/lock"
 )
 
 // state is a shadow's desired or reported section as layout v1 reads it:
@@ -35,9 +37,11 @@ type doc struct {
 	Version int64 `json:"version"`
 }
 
-// onMessage handles one answer of the shadow (paho calls it in order).
+// onMessage handles one answer of a shadow of the lock's thing, the
+// classic one or a key page (paho calls it in order).
 func (l *Lock) onMessage(_ paho.Client, m paho.Message) {
 	topic := m.Topic()
+	shadowName := l.shadowOf(topic)
 	switch {
 	case strings.HasSuffix(topic, "/get/rejected"):
 		// No shadow yet (404): nothing is desired; the first report made it.
@@ -50,7 +54,7 @@ func (l *Lock) onMessage(_ paho.Client, m paho.Message) {
 			l.print("unreadable %s: %v", topic, err)
 			return
 		}
-		l.reconcile(d.Current, true)
+		l.reconcile(shadowName, d.Current, true)
 	case strings.HasSuffix(topic, "/get/accepted"):
 		var d doc
 		if err := json.Unmarshal(m.Payload(), &d); err != nil {
@@ -58,7 +62,7 @@ func (l *Lock) onMessage(_ paho.Client, m paho.Message) {
 			return
 		}
 		l.print("shadow version %d read (get)", d.Version)
-		l.reconcile(d, true)
+		l.reconcile(shadowName, d, true)
 	case strings.HasSuffix(topic, "/update/delta"):
 		// A delta names desired entries not reported yet; it never shows a
 		// removal, which the documents and gets bring.
@@ -72,7 +76,7 @@ func (l *Lock) onMessage(_ paho.Client, m paho.Message) {
 		}
 		var full doc
 		full.Version, full.State.Desired = d.Version, d.State
-		l.reconcile(full, false)
+		l.reconcile(shadowName, full, false)
 	}
 }
 
@@ -82,14 +86,34 @@ func (l *Lock) onMessage(_ paho.Client, m paho.Message) {
 // scheduled, results whose request is gone are reported null. whole says
 // d is the whole document (reported included); a delta is not. Documents
 // older than one already seen are skipped.
-func (l *Lock) reconcile(d doc, whole bool) {
+//
+// Keys live in the key pages (lock.KeyPage), requests in the classic
+// shadow (shadowName ""): each shadow reconciles its own part.
+func (l *Lock) reconcile(shadowName string, d doc, whole bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed || d.Version < l.version {
+	if l.closed || d.Version < l.version[shadowName] {
 		return
 	}
-	l.version = d.Version
+	l.version[shadowName] = d.Version
 	desired, reported := d.State.Desired, d.State.Reported
+	if shadowName != "" {
+		l.reconcileKeys(shadowName, desired, reported, whole)
+		return
+	}
+	out := map[string]any{}
+	for _, kind := range []string{kindOpen, kindWriteKey} {
+		if r := l.reconcileRequests(kind, desired.requests(kind), reported.requests(kind), whole); len(r) > 0 {
+			out[kind] = r
+		}
+	}
+	if len(out) > 0 {
+		l.report("", out)
+	}
+}
+
+// reconcileKeys reconciles key page page. l.mu is held.
+func (l *Lock) reconcileKeys(page string, desired, reported state, whole bool) {
 	keys := map[string]any{}
 	for _, id := range sortedIDs(desired.Keys) {
 		entry := desired.Keys[id]
@@ -109,6 +133,9 @@ func (l *Lock) reconcile(d doc, whole bool) {
 	}
 	if whole {
 		for id := range union(l.keys, reported.Keys) {
+			if lock.KeyPage(id) != page {
+				continue // another page's key
+			}
 			if _, ok := desired.Keys[id]; ok && !isNull(desired.Keys[id]) {
 				continue
 			}
@@ -121,17 +148,8 @@ func (l *Lock) reconcile(d doc, whole bool) {
 			}
 		}
 	}
-	out := map[string]any{}
 	if len(keys) > 0 {
-		out["keys"] = keys
-	}
-	for _, kind := range []string{kindOpen, kindWriteKey} {
-		if r := l.reconcileRequests(kind, desired.requests(kind), reported.requests(kind), whole); len(r) > 0 {
-			out[kind] = r
-		}
-	}
-	if len(out) > 0 {
-		l.report(out)
+		l.report(page, map[string]any{"layout": Layout, "keys": keys})
 	}
 }
 
@@ -229,7 +247,7 @@ func (l *Lock) act(kind, rid string, entry json.RawMessage) {
 		l.print("%s succeeded", what)
 	}
 	if online {
-		l.report(map[string]any{kind: map[string]any{rid: json.RawMessage(result)}})
+		l.report("", map[string]any{kind: map[string]any{rid: json.RawMessage(result)}})
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/spkey-dev/spkey/internal/devices/sim"
+	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
@@ -113,14 +114,39 @@ type shadowDoc struct {
 
 func (e *env) shadow(t *testing.T) shadowDoc {
 	t.Helper()
-	raw, found, err := e.srv.Store.Shadow(context.Background(), e.thing, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d shadowDoc
-	if found {
-		if err := json.Unmarshal(raw, &d); err != nil {
+	read := func(name string) shadowDoc {
+		raw, found, err := e.srv.Store.Shadow(context.Background(), e.thing, name)
+		if err != nil {
 			t.Fatal(err)
+		}
+		var d shadowDoc
+		if found {
+			if err := json.Unmarshal(raw, &d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	// The classic shadow, with the keys of every key page merged in.
+	d := read("")
+	for i := range lock.KeyPages {
+		page := read(fmt.Sprintf("%s%02d", lock.KeyPagePrefix, i))
+		for _, sec := range []struct{ from, to *map[string]any }{{&page.Desired, &d.Desired}, {&page.Reported, &d.Reported}} {
+			keys := section(*sec.from, "keys")
+			if len(keys) == 0 {
+				continue
+			}
+			if *sec.to == nil {
+				*sec.to = map[string]any{}
+			}
+			all := section(*sec.to, "keys")
+			if all == nil {
+				all = map[string]any{}
+				(*sec.to)["keys"] = all
+			}
+			for k, v := range keys {
+				all[k] = v
+			}
 		}
 	}
 	return d
@@ -142,21 +168,60 @@ func (e *env) waitReported(t *testing.T, what string, ok func(reported map[strin
 	}
 }
 
-// desire writes desired (a JSON object) into the lock's shadow as spkey's
-// commands do: UpdateDesired in a store transaction, its delta published
-// after the commit.
+// desire writes desired (a JSON object) into the lock's shadows as spkey's
+// commands do: the keys into their key pages (lock.KeyPage), the rest into
+// the classic shadow, with UpdateDesired in one store transaction, the
+// deltas published after the commit.
 func (e *env) desire(t *testing.T, desired string) {
 	t.Helper()
-	var after func()
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(desired), &all); err != nil {
+		t.Fatal(err)
+	}
+	patches := map[string]map[string]any{}
+	if raw, ok := all["keys"]; ok {
+		var keys map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &keys); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range keys {
+			p := lock.KeyPage(k)
+			if patches[p] == nil {
+				patches[p] = map[string]any{"layout": 1, "keys": map[string]any{}}
+			}
+			patches[p]["keys"].(map[string]any)[k] = v
+		}
+		delete(all, "keys")
+	}
+	if len(all) > 0 {
+		classic := map[string]any{}
+		for k, v := range all {
+			classic[k] = v
+		}
+		patches[""] = classic
+	}
+	var afters []func()
 	err := e.srv.Store.Write(context.Background(), func(ctx context.Context, tx *store.Tx) error {
-		var err error
-		after, err = e.srv.Gateway.UpdateDesired(ctx, tx, e.thing, "", json.RawMessage(desired), "", time.Now().Unix())
-		return err
+		afters = nil
+		for name, patch := range patches {
+			b, err := json.Marshal(patch)
+			if err != nil {
+				return err
+			}
+			after, err := e.srv.Gateway.UpdateDesired(ctx, tx, e.thing, name, b, "", time.Now().Unix())
+			if err != nil {
+				return err
+			}
+			afters = append(afters, after)
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatalf("update desired: %v", err)
 	}
-	after()
+	for _, a := range afters {
+		a()
+	}
 }
 
 func section(r map[string]any, name string) map[string]any {

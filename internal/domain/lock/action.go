@@ -158,16 +158,21 @@ func DecideNewAction(s State, c NewAction) (domain.Event, bool, error) {
 	return e, true, nil
 }
 
-// DecideReport returns the transitions a device's shadow gives the lock's
-// open actions. rep is the shadow's whole reported state after the
+// DecideReport returns the transitions a device's shadow shadowName (""
+// for the classic one, or a key page) gives the lock's open actions that
+// this shadow answers (ShadowOf). rep is the shadow's whole reported state after the
 // request (ParseReported); fetched is true when the device read the
 // shadow (a get), which delivers the pending and queued actions. An
 // open or writeKey result of the same at, or the keys the device holds,
 // finish them: AddKey when the device holds the key stamped with the
 // action's at, RemoveKey when it does not hold the key.
-func DecideReport(s State, rep Report, fetched bool, now string) []domain.Event {
+func DecideReport(s State, shadowName string, rep Report, fetched bool, now string) []domain.Event {
 	var evs []domain.Event
 	for _, a := range s.Actions {
+		if ShadowOf(a) != shadowName {
+			// Another shadow of the thing answers this action.
+			continue
+		}
 		status, reason := a.Status, ""
 		switch a.Action {
 		case ActionOpenLock, ActionWriteKey:
@@ -229,6 +234,16 @@ func transition(s State, a Action, status, reason, now string) LockActionUpdated
 		e.ExpiresAt = a.ExpiresAt
 	}
 	return e
+}
+
+// ShadowOf returns the shadow that carries action a's desired entry and
+// the device's answer: the key's page for AddKey and RemoveKey, the
+// classic shadow ("") for opens and card writes.
+func ShadowOf(a Action) string {
+	if a.Action == ActionAddKey || a.Action == ActionRemoveKey {
+		return KeyPage(a.KeyUUID)
+	}
+	return ""
 }
 
 // KindOf returns the request kind (KindOpen, KindWriteKey) of an action

@@ -18,7 +18,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/spkey-dev/spkey/internal/domain"
@@ -48,58 +50,112 @@ const (
 // Lock states a report may carry.
 var lockStates = map[string]bool{"locked": true, "unlocked": true, "jammed": true, "unknown": true}
 
-// DesiredFor returns the desired-state patch (the "desired" object of a
-// shadow update) that lock event e asks of the device, and true; false for
-// events the device has no part in. LockCreated sets the layout and the
-// seed keys, KeyAdded and KeyRemoved set or delete keys[keyUuid], and
+// KeyPages is how many key pages a lock has: its keys live in the named
+// shadows KeyPage(keyUuid) of its thing, not in the classic shadow, so
+// that a lock holds far more keys than one shadow's 8 KB of state allows
+// (about 50 keys fit in a page, desired and reported together).
+const KeyPages = 32
+
+// KeyPagePrefix begins the name of every key page shadow.
+const KeyPagePrefix = "keys-"
+
+// KeyPage returns the named shadow that holds key keyUUID: "keys-00" to
+// "keys-31", by the FNV-1a hash of the key's UUID modulo KeyPages.
+func KeyPage(keyUUID string) string {
+	h := uint32(2166136261)
+	for i := 0; i < len(keyUUID); i++ {
+		h ^= uint32(keyUUID[i])
+		h *= 16777619
+	}
+	return fmt.Sprintf("%s%02d", KeyPagePrefix, h%KeyPages)
+}
+
+// IsKeyPage reports whether shadowName is one of KeyPage's names.
+func IsKeyPage(shadowName string) bool {
+	rest, ok := strings.CutPrefix(shadowName, KeyPagePrefix)
+	if !ok || len(rest) != 2 {
+		return false
+	}
+	n, err := strconv.Atoi(rest)
+	return err == nil && n >= 0 && n < KeyPages
+}
+
+// Patch is a desired-state change of one shadow of the lock's thing:
+// Shadow is "" for the classic shadow or a key page.
+type Patch struct {
+	Shadow  string
+	Desired json.RawMessage
+}
+
+// DesiredFor returns the desired-state patches (the "desired" objects of
+// shadow updates) that lock event e asks of the device; none for events
+// the device has no part in. LockCreated sets the seed keys, KeyAdded and
+// KeyRemoved set or delete keys[keyUuid] in the key's page, and
 // LockOpenRequested and KeyWriteRequested add open[requestId] and
-// writeKey[requestId] stamped with now (Unix seconds). The request id is
-// the event's own when it has one (LockOpenRequested's requestId), else
-// requestID, the action's id chosen by the caller.
+// writeKey[requestId] in the classic shadow, stamped with now (Unix
+// seconds). Every patch carries "layout". The request id is the event's
+// own when it has one (LockOpenRequested's requestId), else requestID,
+// the action's id chosen by the caller.
 //
-// It returns an error, and false, when a request event has no request id
-// at all (neither in the event nor requestID).
-func DesiredFor(e domain.Event, requestID string, now int64) (json.RawMessage, bool, error) {
-	d := map[string]any{"layout": Layout}
+// It returns an error when a request event has no request id at all
+// (neither in the event nor requestID).
+func DesiredFor(e domain.Event, requestID string, now int64) ([]Patch, error) {
+	var patches []Patch
+	add := func(shadowName string, d map[string]any) error {
+		d["layout"] = Layout
+		b, err := json.Marshal(d)
+		if err != nil {
+			return fmt.Errorf("desired state for %T: %w", e, err)
+		}
+		patches = append(patches, Patch{Shadow: shadowName, Desired: b})
+		return nil
+	}
+	var err error
 	switch v := e.(type) {
 	case LockCreated:
-		if len(v.Keys) > 0 {
-			keys := map[string]any{}
-			for _, k := range v.Keys {
-				keys[k.UUID] = keyEntry(k.IndexNumber, now)
+		pages := map[string]map[string]any{}
+		var names []string
+		for _, k := range v.Keys {
+			p := KeyPage(k.UUID)
+			if pages[p] == nil {
+				pages[p] = map[string]any{}
+				names = append(names, p)
 			}
-			d["keys"] = keys
+			pages[p][k.UUID] = keyEntry(k.IndexNumber, now)
+		}
+		sort.Strings(names)
+		for _, p := range names {
+			if err = add(p, map[string]any{"keys": pages[p]}); err != nil {
+				return nil, err
+			}
 		}
 	case KeyAdded:
-		d["keys"] = map[string]any{v.KeyUUID: keyEntry(v.KeyIndexNumber, now)}
+		err = add(KeyPage(v.KeyUUID), map[string]any{"keys": map[string]any{v.KeyUUID: keyEntry(v.KeyIndexNumber, now)}})
 	case KeyRemoved:
-		d["keys"] = map[string]any{v.KeyUUID: nil}
+		err = add(KeyPage(v.KeyUUID), map[string]any{"keys": map[string]any{v.KeyUUID: nil}})
 	case LockOpenRequested:
 		id := v.RequestID
 		if id == "" {
 			id = requestID
 		}
 		if id == "" {
-			return nil, false, fmt.Errorf("desired state of lock %d: %s needs a request id", v.LockID, TypeLockOpenRequested)
+			return nil, fmt.Errorf("desired state of lock %d: %s needs a request id", v.LockID, TypeLockOpenRequested)
 		}
-		d[KindOpen] = map[string]any{id: map[string]any{"at": now}}
+		err = add("", map[string]any{KindOpen: map[string]any{id: map[string]any{"at": now}}})
 	case KeyWriteRequested:
 		if requestID == "" {
-			return nil, false, fmt.Errorf("desired state of lock %d: %s needs a request id", v.LockID, TypeKeyWriteRequested)
+			return nil, fmt.Errorf("desired state of lock %d: %s needs a request id", v.LockID, TypeKeyWriteRequested)
 		}
 		w := map[string]any{"at": now, "keyUuid": v.KeyUUID}
 		if v.KeyIndexNumber != nil {
 			w["index"] = *v.KeyIndexNumber
 		}
-		d[KindWriteKey] = map[string]any{requestID: w}
-	default:
-		return nil, false, nil
+		err = add("", map[string]any{KindWriteKey: map[string]any{requestID: w}})
 	}
-	b, err := json.Marshal(d)
 	if err != nil {
-		return nil, false, fmt.Errorf("desired state for %T: %w", e, err)
+		return nil, err
 	}
-	return b, true, nil
+	return patches, nil
 }
 
 // keyEntry is desired.keys[keyUuid]. It always carries "at": AWS drops an

@@ -32,43 +32,77 @@ func decoded(t *testing.T, b []byte) map[string]any {
 }
 
 func TestDesiredFor(t *testing.T) {
+	pg := lock.KeyPage
 	for _, c := range []struct {
 		name      string
 		e         domain.Event
 		requestID string
-		want      string // "" when no patch is expected
+		want      map[string]string // shadow name to patch; none when no patch is expected
 		wantErr   bool
 	}{
 		{name: "created with seed keys", e: lock.LockCreated{LockID: 7, Keys: []lock.Key{{UUID: "k0", IndexNumber: idx(0), UserID: holder}, {UUID: "k2"}}},
-			want: `{"layout":1,"keys":{"k0":{"at":1764780000,"index":0},"k2":{"at":1764780000}}}`},
-		{name: "created without keys", e: lock.LockCreated{LockID: 7, Keys: []lock.Key{}}, want: `{"layout":1}`},
+			want: map[string]string{pg("k0"): `{"layout":1,"keys":{"k0":{"at":1764780000,"index":0}}}`, pg("k2"): `{"layout":1,"keys":{"k2":{"at":1764780000}}}`}},
+		{name: "created without keys", e: lock.LockCreated{LockID: 7, Keys: []lock.Key{}}},
 		{name: "key added", e: lock.KeyAdded{LockID: 7, KeyUUID: "k3", KeyIndexNumber: idx(-3), UserID: holder},
-			want: `{"layout":1,"keys":{"k3":{"at":1764780000,"index":-3}}}`},
-		{name: "key added without slot", e: lock.KeyAdded{LockID: 7, KeyUUID: "k4"}, want: `{"layout":1,"keys":{"k4":{"at":1764780000}}}`},
-		{name: "key removed", e: lock.KeyRemoved{LockID: 7, KeyUUID: "k3", KeyIndexNumber: idx(3)}, want: `{"layout":1,"keys":{"k3":null}}`},
+			want: map[string]string{pg("k3"): `{"layout":1,"keys":{"k3":{"at":1764780000,"index":-3}}}`}},
+		{name: "key added without slot", e: lock.KeyAdded{LockID: 7, KeyUUID: "k4"}, want: map[string]string{pg("k4"): `{"layout":1,"keys":{"k4":{"at":1764780000}}}`}},
+		{name: "key removed", e: lock.KeyRemoved{LockID: 7, KeyUUID: "k3", KeyIndexNumber: idx(3)}, want: map[string]string{pg("k3"): `{"layout":1,"keys":{"k3":null}}`}},
 		{name: "open with its own request id", e: lock.LockOpenRequested{LockID: 7, RequestID: "r-1", Reason: "visitor"}, requestID: "ignored",
-			want: `{"layout":1,"open":{"r-1":{"at":1764780000}}}`},
-		{name: "open with the caller's id", e: lock.LockOpenRequested{LockID: 7}, requestID: "act-9", want: `{"layout":1,"open":{"act-9":{"at":1764780000}}}`},
+			want: map[string]string{"": `{"layout":1,"open":{"r-1":{"at":1764780000}}}`}},
+		{name: "open with the caller's id", e: lock.LockOpenRequested{LockID: 7}, requestID: "act-9", want: map[string]string{"": `{"layout":1,"open":{"act-9":{"at":1764780000}}}`}},
 		{name: "open without any id", e: lock.LockOpenRequested{LockID: 7}, wantErr: true},
 		{name: "write key", e: lock.KeyWriteRequested{LockID: 7, KeyUUID: "k1", KeyIndexNumber: idx(1)}, requestID: "w-1",
-			want: `{"layout":1,"writeKey":{"w-1":{"at":1764780000,"index":1,"keyUuid":"k1"}}}`},
+			want: map[string]string{"": `{"layout":1,"writeKey":{"w-1":{"at":1764780000,"index":1,"keyUuid":"k1"}}}`}},
 		{name: "write key without id", e: lock.KeyWriteRequested{LockID: 7, KeyUUID: "k1"}, wantErr: true},
 		{name: "owner set", e: lock.OwnerSet{LockID: 7, UserID: holder}},
 		{name: "resident added", e: lock.ResidentAdded{LockID: 7, UserID: holder, Name: "A"}},
 		{name: "uuid changed", e: lock.LockUUIDChanged{LockID: 7, NewUUID: devU}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, ok, err := lock.DesiredFor(c.e, c.requestID, at)
+			got, err := lock.DesiredFor(c.e, c.requestID, at)
 			if (err != nil) != c.wantErr {
 				t.Fatalf("DesiredFor error = %v, want error %v", err, c.wantErr)
 			}
-			if ok != (c.want != "") {
-				t.Fatalf("DesiredFor ok = %v for %s", ok, got)
+			want, have := map[string]any{}, map[string]any{}
+			for name, patch := range c.want {
+				want[name] = decoded(t, []byte(patch))
 			}
-			if diff := cmp.Diff(decoded(t, []byte(c.want)), decoded(t, got)); diff != "" {
-				t.Errorf("DesiredFor (-want +got):\n%s", diff)
+			for _, p := range got {
+				if _, twice := have[p.Shadow]; twice {
+					t.Errorf("two patches of shadow %q", p.Shadow)
+				}
+				have[p.Shadow] = decoded(t, p.Desired)
+			}
+			if diff := cmp.Diff(want, have); diff != "" {
+				t.Errorf("DesiredFor by shadow (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestKeyPage: a key's page is stable, named keys-00 to keys-31, and
+// spreads keys over every page.
+func TestKeyPage(t *testing.T) {
+	seen := map[string]int{}
+	for i := range 2000 {
+		p := lock.KeyPage(fmt.Sprintf("key-%d", i))
+		if !lock.IsKeyPage(p) || p != lock.KeyPage(fmt.Sprintf("key-%d", i)) {
+			t.Fatalf("KeyPage(key-%d) = %q", i, p)
+		}
+		seen[p]++
+	}
+	if len(seen) != lock.KeyPages {
+		t.Errorf("2000 keys use %d pages, want %d", len(seen), lock.KeyPages)
+	}
+	for p, n := range seen {
+		if n > 2*2000/lock.KeyPages {
+			t.Errorf("page %s holds %d of 2000 keys", p, n)
+		}
+	}
+	for _, name := range []string{"", "keys-", "keys-32", "keys-1", "keys-001", "keys-aa", "key-01"} {
+		if lock.IsKeyPage(name) {
+			t.Errorf("IsKeyPage(%q) = true", name)
+		}
 	}
 }
 
@@ -114,11 +148,15 @@ func (th *thing) update(section string, patch []byte) {
 // apply sends DesiredFor(e).
 func (th *thing) apply(e domain.Event, requestID string) {
 	th.t.Helper()
-	patch, ok, err := lock.DesiredFor(e, requestID, at)
-	if err != nil || !ok {
-		th.t.Fatalf("DesiredFor(%T) = %v, %v", e, ok, err)
+	patches, err := lock.DesiredFor(e, requestID, at)
+	if err != nil || len(patches) == 0 {
+		th.t.Fatalf("DesiredFor(%T) = %v, %v", e, patches, err)
 	}
-	th.update("desired", patch)
+	// The merge rules are the same in every shadow: this test holds the
+	// key pages and the classic shadow in one document.
+	for _, p := range patches {
+		th.update("desired", p.Desired)
+	}
 }
 
 func (th *thing) delta() map[string]any { return shadow.Delta(th.doc.Desired, th.doc.Reported) }
