@@ -89,6 +89,8 @@ func fixtures() []fixture {
 		l(lock.KeyWriteRequested{LockID: lockID, UUID: lockU, Timestamp: ts, KeyUUID: "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b", KeyIndexNumber: i64(2)}),
 		l(lock.LockOpenRequested{LockID: lockID, UUID: lockU, Timestamp: ts, Reason: "Parcel for flat 4", RequestID: "req-42"}),
 		{pkg: "lock", events: lock.Events, ev: lock.LockActionUpdated{LockID: lockID, UUID: lockU, Timestamp: ts, RequestID: "req-42", Action: lock.ActionOpenLock, Status: lock.StatusFailed, At: 1767323045, Error: "jammed"}}, // spkey's own: upstream has no action records
+		{pkg: "lock", events: lock.Events, ev: lock.LockDeviceConnected{LockID: lockID, UUID: lockU, Timestamp: ts}},                                                                                                             // spkey's own: upstream has no presence events
+		{pkg: "lock", events: lock.Events, ev: lock.LockDeviceDisconnected{LockID: lockID, UUID: lockU, Timestamp: ts}},                                                                                                          // spkey's own
 		l(lock.LockUUIDChanged{LockID: lockID, UUID: lockU, Timestamp: ts, NewUUID: "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e", PreviousUUID: lockU}),
 		u(user.UserCreated{UserID: userA, Status: user.StatusActive}),
 		u(user.UserEmailUpdated{UserID: userA, Action: "set", MaskedEmail: "a***@example.com", Timestamp: ts}),

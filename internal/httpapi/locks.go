@@ -123,6 +123,8 @@ type BasicInfoOutput struct {
 		OrgID          string `json:"orgId,omitempty"`
 		OrganizationID string `json:"organizationId,omitempty"`
 		R2Prefix       string `json:"r2Prefix" doc:"Where the lock's events live: the stream name in spkey's event store"`
+		Online         bool   `json:"online" doc:"spkey's extension: whether the lock's device is connected"`
+		LastSeen       string `json:"lastSeen,omitempty" doc:"spkey's extension: when the device last connected or disconnected; absent when never seen"`
 	}
 }
 
@@ -137,6 +139,11 @@ func (s *Server) lockBasicInfo(ctx context.Context, in *LockPath) (*BasicInfoOut
 	b := &out.Body
 	b.ID, b.LockID, b.UUID, b.Version = strconv.FormatInt(in.ID, 10), number(in.ID), v.State.UUID, number(v.Version)
 	b.SerialNumber, b.OwnerID, b.OrgID, b.OrganizationID, b.R2Prefix = v.State.SerialNumber, v.State.OwnerID, v.State.OrgID, v.State.OrgID, streamName(in.ID)
+	pr, err := s.svc.LockPresence(ctx, v)
+	if err != nil {
+		return nil, toAPIError(ctx, s.log, err)
+	}
+	b.Online, b.LastSeen = pr.Online, pr.LastSeen
 	return out, nil
 }
 
@@ -168,6 +175,8 @@ type DetailsOutput struct {
 		Version        number           `json:"version"`
 		Timestamp      string           `json:"timestamp" doc:"Time of the lock's last event"`
 		R2Prefix       string           `json:"r2Prefix"`
+		Online         bool             `json:"online" doc:"spkey's extension: whether the lock's device is connected"`
+		LastSeen       string           `json:"lastSeen,omitempty" doc:"spkey's extension: when the device last connected or disconnected; absent when never seen"`
 	}
 }
 
@@ -192,6 +201,11 @@ func (s *Server) lockDetails(ctx context.Context, in *LockPath) (*DetailsOutput,
 	for _, r := range v.State.Residents {
 		b.Residents = append(b.Residents, residentDetail{UserID: r.UserID, Name: r.Name, Email: emails[r.UserID]})
 	}
+	pr, err := s.svc.LockPresence(ctx, v)
+	if err != nil {
+		return nil, toAPIError(ctx, s.log, err)
+	}
+	b.Online, b.LastSeen = pr.Online, pr.LastSeen
 	return out, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/spkey-dev/spkey/internal/app"
@@ -66,6 +67,8 @@ type deviceLayer struct {
 	broker  *broker.Broker
 	client  *mqttclient.Client
 	gateway *devices.Gateway
+	// presence records the devices' presence (store rows, lock events).
+	presence *app.PresenceRecorder
 	// access is what the credential routes need (app.DeviceAccess).
 	access *app.DeviceAccess
 }
@@ -74,7 +77,7 @@ type deviceLayer struct {
 // cfg.Devices.MQTTURL. It returns an error when a listener is configured
 // too, and the client's (a bad URL, a broker that cannot be reached or
 // refuses spkey) and the gateway's, wrapped.
-func startExternal(cfg Config, g *devices.Gateway, log *slog.Logger) (*deviceLayer, error) {
+func startExternal(ctx context.Context, cfg Config, g *devices.Gateway, svc *app.Service, log *slog.Logger) (*deviceLayer, error) {
 	d := cfg.Devices
 	if d.MQTTAddr != "" || d.MQTTSAddr != "" {
 		return nil, errors.New("devices: an external broker (MQTTURL) excludes the embedded broker's listeners (MQTTAddr, MQTTSAddr)")
@@ -85,11 +88,26 @@ func startExternal(cfg Config, g *devices.Gateway, log *slog.Logger) (*deviceLay
 	if err != nil {
 		return nil, fmt.Errorf("devices: %w", err)
 	}
-	if err := g.Start(c); err != nil {
+	// No node holds a connection to an external broker: the devices'
+	// presence messages (and their wills) say who is online.
+	rec := app.NewPresenceRecorder(svc, "", 0, log.With("component", "presence"))
+	if err := rec.Start(ctx); err != nil {
 		_ = c.Close()
+		return nil, fmt.Errorf("devices: %w", err)
+	}
+	err = devices.WatchPresence(c, nil, func(thing string, online bool, at time.Time) {
+		g.SetOnline(thing, online)
+		rec.Seen(thing, online, at)
+	}, log.With("component", "presence"))
+	if err == nil {
+		err = g.Start(c)
+	}
+	if err != nil {
+		_ = c.Close()
+		rec.Close()
 		return nil, err
 	}
-	return &deviceLayer{client: c, gateway: g}, nil
+	return &deviceLayer{client: c, gateway: g, presence: rec}, nil
 }
 
 // startDevices loads or creates the device CA in cfg.Devices.CADir,
@@ -100,13 +118,13 @@ func startExternal(cfg Config, g *devices.Gateway, log *slog.Logger) (*deviceLay
 // (ca.LoadOrCreateDir, ca.ServerCert), the broker's (a listener that
 // cannot be bound) and the gateway's, each wrapped; nothing is left
 // running then.
-func startDevices(ctx context.Context, cfg Config, g *devices.Gateway, log *slog.Logger) (*deviceLayer, error) {
+func startDevices(ctx context.Context, cfg Config, g *devices.Gateway, svc *app.Service, log *slog.Logger) (*deviceLayer, error) {
 	d := cfg.Devices
 	if !d.On() {
 		return nil, nil
 	}
 	if d.MQTTURL != "" {
-		return startExternal(cfg, g, log)
+		return startExternal(ctx, cfg, g, svc, log)
 	}
 	if d.CADir == "" {
 		return nil, errors.New("devices: the device CA folder (CADir) is required with an MQTT listener")
@@ -116,13 +134,20 @@ func startDevices(ctx context.Context, cfg Config, g *devices.Gateway, log *slog
 	if err != nil {
 		return nil, fmt.Errorf("devices: %w", err)
 	}
+	// The embedded broker's presence is authoritative: the devices'
+	// presence messages are not watched here (devices.WatchPresence).
+	rec := app.NewPresenceRecorder(svc, presenceNode(d), 0, log.With("component", "presence"))
+	if err := rec.Start(ctx); err != nil {
+		return nil, fmt.Errorf("devices: %w", err)
+	}
 	bcfg := broker.Config{
 		Addr:    d.MQTTAddr,
 		TLSAddr: d.MQTTSAddr,
 		Auth:    creds.NewAuthenticator(cfg.Store, log.With("component", "device-auth")),
 		Log:     log.With("component", "broker"),
-		OnPresence: func(thing string, online bool, _ time.Time) {
+		OnPresence: func(thing string, online bool, at time.Time) {
 			g.SetOnline(thing, online)
+			rec.Seen(thing, online, at)
 		},
 	}
 	if d.MQTTSAddr != "" {
@@ -132,22 +157,26 @@ func startDevices(ctx context.Context, cfg Config, g *devices.Gateway, log *slog
 		}
 		cert, err := authority.ServerCert(hosts, now, brokerCertValidity)
 		if err != nil {
+			rec.Close()
 			return nil, fmt.Errorf("devices: %w", err)
 		}
 		bcfg.TLS = authority.ServerTLS(cert)
 	}
 	b, err := broker.Start(ctx, bcfg)
 	if err != nil {
+		rec.Close()
 		return nil, fmt.Errorf("devices: %w", err)
 	}
 	if err := g.Start(b); err != nil {
 		_ = b.Close()
+		rec.Close()
 		return nil, err
 	}
 	log.Info("device broker listening", "mqtt", b.Addr(), "mqtts", b.TLSAddr())
 	caPEM, _, err := authority.PEM()
 	if err != nil {
 		_ = b.Close()
+		rec.Close()
 		return nil, fmt.Errorf("devices: %w", err)
 	}
 	hosts := d.Hosts
@@ -156,7 +185,28 @@ func startDevices(ctx context.Context, cfg Config, g *devices.Gateway, log *slog
 	}
 	access := &app.DeviceAccess{Issuer: creds.NewIssuer(cfg.Store, authority), CACertPEM: caPEM,
 		MQTTEndpoint: endpoint(b.Addr(), hosts[0]), MQTTSEndpoint: endpoint(b.TLSAddr(), hosts[0])}
-	return &deviceLayer{broker: b, gateway: g, access: access}, nil
+	return &deviceLayer{broker: b, gateway: g, presence: rec, access: access}, nil
+}
+
+// presenceNode names this node as the holder of its broker's
+// connections: the host name and the configured listener addresses, the
+// same across the node's restarts. A listener on port 0 gets another port
+// at every start, so the name then ends with a random part: two such
+// nodes on one host must not take each other's rows, and a restart cannot
+// reset the rows of the previous run (they stay until the devices
+// reconnect).
+func presenceNode(d DevicesConfig) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	name := host + " " + d.MQTTAddr + " " + d.MQTTSAddr
+	for _, a := range []string{d.MQTTAddr, d.MQTTSAddr} {
+		if _, port, err := net.SplitHostPort(a); err == nil && (port == "0" || port == "") {
+			return name + " " + app.NewUUID()
+		}
+	}
+	return name
 }
 
 // endpoint is a bound listener address as devices should dial it: a
@@ -193,6 +243,10 @@ func (l *deviceLayer) close() {
 	}
 	if l.client != nil {
 		_ = l.client.Close()
+	}
+	// After the broker: its closing reported every device offline.
+	if l.presence != nil {
+		l.presence.Close()
 	}
 }
 

@@ -21,7 +21,7 @@ import (
 // read or written, a listener that cannot be bound), and then starts
 // nothing.
 func (n *Node) Start(ctx context.Context) error {
-	dev, err := startDevices(ctx, n.cfg, n.shadows, n.log)
+	dev, err := startDevices(ctx, n.cfg, n.shadows, n.Svc, n.log)
 	if err != nil {
 		return err
 	}

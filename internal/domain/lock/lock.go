@@ -196,6 +196,8 @@ var Events = domain.NewCatalog(AggregateType,
 	domain.Def[LockOpenRequested](TypeLockOpenRequested),
 	domain.Def[LockUUIDChanged](TypeLockUUIDChanged),
 	domain.Def[LockActionUpdated](TypeLockActionUpdated),
+	domain.Def[LockDeviceConnected](TypeLockDeviceConnected),
+	domain.Def[LockDeviceDisconnected](TypeLockDeviceDisconnected),
 )
 
 // Apply returns the state after e. Unknown events leave the state as it is.
