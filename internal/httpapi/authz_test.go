@@ -145,7 +145,9 @@ func authzRoutes() []authzRoute {
 			post("/locks/1/OpenLock", func(*authzFixture) any { return map[string]any{"reason": "authz"} }), 200, "requestId"},
 		{"POST /locks/{id}/BulkAddKeys", authzLock, wireCommand,
 			// A key the fixture's run put on the lock: the run records nothing.
-			post("/locks/1/BulkAddKeys", func(*authzFixture) any { return map[string]any{"keys": []any{map[string]any{"keyUuid": "authz-bulk-0"}}} }), 200, "instanceId"},
+			post("/locks/1/BulkAddKeys", func(*authzFixture) any {
+				return map[string]any{"keys": []any{map[string]any{"keyUuid": "authz-bulk-0"}}}
+			}), 200, "instanceId"},
 		{"POST /locks/{id}/ChangeLockUuid", authzLock, wireCommand,
 			post("/locks/1/ChangeLockUuid", func(*authzFixture) any { return map[string]any{"newUuid": app.NewUUID()} }), 200, "event"},
 		{"GET /locks/{id}/actions/{requestId}", authzLock, wireQuery, get("/locks/1/actions/authz-open"), 200, "status"},

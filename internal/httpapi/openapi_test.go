@@ -35,7 +35,7 @@ var openapiExtensions = map[string]bool{
 	"/users/{id}/SetNotificationPreferences": true, "/users/{id}/notification-preferences": true,
 	"/users/{id}/notifications": true, "/users/{id}/notifications/stream": true,
 	"/locks/{id}/actions/{requestId}": true,
-	"/locks/{id}/device/credentials": true, "/locks/{id}/device/revoke": true,
+	"/locks/{id}/device/credentials":  true, "/locks/{id}/device/revoke": true,
 }
 
 func openapiOnlyOurs(path string) bool {

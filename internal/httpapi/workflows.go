@@ -214,4 +214,3 @@ func (s *Server) startCanary(ctx context.Context, in *canaryInput) (*CanaryOutpu
 	out.Body.Success, out.Body.InstanceID, out.Body.Seconds, out.Body.Steps = true, c.InstanceID, number(c.Seconds), number(c.Steps)
 	return out, nil
 }
-
