@@ -205,9 +205,34 @@ func (s *Service) StartCanary(ctx context.Context, p Principal, seconds, steps i
 	return CanaryAnswer{InstanceID: w.InstanceID, Seconds: seconds, Steps: steps}, nil
 }
 
+// WorkflowRun is one run of the registry as the admin routes show it.
+type WorkflowRun struct {
+	InstanceID, WorkflowName, Binding, Label, Status string
+	Params, Result                                   json.RawMessage // Result nil until known
+	Progress                                         []WorkflowProgress
+	Error, CreatedBy                                 string // "" when none
+	Step, Steps                                      int64
+	CreatedAt, UpdatedAt                             string
+}
+
+// WorkflowProgress is one entry of a run's progress log.
+type WorkflowProgress struct{ At, Message string }
+
+// WorkflowTerminated is the status of a terminated run.
+const WorkflowTerminated = store.WorkflowTerminated
+
+func runOf(w store.Workflow) WorkflowRun {
+	r := WorkflowRun{InstanceID: w.InstanceID, WorkflowName: w.WorkflowName, Binding: w.Binding, Label: w.Label, Status: w.Status,
+		Params: w.Params, Result: w.Result, Error: w.Error, CreatedBy: w.CreatedBy, Step: w.Step, Steps: w.Steps, CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt}
+	for _, p := range w.Progress {
+		r.Progress = append(r.Progress, WorkflowProgress{At: p.At, Message: p.Message})
+	}
+	return r
+}
+
 // Workflows lists the registry's runs, newest first: up to limit (1 to
 // MaxWorkflowsListed) of status ("" for all).
-func (s *Service) Workflows(ctx context.Context, p Principal, status string, limit int) ([]store.Workflow, int, error) {
+func (s *Service) Workflows(ctx context.Context, p Principal, status string, limit int) ([]WorkflowRun, int, error) {
 	if !p.Admin {
 		return nil, 0, domain.Errorf(domain.Forbidden, "Admin credentials required")
 	}
@@ -217,22 +242,27 @@ func (s *Service) Workflows(ctx context.Context, p Principal, status string, lim
 	if len(status) > 32 {
 		return nil, 0, domain.InvalidField("status", "status is at most 32 characters")
 	}
-	return s.st.Workflows(ctx, status, limit)
+	ws, total, err := s.st.Workflows(ctx, status, limit)
+	runs := make([]WorkflowRun, 0, len(ws))
+	for _, w := range ws {
+		runs = append(runs, runOf(w))
+	}
+	return runs, total, err
 }
 
 // Workflow returns run id.
-func (s *Service) Workflow(ctx context.Context, p Principal, id string) (store.Workflow, error) {
+func (s *Service) Workflow(ctx context.Context, p Principal, id string) (WorkflowRun, error) {
 	if !p.Admin {
-		return store.Workflow{}, domain.Errorf(domain.Forbidden, "Admin credentials required")
+		return WorkflowRun{}, domain.Errorf(domain.Forbidden, "Admin credentials required")
 	}
 	w, found, err := s.st.Workflow(ctx, id)
 	if err != nil {
-		return w, err
+		return WorkflowRun{}, err
 	}
 	if !found {
-		return w, domain.Errorf(domain.NotFound, "Workflow run %s not found", id)
+		return WorkflowRun{}, domain.Errorf(domain.NotFound, "Workflow run %s not found", id)
 	}
-	return w, nil
+	return runOf(w), nil
 }
 
 // TerminateWorkflow stops run id (a finished run is left as it is) and

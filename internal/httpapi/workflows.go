@@ -7,7 +7,6 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/domain"
-	"github.com/spkey-dev/spkey/internal/store"
 )
 
 // BulkAddKeys and the admin workflow routes.
@@ -77,7 +76,7 @@ type workflowRun struct {
 	Steps number `json:"steps" doc:"spkey: steps in all"`
 }
 
-func runOf(w store.Workflow) workflowRun {
+func runOf(w app.WorkflowRun) workflowRun {
 	r := workflowRun{InstanceID: w.InstanceID, WorkflowName: w.WorkflowName, Binding: w.Binding, Label: w.Label, Status: w.Status,
 		LiveStatus: optional(w.Status), Error: optional(w.Error), CreatedBy: optional(w.CreatedBy), CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt,
 		Step: number(w.Step), Steps: number(w.Steps), Progress: make([]workflowProgress, 0, len(w.Progress))}
@@ -168,7 +167,7 @@ func (s *Server) terminateWorkflow(ctx context.Context, in *workflowPath) (*Term
 	}
 	out := &TerminateOutput{}
 	out.Body.Success, out.Body.InstanceID, out.Body.Status = true, in.InstanceID, status
-	if status != store.WorkflowTerminated {
+	if status != app.WorkflowTerminated {
 		out.Body.Message = "The run had already ended: nothing to stop"
 	} else {
 		out.Body.Message = "Stopped: no further step runs"
