@@ -493,12 +493,11 @@ func devFleetReport(w io.Writer, b *devFleetBench, meds map[string]med) {
 	if len(b.mems) == 0 {
 		return
 	}
-	var rss, heap, took []float64
+	var rss, heap []float64
 	n := b.mems[0].devices
 	for _, m := range b.mems {
 		rss = append(rss, float64(m.rss1-m.rss0)/float64(n))
 		heap = append(heap, float64(m.heap1-m.heap0)/float64(n))
-		took = append(took, m.connectTook.Seconds())
 		fmt.Fprintf(w, "  devices: %d connected in %s; server process RSS %s -> %s, Go heap+stacks %s -> %s, goroutines %d -> %d\n",
 			n, m.connectTook.Round(time.Millisecond), mb(m.rss0), mb(m.rss1), mb(m.heap0), mb(m.heap1), m.goroutines0, m.gr1)
 	}
