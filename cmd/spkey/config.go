@@ -79,6 +79,7 @@ type config struct {
 	// broker's certificate.
 	MQTTAddr, MQTTSAddr, DeviceCADir string
 	MQTTHosts                        hostList
+	MQTTTLSCert, MQTTTLSKey          string
 	// An external broker instead (cmd/spkey/device.go, externalBroker).
 	MQTTURL, MQTTClientID, MQTTShareGroup, MQTTCAFile string
 	// from says where each setting that is not its default came from:
@@ -154,8 +155,10 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.MetricsToken, "metrics-token", "", "bearer token a scrape of --metrics-addr must send; empty: none (keep the address private)")
 	fs.StringVar(&c.MQTTAddr, "mqtt-addr", defaultMQTTAddr, "listen address of the device broker for password logins (plain MQTT); off disables it")
 	fs.StringVar(&c.MQTTSAddr, "mqtts-addr", defaultMQTTSAddr, "listen address of the device broker for client-certificate logins (MQTT over TLS); off disables it")
-	fs.StringVar(&c.DeviceCADir, "device-ca-dir", "", "folder of the device CA (created on first use); empty: --data (required with --db unless both MQTT listeners are off)")
+	fs.StringVar(&c.DeviceCADir, "device-ca-dir", "", "folder of the device CA (created on first use); empty: --data on SQLite, the database itself with --db (shared by every node)")
 	c.MQTTHosts = hostList{hosts: server.DefaultDeviceHosts()}
+	fs.StringVar(&c.MQTTTLSCert, "mqtt-tls-cert", "", "PEM file of the broker's own TLS certificate (with --mqtt-tls-key); empty: one signed by the device CA for --mqtt-host")
+	fs.StringVar(&c.MQTTTLSKey, "mqtt-tls-key", "", "PEM file of the private key of --mqtt-tls-cert")
 	fs.Var(&c.MQTTHosts, "mqtt-host", "a name (DNS name or IP address) devices reach the broker by, in its TLS certificate; repeat it or give a comma list")
 	fs.StringVar(&c.MQTTURL, "mqtt-url", "", "external MQTT broker (Mosquitto, EMQX) the gateway joins instead of the embedded broker: mqtt://[user:password@]host:port or mqtts://...; the embedded listeners are then off")
 	fs.StringVar(&c.MQTTClientID, "mqtt-client-id", "", "client id at the --mqtt-url broker (default: spkey- and a random suffix)")
