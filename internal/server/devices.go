@@ -195,7 +195,7 @@ func startDevices(ctx context.Context, cfg Config, g *devices.Gateway, svc *app.
 		hosts = DefaultDeviceHosts()
 	}
 	access := &app.DeviceAccess{Issuer: creds.NewIssuer(cfg.Store, authority), CACertPEM: caPEM,
-		MQTTEndpoint: endpoint(b.Addr(), hosts[0]), MQTTSEndpoint: endpoint(b.TLSAddr(), hosts[0])}
+		MQTTEndpoint: endpoint(b.Addr(), hosts[0]), MQTTSEndpoint: endpoint(b.TLSAddr(), hosts[0]), Disconnect: b.Disconnect}
 	return &deviceLayer{broker: b, gateway: g, presence: rec, access: access}, nil
 }
 
