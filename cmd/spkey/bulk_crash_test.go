@@ -2,10 +2,14 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/spkey-dev/spkey/internal/app"
+	"github.com/spkey-dev/spkey/internal/cmdline"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
 
@@ -127,5 +131,31 @@ func TestBulkAddKeysSurvivesSIGKILL(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConfigWorkflowFlags: --workflow-lease and --bulk-step-interval (and
+// their SPKEY_* twins) reach the config; a lease out of 1s..1h, or a
+// pause that is negative or not shorter than the lease, is refused.
+func TestConfigWorkflowFlags(t *testing.T) {
+	c, _, err := parse(serveCommand, []string{"--workflow-lease", "3s"}, cmdline.Env([]string{"SPKEY_BULK_STEP_INTERVAL=250ms"}), io.Discard, io.Discard)
+	if err != nil || c.WorkflowLease != 3*time.Second || c.BulkStepInterval != 250*time.Millisecond {
+		t.Fatalf("parse: %v, lease %v, interval %v", err, c.WorkflowLease, c.BulkStepInterval)
+	}
+	if c, _, err := parse(serveCommand, nil, nil, io.Discard, io.Discard); err != nil || c.WorkflowLease != app.DefaultWorkflowLease || c.BulkStepInterval != 0 {
+		t.Fatalf("defaults: %v, lease %v, interval %v", err, c.WorkflowLease, c.BulkStepInterval)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--workflow-lease", "500ms"}, "--workflow-lease must be between 1s and 1h"},
+		{[]string{"--workflow-lease", "2h"}, "--workflow-lease must be between 1s and 1h"},
+		{[]string{"--bulk-step-interval", "-1s"}, "--bulk-step-interval must be at least 0 and less than --workflow-lease (15s)"},
+		{[]string{"--workflow-lease", "2s", "--bulk-step-interval", "2s"}, "--bulk-step-interval must be at least 0 and less than --workflow-lease (2s)"},
+	} {
+		if err := startErr(t, c.args, nil); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: got %v, want %q", c.args, err, c.want)
+		}
 	}
 }

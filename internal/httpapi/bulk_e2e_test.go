@@ -1,8 +1,10 @@
 package httpapi_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/app"
 	"github.com/spkey-dev/spkey/internal/devices/sim"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
+	"github.com/spkey-dev/spkey/internal/server"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
 
@@ -314,4 +317,110 @@ func TestWorkflowCanaryE2E(t *testing.T) {
 			t.Errorf("%d step entries in %v, want 3", steps, progress)
 		}
 	})
+}
+
+// TestBulkAddKeysNodeTakeover: two nodes on one PostgreSQL database; a
+// run of 300 keys started on node A, A stopped mid-run; node B takes the
+// run over once A's lease ends and finishes it, every key added once.
+func TestBulkAddKeysNodeTakeover(t *testing.T) {
+	if !slices.Contains(testenv.Backends(t), testenv.Postgres) {
+		t.Skip("two nodes need PostgreSQL (SPKEY_TEST_POSTGRES_URL)")
+	}
+	const n, lease = 300, time.Second
+	url := testenv.PostgresURL(t)
+	node := func(interval time.Duration) *testenv.Server {
+		st, err := server.OpenStore(context.Background(), server.StoreConfig{DB: url}, testenv.Discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return testenv.NewServer(t, testenv.Postgres, testenv.Options{Store: st, WorkflowLease: lease, BulkStepInterval: interval})
+	}
+	admin := map[string]string{"X-Admin-API-Key": testenv.AdminKey}
+	runOn := func(srv *testenv.Server, id string) map[string]any {
+		t.Helper()
+		return wireOK(t, srv, wireReq{Method: "GET", Path: "/admin/workflows/" + id, Header: admin}, http.StatusOK)
+	}
+	a := node(20 * time.Millisecond)
+	key := a.Tenant(t, "acme", false)
+	wireOK(t, a, wireReq{Method: "POST", Path: "/locks/7/CreateLock", Key: key, Body: map[string]any{"index": 1, "uuid": "7a7a7a7a-2b1f-4e6d-9c8b-7a6f5e4d3c2b"}}, http.StatusCreated)
+	keys, ids := bulkKeys("node", n, 1)
+	got := wireOK(t, a, wireReq{Method: "POST", Path: "/locks/7/BulkAddKeys", Key: key, Body: map[string]any{"keys": keys}}, http.StatusOK)
+	id, _ := got["instanceId"].(string)
+	if id == "" {
+		t.Fatalf("BulkAddKeys: %v", got)
+	}
+	// B starts once A holds the run (it has recorded steps), so A works
+	// it until stopped; B's runner keeps looking meanwhile.
+	waitStep := func(srv *testenv.Server, min float64) float64 {
+		t.Helper()
+		deadline := time.Now().Add(bulkWait)
+		for {
+			r := runOn(srv, id)
+			if s, _ := r["step"].(float64); s >= min {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("run at step %v, not %v, after %v", r["step"], min, bulkWait)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitStep(a, 10)
+	b := node(0)
+	waitStep(a, 60)
+	a.Stop()
+	stoppedAt, _ := runOn(b, id)["step"].(float64)
+	if stoppedAt >= n {
+		t.Fatalf("run done (step %v) before node A stopped", stoppedAt)
+	}
+	t.Logf("node A stopped at step %v of %d", stoppedAt, n)
+	deadline := time.Now().Add(bulkWait)
+	var r map[string]any
+	for {
+		r = runOn(b, id)
+		if r["status"] != "queued" && r["status"] != "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run still %v at step %v, %v after node A stopped", r["status"], r["step"], bulkWait)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	res, _ := r["result"].(map[string]any)
+	added, _ := res["added"].(float64)
+	unchanged, _ := res["unchanged"].(float64)
+	if r["status"] != "complete" || r["step"] != float64(n) || res["failed"] != float64(0) || added+unchanged != n || unchanged > 1 {
+		t.Fatalf("run after node A stopped: status %v step %v result %v", r["status"], r["step"], res)
+	}
+	det := wireOK(t, b, wireReq{Method: "GET", Path: "/locks/7/details", Key: key}, http.StatusOK)
+	onLock := map[string]int{}
+	dk, _ := det["keys"].([]any)
+	for _, k := range dk {
+		m, _ := k.(map[string]any)
+		onLock[fmt.Sprint(m["uuid"])]++
+	}
+	events := map[string]int{}
+	for page := 1; ; page++ {
+		got := wireOK(t, b, wireReq{Method: "GET", Path: fmt.Sprintf("/locks/7/events?page=%d", page), Key: key}, http.StatusOK)
+		evs, _ := got["events"].([]any)
+		for _, ev := range evs {
+			m, _ := ev.(map[string]any)
+			if m["type"] == "KeyAdded" {
+				data, _ := m["event"].(map[string]any)
+				events[fmt.Sprint(data["keyUuid"])]++
+			}
+		}
+		if total, _ := got["totalPages"].(float64); float64(page) >= total {
+			break
+		}
+	}
+	if len(onLock) != n || len(events) != n {
+		t.Errorf("%d keys on the lock and KeyAdded for %d keys, want %d", len(onLock), len(events), n)
+	}
+	for _, k := range ids {
+		if onLock[k] != 1 || events[k] != 1 {
+			t.Errorf("key %s: on the lock %d times, %d KeyAdded events; want 1 and 1", k, onLock[k], events[k])
+		}
+	}
 }
