@@ -50,14 +50,14 @@ type config struct {
 	HookSecret  string
 	NodeID      string
 	OutboxLease time.Duration
-	// Workflow runs (BulkAddKeys, the canary): the lease a node holds a
-	// run under and the pause between two keys of a BulkAddKeys.
-	WorkflowLease, BulkStepInterval time.Duration
 	RetryBase   time.Duration
 	MaxAttempts int
 	TrustProxy  bool
 	// AllowUserLockCreate lets user tokens provision locks (CreateLock).
 	AllowUserLockCreate bool
+	// Workflow runs (BulkAddKeys, the canary): the lease a node holds a
+	// run under and the pause between two keys of a BulkAddKeys.
+	WorkflowLease, BulkStepInterval time.Duration
 	// Outbound URL policy of the notify hook and partner webhooks.
 	WebhookAllowHTTP                                 bool
 	WebhookAllowPrivate                              bool
