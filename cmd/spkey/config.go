@@ -55,6 +55,9 @@ type config struct {
 	TrustProxy  bool
 	// AllowUserLockCreate lets user tokens provision locks (CreateLock).
 	AllowUserLockCreate bool
+	// ActionTimeout and KeyActionTimeout: how long a device action waits
+	// for the lock's result (opens and card writes; keys).
+	ActionTimeout, KeyActionTimeout time.Duration
 	// Workflow runs (BulkAddKeys, the canary): the lease a node holds a
 	// run under and the pause between two keys of a BulkAddKeys.
 	WorkflowLease, BulkStepInterval time.Duration
@@ -129,6 +132,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RetryBase, "notify-retry-base", 2*time.Second, "first retry delay of a failed notification; doubles per attempt (with jitter), at most 10m")
 	fs.IntVar(&c.MaxAttempts, "notify-max-attempts", 8, "attempts per notification before it is marked failed")
 	fs.BoolVar(&c.AllowUserLockCreate, "allow-user-lock-create", false, "let user tokens (JWT) create locks; off: locks are provisioned with a tenant's API key")
+	fs.DurationVar(&c.ActionTimeout, "action-timeout", app.DefaultActionTimeout, "how long an OpenLock or WriteKey waits for the lock's result before it expires (and leaves the lock's desired state)")
+	fs.DurationVar(&c.KeyActionTimeout, "key-action-timeout", app.DefaultKeyActionTimeout, "how long an AddKey or RemoveKey action waits for the lock (the key stays desired after)")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", false, "take client addresses and scheme from X-Forwarded-For/-Proto (only behind a reverse proxy)")
 	fs.BoolVar(&c.WebhookAllowHTTP, "webhook-allow-http", false, "allow http:// (not only https://) URLs for the notify hook and partner webhooks (local development)")
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", false, "allow the notify hook and partner webhooks to call loopback, private and link-local addresses")
