@@ -58,6 +58,9 @@ type config struct {
 	// ActionTimeout and KeyActionTimeout: how long a device action waits
 	// for the lock's result (opens and card writes; keys).
 	ActionTimeout, KeyActionTimeout time.Duration
+	// Workflow runs (BulkAddKeys, the canary): the lease a node holds a
+	// run under and the pause between two keys of a BulkAddKeys.
+	WorkflowLease, BulkStepInterval time.Duration
 	// Outbound URL policy of the notify hook and partner webhooks.
 	WebhookAllowHTTP                                 bool
 	WebhookAllowPrivate                              bool
@@ -125,6 +128,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.HookSecret, "notify-hook-secret", "", "Standard Webhooks secret (whsec_...) signing the notify hook's requests")
 	fs.StringVar(&c.NodeID, "node-id", "", "this node's name in outbox leases and delivery attempts (default: host name and a random suffix)")
 	fs.DurationVar(&c.OutboxLease, "outbox-lease", time.Minute, "how long a node keeps a claimed delivery before another node may take it over")
+	fs.DurationVar(&c.WorkflowLease, "workflow-lease", app.DefaultWorkflowLease, "how long a node holds a workflow run (BulkAddKeys, canary) between two steps; a run whose node died is taken over by another node, or this one restarted, once it ends")
+	fs.DurationVar(&c.BulkStepInterval, "bulk-step-interval", 0, "pause between two keys of a BulkAddKeys run (0: none), to spare the locks; less than --workflow-lease")
 	fs.DurationVar(&c.RetryBase, "notify-retry-base", 2*time.Second, "first retry delay of a failed notification; doubles per attempt (with jitter), at most 10m")
 	fs.IntVar(&c.MaxAttempts, "notify-max-attempts", 8, "attempts per notification before it is marked failed")
 	fs.BoolVar(&c.AllowUserLockCreate, "allow-user-lock-create", false, "let user tokens (JWT) create locks; off: locks are provisioned with a tenant's API key")
@@ -195,6 +200,12 @@ func (c *config) validate() error {
 	}
 	if c.RetryBase <= 0 {
 		return fmt.Errorf("--notify-retry-base must be positive")
+	}
+	if c.WorkflowLease < time.Second || c.WorkflowLease > time.Hour {
+		return fmt.Errorf("--workflow-lease must be between 1s and 1h")
+	}
+	if c.BulkStepInterval < 0 || c.BulkStepInterval >= c.WorkflowLease {
+		return fmt.Errorf("--bulk-step-interval must be at least 0 and less than --workflow-lease (%s)", c.WorkflowLease)
 	}
 	if err := c.validateLease(); err != nil {
 		return err
