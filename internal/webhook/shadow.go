@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"crypto/sha1"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/shadow"
+	"github.com/spkey-dev/spkey/internal/es"
 	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/store"
 )
@@ -93,8 +93,8 @@ type ShadowEnvelope struct {
 
 // BuildShadow returns the envelope of the Shadow Update of outbox row cl
 // (its aggregate_id the shadow, its version the shadow's) whose detail is
-// payload. Its id is derived from the shadow and its version: every node
-// and every retry send the same.
+// payload. Its id is derived from the shadow and its version (EventID of
+// the row): every node and every retry send the same.
 func BuildShadow(cl store.Claim, payload []byte, region, account string) (ShadowEnvelope, error) {
 	at, err := time.Parse(domain.TimeLayout, cl.CreatedAt)
 	if err != nil {
@@ -103,11 +103,10 @@ func BuildShadow(cl store.Claim, payload []byte, region, account string) (Shadow
 	if !json.Valid(payload) {
 		return ShadowEnvelope{}, errors.New("shadow update detail is not JSON")
 	}
-	h := sha1.Sum(fmt.Appendf(nil, "spkey-shadow:%s/%d", cl.AggregateID, cl.Version))
-	h[6] = (h[6] & 0x0f) | 0x50
-	h[8] = (h[8] & 0x3f) | 0x80
+	// As EventID of the row: the delivery log shows the same id.
+	id := EventID(es.Record{AggregateType: cl.AggregateType, AggregateID: cl.AggregateID, Version: cl.Version})
 	return ShadowEnvelope{
-		ID: fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16]), Source: ShadowSource,
+		ID: id, Source: ShadowSource,
 		DetailType: store.ShadowUpdateType, Time: at.UTC().Format(time.RFC3339), Region: region, Account: account,
 		Version: "0", Resources: []string{}, Detail: payload,
 	}, nil
