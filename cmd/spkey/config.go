@@ -55,6 +55,9 @@ type config struct {
 	TrustProxy  bool
 	// AllowUserLockCreate lets user tokens provision locks (CreateLock).
 	AllowUserLockCreate bool
+	// ActionTimeout and KeyActionTimeout: how long a device action waits
+	// for the lock's result (opens and card writes; keys).
+	ActionTimeout, KeyActionTimeout time.Duration
 	// Outbound URL policy of the notify hook and partner webhooks.
 	WebhookAllowHTTP                                 bool
 	WebhookAllowPrivate                              bool
@@ -76,6 +79,7 @@ type config struct {
 	// broker's certificate.
 	MQTTAddr, MQTTSAddr, DeviceCADir string
 	MQTTHosts                        hostList
+	MQTTTLSCert, MQTTTLSKey          string
 	// An external broker instead (cmd/spkey/device.go, externalBroker).
 	MQTTURL, MQTTClientID, MQTTShareGroup, MQTTCAFile string
 	// from says where each setting that is not its default came from:
@@ -124,6 +128,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RetryBase, "notify-retry-base", 2*time.Second, "first retry delay of a failed notification; doubles per attempt (with jitter), at most 10m")
 	fs.IntVar(&c.MaxAttempts, "notify-max-attempts", 8, "attempts per notification before it is marked failed")
 	fs.BoolVar(&c.AllowUserLockCreate, "allow-user-lock-create", false, "let user tokens (JWT) create locks; off: locks are provisioned with a tenant's API key")
+	fs.DurationVar(&c.ActionTimeout, "action-timeout", app.DefaultActionTimeout, "how long an OpenLock or WriteKey waits for the lock's result before it expires (and leaves the lock's desired state)")
+	fs.DurationVar(&c.KeyActionTimeout, "key-action-timeout", app.DefaultKeyActionTimeout, "how long an AddKey or RemoveKey action waits for the lock (the key stays desired after)")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", false, "take client addresses and scheme from X-Forwarded-For/-Proto (only behind a reverse proxy)")
 	fs.BoolVar(&c.WebhookAllowHTTP, "webhook-allow-http", false, "allow http:// (not only https://) URLs for the notify hook and partner webhooks (local development)")
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", false, "allow the notify hook and partner webhooks to call loopback, private and link-local addresses")
@@ -149,8 +155,10 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.MetricsToken, "metrics-token", "", "bearer token a scrape of --metrics-addr must send; empty: none (keep the address private)")
 	fs.StringVar(&c.MQTTAddr, "mqtt-addr", defaultMQTTAddr, "listen address of the device broker for password logins (plain MQTT); off disables it")
 	fs.StringVar(&c.MQTTSAddr, "mqtts-addr", defaultMQTTSAddr, "listen address of the device broker for client-certificate logins (MQTT over TLS); off disables it")
-	fs.StringVar(&c.DeviceCADir, "device-ca-dir", "", "folder of the device CA (created on first use); empty: --data (required with --db unless both MQTT listeners are off)")
+	fs.StringVar(&c.DeviceCADir, "device-ca-dir", "", "folder of the device CA (created on first use); empty: --data on SQLite, the database itself with --db (shared by every node)")
 	c.MQTTHosts = hostList{hosts: server.DefaultDeviceHosts()}
+	fs.StringVar(&c.MQTTTLSCert, "mqtt-tls-cert", "", "PEM file of the broker's own TLS certificate (with --mqtt-tls-key); empty: one signed by the device CA for --mqtt-host")
+	fs.StringVar(&c.MQTTTLSKey, "mqtt-tls-key", "", "PEM file of the private key of --mqtt-tls-cert")
 	fs.Var(&c.MQTTHosts, "mqtt-host", "a name (DNS name or IP address) devices reach the broker by, in its TLS certificate; repeat it or give a comma list")
 	fs.StringVar(&c.MQTTURL, "mqtt-url", "", "external MQTT broker (Mosquitto, EMQX) the gateway joins instead of the embedded broker: mqtt://[user:password@]host:port or mqtts://...; the embedded listeners are then off")
 	fs.StringVar(&c.MQTTClientID, "mqtt-client-id", "", "client id at the --mqtt-url broker (default: spkey- and a random suffix)")

@@ -85,7 +85,7 @@ func cmdServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		Notify:   outbox.Config{Node: c.NodeID, Lease: c.OutboxLease, RetryBase: c.RetryBase, MaxAttempts: c.MaxAttempts},
 		Channels: chans,
 		App: app.Options{Safety: c.safety(), ReplaysPerHour: replays, RedeliveriesPerHour: redeliveries,
-			AllowUserLockCreate: c.AllowUserLockCreate},
+			AllowUserLockCreate: c.AllowUserLockCreate, ActionTimeout: c.ActionTimeout, KeyActionTimeout: c.KeyActionTimeout},
 		Webhooks: webhook.Config{Region: c.WebhookRegion, Account: c.WebhookAccount, Timeout: c.WebhookTimeout,
 			RetryBase: c.WebhookRetryBase, Horizon: c.WebhookHorizon},
 		HTTP: httpapi.Config{Version: version, AccessLog: c.AccessLog, AdminAPIKey: c.AdminAPIKey, AdminEmailDomain: c.AdminEmailDomain, CORSOrigins: origins,

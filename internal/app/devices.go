@@ -110,7 +110,10 @@ func deviceCommand[P domain.Event](ctx context.Context, s *Service, c Call, id i
 			return evs, err
 		}
 		thing := lock.ThingName(id)
-		online := s.devices.Online(thing)
+		online, err := s.deviceOnline(ctx, tx, thing)
+		if err != nil {
+			return nil, err
+		}
 		if withAction {
 			act, ok, err := lock.DecideNewAction(st, lock.NewAction{RequestID: requestID, Command: evs[0], At: at, Online: online, Now: now,
 				Expires: t.Add(s.actionTimeout(evs[0]))})
@@ -149,6 +152,19 @@ func deviceCommand[P domain.Event](ctx context.Context, s *Service, c Call, id i
 		s.actions.changed()
 	}
 	return res, err
+}
+
+// deviceOnline says whether thing is connected: to this node's broker (the
+// gateway knows at once), or to another node's, as the presence table says.
+func (s *Service) deviceOnline(ctx context.Context, tx *store.Tx, thing string) (bool, error) {
+	if s.devices.Online(thing) {
+		return true, nil
+	}
+	p, found, err := tx.Presence(ctx, thing)
+	if err != nil {
+		return false, err
+	}
+	return found && p.Online, nil
 }
 
 // actionTimeout is how long the action of command event e stays open: an
@@ -263,8 +279,29 @@ func (s *Service) ShadowSeen(ctx context.Context, tx *store.Tx, thing, shadowNam
 	}
 	key := lockKey(id)
 	st, snap, err := load(ctx, tx, lockAgg, key)
-	if err != nil || !st.Exists() || len(st.Actions) == 0 {
+	if err != nil || !st.Exists() {
 		return nil, err
+	}
+	var press *lock.Press
+	if !fetched && shadowName == "" {
+		// A doorbell press is a report of the classic shadow.
+		if b, ok := doc.Reported["doorbell"]; ok && b != nil {
+			raw, err := json.Marshal(map[string]any{"layout": lock.Layout, "doorbell": b})
+			if err != nil {
+				return nil, err
+			}
+			if rep, err := lock.ParseReported(raw); err == nil {
+				press = rep.Doorbell
+			}
+		}
+	}
+	if press != nil {
+		if err := s.devicePress(ctx, tx, st, press, now); err != nil {
+			return nil, err
+		}
+	}
+	if len(st.Actions) == 0 {
+		return nil, nil
 	}
 	reported, err := json.Marshal(doc.Reported)
 	if err != nil {

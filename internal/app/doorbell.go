@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -90,19 +91,55 @@ func (s *Service) ring(ctx context.Context, c Call, id int64, in RingInput, publ
 				return answer{}, err
 			}
 		}
-		now := s.stamp()
-		cmd.RingID, cmd.Now = s.newUUID(), now
-		evs, err := doorbell.DecideRing(l, cmd)
-		if err != nil {
-			return answer{}, err
-		}
-		st, v, ev, err := save(ctx, tx, ringAgg, es.Snapshot{AggregateType: doorbell.AggregateType, AggregateID: cmd.RingID}, doorbell.State{}, evs, now)
-		if err != nil {
-			return answer{}, err
-		}
-		return answer{Answer: Answer[doorbell.DoorbellRang]{Created: true, AggregateID: st.RingID, Version: v, Event: eventOf[doorbell.DoorbellRang](ev)},
-			RingID: st.RingID, LockID: id, Notified: len(st.Residents)}, nil
+		cmd.RingID = s.newUUID()
+		return s.ringIn(ctx, tx, l, cmd)
 	})
+}
+
+// ringIn records ring cmd (its RingID set) of lock l in tx: DoorbellRang
+// on the new ring stream, whose append queues the notifications.
+func (s *Service) ringIn(ctx context.Context, tx *store.Tx, l lock.State, cmd doorbell.Ring) (RingAnswer[doorbell.DoorbellRang], error) {
+	type answer = RingAnswer[doorbell.DoorbellRang]
+	now := s.stamp()
+	cmd.Now = now
+	evs, err := doorbell.DecideRing(l, cmd)
+	if err != nil {
+		return answer{}, err
+	}
+	st, v, ev, err := save(ctx, tx, ringAgg, es.Snapshot{AggregateType: doorbell.AggregateType, AggregateID: cmd.RingID}, doorbell.State{}, evs, now)
+	if err != nil {
+		return answer{}, err
+	}
+	return answer{Answer: Answer[doorbell.DoorbellRang]{Created: true, AggregateID: st.RingID, Version: v, Event: eventOf[doorbell.DoorbellRang](ev)},
+		RingID: st.RingID, LockID: l.LockID, Notified: len(st.Residents)}, nil
+}
+
+// MaxPressAge is how old a device's doorbell press may be when spkey
+// hears of it and still rings: a press reported later (the lock was
+// offline) is not a visitor at the door any more.
+const MaxPressAge = 2 * time.Minute
+
+// devicePress rings lock l for the doorbell press its device reported,
+// once per pressId (the ring's id is named by the lock and the pressId):
+// a press reported again, or older than MaxPressAge, rings nobody.
+func (s *Service) devicePress(ctx context.Context, tx *store.Tx, l lock.State, p *lock.Press, now time.Time) error {
+	if p == nil || now.Sub(time.Unix(p.At, 0)) > MaxPressAge {
+		return nil
+	}
+	ringID := NameUUID("doorbell-press/" + lockKey(l.LockID) + "/" + p.ID)
+	ring, _, err := load(ctx, tx, ringAgg, ringID)
+	if err != nil || ring.Exists() {
+		return err
+	}
+	_, err = s.ringIn(ctx, tx, l, doorbell.Ring{RingID: ringID, Source: doorbell.SourceDevice})
+	var de *domain.Error
+	if errors.As(err, &de) {
+		// Nobody to ring (no residents): the press is dropped, the
+		// device's report stands.
+		s.log.Info("device doorbell press rings nobody", "lock", l.LockID, "press", p.ID, "reason", de.Message)
+		return nil
+	}
+	return err
 }
 
 // AnswerRing records that the calling resident answers ring ringID: the

@@ -16,6 +16,18 @@ func NewUUID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
+// NameUUID returns the UUID (version 8, RFC 9562's custom layout) named
+// by name: the first 16 bytes of its SHA-256, so the same name always
+// gives the same UUID (a device's press gives one ring however often it
+// is reported).
+func NameUUID(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	b := sum[:16]
+	b[6] = (b[6] & 0x0f) | 0x80
+	b[8] = (b[8] & 0x3f) | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
 const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 // RandomAlnum returns n characters drawn uniformly from [A-Za-z0-9].
