@@ -158,6 +158,18 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 	}
 	defer closeRebuilds()
 	mem := memoryScenarios(ctx, c, dir, progress)
+	progress("setting up the device scenarios")
+	devRTT, closeDevRTT, err := devRTTScenarios(ctx, c, dir)
+	if err != nil {
+		return err
+	}
+	defer closeDevRTT()
+	devFleet, devAlso, fleet, closeFleet, err := devFleetScenarios(ctx, c, dir, progress)
+	if err != nil {
+		return err
+	}
+	defer closeFleet()
+	maps.Copy(also, devAlso)
 
 	client := newLoadClient(c.conns)
 	defer client.CloseIdleConnections()
@@ -195,6 +207,8 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 	scenarios = append(scenarios, doorbell...)
 	scenarios = append(scenarios, webhooks...)
 	scenarios = append(scenarios, rebuilds...)
+	scenarios = append(scenarios, devRTT...)
+	scenarios = append(scenarios, devFleet...)
 
 	// Warm up the HTTP paths once, unmeasured: keep-alive connections,
 	// database pools, the page cache.
@@ -268,6 +282,6 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 			return err
 		}
 	}
-	report(stdout, c, dir, pgInfo, load0, names, samples, reportExtras{mem: mem, wrk: wrk}, time.Since(began))
+	report(stdout, c, dir, pgInfo, load0, names, samples, reportExtras{mem: mem, wrk: wrk, fleet: fleet}, time.Since(began))
 	return nil
 }

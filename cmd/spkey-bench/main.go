@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,10 @@ type benchConfig struct {
 	memoryChild           string // the backend a child process measures (internal)
 	// wrk cross-check of a, b and c (wrk.go).
 	wrk bool
+	// Device scenarios of issue 13 (devices.go).
+	openLocks    int
+	devices      int
+	devicesChild string // the broker the devices child process connects to (internal)
 }
 
 // run is the whole program; tests call it directly. -h prints the usage
@@ -69,6 +74,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	if c.memoryChild != "" {
 		return memoryChild(ctx, c, stdout)
+	}
+	if c.devicesChild != "" {
+		return deviceChildMain(ctx, c.devicesChild, os.Stdin, stdout)
 	}
 	return runBench(ctx, c, stdout, stderr)
 }
@@ -100,8 +108,11 @@ func parse(args []string, env map[string]string, stdout, stderr io.Writer) (benc
 	fs.IntVar(&c.memUsers, "mem-users", 130000, "users of the node whose memory scenario (m) measures (with 1,000 locks of 10 residents)")
 	fs.IntVar(&c.memCommands, "mem-commands", 100000, "commands of each of the two equal runs of scenario (m)")
 	fs.StringVar(&c.memoryChild, "memory-child", "", "internal: measure scenario (m) on this backend in this process and print the figures")
+	fs.IntVar(&c.openLocks, "open-locks", 100, "sim locks (and bare MQTT clients) of the concurrent run of the device round trips (open-rtt, mqtt-rtt; the other run has 1)")
+	fs.IntVar(&c.devices, "devices", 10000, "devices (raw MQTT clients in a child process) connected in scenario devices-10k")
+	fs.StringVar(&c.devicesChild, "devices-child", "", "internal: connect the devices given on standard input to this broker address and hold them")
 	fs.BoolVar(&c.wrk, "wrk", false, "also drive a, b and c with wrk (16 connections, 2 threads; needs wrk on PATH) and report both load generators' figures")
-	fs.BoolVar(&c.quick, "quick", false, "smoke run: -d 1s -rounds 1 -streams 1000 -ring-locks 4 -ring-streams 20 -wh-commands 100 -replay-events 500 -rebuild-events 3000 -mem-users 3000 -mem-commands 2000 unless given")
+	fs.BoolVar(&c.quick, "quick", false, "smoke run: -d 1s -rounds 1 -streams 1000 -ring-locks 4 -ring-streams 20 -wh-commands 100 -replay-events 500 -rebuild-events 3000 -mem-users 3000 -mem-commands 2000 -open-locks 10 -devices 300 unless given")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: spkey-bench [flags]
 
@@ -127,6 +138,12 @@ Measures, in one run and interleaved over -rounds rounds:
      locks, -mem-users users and 10,000 residents, after -mem-commands
      commands, and after as many again: the growth between the two runs
      (on PostgreSQL only when -only names m-memory)
+  open-rtt  OpenLock through a sim lock on the embedded broker until GET
+     actions/{id}?wait=10s answers succeeded, 1 and -open-locks locks, SQLite
+     and PostgreSQL; mqtt-rtt: the bare MQTT publish/receive round trip on
+     the same broker (the baseline; goal p99 <= 3ms + 2 x its p99)
+  devices-10k  -devices raw MQTT devices connected (child process): the
+     server's memory per device, AddKey/s connected vs none
 With -wrk, wrk (16 connections, 2 threads) drives a, b and c as well.
 and prints the medians, the ratios b/a, c/a, c/d and the floors they are held to.
 
@@ -146,7 +163,7 @@ Flags:
 	if c.quick {
 		// The smoke sizes, for every flag not given.
 		for name, v := range map[string]string{"d": "1s", "rounds": "1", "streams": "1000", "ring-locks": "4", "ring-streams": "20",
-			"wh-commands": "100", "replay-events": "500", "rebuild-events": "3000", "mem-users": "3000", "mem-commands": "2000"} {
+			"wh-commands": "100", "open-locks": "10", "devices": "300", "replay-events": "500", "rebuild-events": "3000", "mem-users": "3000", "mem-commands": "2000"} {
 			if !set[name] {
 				if err := fs.Set(name, v); err != nil {
 					return c, fmt.Errorf("bench: -quick: %w", err)
@@ -182,6 +199,8 @@ Flags:
 		return c, fmt.Errorf("bench: -rounds, -d, -conns, -streams and -rate must be positive")
 	case c.ringLocks < 1 || c.ringStreams < 1 || c.whCommands < 1 || c.replayEvents < 1:
 		return c, fmt.Errorf("bench: -ring-locks, -ring-streams, -wh-commands and -replay-events must be positive")
+	case c.openLocks < 1 || c.devices < 1:
+		return c, fmt.Errorf("bench: -open-locks and -devices must be positive")
 	case c.rebuildEvents < 1 || c.memUsers < 1 || c.memCommands < 1:
 		return c, fmt.Errorf("bench: -rebuild-events, -mem-users and -mem-commands must be positive")
 	case c.replayChunk < 0:

@@ -49,6 +49,8 @@ func passFail(ok bool) string {
 type reportExtras struct {
 	mem []memResult // scenario (m)
 	wrk []wrkResult // -wrk
+	// fleet is scenario devices-10k (nil when it did not run).
+	fleet *devFleetBench
 }
 
 func report(w io.Writer, c benchConfig, dir, pgInfo, load0 string, names []string, samples []sample, x reportExtras, took time.Duration) {
@@ -162,6 +164,8 @@ func report(w io.Writer, c benchConfig, dir, pgInfo, load0 string, names []strin
 	rebuildReport(w, meds)
 	memoryReport(w, c, x.mem)
 	wrkReport(w, meds, x.wrk)
+	devRTTReport(w, c, meds)
+	devFleetReport(w, x.fleet, meds)
 	fmt.Fprintf(w, "\nbench took %s\n", took.Round(time.Second))
 }
 

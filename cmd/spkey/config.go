@@ -58,6 +58,9 @@ type config struct {
 	// ActionTimeout and KeyActionTimeout: how long a device action waits
 	// for the lock's result (opens and card writes; keys).
 	ActionTimeout, KeyActionTimeout time.Duration
+	// Workflow runs (BulkAddKeys, the canary): the lease a node holds a
+	// run under and the pause between two keys of a BulkAddKeys.
+	WorkflowLease, BulkStepInterval time.Duration
 	// Outbound URL policy of the notify hook and partner webhooks.
 	WebhookAllowHTTP                                 bool
 	WebhookAllowPrivate                              bool
@@ -79,6 +82,7 @@ type config struct {
 	// broker's certificate.
 	MQTTAddr, MQTTSAddr, DeviceCADir string
 	MQTTHosts                        hostList
+	MQTTTLSCert, MQTTTLSKey          string
 	// An external broker instead (cmd/spkey/device.go, externalBroker).
 	MQTTURL, MQTTClientID, MQTTShareGroup, MQTTCAFile string
 	// from says where each setting that is not its default came from:
@@ -124,6 +128,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.HookSecret, "notify-hook-secret", "", "Standard Webhooks secret (whsec_...) signing the notify hook's requests")
 	fs.StringVar(&c.NodeID, "node-id", "", "this node's name in outbox leases and delivery attempts (default: host name and a random suffix)")
 	fs.DurationVar(&c.OutboxLease, "outbox-lease", time.Minute, "how long a node keeps a claimed delivery before another node may take it over")
+	fs.DurationVar(&c.WorkflowLease, "workflow-lease", app.DefaultWorkflowLease, "how long a node holds a workflow run (BulkAddKeys, canary) between two steps; a run whose node died is taken over by another node, or this one restarted, once it ends")
+	fs.DurationVar(&c.BulkStepInterval, "bulk-step-interval", 0, "pause between two keys of a BulkAddKeys run (0: none), to spare the locks; less than --workflow-lease")
 	fs.DurationVar(&c.RetryBase, "notify-retry-base", 2*time.Second, "first retry delay of a failed notification; doubles per attempt (with jitter), at most 10m")
 	fs.IntVar(&c.MaxAttempts, "notify-max-attempts", 8, "attempts per notification before it is marked failed")
 	fs.BoolVar(&c.AllowUserLockCreate, "allow-user-lock-create", false, "let user tokens (JWT) create locks; off: locks are provisioned with a tenant's API key")
@@ -154,8 +160,10 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.MetricsToken, "metrics-token", "", "bearer token a scrape of --metrics-addr must send; empty: none (keep the address private)")
 	fs.StringVar(&c.MQTTAddr, "mqtt-addr", defaultMQTTAddr, "listen address of the device broker for password logins (plain MQTT); off disables it")
 	fs.StringVar(&c.MQTTSAddr, "mqtts-addr", defaultMQTTSAddr, "listen address of the device broker for client-certificate logins (MQTT over TLS); off disables it")
-	fs.StringVar(&c.DeviceCADir, "device-ca-dir", "", "folder of the device CA (created on first use); empty: --data (required with --db unless both MQTT listeners are off)")
+	fs.StringVar(&c.DeviceCADir, "device-ca-dir", "", "folder of the device CA (created on first use); empty: --data on SQLite, the database itself with --db (shared by every node)")
 	c.MQTTHosts = hostList{hosts: server.DefaultDeviceHosts()}
+	fs.StringVar(&c.MQTTTLSCert, "mqtt-tls-cert", "", "PEM file of the broker's own TLS certificate (with --mqtt-tls-key); empty: one signed by the device CA for --mqtt-host")
+	fs.StringVar(&c.MQTTTLSKey, "mqtt-tls-key", "", "PEM file of the private key of --mqtt-tls-cert")
 	fs.Var(&c.MQTTHosts, "mqtt-host", "a name (DNS name or IP address) devices reach the broker by, in its TLS certificate; repeat it or give a comma list")
 	fs.StringVar(&c.MQTTURL, "mqtt-url", "", "external MQTT broker (Mosquitto, EMQX) the gateway joins instead of the embedded broker: mqtt://[user:password@]host:port or mqtts://...; the embedded listeners are then off")
 	fs.StringVar(&c.MQTTClientID, "mqtt-client-id", "", "client id at the --mqtt-url broker (default: spkey- and a random suffix)")
@@ -192,6 +200,12 @@ func (c *config) validate() error {
 	}
 	if c.RetryBase <= 0 {
 		return fmt.Errorf("--notify-retry-base must be positive")
+	}
+	if c.WorkflowLease < time.Second || c.WorkflowLease > time.Hour {
+		return fmt.Errorf("--workflow-lease must be between 1s and 1h")
+	}
+	if c.BulkStepInterval < 0 || c.BulkStepInterval >= c.WorkflowLease {
+		return fmt.Errorf("--bulk-step-interval must be at least 0 and less than --workflow-lease (%s)", c.WorkflowLease)
 	}
 	if err := c.validateLease(); err != nil {
 		return err

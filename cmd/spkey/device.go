@@ -104,7 +104,10 @@ func (c *config) devices() (server.DevicesConfig, error) {
 	if len(c.MQTTHosts.hosts) == 0 {
 		return d, fmt.Errorf("--mqtt-host must name at least one host")
 	}
-	d.CADir, d.Hosts = dir, c.MQTTHosts.hosts
+	if (c.MQTTTLSCert == "") != (c.MQTTTLSKey == "") {
+		return d, fmt.Errorf("--mqtt-tls-cert and --mqtt-tls-key go together")
+	}
+	d.CADir, d.Hosts, d.TLSCertFile, d.TLSKeyFile = dir, c.MQTTHosts.hosts, c.MQTTTLSCert, c.MQTTTLSKey
 	return d, nil
 }
 
@@ -127,7 +130,8 @@ func (c *config) externalBroker() (server.DevicesConfig, error) {
 }
 
 // caDir is the device CA's folder: --device-ca-dir, else the data folder
-// on SQLite. On PostgreSQL it must be given (every node needs the same CA).
+// on SQLite; on PostgreSQL without --device-ca-dir, "": the CA is kept in
+// the database, shared by every node (server.LoadDeviceCA).
 func (c *config) caDir() (string, error) {
 	switch {
 	case c.DeviceCADir != "":
@@ -135,8 +139,7 @@ func (c *config) caDir() (string, error) {
 	case c.DB == "":
 		return c.Data, nil
 	}
-	return "", fmt.Errorf("--device-ca-dir (SPKEY_DEVICE_CA_DIR) is required with --db: the folder of the device CA, the same on every node " +
-		"(or turn the device broker off: --mqtt-addr off --mqtts-addr off)")
+	return "", nil
 }
 
 // deviceEndpoints describes where devices connect, for people: the
@@ -220,7 +223,7 @@ func cmdDevice(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 	} else if !found {
 		return fmt.Errorf("%s: lock %d does not exist (create it first: POST /locks/%d/CreateLock)", cmd.name, id, id)
 	}
-	authority, err := ca.LoadOrCreateDir(caDir, time.Now())
+	authority, err := server.LoadDeviceCA(ctx, st, caDir, time.Now())
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,9 @@ type DeviceAccess struct {
 	CACertPEM     []byte
 	MQTTEndpoint  string
 	MQTTSEndpoint string
+	// Disconnect, when set, closes the thing's open connection on this
+	// node's broker (a revoke cuts it).
+	Disconnect func(thing string) bool
 }
 
 // deviceSlot holds the node's DeviceAccess, set once the device layer has
@@ -165,6 +168,10 @@ func (s *Service) RevokeDeviceCredentials(ctx context.Context, p Principal, id i
 	thing := lock.ThingName(id)
 	if err := d.Issuer.Revoke(ctx, thing, s.now()); err != nil {
 		return "", err
+	}
+	if d.Disconnect != nil {
+		// Its new logins are refused; its open session ends now.
+		d.Disconnect(thing)
 	}
 	return thing, nil
 }

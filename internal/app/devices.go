@@ -270,6 +270,9 @@ func (s *Service) ChangeLockUUID(ctx context.Context, c Call, id int64, newUUID 
 // in the request's transaction. A finished
 // open or card write leaves the desired state.
 func (s *Service) ShadowSeen(ctx context.Context, tx *store.Tx, thing, shadowName string, doc shadow.Document, fetched bool, now time.Time) (func(), error) {
+	if err := s.shadowUpdated(ctx, tx, thing, shadowName, doc, fetched, now); err != nil {
+		return nil, err
+	}
 	id, ok := lock.LockIDOfThing(thing)
 	if !ok || (shadowName != "" && !lock.IsKeyPage(shadowName)) {
 		return nil, nil

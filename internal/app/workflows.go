@@ -348,11 +348,23 @@ func (s *Service) work(ctx context.Context, w store.Workflow) {
 			}
 			return
 		}
+		// The run may have been terminated (or taken over) since the
+		// last step was recorded, while this node waited: look before
+		// acting, so that no key is added after a terminate answered.
+		if held, err := s.st.HoldsWorkflow(ctx, w.InstanceID, s.node, step); err != nil || !held {
+			if err != nil && ctx.Err() == nil {
+				log.Error("read workflow run", "err", err)
+			}
+			return
+		}
 		msg, wait, err := s.step(ctx, w, step, &result)
 		if err != nil {
-			// Not the key's fault (the store failed): the step is not
-			// recorded and is tried again on a later claim.
-			log.Error("workflow step failed; retried later", "step", step, "err", err)
+			// Not the key's fault (the store failed, or this node is
+			// stopping): the step is not recorded and is tried again on a
+			// later claim.
+			if ctx.Err() == nil {
+				log.Error("workflow step failed; retried later", "step", step, "err", err)
+			}
 			return
 		}
 		res, _ := json.Marshal(result)

@@ -243,7 +243,21 @@ func TestDeviceCredentialsConnect(t *testing.T) {
 				t.Fatalf("TLS login with the certificate of the device's CSR: %v", err)
 			}
 
+			// A session open when the revoke comes is closed by it.
+			lost := make(chan struct{})
+			live := paho.NewClient(paho.NewClientOptions().SetClientID("lock-1").SetAutoReconnect(false).SetConnectRetry(false).
+				SetConnectTimeout(deviceWait).SetProtocolVersion(4).AddBroker("tcp://" + f.srv.MQTTAddr).SetUsername("lock-1").SetPassword(password).
+				SetConnectionLostHandler(func(paho.Client, error) { close(lost) }))
+			if tok := live.Connect(); !tok.WaitTimeout(deviceWait) || tok.Error() != nil {
+				t.Fatalf("connect before the revoke: %v", tok.Error())
+			}
+			defer live.Disconnect(0)
 			wireOK(t, f.srv, wireReq{Method: "POST", Path: "/locks/1/device/revoke", Key: f.keyA}, http.StatusOK)
+			select {
+			case <-lost:
+			case <-time.After(deviceWait):
+				t.Error("the session open at the revoke is still connected")
+			}
 			if err := mqttLogin(t, f, "lock-1", password, nil); err == nil {
 				t.Error("password login after the revoke succeeded")
 			}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,8 @@ import (
 	"github.com/spkey-dev/spkey/internal/devices/ca"
 	"github.com/spkey-dev/spkey/internal/devices/creds"
 	"github.com/spkey-dev/spkey/internal/devices/mqttclient"
+	"github.com/spkey-dev/spkey/internal/domain"
+	"github.com/spkey-dev/spkey/internal/store"
 )
 
 // This file is the node's device layer: the device CA, the embedded MQTT
@@ -31,8 +34,12 @@ type DevicesConfig struct {
 	// client certificate of the device CA (e.g. 127.0.0.1:8884); "": off.
 	MQTTSAddr string
 	// CADir is the folder of the device CA (ca.LoadOrCreateDir: created
-	// there on the first start). Required when a listener is on.
+	// there on the first start); "": the CA is kept in the database
+	// (LoadDeviceCA), which suits nodes sharing a PostgreSQL database.
 	CADir string
+	// TLSCertFile and TLSKeyFile, when set, are the broker's own TLS
+	// certificate and key (PEM files) instead of one the device CA signs.
+	TLSCertFile, TLSKeyFile string
 	// Hosts are the names (DNS names or IP addresses) the broker's TLS
 	// certificate is valid for, the first one its common name; nil:
 	// DefaultDeviceHosts.
@@ -126,13 +133,10 @@ func startDevices(ctx context.Context, cfg Config, g *devices.Gateway, svc *app.
 	if d.MQTTURL != "" {
 		return startExternal(ctx, cfg, g, svc, log)
 	}
-	if d.CADir == "" {
-		return nil, errors.New("devices: the device CA folder (CADir) is required with an MQTT listener")
-	}
 	now := time.Now()
-	authority, err := ca.LoadOrCreateDir(d.CADir, now)
+	authority, err := LoadDeviceCA(ctx, cfg.Store, d.CADir, now)
 	if err != nil {
-		return nil, fmt.Errorf("devices: %w", err)
+		return nil, err
 	}
 	// The embedded broker's presence is authoritative: the devices'
 	// presence messages are not watched here (devices.WatchPresence).
@@ -155,10 +159,17 @@ func startDevices(ctx context.Context, cfg Config, g *devices.Gateway, svc *app.
 		if len(hosts) == 0 {
 			hosts = DefaultDeviceHosts()
 		}
-		cert, err := authority.ServerCert(hosts, now, brokerCertValidity)
+		var cert tls.Certificate
+		if d.TLSCertFile != "" || d.TLSKeyFile != "" {
+			// The operator's certificate (e.g. from a public CA); devices
+			// still log in with client certificates of the device CA.
+			cert, err = tls.LoadX509KeyPair(d.TLSCertFile, d.TLSKeyFile)
+		} else {
+			cert, err = authority.ServerCert(hosts, now, brokerCertValidity)
+		}
 		if err != nil {
 			rec.Close()
-			return nil, fmt.Errorf("devices: %w", err)
+			return nil, fmt.Errorf("devices: the broker's TLS certificate: %w", err)
 		}
 		bcfg.TLS = authority.ServerTLS(cert)
 	}
@@ -184,7 +195,7 @@ func startDevices(ctx context.Context, cfg Config, g *devices.Gateway, svc *app.
 		hosts = DefaultDeviceHosts()
 	}
 	access := &app.DeviceAccess{Issuer: creds.NewIssuer(cfg.Store, authority), CACertPEM: caPEM,
-		MQTTEndpoint: endpoint(b.Addr(), hosts[0]), MQTTSEndpoint: endpoint(b.TLSAddr(), hosts[0])}
+		MQTTEndpoint: endpoint(b.Addr(), hosts[0]), MQTTSEndpoint: endpoint(b.TLSAddr(), hosts[0]), Disconnect: b.Disconnect}
 	return &deviceLayer{broker: b, gateway: g, presence: rec, access: access}, nil
 }
 
@@ -281,4 +292,42 @@ func (n *Node) Gateway() *devices.Gateway {
 		return nil
 	}
 	return n.devices.gateway
+}
+
+// LoadDeviceCA returns the device CA: from folder dir (created there on
+// first use, ca.LoadOrCreateDir), or, with dir empty, from the database
+// (created by the first node to ask; every other node reads that one).
+func LoadDeviceCA(ctx context.Context, st *store.Store, dir string, now time.Time) (*ca.CA, error) {
+	if dir != "" {
+		a, err := ca.LoadOrCreateDir(dir, now)
+		if err != nil {
+			return nil, fmt.Errorf("devices: %w", err)
+		}
+		return a, nil
+	}
+	certPEM, keyPEM, found, err := st.DeviceCA(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("devices: %w", err)
+	}
+	if !found {
+		fresh, err := ca.New(now, ca.DefaultName)
+		if err != nil {
+			return nil, fmt.Errorf("devices: %w", err)
+		}
+		c, k, err := fresh.PEM()
+		if err != nil {
+			return nil, fmt.Errorf("devices: %w", err)
+		}
+		if err := st.PutDeviceCAIfAbsent(ctx, c, k, now.UTC().Format(domain.TimeLayout)); err != nil {
+			return nil, fmt.Errorf("devices: %w", err)
+		}
+		if certPEM, keyPEM, found, err = st.DeviceCA(ctx); err != nil || !found {
+			return nil, fmt.Errorf("devices: the device CA was stored but cannot be read back: %v", err)
+		}
+	}
+	a, err := ca.Parse(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("devices: the database's device CA: %w", err)
+	}
+	return a, nil
 }

@@ -2,6 +2,9 @@ package server_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"net"
 	"os"
 	"path/filepath"
@@ -112,6 +115,38 @@ func TestTestenvDevices(t *testing.T) {
 	}
 }
 
+// TestDeviceCAInDatabase: without a CA folder the device CA lives in the
+// database: the first load creates it, every later load (another node's)
+// reads the same one, and a node started without a folder serves TLS
+// with a certificate of that CA.
+func TestDeviceCAInDatabase(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			st := testenv.OpenStore(t, b)
+			now := time.Now()
+			first, err := server.LoadDeviceCA(context.Background(), st, "", now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := server.LoadDeviceCA(context.Background(), st, "", now.Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ca.Fingerprint(first.Certificate()) != ca.Fingerprint(again.Certificate()) {
+				t.Fatal("a second load made another CA")
+			}
+			// A folder still wins when given.
+			dir, err := server.LoadDeviceCA(context.Background(), st, t.TempDir(), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ca.Fingerprint(dir.Certificate()) == ca.Fingerprint(first.Certificate()) {
+				t.Fatal("the folder's CA is the database's")
+			}
+		})
+	}
+}
+
 // TestNodeDevicesStartErrors: Start refuses a device layer it cannot run,
 // saying why, and starts nothing.
 func TestNodeDevicesStartErrors(t *testing.T) {
@@ -125,7 +160,6 @@ func TestNodeDevicesStartErrors(t *testing.T) {
 		cfg  server.DevicesConfig
 		want string
 	}{
-		{"no CA folder", server.DevicesConfig{MQTTAddr: "127.0.0.1:0"}, "CADir"},
 		{"busy port", server.DevicesConfig{MQTTAddr: busy.Addr().String(), CADir: "ca"}, busy.Addr().String()},
 		{"bad host", server.DevicesConfig{MQTTSAddr: "127.0.0.1:0", CADir: "ca", Hosts: []string{"not a host"}}, "invalid host name"},
 	} {
@@ -204,5 +238,63 @@ func TestNodeExternalBroker(t *testing.T) {
 	case m := <-msgs:
 		t.Fatalf("answer after Stop on %s: %s; want none", m.Topic(), m.Payload())
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// TestNodeOwnTLSCert: with TLSCertFile and TLSKeyFile the broker's TLS
+// listener presents the operator's certificate (here one of another CA),
+// and devices still log in with client certificates of the device CA.
+func TestNodeOwnTLSCert(t *testing.T) {
+	tmp := t.TempDir()
+	other, err := ca.New(time.Now(), "operator CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := other.ServerCert([]string{"127.0.0.1"}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(tmp, "broker.pem"), filepath.Join(tmp, "broker.key")
+	keyDER, err := x509.MarshalPKCS8PrivateKey(own.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: own.Certificate[0]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(tmp, "ca")
+	node, _, _ := newNode(t, testenv.SQLite, server.Config{Devices: server.DevicesConfig{MQTTSAddr: "127.0.0.1:0", CADir: dir, TLSCertFile: certFile, TLSKeyFile: keyFile}})
+	if err := node.Start(context.Background()); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	defer node.Stop()
+	authority, err := ca.LoadOrCreateDir(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, clientKeyPEM, err := creds.NewIssuer(node.Store, authority).IssueCertificate(context.Background(), "lock-8", time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := tls.X509KeyPair(certPEM, clientKeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(roots *x509.CertPool) error {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: mqttWait}, "tcp", node.MQTTSAddr(), &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{client}, ServerName: "127.0.0.1"})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		return conn.Handshake()
+	}
+	if err := dial(other.Pool()); err != nil {
+		t.Fatalf("TLS to the broker trusting the operator's CA: %v", err)
+	}
+	if err := dial(authority.Pool()); err == nil {
+		t.Fatal("the broker presented a certificate of the device CA, want the operator's")
 	}
 }

@@ -246,14 +246,18 @@ func truncate(s string, n int) string {
 	return strings.ToValidUTF8(s[:n], "")
 }
 
-// ReleaseClaims returns every leased row to the queue. Only for a store no
-// other process uses (SQLite, at start-up): the leases of the process that
-// stopped are void.
+// ReleaseClaims returns every leased outbox row to the queue and every
+// workflow run to the runners. Only for a store no other process uses
+// (SQLite, at start-up): the leases of the process that stopped are void.
 func (s *Store) ReleaseClaims(ctx context.Context) error {
 	return s.w.update(ctx, func(ctx context.Context, q querier, _ *batch) error {
 		_, err := q.ExecContext(ctx, `UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE done_at IS NULL AND claimed_by IS NOT NULL`)
 		if err != nil {
 			return fmt.Errorf("release outbox claims: %w", err)
+		}
+		// The workflow runs' leases too: the stopped process works none.
+		if _, err := q.ExecContext(ctx, `UPDATE workflows SET lease_owner = '', lease_until = '' WHERE status IN ('queued', 'running') AND lease_owner <> ''`); err != nil {
+			return fmt.Errorf("release workflow leases: %w", err)
 		}
 		return nil
 	})

@@ -207,6 +207,7 @@ const DefaultWebhookWindow = 200
 type fanRow struct {
 	id, seq, version       int64
 	aggType, aggID, org, t string
+	payload                sql.NullString // a Shadow Update's detail
 }
 
 // wants reports whether subscription h is to get r: the tenant's own
@@ -218,16 +219,21 @@ func (h WebhookRow) wants(r fanRow) bool {
 
 // newDelivery is a delivery row to queue: a partner row for a webhook.
 type newDelivery struct {
-	Seq     int64  `json:"s"`
-	AggType string `json:"t"`
-	AggID   string `json:"a"`
-	Version int64  `json:"v"`
-	Org     string `json:"o"`
-	Target  string `json:"w"`
+	Seq     int64   `json:"s"`
+	AggType string  `json:"t"`
+	AggID   string  `json:"a"`
+	Version int64   `json:"v"`
+	Org     string  `json:"o"`
+	Target  string  `json:"w"`
+	Payload *string `json:"p,omitempty"` // a Shadow Update's detail
 }
 
 func deliveryOf(r fanRow, target string) newDelivery {
-	return newDelivery{Seq: r.seq, AggType: r.aggType, AggID: r.aggID, Version: r.version, Org: r.org, Target: target}
+	d := newDelivery{Seq: r.seq, AggType: r.aggType, AggID: r.aggID, Version: r.version, Org: r.org, Target: target}
+	if r.payload.Valid {
+		d.Payload = &r.payload.String
+	}
+	return d
 }
 
 // queueDeliveries inserts ds in their order. On PostgreSQL that is one
@@ -237,16 +243,16 @@ func deliveryOf(r fanRow, target string) newDelivery {
 func (tx *Tx) queueDeliveries(ctx context.Context, ds []newDelivery, now string) error {
 	if tx.s.dialect != Postgres {
 		for _, d := range ds {
-			if _, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), es.ConsumerWebhookSend, d.Seq, d.AggType, d.AggID, d.Version, d.Org, d.Target, now); err != nil {
+			if _, err := tx.q.ExecContext(ctx, tx.s.sql(`INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at, payload)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`), es.ConsumerWebhookSend, d.Seq, d.AggType, d.AggID, d.Version, d.Org, d.Target, now, d.Payload); err != nil {
 				return fmt.Errorf("queue webhook delivery: %w", err)
 			}
 		}
 		return nil
 	}
-	q := `INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at)
-		SELECT $1, x.s, x.t, x.a, x.v, x.o, x.w, $2
-		FROM ROWS FROM (json_to_recordset($3::json) AS (s bigint, t text, a text, v bigint, o text, w text)) WITH ORDINALITY AS x(s, t, a, v, o, w, n)
+	q := `INSERT INTO outbox (consumer, event_seq, aggregate_type, aggregate_id, version, org_id, target, created_at, payload)
+		SELECT $1, x.s, x.t, x.a, x.v, x.o, x.w, $2, x.p
+		FROM ROWS FROM (json_to_recordset($3::json) AS (s bigint, t text, a text, v bigint, o text, w text, p text)) WITH ORDINALITY AS x(s, t, a, v, o, w, p, n)
 		ORDER BY x.n`
 	for len(ds) > 0 {
 		n := min(len(ds), 1000)
@@ -300,7 +306,7 @@ func scanFanRows(rows *sql.Rows, err error) ([]fanRow, error) {
 	var out []fanRow
 	for rows.Next() {
 		var r fanRow
-		if err := rows.Scan(&r.id, &r.seq, &r.version, &r.aggType, &r.aggID, &r.org, &r.t); err != nil {
+		if err := rows.Scan(&r.id, &r.seq, &r.version, &r.aggType, &r.aggID, &r.org, &r.t, &r.payload); err != nil {
 			return nil, fmt.Errorf("scan partner row: %w", err)
 		}
 		out = append(out, r)
@@ -308,7 +314,7 @@ func scanFanRows(rows *sql.Rows, err error) ([]fanRow, error) {
 	return out, rows.Err()
 }
 
-const fanCols = `o.id, o.event_seq, o.version, o.aggregate_type, o.aggregate_id, o.org_id, COALESCE(e.type, '')`
+const fanCols = `o.id, o.event_seq, o.version, o.aggregate_type, o.aggregate_id, o.org_id, ` + rowType + `, o.payload`
 
 // catchUpSpan is how many outbox ids one catch-up step of a parked webhook
 // reads through at most.
@@ -741,7 +747,7 @@ type DeliveryRow struct {
 	Attempts                                 int
 }
 
-const deliveryCols = `o.id, o.event_seq, o.version, o.target, COALESCE(e.type, ''), o.aggregate_type, o.aggregate_id, o.org_id, o.status,
+const deliveryCols = `o.id, o.event_seq, o.version, o.target, ` + rowType + `, o.aggregate_type, o.aggregate_id, o.org_id, o.status,
 	o.created_at, COALESCE(e.ts, ''), COALESCE(o.next_attempt_at, ''), COALESCE(o.done_at, ''), COALESCE(o.last_error, ''), o.attempts`
 
 func scanDelivery(sc interface{ Scan(...any) error }) (DeliveryRow, error) {

@@ -177,6 +177,22 @@ func (tx *Tx) updateHeld(ctx context.Context, id, node string, now time.Time, ch
 	return nil
 }
 
+// HoldsWorkflow reports whether run id is running under node's lease
+// with step as its next step: a node checks it before each step, so that
+// it acts on no run terminated, finished or taken over meanwhile.
+func (s *Store) HoldsWorkflow(ctx context.Context, id, node string, step int64) (bool, error) {
+	var status, owner string
+	var next int64
+	err := s.r.QueryRowContext(ctx, s.sql(`SELECT status, lease_owner, step FROM workflows WHERE instance_id = $1`), id).Scan(&status, &owner, &next)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read workflow %s: %w", id, err)
+	}
+	return status == WorkflowRunning && owner == node && next == step, nil
+}
+
 // TerminateWorkflow stops run id: a queued or running run becomes
 // terminated (its node stops before its next step); a finished one stays
 // as it is. It returns the run's status after the call, and found false

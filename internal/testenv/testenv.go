@@ -206,6 +206,10 @@ type Options struct {
 	// ActionTimeout and KeyActionTimeout are app.Options' (0: the
 	// defaults): how long a device action waits for its result.
 	ActionTimeout, KeyActionTimeout time.Duration
+	// WorkflowLease and BulkStepInterval are app.Options' (0: the
+	// defaults): how long a node holds a workflow run between two steps,
+	// and the pause between two keys of a BulkAddKeys.
+	WorkflowLease, BulkStepInterval time.Duration
 }
 
 // NewServer starts spkey's handler on 127.0.0.1:0 over a fresh store.
@@ -268,7 +272,8 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 		StoreMetrics: opt.Store == nil,
 		Notify:       ncfg, Channels: opt.Channels,
 		App: app.Options{Now: opt.Now, Safety: safety, ReplaysPerHour: opt.ReplaysPerHour, RedeliveriesPerHour: opt.RedeliveriesPerHour,
-			AllowUserLockCreate: opt.AllowUserLockCreate, ActionTimeout: opt.ActionTimeout, KeyActionTimeout: opt.KeyActionTimeout},
+			AllowUserLockCreate: opt.AllowUserLockCreate, ActionTimeout: opt.ActionTimeout, KeyActionTimeout: opt.KeyActionTimeout,
+			WorkflowLease: opt.WorkflowLease, BulkStepInterval: opt.BulkStepInterval},
 		Webhooks: wcfg,
 		HTTP: httpapi.Config{Version: "test", AdminAPIKey: adminKey, AdminEmailDomain: opt.AdminEmailDomain, CORSOrigins: origins,
 			StreamRecheck: 200 * time.Millisecond, MaxStreams: opt.MaxStreams, MaxStreamsPerUser: opt.MaxStreamsPerUser, MaxStreamsPerKey: opt.MaxStreamsPerKey},

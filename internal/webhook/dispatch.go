@@ -188,6 +188,9 @@ func (d *Dispatcher) Send(ctx context.Context, cl store.Claim) outbox.Result {
 		}
 		return outbox.Result{Status: store.OutcomeDefer, RetryAfter: d.cfg.Hold}
 	}
+	if cl.AggregateType == store.ShadowUpdateAggregate {
+		return d.sendShadow(ctx, t, cl)
+	}
 	rec, found, err := d.st.Event(ctx, cl.EventSeq)
 	if err != nil {
 		return outbox.Result{Status: store.OutcomeRetry, Err: err}

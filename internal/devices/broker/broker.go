@@ -303,6 +303,21 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte) error {
 	return nil
 }
 
+// ErrRevoked is the cause a connection is closed with by Disconnect.
+var ErrRevoked = errors.New("broker: the thing's credentials were revoked")
+
+// Disconnect closes the connection of thing, if it is connected here (its
+// client id is the thing name), and reports whether it was. A revoked
+// device must not keep a session its credentials no longer allow.
+func (b *Broker) Disconnect(thing string) bool {
+	cl, ok := b.srv.Clients.Get(thing)
+	if !ok || cl.Closed() {
+		return false
+	}
+	cl.Stop(ErrRevoked)
+	return true
+}
+
 // thingOf returns the thing that the client with id authenticated as.
 func (b *Broker) thingOf(id string) (string, bool) {
 	cl, ok := b.srv.Clients.Get(id)
