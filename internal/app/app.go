@@ -103,6 +103,8 @@ type Service struct {
 	// actionTTL and keyActionTimeout: how long an action stays open
 	// (opens and card writes; keys).
 	actionTTL, keyActionTimeout time.Duration
+	// region and account name the things' ARNs.
+	region, account string
 	// node names this node in the workflow leases; workflowWake wakes its
 	// runner; workflowLease and bulkStepInterval tune the runs.
 	node                            string
@@ -152,6 +154,9 @@ type Options struct {
 	// device's result (0: DefaultActionTimeout); KeyActionTimeout the same
 	// for AddKey and RemoveKey (0: DefaultKeyActionTimeout).
 	ActionTimeout, KeyActionTimeout time.Duration
+	// Region and Account name the AWS-shaped ARNs spkey records (a lock's
+	// thingArn), as the webhook envelopes do ("" : "local", "spkey").
+	Region, Account string
 	// WorkflowLease is how long a node holds a workflow run between two
 	// steps (0: DefaultWorkflowLease); BulkStepInterval the pause between
 	// two keys of a BulkAddKeys (0: none).
@@ -192,6 +197,13 @@ func New(st *store.Store, opt Options, log *slog.Logger) *Service {
 	}
 	if s.keyActionTimeout <= 0 {
 		s.keyActionTimeout = DefaultKeyActionTimeout
+	}
+	s.region, s.account = opt.Region, opt.Account
+	if s.region == "" {
+		s.region = "local"
+	}
+	if s.account == "" {
+		s.account = "spkey"
 	}
 	s.node, s.workflowWake = "node-"+opt.NewUUID(), make(chan struct{}, 1)
 	s.workflowLease, s.bulkStepInterval = opt.WorkflowLease, opt.BulkStepInterval

@@ -99,7 +99,9 @@ func (s *Service) CreateLock(ctx context.Context, c Call, id int64, in CreateLoc
 			}
 		}
 		now := s.stamp()
-		evs, err := lock.DecideCreate(st, lock.Create{LockID: id, UUID: u, SerialNumber: in.SerialNumber, OwnerID: owner, Keys: in.Keys, OrgID: org, Now: now})
+		thing := lock.ThingName(id)
+		evs, err := lock.DecideCreate(st, lock.Create{LockID: id, UUID: u, SerialNumber: in.SerialNumber, OwnerID: owner, Keys: in.Keys, OrgID: org, Now: now,
+			ThingName: thing, ThingArn: lock.ThingArn(s.region, s.account, thing)})
 		if err != nil {
 			return answer{}, err
 		}

@@ -101,10 +101,18 @@ func (e *devEnv) connect(t *testing.T, l *sim.Lock) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
 	defer cancel()
+	before := e.srv.Gateway.Stats().Handled
 	if err := l.Start(ctx); err != nil {
 		t.Fatalf("start the sim lock: %v", err)
 	}
 	e.waitShadow(t, "the first report", func(d shadowSections) bool { return d.Reported["layout"] == float64(1) })
+	// And its gets at connect (the classic shadow and every key page) are
+	// answered: a later get would deliver the test's actions.
+	for deadline := time.Now().Add(e2eWait); e.srv.Gateway.Stats().Handled < before+2+lock.KeyPages; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lock's requests at connect: %d answered, want %d", e.srv.Gateway.Stats().Handled-before, 2+lock.KeyPages)
+		}
+	}
 }
 
 // shadowSections is the stored classic shadow's two sections.

@@ -141,6 +141,9 @@ func New(cfg Config) *Node {
 	opt := cfg.App
 	opt.Channels = appChannels(cfg.Channels)
 	opt.Waker = app.WakerOf(n.Hub.Subscribe)
+	if opt.Region == "" && opt.Account == "" {
+		opt.Region, opt.Account = cfg.Webhooks.Region, cfg.Webhooks.Account
+	}
 	n.shadows = devices.New(cfg.Store, devices.Config{Now: cfg.App.Now}, log.With("component", "gateway"))
 	opt.Devices = n.shadows
 	n.Svc = app.New(cfg.Store, opt, log)
