@@ -45,7 +45,7 @@ type simFlags struct {
 func cmdSim(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	var f simFlags
 	cmd := command{name: "sim", usage: simUsage, flags: []string{}, extra: func(fs *flag.FlagSet) {
-		fs.StringVar(&f.api, "api", "http://127.0.0.1:8080", "spkey's API base URL")
+		fs.StringVar(&f.api, "api", "http://127.0.0.1:8787", "spkey's API base URL (spkey serve's default address)")
 		fs.StringVar(&f.apiKey, "api-key", "", "a tenant's API key (env SPKEY_API_KEY): creates the locks and fetches their credentials")
 		fs.Int64Var(&f.locks, "locks", 1, fmt.Sprintf("how many locks to simulate (1-%d)", maxSimLocks))
 		fs.Int64Var(&f.first, "first-lock", 1001, "the first lock id; the others follow it")

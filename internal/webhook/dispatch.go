@@ -205,11 +205,17 @@ func (d *Dispatcher) Send(ctx context.Context, cl store.Claim) outbox.Result {
 	if err != nil {
 		return outbox.Result{Status: store.StatusFailed, Err: err}
 	}
+	return d.deliver(ctx, t, cl, env.ID, env)
+}
+
+// deliver posts envelope env (its id) of row cl to t; a 410 Gone disables
+// the webhook.
+func (d *Dispatcher) deliver(ctx context.Context, t target, cl store.Claim, id string, env any) outbox.Result {
 	body, err := json.Marshal(env)
 	if err != nil {
 		return outbox.Result{Status: store.StatusFailed, Err: err}
 	}
-	res := d.post(ctx, t, env.ID, body)
+	res := d.post(ctx, t, id, body)
 	if res.StatusCode == http.StatusGone {
 		if err := d.rec.DisableWebhook(ctx, cl.OrgID, cl.Target, res.StatusCode, "the URL answered 410 Gone", cl.ID); err != nil {
 			d.log.Error("disable webhook after 410", "webhook_id", cl.Target, "err", err)

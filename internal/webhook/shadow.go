@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/spkey-dev/spkey/internal/domain"
@@ -129,16 +128,5 @@ func (d *Dispatcher) sendShadow(ctx context.Context, t target, cl store.Claim) o
 	if err != nil {
 		return outbox.Result{Status: store.StatusFailed, Err: err}
 	}
-	body, err := json.Marshal(env)
-	if err != nil {
-		return outbox.Result{Status: store.StatusFailed, Err: err}
-	}
-	res := d.post(ctx, t, env.ID, body)
-	if res.StatusCode == http.StatusGone {
-		if err := d.rec.DisableWebhook(ctx, cl.OrgID, cl.Target, res.StatusCode, "the URL answered 410 Gone", cl.ID); err != nil {
-			d.log.Error("disable webhook after 410", "webhook_id", cl.Target, "err", err)
-		}
-		res.Err = fmt.Errorf("%w; the webhook is disabled", res.Err)
-	}
-	return res
+	return d.deliver(ctx, t, cl, env.ID, env)
 }
