@@ -102,8 +102,12 @@ func startExternal(ctx context.Context, cfg Config, g *devices.Gateway, svc *app
 		_ = c.Close()
 		return nil, fmt.Errorf("devices: %w", err)
 	}
+	// Only the recorded presence (the store) counts, not the gateway's
+	// own view (g.SetOnline): the share group hands each presence message
+	// to one node, so a node that got a device's {"online":true} may never
+	// see its {"online":false} (another node got it) and would answer
+	// "online" for good. Commands read the store's row (app.deviceOnline).
 	err = devices.WatchPresence(c, nil, func(thing string, online bool, at time.Time) {
-		g.SetOnline(thing, online)
 		rec.Seen(thing, online, at)
 	}, log.With("component", "presence"))
 	if err == nil {

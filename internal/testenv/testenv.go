@@ -203,6 +203,10 @@ type Options struct {
 	// listeners on 127.0.0.1:0, its device CA in a temporary folder, and
 	// the shadow gateway (off: no broker).
 	Devices bool
+	// MQTTURL, if set, is an external MQTT broker the node's gateway
+	// joins (server.DevicesConfig.MQTTURL, default share group) instead
+	// of running the embedded broker; it excludes Devices.
+	MQTTURL string
 	// ActionTimeout and KeyActionTimeout are app.Options' (0: the
 	// defaults): how long a device action waits for its result.
 	ActionTimeout, KeyActionTimeout time.Duration
@@ -266,6 +270,12 @@ func NewServer(t testing.TB, b Backend, opt Options) *Server {
 	var dcfg server.DevicesConfig
 	if opt.Devices {
 		dcfg = server.DevicesConfig{MQTTAddr: "127.0.0.1:0", MQTTSAddr: "127.0.0.1:0", CADir: t.TempDir()}
+	}
+	if opt.MQTTURL != "" {
+		if opt.Devices {
+			t.Fatal("testenv: Options.MQTTURL excludes Options.Devices")
+		}
+		dcfg = server.DevicesConfig{MQTTURL: opt.MQTTURL}
 	}
 	node := server.New(server.Config{Store: st, Verifier: v, Log: log,
 		// A store shared with another node has that node's hooks.
