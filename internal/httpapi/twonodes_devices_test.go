@@ -65,6 +65,7 @@ func TestTwoNodesExternalBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.Close)
+	ea.peers = []*testenv.Server{eb.srv}
 	ea.connect(t, l)
 
 	nodes := []*devEnv{ea, eb}

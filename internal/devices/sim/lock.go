@@ -96,11 +96,11 @@ const (
 	kindWriteKey = "writeKey"
 )
 
-type topics struct{ base, update, get string }
+type topics struct{ base, update, get, presence string }
 
 func topicsOf(thing string) topics {
 	base := "$aws/things/" + thing + "/shadow"
-	return topics{base: base, update: base + "/update", get: base + "/get"}
+	return topics{base: base, update: base + "/update", get: base + "/get", presence: "$aws/things/" + thing + "/presence"}
 }
 
 // New returns a Lock of cfg, not connected. It returns an error for an
@@ -135,6 +135,9 @@ func New(cfg Config) (*Lock, error) {
 		SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(10 * time.Second).
 		SetConnectTimeout(10 * time.Second).SetKeepAlive(30 * time.Second).
 		SetOnConnectHandler(l.onConnect).
+		// The presence topic (README, "Presence"): what an external broker
+		// tells spkey; the embedded broker sees the connection itself.
+		SetWill(l.topics.presence, `{"online":false}`, qos, false).
 		SetConnectionLostHandler(func(_ paho.Client, err error) { l.print("connection lost: %v", err) })
 	if cfg.TLS != nil {
 		opts.SetTLSConfig(cfg.TLS)
@@ -179,6 +182,10 @@ func (l *Lock) Online(ctx context.Context) error {
 // Offline disconnects the lock; requests it was acting on still finish
 // and are reported when it is online again.
 func (l *Lock) Offline() {
+	if l.client.IsConnectionOpen() {
+		// A clean disconnect sends no will.
+		l.client.Publish(l.topics.presence, qos, false, `{"online":false}`).WaitTimeout(time.Second)
+	}
 	l.client.Disconnect(250)
 	l.print("offline")
 }
@@ -200,6 +207,9 @@ func (l *Lock) Close() {
 	}
 	l.mu.Unlock()
 	l.done.Wait()
+	if l.client.IsConnectionOpen() {
+		l.client.Publish(l.topics.presence, qos, false, `{"online":false}`).WaitTimeout(time.Second)
+	}
 	l.client.Disconnect(250)
 }
 
@@ -240,6 +250,7 @@ func (l *Lock) onConnect(c paho.Client) {
 	battery := l.battery
 	l.mu.Unlock()
 	l.print("online")
+	l.publish(l.topics.presence, []byte(`{"online":true}`))
 	l.report("", map[string]any{"layout": Layout, "lock": "locked", "battery": battery, "firmware": l.cfg.Firmware})
 	l.publish(l.topics.get, []byte(`{}`))
 	for i := range lock.KeyPages {
