@@ -132,8 +132,8 @@ func New(cfg Config) (*Lock, error) {
 		pressTag: fmt.Sprintf("%x", cfg.Now().UnixNano()), stop: make(chan struct{})}
 	opts := paho.NewClientOptions().AddBroker(cfg.Broker).SetClientID(cfg.Thing).
 		SetCleanSession(true).SetProtocolVersion(4).SetAutoReconnect(true).SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(10 * time.Second).
-		SetConnectTimeout(10 * time.Second).SetKeepAlive(30 * time.Second).
+		SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(10*time.Second).
+		SetConnectTimeout(10*time.Second).SetKeepAlive(30*time.Second).
 		SetOnConnectHandler(l.onConnect).
 		// The presence topic (README, "Presence"): what an external broker
 		// tells spkey; the embedded broker sees the connection itself.
