@@ -233,7 +233,7 @@ func newSeedFixture(t *testing.T, b testenv.Backend) seedFixture {
 	srv := testenv.NewServer(t, b, testenv.Options{Now: wireClock})
 	f := seedFixture{srv: srv, key: srv.Tenant(t, "acme", false)}
 	got := wireOK(t, srv, wireReq{Method: "POST", Path: "/locks/1/CreateLock", Key: f.key, Body: `{"index":1,"uuid":"` + seedLockUUID + `"}`}, http.StatusCreated)
-	want := wireJSON(t, `{"success":true,"aggregateId":"1","version":2,"event":{"type":"LockCreated","data":{"lockId":1,"uuid":"`+seedLockUUID+`","keys":[],"timestamp":"`+wireStamp+`"}}}`)
+	want := wireJSON(t, `{"success":true,"aggregateId":"1","version":2,"event":{"type":"LockCreated","data":{"lockId":1,"uuid":"`+seedLockUUID+`","keys":[],"timestamp":"`+wireStamp+`","thingName":"lock-1","thingArn":"arn:aws:iot:local:spkey:thing/lock-1"}}}`)
 	if diff := cmp.Diff(want, any(got)); diff != "" {
 		t.Fatalf("CreateLock (-want +got):\n%s", diff)
 	}
@@ -573,7 +573,7 @@ func TestSeedLockEventsPaging(t *testing.T) {
 				t.Errorf("page=2 (-want +got):\n%s", diff)
 			}
 			want := page(1,
-				event(1, "LockCreated", "", `{"lockId":1,"uuid":"`+seedLockUUID+`","keys":[],"timestamp":"`+wireStamp+`"}`),
+				event(1, "LockCreated", "", `{"lockId":1,"uuid":"`+seedLockUUID+`","keys":[],"timestamp":"`+wireStamp+`","thingName":"lock-1","thingArn":"arn:aws:iot:local:spkey:thing/lock-1"}`),
 				event(2, "OrganizationSet", "acme", `{"lockId":1,"uuid":"`+seedLockUUID+`","timestamp":"`+wireStamp+`","orgId":"acme"}`),
 				ownerSet(3), ownerSet(4), ownerSet(5), ownerSet(6), ownerSet(7), ownerSet(8), ownerSet(9), ownerSet(10))
 			got = wireOK(t, srv, wireReq{Method: "GET", Path: "/locks/1/events?page=1", Key: key}, http.StatusOK)
