@@ -83,6 +83,7 @@ type Lock struct {
 	keys     map[string]json.RawMessage // the keys held, as desired
 	handled  map[string]map[string]json.RawMessage
 	pending  map[string]*time.Timer // "kind/rid" scheduled, not yet done
+	cleared  map[string]bool        // "kind/rid" results reported null, not yet gone from reported
 	battery  int
 	presses  int
 	pressTag string
@@ -128,7 +129,7 @@ func New(cfg Config) (*Lock, error) {
 	}
 	l := &Lock{cfg: cfg, topics: topicsOf(cfg.Thing), keys: map[string]json.RawMessage{}, version: map[string]int64{},
 		handled: map[string]map[string]json.RawMessage{kindOpen: {}, kindWriteKey: {}},
-		pending: map[string]*time.Timer{}, battery: 100,
+		pending: map[string]*time.Timer{}, cleared: map[string]bool{}, battery: 100,
 		pressTag: fmt.Sprintf("%x", cfg.Now().UnixNano()), stop: make(chan struct{})}
 	opts := paho.NewClientOptions().AddBroker(cfg.Broker).SetClientID(cfg.Thing).
 		SetCleanSession(true).SetProtocolVersion(4).SetAutoReconnect(true).SetConnectRetry(true).

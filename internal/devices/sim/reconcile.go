@@ -54,7 +54,7 @@ func (l *Lock) onMessage(_ paho.Client, m paho.Message) {
 			l.print("unreadable %s: %v", topic, err)
 			return
 		}
-		l.reconcile(shadowName, d.Current, true)
+		l.reconcile(shadowName, d.Current, true, false)
 	case strings.HasSuffix(topic, "/get/accepted"):
 		var d doc
 		if err := json.Unmarshal(m.Payload(), &d); err != nil {
@@ -62,7 +62,7 @@ func (l *Lock) onMessage(_ paho.Client, m paho.Message) {
 			return
 		}
 		l.print("shadow version %d read (get)", d.Version)
-		l.reconcile(shadowName, d, true)
+		l.reconcile(shadowName, d, true, true)
 	case strings.HasSuffix(topic, "/update/delta"):
 		// A delta names desired entries not reported yet; it never shows a
 		// removal, which the documents and gets bring.
@@ -76,7 +76,7 @@ func (l *Lock) onMessage(_ paho.Client, m paho.Message) {
 		}
 		var full doc
 		full.Version, full.State.Desired = d.Version, d.State
-		l.reconcile(shadowName, full, false)
+		l.reconcile(shadowName, full, false, false)
 	}
 }
 
@@ -89,7 +89,7 @@ func (l *Lock) onMessage(_ paho.Client, m paho.Message) {
 //
 // Keys live in the key pages (lock.KeyPage), requests in the classic
 // shadow (shadowName ""): each shadow reconciles its own part.
-func (l *Lock) reconcile(shadowName string, d doc, whole bool) {
+func (l *Lock) reconcile(shadowName string, d doc, whole, fetched bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed || d.Version < l.version[shadowName] {
@@ -103,7 +103,7 @@ func (l *Lock) reconcile(shadowName string, d doc, whole bool) {
 	}
 	out := map[string]any{}
 	for _, kind := range []string{kindOpen, kindWriteKey} {
-		if r := l.reconcileRequests(kind, desired.requests(kind), reported.requests(kind), whole); len(r) > 0 {
+		if r := l.reconcileRequests(kind, desired.requests(kind), reported.requests(kind), whole, fetched); len(r) > 0 {
 			out[kind] = r
 		}
 	}
@@ -155,9 +155,12 @@ func (l *Lock) reconcileKeys(page string, desired, reported state, whole bool) {
 
 // reconcileRequests schedules the requests of kind that were neither acted
 // on nor reported, reports again a result that is not in reported (lost
-// while offline), and reports null the results whose request is gone. It
-// returns the entries to report now. l.mu is held.
-func (l *Lock) reconcileRequests(kind string, desired, reported map[string]json.RawMessage, whole bool) map[string]any {
+// while offline: only on a get, the document read at connect; a document
+// published while the lock's own report is on its way is stale, and
+// answering it would report again and again), and reports null, once, the
+// results whose request is gone. It returns the entries to report now.
+// l.mu is held.
+func (l *Lock) reconcileRequests(kind string, desired, reported map[string]json.RawMessage, whole, fetched bool) map[string]any {
 	out := map[string]any{}
 	done := l.handled[kind]
 	for _, rid := range sortedIDs(desired) {
@@ -169,7 +172,7 @@ func (l *Lock) reconcileRequests(kind string, desired, reported map[string]json.
 			continue
 		}
 		if result, ok := done[rid]; ok {
-			if whole {
+			if fetched {
 				out[rid] = result
 			}
 			continue
@@ -185,9 +188,19 @@ func (l *Lock) reconcileRequests(kind string, desired, reported map[string]json.
 				continue
 			}
 			delete(done, rid)
-			if _, ok := reported[rid]; ok {
-				out[rid] = nil
+			key := kind + "/" + rid
+			if _, ok := reported[rid]; !ok {
+				delete(l.cleared, key) // gone from reported: done
+				continue
 			}
+			if l.cleared[key] && !fetched {
+				continue // reported null already; this document is older
+			}
+			if len(l.cleared) >= maxHandled {
+				clear(l.cleared)
+			}
+			l.cleared[key] = true
+			out[rid] = nil
 		}
 	}
 	return out
