@@ -319,7 +319,7 @@ func (s *Service) ShadowSeen(ctx context.Context, tx *store.Tx, thing, shadowNam
 }
 
 // recordTransitions appends action transitions to lock id and takes the
-// finished one-shot requests out of the desired state. It returns what to
+// finished one-shot requests out of the desired and reported states. It returns what to
 // run after the commit.
 func (s *Service) recordTransitions(ctx context.Context, tx *store.Tx, id int64, snap es.Snapshot, st lock.State, evs []domain.Event, now time.Time) (func(), error) {
 	if len(evs) == 0 {
@@ -348,7 +348,9 @@ func (s *Service) recordTransitions(ctx context.Context, tx *store.Tx, id int64,
 		if err != nil {
 			return nil, fmt.Errorf("clear finished requests of lock %d: %w", id, err)
 		}
-		if publish, err = s.devices.UpdateDesired(ctx, tx, lock.ThingName(id), "", patch, "", now.Unix()); err != nil {
+		// Out of desired and of reported at once: the lock has nothing
+		// more to report about a request spkey has recorded.
+		if publish, err = s.devices.UpdateState(ctx, tx, lock.ThingName(id), "", patch, patch, now.Unix()); err != nil {
 			return nil, err
 		}
 	}

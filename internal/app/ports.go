@@ -70,6 +70,9 @@ type DeviceShadows interface {
 	// change once tx has committed, a *shadow.Error when the shadow rules
 	// refuse it, or the store's error.
 	UpdateDesired(ctx context.Context, tx *store.Tx, thing, shadowName string, desired json.RawMessage, clientToken string, now int64) (after func(), err error)
+	// UpdateState merges desired and reported into shadow shadowName of
+	// thing in one update inside tx, at now; errors as UpdateDesired.
+	UpdateState(ctx context.Context, tx *store.Tx, thing, shadowName string, desired, reported json.RawMessage, now int64) (after func(), err error)
 	// Online reports whether thing is connected.
 	Online(thing string) bool
 }

@@ -34,6 +34,23 @@ import (
 func (g *Gateway) UpdateDesired(ctx context.Context, tx *store.Tx, thing, shadowName string, desired json.RawMessage, clientToken string, now int64) (after func(), err error) {
 	var req desiredRequest
 	req.State.Desired, req.ClientToken = desired, clientToken
+	return g.update(ctx, tx, thing, shadowName, req, clientToken, now)
+}
+
+// UpdateState is UpdateDesired of both sections: desired and reported
+// (neither nil) are merged into the shadow in one update, as a request
+// {"state":{"desired":desired,"reported":reported}} would. spkey uses it
+// to take a finished request out of both sections at once, so that the
+// device need not report it gone.
+func (g *Gateway) UpdateState(ctx context.Context, tx *store.Tx, thing, shadowName string, desired, reported json.RawMessage, now int64) (after func(), err error) {
+	var req stateRequest
+	req.State.Desired, req.State.Reported = desired, reported
+	return g.update(ctx, tx, thing, shadowName, req, "", now)
+}
+
+// update applies the update request req (encoded) to the shadow inside
+// tx; see UpdateDesired.
+func (g *Gateway) update(ctx context.Context, tx *store.Tx, thing, shadowName string, req any, clientToken string, now int64) (after func(), err error) {
 	request, err := json.Marshal(req)
 	if err != nil {
 		// Only a desired that is not JSON fails to encode.
@@ -65,6 +82,14 @@ type desiredRequest struct {
 		Desired json.RawMessage `json:"desired"`
 	} `json:"state"`
 	ClientToken string `json:"clientToken,omitempty"`
+}
+
+// stateRequest is the update request UpdateState applies and logs.
+type stateRequest struct {
+	State struct {
+		Desired  json.RawMessage `json:"desired"`
+		Reported json.RawMessage `json:"reported"`
+	} `json:"state"`
 }
 
 // loadShadow reads the shadow thing/shadowName inside tx: the document, or

@@ -322,6 +322,11 @@ func TestDeviceOpenLockE2E(t *testing.T) {
 		if sectionOf(d.Desired, "open")["open-e2e-1"] != nil {
 			t.Errorf("desired.open still holds open-e2e-1 after its result: %v", d.Desired)
 		}
+		// spkey took the recorded result out of reported too, in the
+		// same update: the lock reports nothing more about it.
+		if _, ok := sectionOf(d.Reported, "open")["open-e2e-1"]; ok {
+			t.Errorf("reported.open still holds open-e2e-1 after spkey recorded it: %v", d.Reported)
+		}
 		// (The lock reports the result, then drops it from reported once
 		// the request left desired: the lines say what it did.)
 		if n := e.lines.count("open open-e2e-1 succeeded"); n != 1 {
