@@ -270,38 +270,21 @@ func (s *Service) ChangeLockUUID(ctx context.Context, c Call, id int64, newUUID 
 // in the request's transaction. A finished
 // open or card write leaves the desired state.
 func (s *Service) ShadowSeen(ctx context.Context, tx *store.Tx, thing, shadowName string, doc shadow.Document, fetched bool, now time.Time) (func(), error) {
-	if err := s.shadowUpdated(ctx, tx, thing, shadowName, doc, fetched, now); err != nil {
-		return nil, err
-	}
 	id, ok := lock.LockIDOfThing(thing)
 	if !ok || (shadowName != "" && !lock.IsKeyPage(shadowName)) {
 		return nil, nil
 	}
-	key := lockKey(id)
-	st, snap, err := load(ctx, tx, lockAgg, key)
+	st, snap, err := load(ctx, tx, lockAgg, lockKey(id))
 	if err != nil || !st.Exists() {
 		return nil, err
 	}
-	var press *lock.Press
-	if !fetched && shadowName == "" {
-		// A doorbell press is a report of the classic shadow.
-		if b, ok := doc.Reported["doorbell"]; ok && b != nil {
-			raw, err := json.Marshal(map[string]any{"layout": lock.Layout, "doorbell": b})
-			if err != nil {
-				return nil, err
-			}
-			if rep, err := lock.ParseReported(raw); err == nil {
-				press = rep.Doorbell
-			}
-		}
-	}
-	if press != nil {
-		if err := s.devicePress(ctx, tx, st, press, now); err != nil {
+	if !fetched {
+		if err := s.shadowUpdated(ctx, tx, st, thing, shadowName, doc, now); err != nil {
 			return nil, err
 		}
 	}
-	if len(st.Actions) == 0 {
-		return nil, nil
+	if len(st.Actions) == 0 && (fetched || shadowName != "") {
+		return nil, nil // no action to move, and no press (a report of the classic shadow)
 	}
 	reported, err := json.Marshal(doc.Reported)
 	if err != nil {
@@ -312,6 +295,11 @@ func (s *Service) ShadowSeen(ctx context.Context, tx *store.Tx, thing, shadowNam
 		// A get of a shadow reported before the layout was checked: it
 		// says nothing (an empty report would finish every RemoveKey).
 		return nil, nil
+	}
+	if !fetched && shadowName == "" {
+		if err := s.devicePress(ctx, tx, st, rep.Doorbell, now); err != nil {
+			return nil, err
+		}
 	}
 	stamp := now.UTC().Format(domain.TimeLayout)
 	evs := lock.DecideReport(st, shadowName, rep, fetched, stamp)

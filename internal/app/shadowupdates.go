@@ -31,20 +31,13 @@ import (
 // is not an update and sends nothing.
 
 // shadowUpdated queues the Shadow Update of doc, shadow shadowName of
-// thing after a device request accepted in tx (fetched: a get, which
-// sends nothing), for the lock's tenant. Other things and shadows, a
-// lock without a tenant, a tenant without a matching webhook: nothing.
-func (s *Service) shadowUpdated(ctx context.Context, tx *store.Tx, thing, shadowName string, doc shadow.Document, fetched bool, now time.Time) error {
-	if fetched {
+// lock st's thing after a device update accepted in tx (ShadowSeen calls
+// it for updates of a lock's classic shadow and key pages only), for the
+// lock's tenant. A lock without a tenant, a tenant without a matching
+// webhook: nothing.
+func (s *Service) shadowUpdated(ctx context.Context, tx *store.Tx, st lock.State, thing, shadowName string, doc shadow.Document, now time.Time) error {
+	if st.OrgID == "" {
 		return nil
-	}
-	id, ok := lock.LockIDOfThing(thing)
-	if !ok || (shadowName != "" && !lock.IsKeyPage(shadowName)) {
-		return nil
-	}
-	st, _, err := load(ctx, tx, lockAgg, lockKey(id))
-	if err != nil || !st.Exists() || st.OrgID == "" {
-		return err
 	}
 	d, err := webhook.NewShadowDetail(st.OrgID, thing, shadowName, doc)
 	if err != nil {
