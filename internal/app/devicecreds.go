@@ -45,7 +45,8 @@ func (s *Service) SetDeviceAccess(d *DeviceAccess) { s.deviceCreds.Store(d) }
 
 // ErrNoDevices is returned by the device credential calls on a node that
 // runs no device layer (both MQTT listeners off).
-var ErrNoDevices = errors.New("this node runs no device broker (spkey serve --mqtt-addr / --mqtts-addr are off): device credentials cannot be issued here")
+// It is an Unavailable domain error: the API answers 503.
+var ErrNoDevices = domain.Errorf(domain.Unavailable, "this node runs no device broker (spkey serve --mqtt-addr / --mqtts-addr are off): device credentials cannot be issued here")
 
 // DeviceCertValidity is how long a client certificate issued through the
 // API is valid (the CA's own end bounds it), as `spkey device credentials`.

@@ -418,7 +418,6 @@ func (s *Service) RunActionExpiry(ctx context.Context, interval time.Duration) {
 // ActionView is one action of a lock.
 type ActionView struct {
 	store.LockAction
-	LockIDNum int64
 }
 
 // LockAction returns action requestID of lock id to a caller authorized
@@ -448,7 +447,7 @@ func (s *Service) LockAction(ctx context.Context, p Principal, id int64, request
 		}
 		left := time.Until(deadline)
 		if !lock.Open(a.Status) || left <= 0 {
-			return ActionView{LockAction: a, LockIDNum: id}, nil
+			return ActionView{LockAction: a}, nil
 		}
 		poll := time.NewTimer(min(left, actionPoll))
 		select {
@@ -456,7 +455,7 @@ func (s *Service) LockAction(ctx context.Context, p Principal, id int64, request
 		case <-poll.C:
 		case <-ctx.Done():
 			poll.Stop()
-			return ActionView{LockAction: a, LockIDNum: id}, nil
+			return ActionView{LockAction: a}, nil
 		}
 		poll.Stop()
 	}

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"github.com/spkey-dev/spkey/internal/app"
@@ -40,7 +39,7 @@ type DeviceCredentialsOutput struct {
 func (s *Server) issueDeviceCredentials(ctx context.Context, in *deviceCredentialsInput) (*DeviceCredentialsOutput, error) {
 	c, err := s.svc.IssueDeviceCredentials(ctx, principal(ctx), in.ID, app.DeviceCredentialsInput{Kind: in.Body.Kind, CSR: in.Body.CSR})
 	if err != nil {
-		return nil, deviceError(ctx, s, err)
+		return nil, toAPIError(ctx, s.log, err)
 	}
 	out := &DeviceCredentialsOutput{Status: http.StatusCreated, CacheControl: "no-store"}
 	b := &out.Body
@@ -60,17 +59,9 @@ type DeviceRevokeOutput struct {
 func (s *Server) revokeDeviceCredentials(ctx context.Context, in *struct{ LockPath }) (*DeviceRevokeOutput, error) {
 	thing, err := s.svc.RevokeDeviceCredentials(ctx, principal(ctx), in.ID)
 	if err != nil {
-		return nil, deviceError(ctx, s, err)
+		return nil, toAPIError(ctx, s.log, err)
 	}
 	out := &DeviceRevokeOutput{}
 	out.Body.ThingName, out.Body.Revoked = thing, true
 	return out, nil
-}
-
-// deviceError is toAPIError with a 503 for a node without a device layer.
-func deviceError(ctx context.Context, s *Server, err error) error {
-	if errors.Is(err, app.ErrNoDevices) {
-		return newAPIError(http.StatusServiceUnavailable, err.Error(), nil)
-	}
-	return toAPIError(ctx, s.log, err)
 }
