@@ -32,7 +32,7 @@ type appNode struct {
 // schema of c.pg, builds the app over it and registers a tenant with a
 // key (2 events).
 func openAppNode(ctx context.Context, c benchConfig, backend, dir string) (n *appNode, err error) {
-	n, err = openNodeStore(ctx, c, backend, dir)
+	n, err = openNodeStore(ctx, c, backend, dir, store.SQLiteOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -45,9 +45,9 @@ func openAppNode(ctx context.Context, c benchConfig, backend, dir string) (n *ap
 }
 
 // openNodeStore opens the store of an appNode (svc is the caller's to set).
-func openNodeStore(ctx context.Context, c benchConfig, backend, dir string) (*appNode, error) {
+func openNodeStore(ctx context.Context, c benchConfig, backend, dir string, opt store.SQLiteOptions) (*appNode, error) {
 	n := &appNode{backend: backend, org: "bench-org", drop: func() {}}
-	cfg := server.StoreConfig{SQLite: filepath.Join(dir, "spkey.db")}
+	cfg := server.StoreConfig{SQLite: filepath.Join(dir, "spkey.db"), SQLiteOptions: opt}
 	if backend == "postgres" {
 		u, drop, _, err := freshSchema(ctx, c.pg)
 		if err != nil {

@@ -164,6 +164,12 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 		return err
 	}
 	defer closeDevRTT()
+	floor, closeFloor, err := openFloorScenario(ctx, c, dir)
+	if err != nil {
+		return err
+	}
+	defer closeFloor()
+	devRTT = append(devRTT, floor...)
 	devFleet, devAlso, fleet, closeFleet, err := devFleetScenarios(ctx, c, dir, progress)
 	if err != nil {
 		return err

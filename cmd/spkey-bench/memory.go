@@ -18,6 +18,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/outbox"
 	"github.com/spkey-dev/spkey/internal/server"
+	"github.com/spkey-dev/spkey/internal/store"
 )
 
 // Scenario (m), issue 12: the memory of a node. A child process (this
@@ -140,7 +141,7 @@ func runMemoryChild(ctx context.Context, c benchConfig, backend, dir string) mem
 
 // memoryChild is the child process of scenario (m) on c.memoryChild.
 func memoryChild(ctx context.Context, c benchConfig, stdout io.Writer) error {
-	n, err := openNodeStore(ctx, c, c.memoryChild, c.dir)
+	n, err := openNodeStore(ctx, c, c.memoryChild, c.dir, store.SQLiteOptions{})
 	if err != nil {
 		return err
 	}

@@ -165,6 +165,7 @@ func report(w io.Writer, c benchConfig, dir, pgInfo, load0 string, names []strin
 	memoryReport(w, c, x.mem)
 	wrkReport(w, meds, x.wrk)
 	devRTTReport(w, c, meds)
+	openFloorReport(w, meds)
 	devFleetReport(w, x.fleet, meds)
 	fmt.Fprintf(w, "\nbench took %s\n", took.Round(time.Second))
 }
