@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -22,6 +23,7 @@ import (
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
+	"github.com/spkey-dev/spkey/internal/domain/matter"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
 	"github.com/spkey-dev/spkey/internal/domain/user"
 )
@@ -74,6 +76,9 @@ func fixtures() []fixture {
 	u := func(e domain.Event) fixture { return fixture{pkg: "user", upstream: true, ev: e, events: user.Events} }
 	tn := func(e domain.Event) fixture { return fixture{pkg: "tenant", ev: e, events: tenant.Events} }
 	d := func(e domain.Event) fixture { return fixture{pkg: "doorbell", ev: e, events: doorbell.Events} }
+	mt := func(e domain.Event) fixture {
+		return fixture{pkg: "matter", upstream: true, ev: e, events: matter.Events}
+	}
 	seed := []lock.Key{{UUID: "0b9f1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d", IndexNumber: i64(0), UserID: userA}, {UUID: "5c6d7e8f-9a0b-4c1d-8e2f-3a4b5c6d7e8f", IndexNumber: i64(1)}}
 	return []fixture{
 		// LockCreated as spkey stored it before it recorded device things.
@@ -116,8 +121,26 @@ func fixtures() []fixture {
 			Source:    doorbell.SourceVisitorPage, VisitorName: "Courier", Message: "Parcel for flat 4"}),
 		d(doorbell.DoorbellAnswered{RingID: ringID, LockID: lockID, Timestamp: ts, UserID: userA, Name: "Ann"}),
 		d(doorbell.DoorbellDeclined{RingID: ringID, LockID: lockID, Timestamp: ts, UserID: userB, Name: "Bob Example"}),
+		// matter: the Matter device aggregate.
+		mt(matter.MatterDeviceCreated{DeviceID: matterID, ThingName: matterID, HubID: "hub-0001", DeviceType: "contact_sensor", CreatedAt: tsMs}),
+		{pkg: "matter", events: matter.Events, ev: matter.MatterDeviceOrganizationSet{DeviceID: matterID, HubID: "hub-0001", OrgID: "acme", SetAt: tsMs}}, // spkey's own: upstream's events carry no org
+		mt(matter.DesiredShadowUpdated{DeviceID: matterID, ThingName: matterID, Desired: map[string]any{"1/6/0": true, "light": map[string]any{"level": float64(42)}}, UpdatedAt: tsMs}),
+		mt(matter.ReportedShadowUpdated{DeviceID: matterID, ThingName: matterID, Reported: map[string]any{"available": true, "1/69/0": false, "1/29/0": "n/a"}, UpdatedAt: tsMs}),
+		mt(matter.MatterPinSet{DeviceID: matterID, ThingName: matterID, UserIndex: 3, CredentialIndex: 5, Timestamp: tsMs}),
+		mt(matter.MatterPinCleared{DeviceID: matterID, ThingName: matterID, UserIndex: 3, CredentialIndex: 5, Timestamp: tsMs}),
+		mt(matter.AlarmTriggered{DeviceID: matterID, Channel: matter.ChannelSmoke, AlarmType: matter.AlarmSmoke, Severity: matter.SeverityCritical, MatterPath: "1/92/1",
+			DeviceTypeID: i64(118), RawValue: f64(2), Timestamp: ts}),
+		mt(matter.AlarmCleared{DeviceID: matterID, Channel: matter.ChannelSmoke, AlarmType: matter.AlarmSmoke, MatterPath: "1/92/1", DeviceTypeID: i64(118), RawValue: f64(0), Timestamp: ts}),
 	}
 }
+
+// matter fixtures' ids and time.
+const (
+	matterID = "3c0e9b2a-7d4f-4e1a-9b8c-2d3e4f5a6b7c"
+	tsMs     = int64(1767323045678)
+)
+
+func f64(f float64) *float64 { return &f }
 
 // decided returns more events the schema must accept: the ones the decide
 // functions make with optional fields left out.
@@ -146,12 +169,26 @@ func decided(t *testing.T) []domain.Event {
 	u := user.Apply(user.State{}, user.UserCreated{UserID: userA, Status: user.StatusActive})
 	add(user.DecideUpdatePhone(u, "+48123454567", "", ts))
 	add(user.DecideUpdateEmail(u, "ann@example.com", ts))
+	// matter: decided events with optional fields left out.
+	mnow := time.UnixMilli(tsMs)
+	mc, err := matter.DecideCreate(matter.State{}, matter.Create{DeviceID: matterID, ThingName: matterID, HubID: "hub-0001", Now: mnow})
+	add(mc, err)
+	md := matter.Apply(matter.State{}, mc[0])
+	add(matter.DecideUpdateDesired(md, map[string]any{}, mnow))
+	add(matter.DecideUpdateReported(md, map[string]any{"available": true}, mnow))
+	pin, _, err := matter.DecideSetPin(md, matter.SetPin{PinCode: "1234", Now: mnow})
+	add(pin, err)
+	clr, _, err := matter.DecideClearPin(md, matter.ClearPin{CredentialIndex: 9, Now: mnow})
+	add(clr, err)
+	leak, err := matter.DecideReportSensorState(md, matter.SensorReading{Channel: matter.ChannelBooleanState, MatterPath: "1/69/0", Value: 1, DeviceTypeID: 67}, mnow)
+	add(leak, err)
+	add(matter.DecideReportSensorState(matter.Apply(md, leak[0]), matter.SensorReading{Channel: matter.ChannelBooleanState, MatterPath: "1/69/0", Value: 0, DeviceTypeID: 67}, mnow))
 	return out
 }
 
 // nameOf returns the stored type name of e from its aggregate's catalogue.
 func nameOf(e domain.Event) string {
-	for _, c := range []*domain.Catalog{lock.Events, user.Events, tenant.Events, doorbell.Events} {
+	for _, c := range []*domain.Catalog{lock.Events, user.Events, tenant.Events, doorbell.Events, matter.Events} {
 		if n := c.Name(e); n != "" {
 			return n
 		}
@@ -321,7 +358,7 @@ func compileUpstream(t *testing.T, doc []byte) map[string]*jsonschema.Schema {
 func declaredEventTypes(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	for _, pkg := range []string{"lock", "user", "tenant", "doorbell"} {
+	for _, pkg := range []string{"lock", "user", "tenant", "doorbell", "matter"} {
 		fset := token.NewFileSet()
 		files, err := filepath.Glob(filepath.Join(pkg, "*.go"))
 		if err != nil {
