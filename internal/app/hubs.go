@@ -524,7 +524,7 @@ func (s *Service) HubStatus(ctx context.Context, p Principal, id string) (HubSta
 	if ver, ok := d.Reported["version"].(string); ok {
 		v.Version = &ver
 	}
-	if up, ok := d.Reported["uptimeSeconds"].(float64); ok {
+	if up, ok := jsonNumber(d.Reported["uptimeSeconds"]); ok {
 		v.UptimeSeconds = &up
 	}
 	return v, nil
@@ -576,4 +576,21 @@ func (s *Service) RevokeHubDeviceCredentials(ctx context.Context, p Principal, i
 		return "", err
 	}
 	return st.ThingName, s.revokeThing(ctx, st.ThingName)
+}
+
+// jsonNumber reads a number of a decoded shadow document, whichever Go
+// type the decoder gave it.
+func jsonNumber(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, true
+	case int64:
+		return float64(n), true
+	case int:
+		return float64(n), true
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	}
+	return 0, false
 }
