@@ -30,6 +30,9 @@ type hubEnv struct {
 	*deviceFixture
 	schemas *jsonschema.Compiler
 	doc     openapiDoc
+	// validated lists "METHOD op status" of the answers checked against
+	// upstream's schemas.
+	validated map[string]bool
 }
 
 func newHubEnv(t *testing.T, b testenv.Backend) *hubEnv {
@@ -41,7 +44,7 @@ func newHubEnv(t *testing.T, b testenv.Backend) *hubEnv {
 	if err := c.AddResource(openapiUpstreamURL, res); err != nil {
 		t.Fatalf("load upstream document: %v", err)
 	}
-	e.schemas, e.doc = c, doc
+	e.schemas, e.doc, e.validated = c, doc, map[string]bool{}
 	return e
 }
 
@@ -87,6 +90,18 @@ func (e *hubEnv) validate(t *testing.T, r wireReq, resp wireResp) {
 	}
 	if err := sch.Validate(v); err != nil {
 		t.Errorf("%s %s: answer %s does not match upstream's %d schema: %v", r.Method, op, resp.Raw, resp.Status, err)
+	}
+	e.validated[r.Method+" "+op+" "+strconv.Itoa(resp.Status)] = true
+}
+
+// requireValidated fails unless every upstream-documented status in want
+// was produced and validated.
+func (e *hubEnv) requireValidated(t *testing.T, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !e.validated[w] {
+			t.Errorf("no answer %s was validated against upstream's schema", w)
+		}
 	}
 }
 
@@ -344,6 +359,12 @@ func TestHubLifecycleE2E(t *testing.T) {
 				return e.call(t, hubReq(e.keyB, hubB, "status", nil), http.StatusOK)["online"] == false
 			})
 			e.call(t, hubReq(e.keyB, hubB, "SuspendHub", map[string]any{"reason": "gone", "userId": hubU}), http.StatusBadGateway)
+			e.requireValidated(t, "POST /hubs/{id}/ProvisionHub 201", "POST /hubs/{id}/ProvisionHub 200",
+				"POST /hubs/{id}/ClaimHub 200", "POST /hubs/{id}/ClaimHub 400", "POST /hubs/{id}/ClaimHub 502",
+				"POST /hubs/{id}/ReClaimHub 200", "POST /hubs/{id}/ReClaimHub 400",
+				"POST /hubs/{id}/SetHubRole 200", "POST /hubs/{id}/SetHubRole 400",
+				"POST /hubs/{id}/SuspendHub 200", "POST /hubs/{id}/SuspendHub 400", "POST /hubs/{id}/SuspendHub 502",
+				"POST /hubs/{id}/SendHubCommand 200", "POST /hubs/{id}/CommissionDevice 200", "GET /hubs/{id}/status 200")
 		})
 	}
 }
@@ -382,6 +403,9 @@ func TestHubBadInput(t *testing.T) {
 			}
 			for _, r := range cases {
 				got := e.call(t, r, http.StatusBadRequest)
+				if r.Path != "/hubs/not-a-uuid/ProvisionHub" && !strings.Contains(r.Path, strings.ToUpper(hubB)) && !e.validated[r.Method+" /hubs/{id}/"+r.Path[len("/hubs/")+36+1:]+" 400"] {
+					t.Errorf("%s: the 400 was not validated against upstream's schema", r.Path)
+				}
 				if got["success"] != false || got["message"] == "" {
 					t.Errorf("%s %v: envelope %v", r.Path, r.Body, got)
 				}
@@ -464,6 +488,9 @@ func TestHubAuthz(t *testing.T) {
 			}
 			// A normal key's orgId must be its own.
 			e.call(t, hubReq(e.keyB, hubB, "ClaimHub", map[string]any{"siteId": "s", "userId": hubU, "orgId": "org-a"}), http.StatusForbidden)
+			e.requireValidated(t, "POST /hubs/{id}/ProvisionHub 401", "GET /hubs/{id}/status 404", "POST /hubs/{id}/ClaimHub 404",
+				"POST /hubs/{id}/ReClaimHub 404", "POST /hubs/{id}/SetHubRole 404", "POST /hubs/{id}/SuspendHub 404",
+				"POST /hubs/{id}/SendHubCommand 404", "POST /hubs/{id}/CommissionDevice 404")
 			wireUnchanged(t, e.srv, before)
 			if n := hubEvents(t, e); n != events {
 				t.Errorf("refused requests recorded %d hub events", n-events)
