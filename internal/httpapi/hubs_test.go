@@ -528,3 +528,29 @@ func TestHubCommandOfflineQueues(t *testing.T) {
 		})
 	}
 }
+
+// TestHubShadowRefuses: a command the shadow refuses (args nested deeper
+// than a shadow document may be) answers 502 and changes nothing.
+func TestHubShadowRefuses(t *testing.T) {
+	for _, b := range testenv.Backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			e := newHubEnv(t, b)
+			e.call(t, hubReq(e.keyS, hubA, "ProvisionHub", map[string]any{"serial": "SN-1", "model": "M"}), http.StatusCreated)
+			e.call(t, hubReq(e.keyS, hubA, "SendHubCommand", map[string]any{"command": "server_info"}), http.StatusOK)
+			before, shadow := wireSnapshot(t, e.srv), hubShadow(t, e, hubA)
+			deep := map[string]any{}
+			for i := 0; i < 10; i++ {
+				deep = map[string]any{"n": deep}
+			}
+			got := e.call(t, hubReq(e.keyS, hubA, "SendHubCommand", map[string]any{"command": "x", "args": deep}), http.StatusBadGateway)
+			if got["success"] != false {
+				t.Errorf("envelope %v", got)
+			}
+			e.requireValidated(t, "POST /hubs/{id}/SendHubCommand 502")
+			wireUnchanged(t, e.srv, before)
+			if s := hubShadow(t, e, hubA); s != shadow {
+				t.Errorf("a refused command changed the shadow")
+			}
+		})
+	}
+}
