@@ -111,23 +111,38 @@ func (s *Service) authorizeDevice(ctx context.Context, p Principal, id int64) er
 // CSR (or one with kind password), Unauthorized, Forbidden, NotFound,
 // ErrNoDevices, and the issuer's other errors, wrapped.
 func (s *Service) IssueDeviceCredentials(ctx context.Context, p Principal, id int64, in DeviceCredentialsInput) (DeviceCredentials, error) {
-	var out DeviceCredentials
-	switch {
-	case in.Kind != CredentialPassword && in.Kind != CredentialCertificate:
-		return out, domain.InvalidField("kind", `kind must be "password" or "certificate"`)
-	case in.CSR != "" && in.Kind != CredentialCertificate:
-		return out, domain.InvalidField("csr", `csr goes with kind "certificate" only`)
-	case len(in.CSR) > maxCSRBytes:
-		return out, domain.InvalidField("csr", fmt.Sprintf("csr must be at most %d bytes", maxCSRBytes))
+	if err := checkCredentialsInput(in); err != nil {
+		return DeviceCredentials{}, err
 	}
 	if err := s.authorizeDevice(ctx, p, id); err != nil {
-		return out, err
+		return DeviceCredentials{}, err
 	}
+	return s.issueThingCredentials(ctx, lock.ThingName(id), in)
+}
+
+// checkCredentialsInput returns Invalid for an unknown kind or a bad CSR
+// (or one with kind password).
+func checkCredentialsInput(in DeviceCredentialsInput) error {
+	switch {
+	case in.Kind != CredentialPassword && in.Kind != CredentialCertificate:
+		return domain.InvalidField("kind", `kind must be "password" or "certificate"`)
+	case in.CSR != "" && in.Kind != CredentialCertificate:
+		return domain.InvalidField("csr", `csr goes with kind "certificate" only`)
+	case len(in.CSR) > maxCSRBytes:
+		return domain.InvalidField("csr", fmt.Sprintf("csr must be at most %d bytes", maxCSRBytes))
+	}
+	return nil
+}
+
+// issueThingCredentials issues a credential (in, checked) for thing. It
+// returns ErrNoDevices, Invalid for a bad CSR, and the issuer's errors.
+func (s *Service) issueThingCredentials(ctx context.Context, thing string, in DeviceCredentialsInput) (DeviceCredentials, error) {
+	var out DeviceCredentials
 	d := s.deviceCreds.Load()
 	if d == nil {
 		return out, ErrNoDevices
 	}
-	thing, now := lock.ThingName(id), s.now()
+	now := s.now()
 	out.ThingName = thing
 	if in.Kind == CredentialPassword {
 		user, password, err := d.Issuer.IssuePassword(ctx, thing, now)
@@ -162,17 +177,23 @@ func (s *Service) RevokeDeviceCredentials(ctx context.Context, p Principal, id i
 	if err := s.authorizeDevice(ctx, p, id); err != nil {
 		return "", err
 	}
+	thing := lock.ThingName(id)
+	return thing, s.revokeThing(ctx, thing)
+}
+
+// revokeThing revokes every credential of thing and cuts its open session
+// on this node. It returns ErrNoDevices and the issuer's errors.
+func (s *Service) revokeThing(ctx context.Context, thing string) error {
 	d := s.deviceCreds.Load()
 	if d == nil {
-		return "", ErrNoDevices
+		return ErrNoDevices
 	}
-	thing := lock.ThingName(id)
 	if err := d.Issuer.Revoke(ctx, thing, s.now()); err != nil {
-		return "", err
+		return err
 	}
 	if d.Disconnect != nil {
 		// Its new logins are refused; its open session ends now.
 		d.Disconnect(thing)
 	}
-	return thing, nil
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
+	"github.com/spkey-dev/spkey/internal/domain/hub"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
 	"github.com/spkey-dev/spkey/internal/domain/user"
@@ -26,10 +27,12 @@ var (
 		org: func(s tenant.State) string { return s.OrgID }, projections: []store.Projection{store.APIKeysProjection(), store.WebhooksProjection()}}
 	ringAgg = aggregate[doorbell.State]{typ: doorbell.AggregateType, events: doorbell.Events, apply: doorbell.Apply,
 		org: func(s doorbell.State) string { return s.OrgID }, projections: []store.Projection{store.DoorbellRingsProjection()}}
+	hubAgg = aggregate[hub.State]{typ: hub.AggregateType, events: hub.Events, apply: hub.Apply,
+		org: func(s hub.State) string { return s.OrgID }}
 )
 
 // builtins lists every registered aggregate.
-func builtins() []registered { return []registered{lockAgg, userAgg, tenantAgg, ringAgg} }
+func builtins() []registered { return []registered{lockAgg, userAgg, tenantAgg, ringAgg, hubAgg} }
 
 // aggregate is the registration of one aggregate type with state S: its
 // stream type, its event catalogue, its fold, the org (tenant) that owns a

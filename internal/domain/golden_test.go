@@ -22,6 +22,7 @@ import (
 
 	"github.com/spkey-dev/spkey/internal/domain"
 	"github.com/spkey-dev/spkey/internal/domain/doorbell"
+	"github.com/spkey-dev/spkey/internal/domain/hub"
 	"github.com/spkey-dev/spkey/internal/domain/lock"
 	"github.com/spkey-dev/spkey/internal/domain/matter"
 	"github.com/spkey-dev/spkey/internal/domain/tenant"
@@ -67,6 +68,8 @@ const (
 	userA  = "8d0f6e52-3b1a-4c9d-9e7f-0a1b2c3d4e5f"
 	userB  = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 	ringID = "7e57d004-4a1b-4c2d-9e3f-5a6b7c8d9e0f"
+	hubU   = "3f2a1b0c-9d8e-4f7a-8b6c-5d4e3f2a1b0c"
+	tsMs   = int64(1767323045678) // ts in epoch milliseconds, as hub events carry time
 )
 
 // fixtures holds one instance of every event type, every optional field
@@ -76,6 +79,7 @@ func fixtures() []fixture {
 	u := func(e domain.Event) fixture { return fixture{pkg: "user", upstream: true, ev: e, events: user.Events} }
 	tn := func(e domain.Event) fixture { return fixture{pkg: "tenant", ev: e, events: tenant.Events} }
 	d := func(e domain.Event) fixture { return fixture{pkg: "doorbell", ev: e, events: doorbell.Events} }
+	h := func(e domain.Event) fixture { return fixture{pkg: "hub", upstream: true, ev: e, events: hub.Events} }
 	mt := func(e domain.Event) fixture {
 		return fixture{pkg: "matter", upstream: true, ev: e, events: matter.Events}
 	}
@@ -121,6 +125,12 @@ func fixtures() []fixture {
 			Source:    doorbell.SourceVisitorPage, VisitorName: "Courier", Message: "Parcel for flat 4"}),
 		d(doorbell.DoorbellAnswered{RingID: ringID, LockID: lockID, Timestamp: ts, UserID: userA, Name: "Ann"}),
 		d(doorbell.DoorbellDeclined{RingID: ringID, LockID: lockID, Timestamp: ts, UserID: userB, Name: "Bob Example"}),
+		h(hub.HubProvisioned{HubID: hubU, Serial: "HUB-0001", Model: "spk-hub-2", ThingName: "hub-0001", VendorName: "SmartphoneKey", ProvisionedAt: tsMs}),
+		h(hub.HubClaimed{HubID: hubU, OrgID: "acme", SiteID: "site-1", ClaimedBy: userA, ClaimedAt: tsMs}),
+		h(hub.HubReClaimed{HubID: hubU, PreviousOrgID: "acme", PreviousSiteID: "site-1", NewOrgID: "beta", NewSiteID: "site-9",
+			ReclaimedBy: userA, Reason: "Moved to the new building", ReclaimedAt: tsMs}),
+		h(hub.HubRoleSet{HubID: hubU, IsPrimary: true, SetBy: userA, SetAt: tsMs}),
+		h(hub.HubSuspended{HubID: hubU, Reason: "Reported stolen", SuspendedBy: userA, SuspendedAt: tsMs}),
 		// matter: the Matter device aggregate.
 		mt(matter.MatterDeviceCreated{DeviceID: matterID, ThingName: matterID, HubID: "hub-0001", DeviceType: "contact_sensor", CreatedAt: tsMs}),
 		{pkg: "matter", events: matter.Events, ev: matter.MatterDeviceOrganizationSet{DeviceID: matterID, HubID: "hub-0001", OrgID: "acme", SetAt: tsMs}}, // spkey's own: upstream's events carry no org
@@ -134,11 +144,8 @@ func fixtures() []fixture {
 	}
 }
 
-// matter fixtures' ids and time.
-const (
-	matterID = "3c0e9b2a-7d4f-4e1a-9b8c-2d3e4f5a6b7c"
-	tsMs     = int64(1767323045678)
-)
+// matterID is the Matter device of the matter fixtures.
+const matterID = "3c0e9b2a-7d4f-4e1a-9b8c-2d3e4f5a6b7c"
 
 func f64(f float64) *float64 { return &f }
 
@@ -169,6 +176,16 @@ func decided(t *testing.T) []domain.Event {
 	u := user.Apply(user.State{}, user.UserCreated{UserID: userA, Status: user.StatusActive})
 	add(user.DecideUpdatePhone(u, "+48123454567", "", ts))
 	add(user.DecideUpdateEmail(u, "ann@example.com", ts))
+	// Hubs: thingName defaulted, no vendorName; a demotion.
+	add(hub.DecideProvision(hub.State{}, hub.Provision{HubID: hubU, Serial: "S", Model: "M", Now: tsMs}))
+	hs := hub.Apply(hub.State{}, out[len(out)-1])
+	add(hub.DecideClaim(hs, hub.Claim{OrgID: "acme", SiteID: "site-1", UserID: userA, Now: tsMs}))
+	hs = hub.Apply(hs, out[len(out)-1])
+	add(hub.DecideSetRole(hs, hub.SetRole{IsPrimary: true, UserID: userA, Now: tsMs}))
+	hs = hub.Apply(hs, out[len(out)-1])
+	out = append(out, hub.DecideDemote(hs, userB, "acme", "site-1", userA, tsMs)...)
+	add(hub.DecideReClaim(hs, hub.ReClaim{NewOrgID: "beta", NewSiteID: "s", Reason: "r", UserID: userA, Now: tsMs}))
+	add(hub.DecideSuspend(hs, hub.Suspend{Reason: "r", UserID: userA, Now: tsMs}))
 	// matter: decided events with optional fields left out.
 	mnow := time.UnixMilli(tsMs)
 	mc, err := matter.DecideCreate(matter.State{}, matter.Create{DeviceID: matterID, ThingName: matterID, HubID: "hub-0001", Now: mnow})
@@ -188,7 +205,7 @@ func decided(t *testing.T) []domain.Event {
 
 // nameOf returns the stored type name of e from its aggregate's catalogue.
 func nameOf(e domain.Event) string {
-	for _, c := range []*domain.Catalog{lock.Events, user.Events, tenant.Events, doorbell.Events, matter.Events} {
+	for _, c := range []*domain.Catalog{lock.Events, user.Events, tenant.Events, doorbell.Events, hub.Events, matter.Events} {
 		if n := c.Name(e); n != "" {
 			return n
 		}
@@ -358,7 +375,7 @@ func compileUpstream(t *testing.T, doc []byte) map[string]*jsonschema.Schema {
 func declaredEventTypes(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	for _, pkg := range []string{"lock", "user", "tenant", "doorbell", "matter"} {
+	for _, pkg := range []string{"lock", "user", "tenant", "doorbell", "hub", "matter"} {
 		fset := token.NewFileSet()
 		files, err := filepath.Glob(filepath.Join(pkg, "*.go"))
 		if err != nil {

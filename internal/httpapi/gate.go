@@ -90,6 +90,8 @@ func pathRule(path, name string) idRule {
 		return intRule // a lock id
 	case name == "id" && strings.HasPrefix(path, "/users/"):
 		return uuidRule // a user id
+	case name == "id" && strings.HasPrefix(path, "/hubs/"):
+		return uuidRule // a hub id
 	case name == "ringId", name == "webhookId":
 		return uuidRule
 	case name == "deliveryId":

@@ -50,6 +50,17 @@ func (s *Server) routes(mux *http.ServeMux) {
 	huma.Register(a, op(http.MethodGet, "/users/{id}/notification-preferences", "get_GetNotificationPreferencesRoute", "The user's notification preferences", 200, secUser, "User", "Query", "Doorbell"), s.getPreferences)
 	huma.Register(a, op(http.MethodGet, "/users/{id}/notifications", "get_GetUserNotificationsRoute", "Rings that notified the user, newest first (cursor pagination)", 200, secUser, "User", "Query", "Doorbell"), s.notifications)
 	huma.Register(a, streamOp(), s.notificationStream)
+	// Hubs.
+	huma.Register(a, op(http.MethodPost, "/hubs/{id}/ProvisionHub", "post_ProvisionHubRoute", "Provision hub (super API key: the factory)", 201, secUser, "Hub", "Command"), s.provisionHub)
+	huma.Register(a, op(http.MethodPost, "/hubs/{id}/ClaimHub", "post_ClaimHubRoute", "Claim hub for an organization and site (the hub must be online)", 200, secUser, "Hub", "Command"), s.claimHub)
+	huma.Register(a, op(http.MethodPost, "/hubs/{id}/ReClaimHub", "post_ReClaimHubRoute", "Re-claim hub to another organization and site", 200, secUser, "Hub", "Command"), s.reClaimHub)
+	huma.Register(a, op(http.MethodPost, "/hubs/{id}/SetHubRole", "post_SetHubRoleRoute", "Make the hub its site's primary or a secondary hub", 200, secUser, "Hub", "Command"), s.setHubRole)
+	huma.Register(a, op(http.MethodPost, "/hubs/{id}/SuspendHub", "post_SuspendHubRoute", "Suspend hub", 200, secUser, "Hub", "Command"), s.suspendHub)
+	huma.Register(a, op(http.MethodPost, "/hubs/{id}/SendHubCommand", "post_SendHubCommandRoute", "Send a command to the hub through its shadow", 200, secUser, "Hub", "Command", "Device"), s.sendHubCommand)
+	huma.Register(a, op(http.MethodPost, "/hubs/{id}/CommissionDevice", "post_CommissionDeviceRoute", "Ask the hub to commission a Matter device with a pairing code", 200, secUser, "Hub", "Command", "Device"), s.commissionDevice)
+	huma.Register(a, op(http.MethodGet, "/hubs/{id}/status", "get_GetHubStatusRoute", "Hub status with its presence and reported version and uptime", 200, secUser, "Hub", "Query"), s.hubStatus)
+	huma.Register(a, op(http.MethodPost, "/hubs/{id}/device/credentials", "post_IssueHubDeviceCredentials", "Issue MQTT credentials for the hub's thing (its org's key or a super key; shown once)", 201, secUser, "Hub", "Device"), s.issueHubDeviceCredentials)
+	huma.Register(a, op(http.MethodPost, "/hubs/{id}/device/revoke", "post_RevokeHubDeviceCredentials", "Revoke every MQTT credential of the hub's thing", 200, secUser, "Hub", "Device"), s.revokeHubDeviceCredentials)
 	// Users.
 	huma.Register(a, op(http.MethodPost, "/users", "post_EnsureUserRoute", "Sign-up hook: ensure a user exists (X-Admin-API-Key)", 200, secAdmin, "User"), s.ensureUser)
 	huma.Register(a, op(http.MethodGet, "/users/by-email", "get_GetUserByEmailRoute", "Find (or create) user by email address", 200, secUser, "User", "Query"), s.userByEmail)
