@@ -82,6 +82,58 @@ func (a *API) Credentials(ctx context.Context, id int64, kind string) (Credentia
 	return c, nil
 }
 
+// EnsureHub provisions hub id (POST /hubs/{id}/ProvisionHub; a super
+// key's) with serial and model unless it exists. It returns whether it
+// provisioned it, or the API's refusal as an error.
+func (a *API) EnsureHub(ctx context.Context, id, serial, model string) (created bool, err error) {
+	var out struct {
+		Event *json.RawMessage `json:"event"`
+	}
+	status, err := a.post(ctx, "/hubs/"+id+"/ProvisionHub", map[string]any{"hubId": id, "serial": serial, "model": model}, &out)
+	if err != nil {
+		return false, fmt.Errorf("provision hub %s: %w", id, err)
+	}
+	return status == http.StatusCreated && out.Event != nil, nil
+}
+
+// HubCredentials issues credentials of kind for hub id (POST
+// /hubs/{id}/device/credentials).
+func (a *API) HubCredentials(ctx context.Context, id, kind string) (Credentials, error) {
+	var c Credentials
+	if _, err := a.post(ctx, "/hubs/"+id+"/device/credentials", map[string]any{"kind": kind}, &c); err != nil {
+		return Credentials{}, fmt.Errorf("device credentials of hub %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// HubCommand sends command with args to hub id (POST
+// /hubs/{id}/SendHubCommand) and returns the command's requestId.
+func (a *API) HubCommand(ctx context.Context, id, command string, args map[string]any) (string, error) {
+	var out struct {
+		RequestID string `json:"requestId"`
+	}
+	body := map[string]any{"hubId": id, "command": command}
+	if args != nil {
+		body["args"] = args
+	}
+	if _, err := a.post(ctx, "/hubs/"+id+"/SendHubCommand", body, &out); err != nil {
+		return "", fmt.Errorf("command %s to hub %s: %w", command, id, err)
+	}
+	return out.RequestID, nil
+}
+
+// Commission asks hub id to commission a Matter device with code (POST
+// /hubs/{id}/CommissionDevice) and returns the command's requestId.
+func (a *API) Commission(ctx context.Context, id, code string) (string, error) {
+	var out struct {
+		RequestID string `json:"requestId"`
+	}
+	if _, err := a.post(ctx, "/hubs/"+id+"/CommissionDevice", map[string]any{"hubId": id, "commissioningCode": code}, &out); err != nil {
+		return "", fmt.Errorf("commission on hub %s: %w", id, err)
+	}
+	return out.RequestID, nil
+}
+
 // post sends body to path with the key and decodes a 2xx answer into out.
 // Another status is an error with the API's message.
 func (a *API) post(ctx context.Context, path string, body, out any) (int, error) {
