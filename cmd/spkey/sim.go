@@ -20,10 +20,17 @@ import (
 	"github.com/spkey-dev/spkey/internal/domain/lock"
 )
 
-const simUsage = "sim --api URL --api-key KEY --locks N [--first-lock 1001] [--mqtt-addr HOST:PORT | --mqtts-addr HOST:PORT] [flags]"
+const simUsage = "sim --api URL --api-key KEY --locks N [--first-lock 1001] [--hubs N] [--mqtt-addr HOST:PORT | --mqtts-addr HOST:PORT] [flags]"
 
-// maxSimLocks bounds --locks.
-const maxSimLocks = 1000
+// maxSimLocks bounds --locks, maxSimHubs --hubs.
+const (
+	maxSimLocks = 1000
+	maxSimHubs  = 100
+)
+
+// SimHubID is the id of the n-th simulated hub (from 1): fixed, so that a
+// second run finds the hubs of the first.
+func SimHubID(n int64) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
 
 // connectWait bounds each simulated lock's first connection.
 const connectWait = 30 * time.Second
@@ -31,7 +38,7 @@ const connectWait = 30 * time.Second
 // simFlags are `spkey sim`'s settings.
 type simFlags struct {
 	api, apiKey         string
-	locks, first        int64
+	locks, first, hubs  int64
 	mqttAddr, mqttsAddr string
 	failRate            float64
 	delay, battery      time.Duration
@@ -49,6 +56,7 @@ func cmdSim(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		fs.StringVar(&f.apiKey, "api-key", "", "a tenant's API key (env SPKEY_API_KEY): creates the locks and fetches their credentials")
 		fs.Int64Var(&f.locks, "locks", 1, fmt.Sprintf("how many locks to simulate (1-%d)", maxSimLocks))
 		fs.Int64Var(&f.first, "first-lock", 1001, "the first lock id; the others follow it")
+		fs.Int64Var(&f.hubs, "hubs", 0, fmt.Sprintf("how many hubs to simulate too (0-%d; ids %s, …; provisioning them needs a super API key)", maxSimHubs, SimHubID(1)))
 		fs.StringVar(&f.mqttAddr, "mqtt-addr", "", "the broker's plain listener (password login); default: the endpoint the API names, else 127.0.0.1:1884")
 		fs.StringVar(&f.mqttsAddr, "mqtts-addr", "", "the broker's TLS listener: log in with client certificates instead of passwords")
 		fs.Float64Var(&f.failRate, "fail-rate", 0, "share (0-1) of open/writeKey requests that fail with \""+sim.FailureMessage+"\"")
@@ -86,8 +94,26 @@ func cmdSim(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		}
 		locks[id] = l
 	}
-	out.print(fmt.Sprintf("sim: %d lock(s) online (lock-%d..lock-%d); type a lock id (or all) and Enter to press its doorbell; Ctrl-C stops",
-		f.locks, f.first, f.first+f.locks-1))
+	var hubs []*sim.Hub
+	defer func() {
+		for _, h := range hubs {
+			h.Close()
+		}
+	}()
+	for n := int64(1); n <= f.hubs; n++ {
+		h, err := f.startHub(ctx, api, SimHubID(n), out.print)
+		if err != nil {
+			return err
+		}
+		hubs = append(hubs, h)
+	}
+	if f.hubs > 0 {
+		out.print(fmt.Sprintf("sim: %d hub(s) online (%s..%s)", f.hubs, SimHubID(1), SimHubID(f.hubs)))
+	}
+	if f.locks > 0 {
+		out.print(fmt.Sprintf("sim: %d lock(s) online (lock-%d..lock-%d); type a lock id (or all) and Enter to press its doorbell; Ctrl-C stops",
+			f.locks, f.first, f.first+f.locks-1))
+	}
 
 	var wg sync.WaitGroup
 	if f.flap > 0 {
@@ -106,8 +132,12 @@ func (f *simFlags) validate() error {
 	switch {
 	case f.apiKey == "":
 		return errors.New("--api-key (or SPKEY_API_KEY) is required: a tenant's API key")
-	case f.locks < 1 || f.locks > maxSimLocks:
-		return fmt.Errorf("--locks must be 1-%d", maxSimLocks)
+	case f.locks < 0 || f.locks > maxSimLocks:
+		return fmt.Errorf("--locks must be 0-%d", maxSimLocks)
+	case f.hubs < 0 || f.hubs > maxSimHubs:
+		return fmt.Errorf("--hubs must be 0-%d", maxSimHubs)
+	case f.locks+f.hubs == 0:
+		return errors.New("nothing to simulate: give --locks or --hubs")
 	case f.first < 1 || f.first > domain.MaxID-f.locks:
 		return errors.New("--first-lock must be a positive lock id")
 	case f.failRate < 0 || f.failRate > 1:
@@ -174,6 +204,55 @@ func (f *simFlags) startLock(ctx context.Context, api *sim.API, id int64, print 
 		return nil, fmt.Errorf("sim: %s did not connect to %s: %w", cfg.Thing, cfg.Broker, err)
 	}
 	return l, nil
+}
+
+// startHub provisions hub id if missing (a super key), fetches its
+// password (or certificate) and connects it.
+func (f *simFlags) startHub(ctx context.Context, api *sim.API, id string, print func(string)) (*sim.Hub, error) {
+	created, err := api.EnsureHub(ctx, id, "SIM-"+id[len(id)-6:], "spkey-sim-hub")
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
+	}
+	if created {
+		print(fmt.Sprintf("%s: hub provisioned", id))
+	}
+	cfg := sim.HubConfig{Delay: f.delay, FailRate: f.failRate, Print: print}
+	kind := "password"
+	if f.mqttsAddr != "" {
+		kind = "certificate"
+	}
+	c, err := api.HubCredentials(ctx, id, kind)
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
+	}
+	cfg.Thing = c.ThingName
+	if f.mqttsAddr != "" {
+		host, _, _ := net.SplitHostPort(f.mqttsAddr)
+		if cfg.TLS, err = c.TLS(host); err != nil {
+			return nil, err
+		}
+		cfg.Broker = "ssl://" + f.mqttsAddr
+	} else {
+		addr := f.mqttAddr
+		if addr == "" {
+			addr = c.MQTTEndpoint
+		}
+		if addr == "" {
+			addr = "127.0.0.1:1884"
+		}
+		cfg.Broker, cfg.Username, cfg.Password = "tcp://"+addr, c.Username, c.Password
+	}
+	h, err := sim.NewHub(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, connectWait)
+	defer cancel()
+	if err := h.Start(cctx); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("sim: hub %s did not connect to %s: %w", id, cfg.Broker, err)
+	}
+	return h, nil
 }
 
 // flap takes l offline and online again every every, until ctx ends.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spkey-dev/spkey/internal/devices/sim"
 	"github.com/spkey-dev/spkey/internal/store"
 	"github.com/spkey-dev/spkey/internal/testenv"
 )
@@ -87,5 +88,51 @@ func TestSimCommand(t *testing.T) {
 	}
 	if strings.Contains(out.String()+errOut.String(), key) {
 		t.Error("the API key was printed")
+	}
+}
+
+// TestSimHubs runs `spkey sim --hubs 2 --locks 0` with a super key: it
+// provisions the hubs, connects them with passwords from the hub
+// credentials route, and a hub answers a command sent through the API.
+func TestSimHubs(t *testing.T) {
+	srv := testenv.NewServer(t, testenv.SQLite, testenv.Options{Devices: true})
+	key := srv.Tenant(t, "org-simhub", true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"sim", "--api", srv.URL, "--locks", "0", "--hubs", "2", "--delay", "10ms"},
+			[]string{"SPKEY_API_KEY=" + key}, out, errOut)
+	}()
+	waitOutput(t, out, "sim: 2 hub(s) online ("+SimHubID(1)+".."+SimHubID(2)+")")
+	api := &sim.API{Base: srv.URL, Key: key}
+	rid, err := api.HubCommand(ctx, SimHubID(2), "server_info", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, out, SimHubID(2)+": command server_info "+rid+" succeeded")
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("sim: %v; stderr %s", err, errOut.String())
+		}
+	case <-time.After(mqttWait):
+		t.Fatal("sim did not stop after its context ended")
+	}
+	if strings.Contains(out.String()+errOut.String(), key) {
+		t.Error("the API key was printed")
+	}
+}
+
+// TestSimFlagsRefused: nothing to simulate, or too many hubs, is refused
+// with the usage.
+func TestSimFlagsRefused(t *testing.T) {
+	for _, args := range [][]string{{"--locks", "0"}, {"--hubs", "101"}, {"--hubs", "-1"}} {
+		err := run(context.Background(), append([]string{"sim", "--api-key", "k"}, args...), nil, &syncBuffer{}, &syncBuffer{})
+		if err == nil || !strings.Contains(err.Error(), "usage: spkey sim") {
+			t.Errorf("sim %v: %v, want a refusal with the usage", args, err)
+		}
 	}
 }
